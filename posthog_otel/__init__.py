@@ -1,0 +1,44 @@
+"""posthog_otel: PostHog people and groups through your OpenTelemetry pipeline.
+
+``import posthog_otel as posthog`` and call the operations the way PostHog's SDK
+documents them; each becomes an OpenTelemetry log record that ``PostHogLogExporter``
+delivers to PostHog from the SDK's batch processor.
+"""
+
+from ._config import Settings
+from ._context import (
+    get_context_distinct_id,
+    get_context_session_id,
+    get_tags,
+    identify_context,
+    new_context,
+    set_context_session,
+    tag,
+)
+from ._emit import alias, capture, group_identify, set, set_once
+from ._exporter import PostHogLogExporter
+from ._log import drop_counts
+from ._setup import Pipeline, PostHogLogRecordProcessor, configure
+from ._version import __version__
+
+__all__ = [
+    "Pipeline",
+    "PostHogLogExporter",
+    "PostHogLogRecordProcessor",
+    "Settings",
+    "__version__",
+    "alias",
+    "capture",
+    "configure",
+    "drop_counts",
+    "get_context_distinct_id",
+    "get_context_session_id",
+    "get_tags",
+    "group_identify",
+    "identify_context",
+    "new_context",
+    "set",
+    "set_context_session",
+    "set_once",
+    "tag",
+]

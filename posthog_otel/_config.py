@@ -1,0 +1,182 @@
+"""The settings table.  Each setting is declared once, as a field of ``Settings``.
+
+Precedence is explicit argument > environment > default.  A bad explicit argument is a
+programming error and raises ``ValueError`` naming the setting; a bad environment value
+is logged (naming the variable) and the default is used, because an exporter built by
+``opentelemetry-instrument`` has no caller to raise to.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple
+from urllib.parse import urlsplit
+
+from ._log import logger
+
+DEFAULT_HOST = "https://us.i.posthog.com"
+
+#: PostHog app hosts and the ingestion hosts they stand for (as PostHog's SDK maps them).
+APP_HOSTS = {
+    "https://app.posthog.com": "https://us.i.posthog.com",
+    "https://us.posthog.com": "https://us.i.posthog.com",
+    "https://eu.posthog.com": "https://eu.i.posthog.com",
+}
+
+
+def parse_bool(text: str) -> bool:
+    value = text.strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    raise ValueError("expected true or false")
+
+
+def parse_seconds(text: Any) -> float:
+    value = float(text)
+    if not value > 0 or value == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return value
+
+
+def parse_count(text: Any) -> int:
+    value = int(text)
+    if value < 1:
+        raise ValueError("expected a positive whole number")
+    return value
+
+
+def parse_key(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ValueError("expected a string")
+    value = text.strip()
+    if not value:
+        raise ValueError("is empty")
+    return value
+
+
+def parse_host(text: Any) -> str:
+    if not isinstance(text, str):
+        raise ValueError("expected a URL string")
+    value = text.strip().rstrip("/")
+    parts = urlsplit(value)
+    if parts.scheme not in ("http", "https") or not parts.netloc:
+        raise ValueError("expected an http:// or https:// URL")
+    return APP_HOSTS.get(value, value)
+
+
+def setting(default: Any, *env: str, parse: Callable[[Any], Any], doc: str) -> Any:
+    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+
+
+@dataclasses.dataclass(frozen=True)
+class Settings:
+    """Resolved exporter settings.  ``repr`` never shows the API key."""
+
+    api_key: Optional[str] = setting(
+        None,
+        "POSTHOG_API_KEY",
+        "POSTHOG_PROJECT_API_KEY",
+        parse=parse_key,
+        doc="PostHog project API key (`phc_...`). Required.",
+    )
+    host: str = setting(
+        DEFAULT_HOST,
+        "POSTHOG_HOST",
+        parse=parse_host,
+        doc="PostHog ingestion host. App hosts (`https://eu.posthog.com`...) map to their ingestion host.",
+    )
+    timeout: float = setting(
+        10.0,
+        "POSTHOG_OTEL_TIMEOUT",
+        parse=parse_seconds,
+        doc="Seconds one export may take, all attempts and backoff waits included.",
+    )
+    max_attempts: int = setting(
+        6,
+        "POSTHOG_OTEL_MAX_ATTEMPTS",
+        parse=parse_count,
+        doc="Attempts per request within the timeout (the first one included).",
+    )
+    gzip: bool = setting(
+        True,
+        "POSTHOG_OTEL_GZIP",
+        parse=parse_bool,
+        doc="Compress request bodies with gzip.",
+    )
+    disable_geoip: bool = setting(
+        True,
+        "POSTHOG_OTEL_DISABLE_GEOIP",
+        parse=parse_bool,
+        doc="Default for operations that do not pass `disable_geoip` (server-side IPs are not the user's).",
+    )
+    historical_migration: bool = setting(
+        False,
+        "POSTHOG_OTEL_HISTORICAL_MIGRATION",
+        parse=parse_bool,
+        doc="Mark batches as a historical import (PostHog routes them to its slower, unthrottled lane).",
+    )
+
+    def __repr__(self) -> str:
+        shown = ", ".join(
+            "%s=%r" % (f.name, redact(v) if f.name == "api_key" else v)
+            for f in dataclasses.fields(self)
+            for v in (getattr(self, f.name),)
+        )
+        return "Settings(%s)" % shown
+
+    @classmethod
+    def resolve(cls, environ: Optional[Mapping[str, str]] = None, **arguments: Any) -> "Settings":
+        """Build settings from keyword arguments (None = not given), the environment, defaults."""
+        environ = os.environ if environ is None else environ
+        known = {f.name: f for f in dataclasses.fields(cls)}
+        unknown = set(arguments) - set(known)
+        if unknown:
+            raise TypeError("unknown posthog_otel setting(s): %s" % ", ".join(sorted(unknown)))
+        values: Dict[str, Any] = {}
+        for name, spec in known.items():
+            parse = spec.metadata["parse"]
+            given = arguments.get(name)
+            if given is not None:
+                try:
+                    values[name] = parse(given)
+                except (TypeError, ValueError) as error:
+                    shown = "<redacted>" if name == "api_key" else repr(given)
+                    raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
+                continue
+            found = _from_environment(environ, spec.metadata["env"], parse, name == "api_key")
+            if found is not None:
+                values[name] = found
+        return cls(**values)
+
+    @classmethod
+    def table(cls) -> Tuple[Tuple[str, Tuple[str, ...], Any, str], ...]:
+        """(argument, environment variables, default, description) for each setting."""
+        return tuple(
+            (f.name, f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)
+        )
+
+
+def _from_environment(environ: Mapping[str, str], names: Tuple[str, ...], parse: Callable, secret: bool) -> Any:
+    for name in names:
+        text = environ.get(name)
+        if text is None or not text.strip():
+            continue
+        try:
+            return parse(text)
+        except (TypeError, ValueError) as error:
+            shown = "<redacted>" if secret else repr(text)
+            logger.warning("posthog_otel: ignoring %s=%s (%s); using the default", name, shown, error)
+            return None
+    return None
+
+
+def redact(api_key: Optional[str]) -> Optional[str]:
+    """Enough of a key to tell which one it is in a log line, never the key itself."""
+    if api_key is None:
+        return None
+    if len(api_key) < 12:
+        return "<redacted>"
+    return "%s...%s" % (api_key[:4], api_key[-2:])

@@ -1,0 +1,101 @@
+"""Pure encoding of PostHog ``/batch/`` requests: events to JSON, size limits, splitting.
+
+Each event is encoded once, on its own, so its size is known: an event over PostHog's
+per-event limit is dropped alone, and a batch is cut into requests that stay under the
+request size without re-encoding anything.
+"""
+
+from __future__ import annotations
+
+import gzip as _gzip
+import json
+import math
+from typing import Any, Iterable, List, Sequence, Tuple
+
+from ._properties import sanitize_properties
+
+#: PostHog drops events larger than this (bytes of JSON).
+MAX_EVENT_BYTES = 900 * 1024
+#: Requests are cut to stay under this many bytes of (uncompressed) JSON.
+MAX_REQUEST_BYTES = 5 * 1024 * 1024
+#: gzip level: 6 is zlib's default trade-off; batches of similar JSON compress ~10x.
+GZIP_LEVEL = 6
+
+_ENVELOPE_OVERHEAD = 256  # api_key, sent_at and the field names around the events
+
+
+def encode_event(event: Any) -> bytes:
+    """Compact UTF-8 JSON.  Values JSON cannot hold (NaN, objects in hand-written records,
+    lone surrogates) become null or U+FFFD-free text instead of failing the whole batch."""
+    try:
+        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    except (TypeError, ValueError):
+        text = json.dumps(_scrub(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+    return text.encode("utf-8", "replace")
+
+
+def _scrub(value: Any) -> Any:
+    """A JSON-safe copy of a hand-written record's values (our own records never need it)."""
+    if isinstance(value, dict):
+        return {str(k): _scrub(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_scrub(v) for v in value]
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if value is None or isinstance(value, (str, int, bool)):
+        return value
+    converted = sanitize_properties({"value": value}, what="exported value")
+    return converted.get("value")
+
+
+def split_by_size(
+    encoded: Sequence[bytes], max_request_bytes: int = MAX_REQUEST_BYTES
+) -> List[List[bytes]]:
+    """Greedy, order-keeping cut of encoded events into request-sized groups."""
+    budget = max_request_bytes - _ENVELOPE_OVERHEAD
+    groups: List[List[bytes]] = []
+    current: List[bytes] = []
+    size = 0
+    for part in encoded:
+        if current and size + len(part) + 1 > budget:
+            groups.append(current)
+            current, size = [], 0
+        current.append(part)
+        size += len(part) + 1
+    if current:
+        groups.append(current)
+    return groups
+
+
+def encode_events(events: Iterable[Any], max_event_bytes: int = MAX_EVENT_BYTES) -> Tuple[List[bytes], List[Any]]:
+    """(encoded events that fit, events over the limit)."""
+    fitting: List[bytes] = []
+    too_large: List[Any] = []
+    for event in events:
+        part = encode_event(event)
+        if len(part) > max_event_bytes:
+            too_large.append(event)
+        else:
+            fitting.append(part)
+    return fitting, too_large
+
+
+def batch_body(api_key: str, parts: Sequence[bytes], sent_at: str, historical_migration: bool) -> bytes:
+    """The ``/batch/`` envelope around already-encoded events."""
+    return b"".join(
+        (
+            b'{"api_key":',
+            json.dumps(api_key).encode("utf-8"),
+            b',"historical_migration":',
+            b"true" if historical_migration else b"false",
+            b',"sent_at":"',
+            sent_at.encode("ascii"),
+            b'","batch":[',
+            b",".join(parts),
+            b"]}",
+        )
+    )
+
+
+def compress(body: bytes) -> bytes:
+    return _gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)

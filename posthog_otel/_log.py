@@ -1,0 +1,58 @@
+"""Internal diagnostics: rate-limited warnings and drop counters.
+
+The package never raises into application code, so what goes wrong must be said in
+the log and counted.  A misbehaving caller can produce the same warning thousands of
+times a second; ``warn_limited`` says it once per interval per key and reports how many
+were suppressed in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections import Counter
+from typing import Dict, Tuple
+
+logger = logging.getLogger("posthog_otel")
+
+#: Seconds between two log lines with the same key.
+WARN_INTERVAL = 60.0
+
+_lock = threading.Lock()
+_last: Dict[str, Tuple[float, int]] = {}
+_drops: Counter = Counter()
+
+
+def warn_limited(key: str, message: str, *args: object, level: int = logging.WARNING) -> None:
+    """Log ``message % args`` at most once per ``WARN_INTERVAL`` seconds for ``key``."""
+    now = time.monotonic()
+    with _lock:
+        last, suppressed = _last.get(key, (None, 0))
+        if last is not None and now - last < WARN_INTERVAL:
+            _last[key] = (last, suppressed + 1)
+            return
+        _last[key] = (now, 0)
+    if suppressed:
+        message += " (%d similar messages suppressed)"
+        args = (*args, suppressed)
+    logger.log(level, message, *args)
+
+
+def count_drop(reason: str, n: int = 1) -> None:
+    """Count ``n`` dropped operations (or property values) under ``reason``."""
+    with _lock:
+        _drops[reason] += n
+
+
+def drop_counts() -> Dict[str, int]:
+    """What was dropped since the process started (or ``reset_diagnostics``), by reason."""
+    with _lock:
+        return dict(_drops)
+
+
+def reset_diagnostics() -> None:
+    """Forget counters and rate-limit state (for tests)."""
+    with _lock:
+        _drops.clear()
+        _last.clear()

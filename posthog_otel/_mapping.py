@@ -1,0 +1,212 @@
+"""Records in, PostHog events out.  Pure: no I/O, no clock, no environment.
+
+The only impure input, fresh ids for operations that lack one, comes in as a function
+argument so tests can pin it.  Every field rule of the ``/batch/`` payload lives here;
+the shapes are PostHog's own Python SDK's (checked against it in
+``tests/test_conformance.py``).
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import uuid as _uuid
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+
+from . import _schema as schema
+
+NewId = Callable[[], str]
+
+
+def new_uuid() -> str:
+    return str(_uuid.uuid4())
+
+
+@dataclass(frozen=True)
+class Operation:
+    """What the mapping needs of a log record (or a span event)."""
+
+    name: str
+    attributes: Mapping[str, Any]
+    body: Any = None
+    time_unix_nano: int = 0
+    trace_id: int = 0
+    span_id: int = 0
+    resource: Mapping[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_log_record(cls, readable: Any) -> "Operation":
+        record = readable.log_record
+        resource = getattr(readable, "resource", None)
+        return cls(
+            name=record.event_name,
+            attributes=record.attributes or {},
+            body=record.body,
+            time_unix_nano=record.timestamp or record.observed_timestamp or 0,
+            trace_id=record.trace_id or 0,
+            span_id=record.span_id or 0,
+            resource=resource.attributes if resource is not None else {},
+        )
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Per-exporter constants merged into every event."""
+
+    library: Mapping[str, Any]  # $lib, $lib_version, $is_server
+    system: Mapping[str, Any]  # $python_version, $os... (capture events only, as PostHog's SDK)
+    disable_geoip: bool = True
+
+
+class Skipped(Exception):
+    """An operation that cannot become a PostHog event; ``reason`` is the drop counter key."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+def to_posthog_events(
+    operations: Sequence[Operation], defaults: Defaults, new_id: NewId = new_uuid
+) -> Tuple[List[Dict[str, Any]], List[Skipped]]:
+    """Map operations to events; records outside the schema are ignored, invalid ones reported."""
+    events: List[Dict[str, Any]] = []
+    skipped: List[Skipped] = []
+    for operation in operations:
+        if not schema.is_operation(operation.name):
+            continue
+        try:
+            events.append(to_posthog_event(operation, defaults, new_id))
+        except Skipped as problem:
+            skipped.append(problem)
+    return events, skipped
+
+
+def to_posthog_event(operation: Operation, defaults: Defaults, new_id: NewId = new_uuid) -> Dict[str, Any]:
+    """One PostHog event for one operation; raises ``Skipped`` when the record is unusable."""
+    build = _BUILDERS[operation.name]
+    attributes = operation.attributes
+    event, properties = build(operation, attributes, new_id)
+    event["uuid"] = _valid_uuid(attributes.get(schema.UUID)) or new_id()
+    event["timestamp"] = iso_timestamp(operation.time_unix_nano)
+    session = _first(attributes, (schema.SESSION_ID, *schema.SESSION_ID_FALLBACKS))
+    if session and "$session_id" not in properties:
+        properties["$session_id"] = str(session)
+    if operation.trace_id and "$trace_id" not in properties:
+        properties["$trace_id"] = "%032x" % operation.trace_id
+        properties["$span_id"] = "%016x" % operation.span_id
+    if operation.name == schema.CAPTURE:
+        properties.update(defaults.system)
+    properties.update(defaults.library)
+    disable_geoip = attributes.get(schema.DISABLE_GEOIP)
+    if disable_geoip if disable_geoip is not None else defaults.disable_geoip:
+        properties["$geoip_disable"] = True
+    event["properties"] = properties
+    return event
+
+
+def _person_update(key: str) -> Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]:
+    def build(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+        person = _distinct_id(operation)
+        if person is None:
+            raise Skipped("no_distinct_id", "%s without a distinct id" % operation.name)
+        if not isinstance(operation.body, Mapping) or not operation.body:
+            raise Skipped("no_properties", "%s without properties" % operation.name)
+        event = {"event": "$" + key, "distinct_id": person, "$" + key: dict(operation.body)}
+        return event, {}
+
+    return build
+
+
+def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+    group_type = attributes.get(schema.GROUP_TYPE)
+    group_key = attributes.get(schema.GROUP_KEY)
+    if not group_type or not group_key:
+        raise Skipped("no_group", "posthog.group_identify without group type or key")
+    body = operation.body
+    properties = {
+        "$group_type": str(group_type),
+        "$group_key": str(group_key),
+        "$group_set": dict(body) if isinstance(body, Mapping) else {},
+    }
+    person = _distinct_id(operation) or new_id()  # PostHog's SDK: always personful, random id
+    return {"event": "$groupidentify", "distinct_id": person}, properties
+
+
+def _alias(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+    previous = attributes.get(schema.PREVIOUS_ID)
+    person = _distinct_id(operation)
+    if not previous or person is None:
+        raise Skipped("no_distinct_id", "posthog.alias without both ids")
+    previous = str(previous)
+    # PostHog's wire shape: the event belongs to the previous id; "alias" is the new one.
+    properties = {"distinct_id": previous, "alias": person}
+    return {"event": "$create_alias", "distinct_id": previous}, properties
+
+
+def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+    name = attributes.get(schema.EVENT)
+    if not name or not isinstance(name, str):
+        raise Skipped("no_event", "posthog.capture without posthog.event")
+    body = operation.body
+    properties = dict(body) if isinstance(body, Mapping) else {}
+    groups = {
+        key[len(schema.GROUPS_PREFIX) :]: str(value)
+        for key, value in attributes.items()
+        if key.startswith(schema.GROUPS_PREFIX)
+    }
+    if groups:
+        properties["$groups"] = groups
+    person = _distinct_id(operation)
+    if person is None:
+        person = new_id()
+        properties.setdefault("$process_person_profile", False)
+    return {"event": name, "distinct_id": person}, properties
+
+
+_BUILDERS = {
+    schema.SET: _person_update("set"),
+    schema.SET_ONCE: _person_update("set_once"),
+    schema.GROUP_IDENTIFY: _group_identify,
+    schema.ALIAS: _alias,
+    schema.CAPTURE: _capture,
+}
+
+
+def _distinct_id(operation: Operation) -> Optional[str]:
+    """``posthog.distinct_id``, then ``user.id``, ``enduser.id``; on the record, then the resource."""
+    keys = (schema.DISTINCT_ID, *schema.DISTINCT_ID_FALLBACKS)
+    value = _first(operation.attributes, keys)
+    if value is None:
+        value = _first(operation.resource, keys)
+    if value is None:
+        return None
+    text = str(value)
+    return text or None
+
+
+def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
+    for key in keys:
+        value = mapping.get(key)
+        if value is not None and value != "":
+            return value
+    return None
+
+
+def _valid_uuid(value: Any) -> Optional[str]:
+    if not isinstance(value, str):
+        return None
+    try:
+        _uuid.UUID(value)
+    except ValueError:
+        return None
+    return value
+
+
+_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
+
+
+def iso_timestamp(time_unix_nano: int) -> str:
+    """``2024-01-15T10:30:00.123456+00:00``: exact to the microsecond, as PostHog's SDK writes it."""
+    return (_EPOCH + _dt.timedelta(microseconds=time_unix_nano // 1000)).isoformat()

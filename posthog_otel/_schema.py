@@ -1,0 +1,57 @@
+"""The record schema: how a PostHog operation is written as an OpenTelemetry log record.
+
+This module is the contract between the emit side and the export side; both import
+their names from here and nowhere else.  ``docs/schema.md`` documents it for people
+who write records by hand (stdlib ``logging``, another language, a Collector).
+
+A record belongs to PostHog when its ``event_name`` is one of ``OPERATIONS``.
+Identity and routing travel as attributes; properties travel in the body as a map,
+because attributes are capped (128 keys by default) and lose keys silently past it.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+#: Every operation's ``event_name`` starts with this.
+NAMESPACE: Final = "posthog."
+
+SET: Final = "posthog.set"
+SET_ONCE: Final = "posthog.set_once"
+GROUP_IDENTIFY: Final = "posthog.group_identify"
+ALIAS: Final = "posthog.alias"
+CAPTURE: Final = "posthog.capture"
+
+OPERATIONS: Final = frozenset({SET, SET_ONCE, GROUP_IDENTIFY, ALIAS, CAPTURE})
+
+# --- attributes -------------------------------------------------------------------
+
+#: The person the operation is about (for ``posthog.alias``: the new, identified id).
+DISTINCT_ID: Final = "posthog.distinct_id"
+#: Fallbacks for the distinct id, read in this order after ``posthog.distinct_id``,
+#: first on the record and then on the resource (as PostHog's own OTLP ingestion does).
+DISTINCT_ID_FALLBACKS: Final = ("user.id", "enduser.id")
+#: ``posthog.alias``: the id the person had before (anonymous id).
+PREVIOUS_ID: Final = "posthog.previous_id"
+#: The operation's uuid; PostHog deduplicates on it.
+UUID: Final = "posthog.uuid"
+#: ``posthog.capture``: the PostHog event name (``"$pageview"``, ``"signup_completed"``).
+EVENT: Final = "posthog.event"
+#: ``posthog.group_identify``: the group's type and key.
+GROUP_TYPE: Final = "posthog.group_type"
+GROUP_KEY: Final = "posthog.group_key"
+#: ``posthog.capture``: one attribute per group, ``posthog.groups.<type> = <key>``.
+GROUPS_PREFIX: Final = "posthog.groups."
+#: PostHog session id (``$session_id``); ``session.id`` is read as a fallback.
+SESSION_ID: Final = "posthog.session_id"
+SESSION_ID_FALLBACKS: Final = ("session.id",)
+#: ``false`` lets PostHog resolve GeoIP for the event; absent or ``true`` disables it.
+DISABLE_GEOIP: Final = "posthog.disable_geoip"
+
+#: Instrumentation scope name of the records this package emits.
+SCOPE: Final = "posthog_otel"
+
+
+def is_operation(event_name: object) -> bool:
+    """True when a record's ``event_name`` names a PostHog operation."""
+    return event_name in OPERATIONS

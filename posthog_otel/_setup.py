@@ -1,0 +1,137 @@
+"""``configure()``: the PostHog pipeline in one call, and the processor that keeps it clean."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any, Optional
+
+from opentelemetry import _logs as otel_logs
+from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
+from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+from . import _emit
+from ._exporter import PostHogLogExporter
+from ._log import logger
+from ._schema import is_operation
+
+
+class PostHogLogRecordProcessor(LogRecordProcessor):
+    """A batch processor that only queues PostHog operation records.
+
+    A LoggerProvider also carries application logs (and, with logging
+    auto-instrumentation, every stdlib log line).  The exporter ignores those anyway,
+    but they would still fill the batch queue, where a full queue drops the *oldest*
+    record, which may be a PostHog operation.  Filtering at ``on_emit`` keeps them out.
+    Batch options (``schedule_delay_millis``, ``max_queue_size``...) pass through to
+    ``BatchLogRecordProcessor``.
+    """
+
+    def __init__(self, exporter: Any, **batch_options: Any) -> None:
+        self.exporter = exporter
+        self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
+        self._detached = False
+
+    def on_emit(self, log_record: Any) -> None:
+        if not self._detached and is_operation(getattr(log_record.log_record, "event_name", None)):
+            self._batch.on_emit(log_record)
+
+    def emit(self, log_record: Any) -> None:  # SDKs before on_emit was the name
+        self.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        self._batch.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return self._batch.force_flush(timeout_millis)
+
+    def detach(self) -> None:
+        """Stop taking records (the SDK cannot remove a processor from a provider)."""
+        self._detached = True
+
+
+class Pipeline:
+    """What ``configure()`` set up: flush it in tests and short scripts, shut it down at exit.
+
+    The provider's own shutdown (``atexit``) also flushes it, so a script that forgets
+    both still delivers what it emitted.
+    """
+
+    def __init__(self, logger_provider: Any, processor: PostHogLogRecordProcessor):
+        self.logger_provider = logger_provider
+        self.processor = processor
+        self.exporter: PostHogLogExporter = processor.exporter
+
+    def __repr__(self) -> str:
+        return "Pipeline(exporter=%r)" % (self.exporter,)
+
+    def flush(self, timeout_millis: int = 30000) -> bool:
+        """Export everything emitted so far; True when it was handed to PostHog in time."""
+        return self.processor.force_flush(timeout_millis)
+
+    def shutdown(self) -> None:
+        """Flush, stop the worker, and stop routing operations to this pipeline."""
+        self.processor.shutdown()
+        self.processor.detach()
+
+
+_lock = threading.Lock()
+_current: Optional[Pipeline] = None
+
+
+def configure(
+    *,
+    api_key: Optional[str] = None,
+    host: Optional[str] = None,
+    logger_provider: Optional[Any] = None,
+    exporter: Optional[PostHogLogExporter] = None,
+    schedule_delay_millis: Optional[float] = None,
+    max_queue_size: Optional[int] = None,
+    max_export_batch_size: Optional[int] = None,
+    **exporter_settings: Any,
+) -> Pipeline:
+    """Send PostHog operations through OpenTelemetry: exporter, batch processor, provider.
+
+    The provider is, in order: ``logger_provider`` if given; else the global SDK
+    LoggerProvider if one is installed (yours, or ``opentelemetry-instrument``'s); else a
+    new one, installed as the global provider.  The module-level operations
+    (``posthog_otel.set``...) then write to it.  Exporter settings (``api_key``,
+    ``host``, ``timeout``...) are the exporter's keyword arguments and fall back to the
+    environment.  Calling ``configure`` again replaces the previous pipeline (it is
+    flushed and shut down first).  A missing API key raises ``ValueError``.
+    """
+    global _current
+    if exporter is None:
+        exporter = PostHogLogExporter(api_key=api_key, host=host, **exporter_settings)
+    elif api_key is not None or host is not None or exporter_settings:
+        raise TypeError("configure(): pass either exporter=... or exporter settings, not both")
+    batch_options = {
+        name: value
+        for name, value in (
+            ("schedule_delay_millis", schedule_delay_millis),
+            ("max_queue_size", max_queue_size),
+            ("max_export_batch_size", max_export_batch_size),
+        )
+        if value is not None
+    }
+    processor = PostHogLogRecordProcessor(exporter, **batch_options)
+    with _lock:
+        previous, _current = _current, None
+        if previous is not None:
+            logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
+            previous.shutdown()
+        provider = _choose_provider(logger_provider)
+        provider.add_log_record_processor(processor)
+        _emit.emitter.bind(provider)
+        _current = Pipeline(provider, processor)
+        return _current
+
+
+def _choose_provider(given: Optional[Any]) -> Any:
+    if given is not None:
+        return given
+    existing = otel_logs.get_logger_provider()
+    if isinstance(existing, LoggerProvider):
+        return existing
+    provider = LoggerProvider()
+    otel_logs.set_logger_provider(provider)
+    return provider

@@ -1,0 +1,50 @@
+from __future__ import annotations
+
+import os
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+
+import posthog_otel
+from posthog_otel import _emit, _log, _setup
+
+from .support import CaptureServer
+
+API_KEY = "phc_testkey0123456789abcdefghijklmnopqrstuvw"
+
+
+@pytest.fixture(autouse=True)
+def clean_state(monkeypatch):
+    """Each test starts with no PostHog/OTel environment, fresh counters, and raising internals."""
+    for name in list(os.environ):
+        if name.startswith(("POSTHOG_", "OTEL_")):
+            monkeypatch.delenv(name)
+    _log.reset_diagnostics()
+    monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", True)
+    yield
+    _emit.emitter.unbind()
+    if _setup._current is not None:
+        _setup._current.shutdown()
+        _setup._current = None
+
+
+@pytest.fixture
+def server():
+    capture = CaptureServer()
+    yield capture
+    capture.close()
+
+
+@pytest.fixture
+def provider():
+    logger_provider = LoggerProvider(shutdown_on_exit=False)
+    yield logger_provider
+    logger_provider.shutdown()
+
+
+@pytest.fixture
+def pipeline(server, provider):
+    """The real thing: SDK LoggerProvider, batch processor, exporter, loopback PostHog."""
+    return posthog_otel.configure(
+        api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50
+    )

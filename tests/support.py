@@ -1,0 +1,130 @@
+"""A real HTTP server on 127.0.0.1 that records PostHog ingestion requests and injects faults."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Deque, Dict, List, Optional
+
+
+@dataclass
+class Fault:
+    """What the server does to one request instead of answering 200."""
+
+    status: int = 200
+    headers: Dict[str, str] = field(default_factory=dict)
+    drop_connection: bool = False  # close the socket without any response
+    delay: float = 0.0  # seconds to wait before answering
+    body: str = ""
+
+
+@dataclass
+class Recorded:
+    path: str
+    headers: Dict[str, str]
+    raw: bytes
+    payload: Any
+    answered: int  # status sent, 0 when the connection was dropped
+
+
+class CaptureServer:
+    def __init__(self) -> None:
+        self.requests: List[Recorded] = []
+        self.faults: Deque[Fault] = deque()
+        self._changed = threading.Condition()
+        server = self
+
+        class Handler(BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                length = int(self.headers.get("Content-Length", "0"))
+                raw = self.rfile.read(length)
+                body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+                fault = server._next_fault()
+                if fault.delay:
+                    time.sleep(fault.delay)
+                if fault.drop_connection:
+                    server._record(self, raw, body, 0)
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                server._record(self, raw, body, fault.status)
+                reply = (fault.body or ('{"status": 1}' if fault.status == 200 else '{"error": "injected"}')).encode()
+                self.send_response(fault.status)
+                for name, value in fault.headers.items():
+                    self.send_header(name, value)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(reply)))
+                self.end_headers()
+                self.wfile.write(reply)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self._httpd.daemon_threads = True
+        self.url = "http://127.0.0.1:%d" % self._httpd.server_address[1]
+        self._thread = threading.Thread(target=self._httpd.serve_forever, daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        self._httpd.shutdown()
+        self._httpd.server_close()
+
+    def fail_next(self, *faults: Fault) -> None:
+        self.faults.extend(faults)
+
+    def _next_fault(self) -> Fault:
+        try:
+            return self.faults.popleft()
+        except IndexError:
+            return Fault()
+
+    def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, body: bytes, status: int) -> None:
+        try:
+            payload = json.loads(body)
+        except ValueError:
+            payload = None
+        with self._changed:
+            self.requests.append(Recorded(handler.path, dict(handler.headers), raw, payload, status))
+            self._changed.notify_all()
+
+    @property
+    def accepted(self) -> List[Recorded]:
+        return [r for r in self.requests if r.answered == 200]
+
+    @property
+    def events(self) -> List[Dict[str, Any]]:
+        """Events of accepted requests, in arrival order."""
+        return [e for r in self.accepted for e in (r.payload or {}).get("batch", [])]
+
+    def wait_for_events(self, count: int, timeout: float = 10.0) -> List[Dict[str, Any]]:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while len(self.events) < count:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    break
+                self._changed.wait(left)
+        return self.events
+
+    def by_event(self, name: str) -> List[Dict[str, Any]]:
+        return [e for e in self.events if e["event"] == name]
+
+    def reset(self) -> None:
+        with self._changed:
+            self.requests.clear()
+            self.faults.clear()
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
