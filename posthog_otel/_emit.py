@@ -361,7 +361,7 @@ def _operation_uuid(value: Any) -> str:
             return text
         except ValueError:
             pass
-    warn_limited("invalid_uuid", "posthog_otel: invalid uuid %r replaced by a new one", _short(value))
+    warn_limited("invalid_uuid", "posthog_otel: invalid uuid %s replaced by a new one", _short(value))
     return str(_uuid.uuid4())
 
 
@@ -377,7 +377,7 @@ def _timestamp_ns(value: Timestamp) -> int:
     try:
         moment = _parse_timestamp(value)
     except (TypeError, ValueError, OverflowError):
-        warn_limited("invalid_timestamp", "posthog_otel: invalid timestamp %r, using the current time", _short(value))
+        warn_limited("invalid_timestamp", "posthog_otel: invalid timestamp %s, using the current time", _short(value))
         return time.time_ns()
     delta = _as_utc(moment) - _EPOCH
     return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
