@@ -18,6 +18,7 @@ from ._context import (
 from ._emit import alias, capture, group_identify, set, set_once
 from ._exporter import PostHogLogExporter
 from ._log import drop_counts
+from ._retry import RetryPolicy
 from ._setup import Pipeline, PostHogLogRecordProcessor, configure
 from ._version import __version__
 
@@ -25,6 +26,7 @@ __all__ = [
     "Pipeline",
     "PostHogLogExporter",
     "PostHogLogRecordProcessor",
+    "RetryPolicy",
     "Settings",
     "__version__",
     "alias",

@@ -25,7 +25,11 @@ APP_HOSTS = {
 }
 
 
-def parse_bool(text: str) -> bool:
+def parse_bool(text: Any) -> bool:
+    if isinstance(text, bool):
+        return text
+    if not isinstance(text, str):
+        raise ValueError("expected true or false")
     value = text.strip().lower()
     if value in ("1", "true", "yes", "on"):
         return True

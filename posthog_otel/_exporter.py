@@ -13,6 +13,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from ._client import PostHogClient, deadline_after
 from ._config import Settings, redact
 from ._log import count_drop, logger, warn_limited
+from ._retry import RetryPolicy
 from ._schema import is_operation
 from ._mapping import Defaults, Operation, to_posthog_events
 from ._version import __version__
@@ -28,6 +29,9 @@ class PostHogLogExporter(LogRecordExporter):
     works as an ``opentelemetry-instrument`` entry point (no arguments) and from
     declarative configuration (keyword arguments) alike.
 
+    ``retry_policy`` replaces the default backoff schedule (and ``max_attempts``);
+    ``transport`` replaces the HTTP layer (an object with ``post`` and ``close``).
+
     ``export`` returns SUCCESS only when PostHog accepted every event of the batch; it
     never raises.  A missing API key raises ``ValueError`` here, at construction.
     """
@@ -42,6 +46,7 @@ class PostHogLogExporter(LogRecordExporter):
         gzip: Optional[bool] = None,
         disable_geoip: Optional[bool] = None,
         historical_migration: Optional[bool] = None,
+        retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Any] = None,
     ) -> None:
         settings = Settings.resolve(
@@ -64,7 +69,7 @@ class PostHogLogExporter(LogRecordExporter):
                 settings.host,
             )
         self.settings = settings
-        self._client = PostHogClient(settings, transport)
+        self._client = PostHogClient(settings, transport, retry_policy)
         self._defaults = Defaults(
             library={"$lib": LIBRARY, "$lib_version": __version__, "$is_server": True},
             system=system_properties(),

@@ -1,0 +1,213 @@
+"""Delivery to a real loopback server that injects faults: retries, limits, keys, fork."""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import threading
+import time
+
+import pytest
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk._logs.export import LogRecordExportResult
+
+import posthog_otel as posthog
+from posthog_otel import PostHogLogExporter, RetryPolicy
+from posthog_otel._encoding import MAX_EVENT_BYTES
+
+from .conftest import API_KEY
+from .support import Fault
+
+FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+
+
+@pytest.fixture
+def fast_pipeline(server, provider):
+    return posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST),
+        logger_provider=provider,
+        schedule_delay_millis=50,
+    )
+
+
+def test_request_envelope_and_gzip(server, pipeline):
+    posthog.set("u", {"a": 1})
+    pipeline.flush()
+    (request,) = server.requests
+    assert request.path == "/batch/"
+    assert request.headers["Content-Encoding"] == "gzip"
+    assert request.headers["Content-Type"] == "application/json"
+    assert request.headers["User-Agent"].startswith("posthog-otel/")
+    assert set(request.payload) == {"api_key", "batch", "sent_at", "historical_migration"}
+    assert request.payload["api_key"] == API_KEY
+    assert request.payload["historical_migration"] is False
+    assert request.payload["sent_at"].endswith("+00:00")
+
+
+def test_gzip_can_be_turned_off(server, provider):
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, gzip=False, logger_provider=provider)
+    posthog.set("u", {"a": 1})
+    pipeline.flush()
+    (request,) = server.requests
+    assert "Content-Encoding" not in request.headers
+    assert json.loads(request.raw)["batch"][0]["event"] == "$set"
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [Fault(500), Fault(502), Fault(503), Fault(504), Fault(408), Fault(429), Fault(drop_connection=True)],
+    ids=["500", "502", "503", "504", "408", "429", "dropped-connection"],
+)
+def test_retryable_failures_are_retried_until_accepted(fault, server, fast_pipeline):
+    server.fail_next(fault, fault)
+    uuid = posthog.set("u", {"a": 1})
+    assert fast_pipeline.flush()
+    assert [r.answered for r in server.requests] == [fault.status if not fault.drop_connection else 0] * 2 + [200]
+    assert [e["uuid"] for e in server.events] == [uuid]
+    assert posthog.drop_counts() == {}
+
+
+def test_retry_after_seconds_is_honoured(server, fast_pipeline):
+    server.fail_next(Fault(429, headers={"Retry-After": "1"}))
+    posthog.set("u", {"a": 1})
+    started = time.monotonic()
+    fast_pipeline.flush()
+    assert time.monotonic() - started >= 1.0
+    assert len(server.events) == 1
+
+
+@pytest.mark.parametrize("status", [400, 404, 413])
+def test_other_client_errors_are_not_retried(status, server, fast_pipeline, caplog):
+    server.fail_next(Fault(status, body='{"error": "bad"}'))
+    posthog.set("u", {"a": 1})
+    fast_pipeline.flush()
+    assert len(server.requests) == 1
+    assert posthog.drop_counts() == {"rejected": 1}
+    assert "PostHog rejected 1 event(s) (HTTP %d" % status in caplog.text
+
+
+def test_invalid_key_is_logged_once_and_redacted(server, fast_pipeline, caplog):
+    server.fail_next(Fault(401), Fault(401))
+    posthog.set("u", {"a": 1})
+    fast_pipeline.flush()
+    posthog.set("u", {"a": 2})
+    fast_pipeline.flush()
+    errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
+    assert len(errors) == 1
+    assert "refused the project API key phc_...vw" in errors[0].getMessage()
+    assert API_KEY not in caplog.text
+    assert posthog.drop_counts() == {"unauthorized": 2}
+
+
+def test_export_reports_success_only_when_posthog_accepted(server):
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, timeout=1)
+    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
+    assert exporter.export(records) is LogRecordExportResult.SUCCESS
+    server.fail_next(*[Fault(503)] * 10)
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    server.fail_next(Fault(400))
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+
+
+def test_one_deadline_bounds_all_attempts(server):
+    exporter = PostHogLogExporter(
+        api_key=API_KEY, host=server.url, timeout=0.5, retry_policy=RetryPolicy(max_attempts=100, backoff_base=0.05)
+    )
+    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
+    server.fail_next(*[Fault(503)] * 100)
+    started = time.monotonic()
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    assert time.monotonic() - started < 2.0
+    assert 2 <= len(server.requests) < 100
+    assert posthog.drop_counts() == {"delivery_failed": 1}
+
+
+def test_a_retry_after_past_the_deadline_gives_up_at_once(server):
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=2)
+    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
+    server.fail_next(Fault(429, headers={"Retry-After": "20"}))
+    started = time.monotonic()
+    assert exporter.export(records) is LogRecordExportResult.FAILURE
+    assert time.monotonic() - started < 1.5
+    assert len(server.requests) == 1
+
+
+def test_shutdown_interrupts_a_retry_wait(server):
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=60)
+    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
+    server.fail_next(Fault(503, headers={"Retry-After": "30"}))
+    result = {}
+    worker = threading.Thread(target=lambda: result.update(r=exporter.export(records)))
+    worker.start()
+    _wait_until(lambda: len(server.requests) == 1)
+    exporter.shutdown()
+    worker.join(timeout=5)
+    assert not worker.is_alive()
+    assert result["r"] is LogRecordExportResult.FAILURE
+
+
+def test_events_over_the_size_limit_are_dropped_alone(server, pipeline, caplog):
+    posthog.set("u", {"big": "x" * MAX_EVENT_BYTES})
+    posthog.set("u", {"small": 1})
+    pipeline.flush()
+    assert [e["$set"] for e in server.events] == [{"small": 1}]
+    assert posthog.drop_counts() == {"too_large": 1}
+    assert "larger than PostHog's 900 KiB limit" in caplog.text
+
+
+def test_large_batches_are_split_into_requests_under_5_mib(server, pipeline):
+    chunk = "y" * (800 * 1024)
+    uuids = [posthog.set("u", {"i": i, "pad": chunk}) for i in range(8)]
+    pipeline.flush()
+    assert len(server.requests) >= 2
+    assert all(len(json.dumps(r.payload)) < 5 * 1024 * 1024 for r in server.requests)
+    assert [e["uuid"] for e in server.events] == uuids
+
+
+def test_unicode_and_lone_surrogates_do_not_break_a_batch(server, pipeline):
+    posthog.set("u", {"name": "Zoë 🦔", "broken": "a\ud800b"})
+    pipeline.flush()
+    (event,) = server.events
+    assert event["$set"]["name"] == "Zoë 🦔"
+    assert event["$set"]["broken"] in ("a?b", "a\ufffdb")
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+def test_forked_child_delivers_on_its_own_connection(server, provider, pipeline):
+    posthog.set("parent", {"when": "before fork"})
+    pipeline.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: emit, flush, leave without running the parent's atexit
+        code = 1
+        try:
+            posthog.set("child", {"when": "in child"})
+            code = 0 if pipeline.flush() else 2
+        finally:
+            os._exit(code)
+    _, status = os.waitpid(pid, 0)
+    assert os.waitstatus_to_exitcode(status) == 0
+    posthog.set("parent", {"when": "after fork"})
+    pipeline.flush()
+    assert sorted(e["$set"]["when"] for e in server.events) == ["after fork", "before fork", "in child"]
+    assert all(r.answered == 200 for r in server.requests)
+
+
+def _records_for(exporter, emit):
+    """Records produced by the real SDK for the operations ``emit`` performs."""
+    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
+
+    memory = InMemoryLogRecordExporter()
+    provider = LoggerProvider(shutdown_on_exit=False)
+    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
+    posthog.configure(exporter=exporter, logger_provider=provider).processor.detach()
+    posthog._emit.emitter.bind(provider)
+    emit()
+    return memory.get_finished_logs()
+
+
+def _wait_until(condition, timeout=5.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)
