@@ -22,6 +22,12 @@ from ._retry import RetryPolicy
 from ._setup import Pipeline, PostHogLogRecordProcessor, configure
 from ._version import __version__
 
+#: The seed's style of set-up: ``posthog.api_key = 'phc_...'`` (and optionally
+#: ``posthog.host``) before the first operation configures the pipeline with them,
+#: when no LoggerProvider is installed.  ``configure()`` is the explicit way.
+api_key = None
+host = None
+
 __all__ = [
     "Pipeline",
     "PostHogLogExporter",

@@ -15,8 +15,10 @@ from __future__ import annotations
 import datetime as _dt
 import logging
 import re
+import sys
 import time
 import uuid as _uuid
+from random import getrandbits as _getrandbits
 from collections.abc import Mapping
 from typing import Any, Dict, Optional, Tuple, Union
 
@@ -59,6 +61,8 @@ class _Emitter:
 
     def resolve(self) -> bool:
         provider = otel_logs.get_logger_provider()
+        if _is_placeholder(provider) and _configure_from_module_attributes():
+            return True
         if _is_placeholder(provider):
             count_drop("no_logger_provider")
             warn_limited(
@@ -82,6 +86,27 @@ class _Emitter:
             event_name=event_name,
         )
         return True
+
+
+def _configure_from_module_attributes() -> bool:
+    """The seed's style, ``posthog.api_key = 'phc_...'``: configure from those attributes.
+
+    Only an explicit assignment counts; an API key in the environment alone does not,
+    because the application may still be about to install its own LoggerProvider.
+    """
+    package = sys.modules.get("posthog_otel")
+    api_key = getattr(package, "api_key", None)
+    if not api_key:
+        return False
+    from ._setup import configure
+
+    try:
+        configure(api_key=api_key, host=getattr(package, "host", None))
+    except ValueError as error:
+        warn_limited("module_configure", "%s", error)
+        return False
+    logger.info("posthog_otel: configured from posthog_otel.api_key (no LoggerProvider was installed)")
+    return True
 
 
 def _is_placeholder(provider: Any) -> bool:
@@ -229,9 +254,9 @@ def capture(
             body = sanitize_properties(properties, what="capture() properties", keep_nested=_CAPTURE_NESTED)
         else:
             tags = get_tags()
-            merged = {**tags, **properties} if isinstance(properties, Mapping) else dict(tags)
-            merged["$context_tags"] = list(tags)
+            merged = {**tags, **properties} if isinstance(properties, Mapping) else tags
             body = sanitize_properties(merged, what="capture() properties", keep_nested=_CAPTURE_NESTED)
+            body["$context_tags"] = [key if type(key) is str else str(key) for key in tags]
         return _finish(schema.CAPTURE, attributes, body, scope, timestamp, uuid, disable_geoip)
     except Exception:
         return _internal_error("capture")
@@ -280,7 +305,8 @@ def _finish(
     disable_geoip: Optional[bool],
 ) -> Optional[str]:
     """Add what every operation carries, emit, and return the uuid (None if dropped)."""
-    operation_uuid = _operation_uuid(uuid)
+    time_ns = _timestamp_ns(timestamp)
+    operation_uuid = _operation_uuid(uuid, time_ns)
     attributes[schema.UUID] = operation_uuid
     if scope is not None:
         session = _session_of(scope)
@@ -288,7 +314,7 @@ def _finish(
             attributes[schema.SESSION_ID] = session
     if disable_geoip is not None:
         attributes[schema.DISABLE_GEOIP] = bool(disable_geoip)
-    if emitter.emit(operation, attributes, body, _timestamp_ns(timestamp)):
+    if emitter.emit(operation, attributes, body, time_ns):
         return operation_uuid
     return None
 
@@ -349,9 +375,27 @@ def _add_groups(attributes: Dict[str, Any], groups: Any) -> None:
             attributes[schema.GROUPS_PREFIX + str(group_type)] = key
 
 
-def _operation_uuid(value: Any) -> str:
+def new_uuid7(time_ns: int) -> str:
+    """A version-7 uuid (RFC 9562): 48 bits of milliseconds, then 74 random bits.
+
+    Time-ordered ids are what PostHog's newer SDKs send; building the text directly costs
+    half of ``str(uuid.uuid4())``.  ``random`` reseeds itself in a forked child, so
+    parent and child never share a sequence.
+    """
+    ms = time_ns // 1_000_000
+    rand = _getrandbits(74)
+    return "%08x-%04x-%04x-%04x-%012x" % (
+        ms >> 16,
+        ms & 0xFFFF,
+        0x7000 | (rand >> 62),
+        0x8000 | ((rand >> 48) & 0x3FFF),
+        rand & 0xFFFFFFFFFFFF,
+    )
+
+
+def _operation_uuid(value: Any, time_ns: int) -> str:
     if value is None:
-        return str(_uuid.uuid4())
+        return new_uuid7(time_ns)
     if isinstance(value, _uuid.UUID):
         return str(value)
     text = value if isinstance(value, str) else None
@@ -362,7 +406,7 @@ def _operation_uuid(value: Any) -> str:
         except ValueError:
             pass
     warn_limited("invalid_uuid", "posthog_otel: invalid uuid %s replaced by a new one", _short(value))
-    return str(_uuid.uuid4())
+    return new_uuid7(time_ns)
 
 
 _DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")

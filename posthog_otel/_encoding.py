@@ -10,7 +10,7 @@ from __future__ import annotations
 import gzip as _gzip
 import json
 import math
-from typing import Any, Iterable, List, Sequence, Tuple
+from typing import Any, List, Sequence, Tuple
 
 from ._properties import sanitize_properties
 
@@ -28,10 +28,14 @@ def encode_event(event: Any) -> bytes:
     """Compact UTF-8 JSON.  Values JSON cannot hold (NaN, objects in hand-written records,
     lone surrogates) become null or U+FFFD-free text instead of failing the whole batch."""
     try:
-        text = json.dumps(event, ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(event)
     except (TypeError, ValueError):
-        text = json.dumps(_scrub(event), ensure_ascii=False, separators=(",", ":"), allow_nan=False)
+        text = _ENCODER.encode(_scrub(event))
     return text.encode("utf-8", "replace")
+
+
+# One encoder, built once: json.dumps with options builds a new one per call.
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
 
 def _scrub(value: Any) -> Any:
@@ -67,8 +71,19 @@ def split_by_size(
     return groups
 
 
-def encode_events(events: Iterable[Any], max_event_bytes: int = MAX_EVENT_BYTES) -> Tuple[List[bytes], List[Any]]:
-    """(encoded events that fit, events over the limit)."""
+def encode_events(events: Sequence[Any], max_event_bytes: int = MAX_EVENT_BYTES) -> Tuple[List[bytes], List[Any]]:
+    """(encoded events that fit, events over the limit).
+
+    Fast path: the whole batch encoded in one call is several times cheaper than one call
+    per event; when all of it is under the per-event limit, no event can be over it and
+    it is one request.  Otherwise each event is encoded alone so it can be measured.
+    """
+    try:
+        whole = _ENCODER.encode(events).encode("utf-8", "replace")
+    except (TypeError, ValueError):
+        whole = b""
+    if events and 2 < len(whole) <= max_event_bytes:
+        return [whole[1:-1]], []
     fitting: List[bytes] = []
     too_large: List[Any] = []
     for event in events:

@@ -44,6 +44,13 @@ def sanitize_properties(
     instead of being flattened into the parent: ``$set`` inside a capture's properties
     must reach PostHog as an object.
     """
+    if type(properties) is dict:  # fast path: a flat dict of plain values, copied as is
+        for key, value in properties.items():
+            kind = type(value)
+            if type(key) is not str or (kind not in _PLAIN and (kind is not float or not math.isfinite(value))):
+                break
+        else:
+            return properties.copy()
     out: Dict[str, Any] = {}
     mapping = _as_mapping(properties)
     if mapping is None:

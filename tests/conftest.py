@@ -21,6 +21,8 @@ def clean_state(monkeypatch):
             monkeypatch.delenv(name)
     _log.reset_diagnostics()
     monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", True)
+    monkeypatch.setattr(posthog_otel, "api_key", None)
+    monkeypatch.setattr(posthog_otel, "host", None)
     yield
     _emit.emitter.unbind()
     if _setup._current is not None:

@@ -1,0 +1,41 @@
+# Seed examples "Supported Property Types" and "Property Naming Conventions", adapted only by the import.
+import posthog_otel as posthog
+
+# Strings
+posthog.set('user123', {'name': 'John Doe', 'plan': 'premium'})
+
+# Numbers
+posthog.set('user123', {'age': 28, 'score': 95.5})
+
+# Booleans
+posthog.set('user123', {'verified': True, 'trial_expired': False})
+
+# Dates (as ISO strings)
+posthog.set('user123', {
+    'signup_date': '2024-01-15T10:30:00Z',
+    'last_active': '2024-09-07'
+})
+
+# Arrays
+posthog.set('user123', {
+    'interests': ['technology', 'sports', 'music'],
+    'visited_pages': ['/home', '/about', '/contact']
+})
+
+# Good - clear, consistent naming
+posthog.set('user123', {
+    'email': 'user@example.com',
+    'first_name': 'John',
+    'last_name': 'Doe',
+    'signup_date': '2024-01-15',
+    'subscription_tier': 'premium',
+    'feature_flags_enabled': ['new_ui', 'beta_features']
+})
+
+# Avoid - inconsistent or unclear names
+posthog.set('user123', {
+    'Email': 'user@example.com',  # Inconsistent case
+    'fName': 'John',  # Abbreviated
+    'user_registered': '2024-01-15',  # Inconsistent naming
+    'tier': 'premium'  # Could be ambiguous
+})

@@ -1,0 +1,104 @@
+"""The seed's usage examples (examples/*.py) run as written against a loopback PostHog."""
+
+from __future__ import annotations
+
+import pathlib
+import sys
+
+import pytest
+
+from .conftest import API_KEY
+from .test_autoconfigure import APPS, run
+
+EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
+
+
+def run_example(server, name, preconfigure=True):
+    path = str(EXAMPLES / name)
+    args = [sys.executable, str(APPS / "run_example.py"), path] if preconfigure else [sys.executable, path]
+    result = run(args, POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
+    assert result.returncode == 0, result.stderr
+    return server.events, result.stderr
+
+
+def test_user_properties_runs_literally_with_posthog_api_key_assignment(server):
+    """`posthog.api_key = '...'` configures the pipeline; POSTHOG_HOST points it here."""
+    events, _ = run_example(server, "user_properties.py", preconfigure=False)
+    assert [(e["event"], e["distinct_id"]) for e in events] == [
+        ("$set", "user123"),
+        ("$set_once", "user123"),
+        ("$set", "user123"),
+    ]
+    assert events[2]["$set"] == {"last_active": "2024-09-07", "feature_usage_count": 42}
+    assert {r.payload["api_key"] for r in server.requests} == {"phc_your_project_api_key"}
+
+
+def test_group_management(server):
+    events, _ = run_example(server, "group_management.py")
+    groups = [(e["properties"]["$group_type"], e["properties"]["$group_key"]) for e in events]
+    assert groups == [("company", "acme_corp"), ("team", "engineering"), ("company", "acme_corp")]
+    assert events[2]["properties"]["$group_set"] == {"mrr": 5500, "employees": 275}
+
+
+def test_identity_linking(server):
+    events, _ = run_example(server, "identity_linking.py")
+    assert [(e["event"], e["distinct_id"]) for e in events] == [
+        ("page_viewed", "anonymous_user_abc123"),
+        ("signup_started", "anonymous_user_abc123"),
+        ("signup_completed", "user_456"),
+        ("$create_alias", "anonymous_user_abc123"),
+        ("$set", "user_456"),
+    ]
+    assert events[3]["properties"]["alias"] == "user_456"
+
+
+def test_combined_tracking(server):
+    events, _ = run_example(server, "combined_tracking.py")
+    (captured,) = [e for e in events if e["event"] == "feature_used"]
+    assert captured["properties"]["$groups"] == {"company": "company_xyz", "team": "team_frontend"}
+    assert len(events) == 4
+
+
+def test_context_properties(server):
+    events, _ = run_example(server, "context_properties.py")
+    person, captured = events
+    assert person["$set"] == {
+        "session_type": "premium",
+        "ab_test_group": "variant_b",
+        "last_login": "2024-09-07T10:30:00Z",
+        "subscription_status": "active",
+    }
+    assert captured["distinct_id"] == "user_456"
+    assert captured["properties"]["ab_test_group"] == "variant_b"
+
+
+def test_property_types(server):
+    events, _ = run_example(server, "property_types.py")
+    assert len(events) == 7
+    assert events[4]["$set"]["interests"] == ["technology", "sports", "music"]
+    assert events[1]["$set"] == {"age": 28, "score": 95.5}
+
+
+def test_group_association(server):
+    (event,) = run_example(server, "group_association.py")[0]
+    assert event["properties"]["$groups"] == {
+        "company": "acme_corp",
+        "division": "north_america",
+        "team": "sales_team_west",
+    }
+
+
+def test_error_handling(server):
+    events, stderr = run_example(server, "error_handling.py")
+    validated, from_context = events
+    assert validated["$set"] == {"valid_string": "hello", "valid_number": 42, "nested_object.key": "value"}
+    assert from_context["distinct_id"] == "user123"
+    assert "'invalid_function'" in stderr
+    assert "without a distinct_id" in stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py")))
+def test_every_example_runs_clean(server, name):
+    _, stderr = run_example(server, name)
+    if name != "error_handling.py":
+        assert "posthog_otel" not in stderr, stderr
