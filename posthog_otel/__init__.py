@@ -15,6 +15,7 @@ from ._context import (
     set_context_session,
     tag,
 )
+from ._doctor import doctor
 from ._emit import alias, capture, group_identify, set, set_once
 from ._exporter import PostHogLogExporter
 from ._log import drop_counts
@@ -38,6 +39,7 @@ __all__ = [
     "alias",
     "capture",
     "configure",
+    "doctor",
     "drop_counts",
     "get_context_distinct_id",
     "get_context_session_id",

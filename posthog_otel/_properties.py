@@ -191,11 +191,11 @@ def _key(key: Any) -> str:
 def _dropped(what: str, kind: type, why: str, name: Optional[str] = None) -> None:
     count_drop("invalid_property")
     if name is None:
-        warn_limited("property:" + why, "posthog_otel dropped %s: a %s %s", what, kind.__name__, why)
+        warn_limited("property:" + why, "posthog_otel: dropped %s: a %s %s", what, kind.__name__, why)
     else:
         warn_limited(
             "property:" + why,
-            "posthog_otel dropped %s value %r: a %s %s",
+            "posthog_otel: dropped %s value %r: a %s %s",
             what,
             name,
             kind.__name__,

@@ -1,0 +1,151 @@
+"""``posthog-otel demo``: the seed's scenarios through a real OTel pipeline, end to end.
+
+Without ``POSTHOG_API_KEY`` it starts the local server in-process and prints the persons
+and groups PostHog would hold; with one it sends the same scenario to that PostHog.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Any, Callable, List, Optional, TextIO, Tuple
+
+from opentelemetry.sdk._logs import LoggerProvider
+from opentelemetry.sdk.resources import Resource
+
+import posthog_otel as posthog
+
+from .._config import Settings
+from .render import groups_table, persons_table
+from .server import LocalServer
+from .store import Store
+
+ANONYMOUS = "demo-anonymous-abc123"
+USER = "demo-user-456"
+LOCAL_KEY = "phc_local_demo_project_key"
+
+
+def scenario() -> List[Tuple[str, Callable[[], Any]]]:
+    """The seed's user and group management story, step by step."""
+
+    def anonymous_visitor() -> None:
+        posthog.capture(ANONYMOUS, "page_viewed", {"page": "landing"})
+        posthog.capture(ANONYMOUS, "signup_started")
+
+    def signup() -> None:
+        posthog.capture(USER, "signup_completed", {"email": "user@example.com"})
+
+    def link() -> None:
+        posthog.alias(ANONYMOUS, USER)
+
+    def person_properties() -> None:
+        posthog.set(USER, {"email": "user@example.com", "name": "Jane Doe", "plan": "free", "verified": True})
+        posthog.set_once(USER, {"first_visit": "2024-01-10", "initial_referrer": "google.com"})
+        posthog.set_once(USER, {"first_visit": "2099-01-01"})  # ignored: already set
+
+    def groups() -> None:
+        posthog.group_identify(
+            "company", "acme_corp", {"name": "Acme Corporation", "industry": "Technology", "employees": 250},
+            distinct_id=USER,
+        )
+        posthog.group_identify("team", "engineering", {"name": "Engineering Team", "members_count": 12}, distinct_id=USER)
+        posthog.group_identify("company", "acme_corp", {"employees": 275}, distinct_id=USER)
+
+    def grouped_event() -> None:
+        posthog.capture(
+            USER, "feature_used", {"feature": "advanced_dashboard"}, groups={"company": "acme_corp", "team": "engineering"}
+        )
+
+    def request_context() -> None:
+        with posthog.new_context():
+            posthog.identify_context(USER)
+            posthog.tag("ab_test_group", "variant_b")
+            posthog.set({"plan": "premium", "last_login": "2024-09-07T10:30:00Z"})
+            posthog.capture("dashboard_viewed")
+
+    def bad_input() -> None:
+        posthog.set(USER, {"valid_number": 42, "callback": lambda x: x, "address": {"city": "Paris"}})
+
+    return [
+        ("An anonymous visitor browses (capture)", anonymous_visitor),
+        ("They sign up (capture with the new id)", signup),
+        ("Link the anonymous id to the user (alias)", link),
+        ("Person properties (set, set_once)", person_properties),
+        ("Company and team (group_identify)", groups),
+        ("An event attached to both groups (capture groups=...)", grouped_event),
+        ("A request context: identify_context + tag, then set and capture", request_context),
+        ("Bad input: an unserializable value is dropped, a nested map flattened", bad_input),
+    ]
+
+
+def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
+    environ = os.environ if environ is None else environ
+    remote_key = environ.get("POSTHOG_API_KEY") or environ.get("POSTHOG_PROJECT_API_KEY")
+    server: Optional[LocalServer] = None
+    if remote_key:
+        settings = Settings.resolve(environ=environ)
+        api_key, host = remote_key, settings.host
+        out.write("POSTHOG_API_KEY is set: sending the demo to %s\n\n" % host)
+    else:
+        store = Store(db_path)
+        server = LocalServer(store).start()
+        api_key, host = LOCAL_KEY, server.url
+        out.write("No POSTHOG_API_KEY: using the embedded local PostHog at %s\n" % host)
+        out.write("(database: %s)\n\n" % store.path)
+    warnings = _ShowWarnings(out)
+    logging.getLogger("posthog_otel").addHandler(warnings)
+    provider = LoggerProvider(resource=Resource.create({"service.name": "posthog-otel-demo"}), shutdown_on_exit=False)
+    drops = {}
+    try:
+        pipeline = posthog.configure(api_key=api_key, host=host, logger_provider=provider, schedule_delay_millis=200)
+        steps = scenario()
+        for number, (title, step) in enumerate(steps, 1):
+            out.write("[%d/%d] %s\n" % (number, len(steps), title))
+            step()
+        out.write("\nDelivering through the OpenTelemetry batch processor... ")
+        out.flush()
+        started = time.monotonic()
+        delivered = pipeline.flush()
+        pipeline.shutdown()
+        out.write("%s in %.2f s\n" % ("done" if delivered else "FAILED", time.monotonic() - started))
+        drops = {k: v for k, v in posthog.drop_counts().items() if k != "invalid_property"}
+        if drops:
+            out.write("Not delivered: %s\n" % ", ".join("%s=%d" % kv for kv in sorted(drops.items())))
+    finally:
+        logging.getLogger("posthog_otel").removeHandler(warnings)
+        provider.shutdown()
+    if server is None:
+        out.write("\nLook for %s in %s/persons and for acme_corp under Groups.\n" % (USER, _app_url(host)))
+        return 1 if drops else 0
+    out.write("\nWhat PostHog would hold now:\n\nPersons\n%s\n\nGroups\n%s\n" % (
+        _indent(persons_table(server.store.persons())), _indent(groups_table(server.store.groups()))
+    ))
+    server.stop()
+    out.write(
+        "\nKeep exploring: posthog-otel persons | person %s | groups | events\n"
+        "Run your own app against it: posthog-otel server, then POSTHOG_HOST=http://127.0.0.1:8010\n" % USER
+    )
+    server.store.close()
+    return 1 if drops else 0
+
+
+class _ShowWarnings(logging.Handler):
+    """Shows the package's warnings inline under the step that caused them."""
+
+    def __init__(self, out: TextIO) -> None:
+        super().__init__(logging.WARNING)
+        self.out = out
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.out.write("      warning: %s\n" % record.getMessage().replace("posthog_otel: ", ""))
+
+
+def _app_url(host: str) -> str:
+    return {"https://us.i.posthog.com": "https://us.posthog.com", "https://eu.i.posthog.com": "https://eu.posthog.com"}.get(
+        host, host
+    )
+
+
+def _indent(text: str) -> str:
+    return "\n".join("  " + line for line in text.splitlines())

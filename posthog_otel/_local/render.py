@@ -1,0 +1,127 @@
+"""Text output for people: aligned tables, short timestamps, property summaries."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import json
+from typing import Any, Dict, Iterable, List, Optional, Sequence
+
+MAX_CELL = 60
+
+
+def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], max_cell: int = MAX_CELL) -> str:
+    """Columns padded to their widest cell; cells cut at ``max_cell`` with an ellipsis."""
+    cells = [[_cut(str(c), max_cell) for c in row] for row in rows]
+    widths = [len(h) for h in headers]
+    for row in cells:
+        widths = [max(w, len(c)) for w, c in zip(widths, row)]
+    lines = ["  ".join(h.upper().ljust(w) for h, w in zip(headers, widths)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths)).rstrip() for row in cells]
+    return "\n".join(lines)
+
+
+def when(iso: Optional[str]) -> str:
+    """``2024-01-15 10:30:00`` in UTC, or ``-``."""
+    if not iso:
+        return "-"
+    try:
+        moment = _dt.datetime.fromisoformat(iso.replace("Z", "+00:00"))
+    except ValueError:
+        return iso
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(_dt.timezone.utc)
+    return moment.strftime("%Y-%m-%d %H:%M:%S")
+
+
+def summary(properties: Dict[str, Any], skip_system: bool = True) -> str:
+    """``email=user@example.com plan=premium`` (PostHog's own ``$`` keys left out)."""
+    shown = [
+        "%s=%s" % (key, _value(value))
+        for key, value in properties.items()
+        if not (skip_system and key.startswith("$"))
+    ]
+    return " ".join(shown) if shown else "-"
+
+
+def persons_table(persons: List[Dict[str, Any]]) -> str:
+    rows = [
+        (
+            p["id"],
+            ", ".join(p["distinct_ids"]),
+            summary(p["properties"]),
+            p["events"],
+            when(p["last_seen"]),
+        )
+        for p in persons
+    ]
+    return table(("person", "distinct ids", "properties", "events", "last seen"), rows) + "\n%s" % _count(
+        len(persons), "person"
+    )
+
+
+def groups_table(groups: List[Dict[str, Any]]) -> str:
+    rows = [(g["type"], g["key"], summary(g["properties"]), g["events"], when(g["updated_at"])) for g in groups]
+    return table(("type", "key", "properties", "events", "updated"), rows) + "\n%s" % _count(len(groups), "group")
+
+
+def events_table(events: List[Dict[str, Any]], header: bool = True) -> str:
+    rows = [
+        (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", _event_summary(e))
+        for e in events
+    ]
+    text = table(("time", "event", "distinct id", "person", "properties"), rows)
+    return text if header else "\n".join(text.splitlines()[1:])
+
+
+def person_detail(person: Dict[str, Any]) -> str:
+    lines = [
+        "Person %s%s" % (person["id"], " (identified)" if person["is_identified"] else ""),
+        "  created      %s" % when(person["created_at"]),
+        "  last seen    %s" % when(person["last_seen"]),
+        "  events       %d" % person["events"],
+        "",
+        "Distinct ids (%d)" % len(person["distinct_ids"]),
+    ]
+    lines += ["  " + d for d in person["distinct_ids"]]
+    lines += ["", "Properties (%d)" % len(person["properties"])]
+    if person["properties"]:
+        width = max(len(k) for k in person["properties"])
+        lines += ["  %s  %s" % (k.ljust(width), _value(v)) for k, v in sorted(person["properties"].items())]
+    recent = person.get("recent_events") or []
+    lines += ["", "Recent events (%d of %d)" % (len(recent), person["events"])]
+    if recent:
+        lines += ["  " + line for line in events_table(recent).splitlines()]
+    return "\n".join(lines)
+
+
+def _event_summary(event: Dict[str, Any]) -> str:
+    properties = event["properties"]
+    parts = []
+    for key in ("$set", "$set_once"):
+        if isinstance(properties.get(key), dict):
+            parts.append("%s{%s}" % (key, summary(properties[key], skip_system=False)))
+    if event["event"] == "$groupidentify":
+        parts.append(
+            "%s:%s {%s}"
+            % (properties.get("$group_type"), properties.get("$group_key"), summary(properties.get("$group_set") or {}))
+        )
+    if event["event"] == "$create_alias":
+        parts.append("alias=%s" % properties.get("alias"))
+    if isinstance(properties.get("$groups"), dict):
+        parts.append("groups{%s}" % summary(properties["$groups"]))
+    rest = summary(properties)
+    if rest != "-" and event["event"] not in ("$create_alias",):
+        parts.append(rest)
+    return " ".join(parts) or "-"
+
+
+def _value(value: Any) -> str:
+    return value if isinstance(value, str) else json.dumps(value)
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _count(n: int, noun: str) -> str:
+    return "%d %s%s" % (n, noun, "" if n == 1 else "s")

@@ -1,0 +1,173 @@
+"""A PostHog-compatible capture server on 127.0.0.1, backed by ``Store``.
+
+It validates like PostHog's capture service: a request with any invalid event is refused
+whole with 400 and a message saying which event and what is wrong (nothing is half
+accepted); a valid one is stored in one transaction and answered ``{"status": 1}``.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import uuid as _uuid
+import zlib
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, Dict, List, Optional, Tuple
+
+from .store import Store, parse_timestamp
+
+#: PostHog's capture refuses bodies over 20 MiB.
+MAX_BODY_BYTES = 20 * 1024 * 1024
+BATCH_PATHS = ("/batch", "/batch/")
+
+
+class Invalid(Exception):
+    """A request PostHog would refuse; the message says why."""
+
+
+def validate_batch(payload: Any) -> Tuple[str, List[Dict[str, Any]]]:
+    """(api_key, events) of a ``/batch/`` body, or ``Invalid``."""
+    if not isinstance(payload, dict):
+        raise Invalid("the body must be a JSON object with api_key and batch")
+    api_key = payload.get("api_key")
+    if not isinstance(api_key, str) or not api_key.strip():
+        raise Invalid("api_key is missing: put the project API key in the body's api_key field")
+    batch = payload.get("batch")
+    if not isinstance(batch, list):
+        raise Invalid("batch is missing or not a list of events")
+    if not batch:
+        raise Invalid("batch is empty")
+    if "sent_at" in payload and payload["sent_at"] is not None:
+        if not isinstance(payload["sent_at"], str) or parse_timestamp(payload["sent_at"]) is None:
+            raise Invalid("sent_at is not an ISO-8601 timestamp")
+    for index, event in enumerate(batch):
+        problem = _event_problem(event)
+        if problem:
+            raise Invalid("batch[%d]: %s" % (index, problem))
+    return api_key, batch
+
+
+def _event_problem(event: Any) -> Optional[str]:
+    if not isinstance(event, dict):
+        return "an event must be a JSON object"
+    name = event.get("event")
+    if not isinstance(name, str) or not name.strip():
+        return "event name is missing or empty"
+    distinct_id = event.get("distinct_id")
+    if distinct_id is None:
+        return "distinct_id is missing"
+    if isinstance(distinct_id, bool) or not isinstance(distinct_id, (str, int, float)):
+        return "distinct_id must be a string or a number"
+    if not str(distinct_id).strip():
+        return "distinct_id is empty"
+    if event.get("uuid") is not None:
+        try:
+            _uuid.UUID(str(event["uuid"]))
+        except ValueError:
+            return "uuid %r is not a valid uuid" % (event["uuid"],)
+    if event.get("timestamp") is not None:
+        if not isinstance(event["timestamp"], str) or parse_timestamp(event["timestamp"]) is None:
+            return "timestamp %r is not an ISO-8601 timestamp" % (event["timestamp"],)
+    for key in ("properties", "$set", "$set_once"):
+        if key in event and event[key] is not None and not isinstance(event[key], dict):
+            return "%s must be a JSON object" % key
+    return None
+
+
+class LocalServer:
+    """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``."""
+
+    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1") -> None:
+        self.store = store
+        self._httpd = ThreadingHTTPServer((host, port), _handler_for(store))
+        self._httpd.daemon_threads = True
+        self.port = self._httpd.server_address[1]
+        self.url = "http://%s:%d" % (host, self.port)
+        self._thread: Optional[threading.Thread] = None
+
+    def start(self) -> "LocalServer":
+        self._thread = threading.Thread(
+            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="posthog-otel-local", daemon=True
+        )
+        self._thread.start()
+        return self
+
+    def serve_forever(self) -> None:
+        self._httpd.serve_forever(poll_interval=0.2)
+
+    def stop(self) -> None:
+        if self._thread is not None:
+            self._httpd.shutdown()
+            self._thread.join()
+            self._thread = None
+        self._httpd.server_close()
+
+    def __enter__(self) -> "LocalServer":
+        return self.start()
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+
+def _handler_for(store: Store) -> type:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "posthog-otel-local"
+
+        def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+            path = self.path.split("?", 1)[0]
+            if path not in BATCH_PATHS:
+                self._drain()
+                self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/" % path})
+                return
+            try:
+                payload = self._read_json()
+                api_key, events = validate_batch(payload)
+            except Invalid as problem:
+                self._reply(400, {"type": "validation_error", "error": str(problem)})
+                return
+            result = store.ingest(api_key, events)
+            self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
+
+        def do_GET(self) -> None:  # noqa: N802
+            self._reply(200, {"server": "posthog-otel local", "status": "ok"})
+
+        def _read_json(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length > MAX_BODY_BYTES:
+                self._drain()
+                raise Invalid("the body is larger than 20 MiB")
+            raw = self.rfile.read(length)
+            encoding = (self.headers.get("Content-Encoding") or "").lower()
+            try:
+                if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
+                    raw = gzip.decompress(raw)
+                elif encoding == "deflate":
+                    raw = zlib.decompress(raw)
+            except (OSError, zlib.error, EOFError):
+                raise Invalid("the body is not valid %s" % (encoding or "gzip")) from None
+            try:
+                return json.loads(raw)
+            except ValueError:
+                raise Invalid("the body is not valid JSON") from None
+
+        def _drain(self) -> None:
+            length = int(self.headers.get("Content-Length") or 0)
+            if length <= MAX_BODY_BYTES:
+                self.rfile.read(length)
+            else:
+                self.close_connection = True
+
+        def _reply(self, status: int, body: Dict[str, Any]) -> None:
+            data = json.dumps(body).encode("utf-8")
+            self.send_response(status)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def log_message(self, *args: Any) -> None:
+            pass
+
+    return Handler

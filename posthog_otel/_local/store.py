@@ -1,0 +1,450 @@
+"""The local server's database: events, persons, groups, in SQLite.
+
+Person and group processing follows PostHog's ingestion pipeline (see
+``docs/local-server.md`` for the rules and where this differs):
+
+- every event with person processing creates a person for its distinct id if none exists;
+- ``$set`` overwrites, ``$set_once`` writes only missing keys, ``$unset`` removes keys
+  (read from the event's top level and from ``properties``);
+- ``$create_alias`` merges ``properties.alias`` into the person of the event's
+  ``distinct_id``, ``$identify`` merges ``$anon_distinct_id`` into it: one person if
+  neither exists, the missing id added if one exists, and for two persons a merge where
+  the target's properties win, refused when the other person is already identified;
+- ``$groupidentify`` merges ``$group_set`` into the group (shallow, last write wins) and
+  applies no person properties;
+- ``$process_person_profile: false`` events create and change no person;
+- events are deduplicated on (project, uuid), as PostHog deduplicates on uuid.
+
+One connection, one lock: requests are serialised, which is what SQLite does anyway,
+and every batch is one transaction, so a batch is stored whole or not at all.
+"""
+
+from __future__ import annotations
+
+import datetime as _dt
+import hashlib
+import json
+import os
+import sqlite3
+import sys
+import threading
+import uuid as _uuid
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS events (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    uuid TEXT NOT NULL,
+    event TEXT NOT NULL,
+    distinct_id TEXT NOT NULL,
+    person_id INTEGER,
+    timestamp TEXT NOT NULL,
+    properties TEXT NOT NULL,
+    received_at TEXT NOT NULL,
+    UNIQUE (project, uuid)
+);
+CREATE INDEX IF NOT EXISTS events_by_person ON events (person_id);
+CREATE INDEX IF NOT EXISTS events_by_distinct_id ON events (project, distinct_id);
+CREATE TABLE IF NOT EXISTS persons (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}',
+    is_identified INTEGER NOT NULL DEFAULT 0,
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS person_distinct_ids (
+    project TEXT NOT NULL,
+    distinct_id TEXT NOT NULL,
+    person_id INTEGER NOT NULL,
+    PRIMARY KEY (project, distinct_id)
+);
+CREATE TABLE IF NOT EXISTS groups (
+    project TEXT NOT NULL,
+    group_type TEXT NOT NULL,
+    group_key TEXT NOT NULL,
+    properties TEXT NOT NULL DEFAULT '{}',
+    created_at TEXT NOT NULL,
+    updated_at TEXT NOT NULL,
+    PRIMARY KEY (project, group_type, group_key)
+);
+CREATE TABLE IF NOT EXISTS event_groups (
+    seq INTEGER NOT NULL,
+    project TEXT NOT NULL,
+    group_type TEXT NOT NULL,
+    group_key TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS event_groups_by_group ON event_groups (project, group_type, group_key);
+CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
+"""
+
+#: Distinct ids PostHog refuses to merge (they name a class of users, not one).
+ILLEGAL_IDS = frozenset(
+    {
+        "anonymous", "guest", "distinctid", "distinct_id", "id", "not_authenticated", "email",
+        "undefined", "true", "false", "0", "null", "nan", "none", "[object object]", "",
+    }
+)  # fmt: skip
+
+
+def project_of(api_key: str) -> str:
+    """A stable, short name for the project a key belongs to; the key itself is never stored."""
+    return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
+
+
+def default_path() -> Path:
+    """``$POSTHOG_OTEL_LOCAL_DB``, else ``<user data dir>/posthog-otel/local.sqlite3``."""
+    explicit = os.environ.get("POSTHOG_OTEL_LOCAL_DB")
+    if explicit:
+        return Path(explicit).expanduser()
+    if os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support"
+    else:
+        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
+    return base / "posthog-otel" / "local.sqlite3"
+
+
+@dataclass
+class IngestResult:
+    accepted: int = 0
+    duplicates: int = 0
+    merges_refused: int = 0
+
+
+class Store:
+    def __init__(self, path: Any = None) -> None:
+        self.path = Path(path) if path is not None else default_path()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+            if not self.path.exists():
+                self.path.touch(mode=0o600)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
+        self._db.row_factory = sqlite3.Row
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=30000")
+        self._db.executescript(SCHEMA)
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+    # --- writing ------------------------------------------------------------------
+
+    def ingest(self, api_key: str, events: Sequence[Dict[str, Any]]) -> IngestResult:
+        """Store one validated batch and apply its person and group updates, atomically."""
+        project = project_of(api_key)
+        received = _now()
+        result = IngestResult()
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for event in events:
+                    self._ingest_one(project, event, received, result)
+                self._bump("duplicates", result.duplicates)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+        return result
+
+    def _ingest_one(self, project: str, event: Dict[str, Any], received: str, result: IngestResult) -> None:
+        event_uuid = str(event.get("uuid") or _uuid.uuid4())
+        seen = self._db.execute("SELECT 1 FROM events WHERE project = ? AND uuid = ?", (project, event_uuid))
+        if seen.fetchone() is not None:  # a resend: PostHog keeps the first, and so do we
+            result.duplicates += 1
+            return
+        properties = dict(event.get("properties") or {})
+        name = event["event"]
+        distinct_id = str(event["distinct_id"])[:200]
+        personful = properties.get("$process_person_profile") is not False
+        person_id: Optional[int] = None
+        if personful:
+            if name in ("$create_alias", "$merge_dangerously") and properties.get("alias") is not None:
+                refused = self._merge(project, str(properties["alias"]), distinct_id, name == "$merge_dangerously")
+                result.merges_refused += refused
+            elif name == "$identify" and properties.get("$anon_distinct_id") is not None:
+                result.merges_refused += self._merge(project, str(properties["$anon_distinct_id"]), distinct_id)
+            person_id = self._person_for(project, distinct_id, create=True)
+            if name != "$groupidentify":
+                self._update_person(person_id, event, properties)
+        else:
+            person_id = self._person_for(project, distinct_id, create=False)
+        cursor = self._db.execute(
+            "INSERT INTO events (project, uuid, event, distinct_id, person_id, timestamp, properties,"
+            " received_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            (
+                project,
+                event_uuid,
+                name,
+                distinct_id,
+                person_id,
+                _normal_timestamp(event.get("timestamp"), received),
+                json.dumps(_stored_properties(event, properties)),
+                received,
+            ),
+        )
+        result.accepted += 1
+        seq = cursor.lastrowid
+        groups = properties.get("$groups")
+        if isinstance(groups, dict):
+            self._db.executemany(
+                "INSERT INTO event_groups (seq, project, group_type, group_key) VALUES (?, ?, ?, ?)",
+                [(seq, project, str(t), str(k)) for t, k in groups.items() if k is not None],
+            )
+        if name == "$groupidentify" and personful:
+            self._upsert_group(project, properties, received)
+
+    def _person_for(self, project: str, distinct_id: str, create: bool) -> Optional[int]:
+        row = self._db.execute(
+            "SELECT person_id FROM person_distinct_ids WHERE project = ? AND distinct_id = ?", (project, distinct_id)
+        ).fetchone()
+        if row is not None:
+            return int(row[0])
+        if not create:
+            return None
+        return self._new_person(project, [distinct_id], {}, identified=False)
+
+    def _new_person(self, project: str, distinct_ids: Iterable[str], properties: Dict[str, Any], identified: bool) -> int:
+        now = _now()
+        cursor = self._db.execute(
+            "INSERT INTO persons (project, properties, is_identified, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
+            (project, json.dumps(properties), int(identified), now, now),
+        )
+        person_id = int(cursor.lastrowid)
+        for distinct_id in distinct_ids:
+            self._link(project, distinct_id, person_id)
+        return person_id
+
+    def _link(self, project: str, distinct_id: str, person_id: int) -> None:
+        self._db.execute(
+            "INSERT OR REPLACE INTO person_distinct_ids (project, distinct_id, person_id) VALUES (?, ?, ?)",
+            (project, distinct_id, person_id),
+        )
+
+    def _merge(self, project: str, other_id: str, into_id: str, dangerously: bool = False) -> int:
+        """PostHog's mergeDistinctIds; returns 1 when the merge was refused, else 0."""
+        if other_id == into_id:
+            return 0
+        if other_id.strip().lower() in ILLEGAL_IDS or into_id.strip().lower() in ILLEGAL_IDS:
+            self._bump("merges_refused_illegal_id", 1)
+            return 1
+        other = self._person_for(project, other_id, create=False)
+        into = self._person_for(project, into_id, create=False)
+        if other is None and into is None:
+            self._new_person(project, [into_id, other_id], {}, identified=True)
+        elif into is None:
+            self._link(project, into_id, other)
+            self._set_identified(other)
+        elif other is None:
+            self._link(project, other_id, into)
+            self._set_identified(into)
+        elif other != into:
+            other_row = self._person_row(other)
+            if other_row["is_identified"] and not dangerously:
+                self._bump("merges_refused_already_identified", 1)
+                return 1
+            into_row = self._person_row(into)
+            merged = {**json.loads(other_row["properties"]), **json.loads(into_row["properties"])}
+            created = min(other_row["created_at"], into_row["created_at"])
+            self._db.execute(
+                "UPDATE persons SET properties = ?, is_identified = 1, created_at = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(merged), created, _now(), into),
+            )
+            self._db.execute("UPDATE person_distinct_ids SET person_id = ? WHERE person_id = ?", (into, other))
+            self._db.execute("UPDATE events SET person_id = ? WHERE person_id = ?", (into, other))
+            self._db.execute("DELETE FROM persons WHERE id = ?", (other,))
+        else:
+            self._set_identified(into)
+        return 0
+
+    def _set_identified(self, person_id: int) -> None:
+        self._db.execute("UPDATE persons SET is_identified = 1 WHERE id = ?", (person_id,))
+
+    def _person_row(self, person_id: int) -> sqlite3.Row:
+        return self._db.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
+
+    def _update_person(self, person_id: int, event: Dict[str, Any], properties: Dict[str, Any]) -> None:
+        set_once = {**_as_dict(properties.get("$set_once")), **_as_dict(event.get("$set_once"))}
+        set_ = {**_as_dict(properties.get("$set")), **_as_dict(event.get("$set"))}
+        unset = properties.get("$unset") or event.get("$unset") or []
+        if not (set_once or set_ or unset):
+            return
+        current = json.loads(self._person_row(person_id)["properties"])
+        updated = dict(current)
+        for key, value in set_once.items():
+            updated.setdefault(key, value)
+        updated.update(set_)
+        for key in unset if isinstance(unset, list) else []:
+            updated.pop(str(key), None)
+        if updated != current:
+            self._db.execute(
+                "UPDATE persons SET properties = ?, updated_at = ? WHERE id = ?",
+                (json.dumps(updated), _now(), person_id),
+            )
+
+    def _upsert_group(self, project: str, properties: Dict[str, Any], received: str) -> None:
+        group_type, group_key = properties.get("$group_type"), properties.get("$group_key")
+        if group_type is None or group_key is None:
+            return
+        key = (project, str(group_type), str(group_key))
+        row = self._db.execute(
+            "SELECT properties FROM groups WHERE project = ? AND group_type = ? AND group_key = ?", key
+        ).fetchone()
+        merged = {**(json.loads(row[0]) if row else {}), **_as_dict(properties.get("$group_set"))}
+        if row is None:
+            self._db.execute(
+                "INSERT INTO groups (project, group_type, group_key, properties, created_at, updated_at)"
+                " VALUES (?, ?, ?, ?, ?, ?)",
+                (*key, json.dumps(merged), received, received),
+            )
+        else:
+            self._db.execute(
+                "UPDATE groups SET properties = ?, updated_at = ? WHERE project = ? AND group_type = ? AND group_key = ?",
+                (json.dumps(merged), received, *key),
+            )
+
+    def _bump(self, name: str, n: int) -> None:
+        if n:
+            self._db.execute(
+                "INSERT INTO counters (name, value) VALUES (?, ?) ON CONFLICT(name) DO UPDATE SET value = value + ?",
+                (name, n, n),
+            )
+
+    # --- reading ------------------------------------------------------------------
+
+    def _query(self, sql: str, args: Tuple[Any, ...] = ()) -> List[sqlite3.Row]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    def persons(self) -> List[Dict[str, Any]]:
+        rows = self._query(
+            "SELECT p.*, (SELECT group_concat(distinct_id, char(31)) FROM person_distinct_ids d WHERE d.person_id = p.id)"
+            " AS ids, (SELECT count(*) FROM events e WHERE e.person_id = p.id) AS events,"
+            " (SELECT max(timestamp) FROM events e WHERE e.person_id = p.id) AS last_seen"
+            " FROM persons p ORDER BY p.id"
+        )
+        return [_person(row) for row in rows]
+
+    def person(self, distinct_id: str) -> Optional[Dict[str, Any]]:
+        """The person a distinct id belongs to (in any project), with its recent events."""
+        for person in self.persons():
+            if distinct_id in person["distinct_ids"]:
+                person["recent_events"] = self.events(person_id=person["id"], limit=20)
+                return person
+        return None
+
+    def groups(self) -> List[Dict[str, Any]]:
+        rows = self._query(
+            "SELECT g.*, (SELECT count(*) FROM event_groups eg WHERE eg.project = g.project AND"
+            " eg.group_type = g.group_type AND eg.group_key = g.group_key) AS events"
+            " FROM groups g ORDER BY g.group_type, g.group_key"
+        )
+        return [
+            {
+                "type": row["group_type"],
+                "key": row["group_key"],
+                "properties": json.loads(row["properties"]),
+                "events": row["events"],
+                "created_at": row["created_at"],
+                "updated_at": row["updated_at"],
+            }
+            for row in rows
+        ]
+
+    def group(self, group_type: str, group_key: str) -> Optional[Dict[str, Any]]:
+        for group in self.groups():
+            if (group["type"], group["key"]) == (group_type, group_key):
+                return group
+        return None
+
+    def events(
+        self,
+        *,
+        after_seq: int = 0,
+        limit: Optional[int] = None,
+        person_id: Optional[int] = None,
+        distinct_id: Optional[str] = None,
+        event: Optional[str] = None,
+    ) -> List[Dict[str, Any]]:
+        """Events in arrival order; with ``limit``, the most recent ``limit`` of them."""
+        where, args = ["seq > ?"], [after_seq]
+        if person_id is not None:
+            where.append("person_id = ?")
+            args.append(person_id)
+        if distinct_id is not None:
+            where.append("distinct_id = ?")
+            args.append(distinct_id)
+        if event is not None:
+            where.append("event = ?")
+            args.append(event)
+        sql = "SELECT * FROM events WHERE %s ORDER BY seq DESC" % " AND ".join(where)
+        if limit is not None:
+            sql += " LIMIT %d" % int(limit)
+        rows = self._query(sql, tuple(args))
+        return [_event(row) for row in reversed(rows)]
+
+    def counters(self) -> Dict[str, int]:
+        return {row["name"]: row["value"] for row in self._query("SELECT * FROM counters")}
+
+
+def _person(row: sqlite3.Row) -> Dict[str, Any]:
+    return {
+        "id": row["id"],
+        "distinct_ids": sorted((row["ids"] or "").split(chr(31))) if row["ids"] else [],
+        "properties": json.loads(row["properties"]),
+        "is_identified": bool(row["is_identified"]),
+        "created_at": row["created_at"],
+        "events": row["events"],
+        "last_seen": row["last_seen"],
+    }
+
+
+def _event(row: sqlite3.Row) -> Dict[str, Any]:
+    return {
+        "seq": row["seq"],
+        "uuid": row["uuid"],
+        "event": row["event"],
+        "distinct_id": row["distinct_id"],
+        "person_id": row["person_id"],
+        "timestamp": row["timestamp"],
+        "properties": json.loads(row["properties"]),
+    }
+
+
+def _stored_properties(event: Dict[str, Any], properties: Dict[str, Any]) -> Dict[str, Any]:
+    """Event properties as PostHog shows them: top-level ``$set``/``$set_once`` folded in."""
+    stored = dict(properties)
+    for key in ("$set", "$set_once"):
+        if isinstance(event.get(key), dict):
+            stored[key] = {**_as_dict(stored.get(key)), **event[key]}
+    return stored
+
+
+def _as_dict(value: Any) -> Dict[str, Any]:
+    return value if isinstance(value, dict) else {}
+
+
+def _now() -> str:
+    return _dt.datetime.now(_dt.timezone.utc).isoformat()
+
+
+def _normal_timestamp(value: Any, default: str) -> str:
+    if not value:
+        return default
+    parsed = parse_timestamp(str(value))
+    return parsed.astimezone(_dt.timezone.utc).isoformat() if parsed else default
+
+
+def parse_timestamp(text: str) -> Optional[_dt.datetime]:
+    """An ISO-8601 timestamp (``Z`` accepted); naive ones are taken as UTC; None if invalid."""
+    try:
+        moment = _dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return moment if moment.tzinfo else moment.replace(tzinfo=_dt.timezone.utc)

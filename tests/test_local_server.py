@@ -1,0 +1,228 @@
+"""The local PostHog: validation like capture's, person and group rules, durability."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import threading
+import uuid
+
+import pytest
+import requests
+
+from posthog_otel._local.server import LocalServer
+from posthog_otel._local.store import Store
+
+KEY = "phc_local_test_key_0123456789"
+
+
+@pytest.fixture
+def store(tmp_path):
+    db = Store(tmp_path / "local.sqlite3")
+    yield db
+    db.close()
+
+
+@pytest.fixture
+def local(store):
+    with LocalServer(store) as server:
+        yield server
+
+
+def post(server, batch, api_key=KEY, **extra):
+    body = {"api_key": api_key, "batch": batch, **extra}
+    return requests.post(server.url + "/batch/", json=body, timeout=5)
+
+
+def ev(event, distinct_id, **fields):
+    return {"event": event, "distinct_id": distinct_id, "uuid": str(uuid.uuid4()), **fields}
+
+
+# --- validation ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body,message",
+    [
+        ({"batch": [ev("e", "u")]}, "api_key is missing"),
+        ({"api_key": "", "batch": [ev("e", "u")]}, "api_key is missing"),
+        ({"api_key": KEY}, "batch is missing"),
+        ({"api_key": KEY, "batch": []}, "batch is empty"),
+        ({"api_key": KEY, "batch": ["text"]}, "batch[0]: an event must be a JSON object"),
+        ({"api_key": KEY, "batch": [{"distinct_id": "u"}]}, "batch[0]: event name is missing"),
+        ({"api_key": KEY, "batch": [{"event": "", "distinct_id": "u"}]}, "batch[0]: event name is missing"),
+        ({"api_key": KEY, "batch": [ev("ok", "u"), {"event": "e"}]}, "batch[1]: distinct_id is missing"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": "  "}]}, "batch[0]: distinct_id is empty"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": {"a": 1}}]}, "distinct_id must be a string"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": True}]}, "distinct_id must be a string"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": "u", "uuid": "nope"}]}, "is not a valid uuid"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": "u", "timestamp": "yesterday"}]}, "ISO-8601"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": "u", "properties": [1]}]}, "properties must be"),
+        ({"api_key": KEY, "batch": [{"event": "e", "distinct_id": "u", "$set": "x"}]}, "$set must be"),
+        ({"api_key": KEY, "batch": [ev("e", "u")], "sent_at": "soon"}, "sent_at"),
+    ],
+)
+def test_invalid_requests_are_refused_whole_with_a_reason(local, store, body, message):
+    response = requests.post(local.url + "/batch/", json=body, timeout=5)
+    assert response.status_code == 400
+    assert message in response.json()["error"]
+    assert store.events() == []
+
+
+def test_not_json_and_bad_gzip_are_refused(local):
+    assert "not valid JSON" in requests.post(local.url + "/batch/", data=b"{nope", timeout=5).json()["error"]
+    response = requests.post(
+        local.url + "/batch/", data=b"\x1f\x8bnot gzip", headers={"Content-Encoding": "gzip"}, timeout=5
+    )
+    assert response.status_code == 400 and "not valid gzip" in response.json()["error"]
+
+
+def test_unknown_endpoint_is_404(local):
+    assert requests.post(local.url + "/capture/", json={}, timeout=5).status_code == 404
+
+
+def test_gzip_bodies_are_accepted(local, store):
+    body = gzip.compress(json.dumps({"api_key": KEY, "batch": [ev("e", "u")]}).encode())
+    response = requests.post(local.url + "/batch/", data=body, headers={"Content-Encoding": "gzip"}, timeout=5)
+    assert response.status_code == 200 and response.json()["status"] == 1
+    assert [e["event"] for e in store.events()] == ["e"]
+
+
+# --- person rules ----------------------------------------------------------------------------
+
+
+def test_set_overwrites_and_set_once_fills_only_missing_keys(local, store):
+    post(local, [ev("$set", "u", **{"$set": {"plan": "free", "name": "A"}})])
+    post(local, [ev("$set_once", "u", **{"$set_once": {"plan": "pro", "first": "2024"}})])
+    post(local, [ev("$set", "u", **{"$set": {"plan": "premium"}})])
+    assert store.person("u")["properties"] == {"plan": "premium", "name": "A", "first": "2024"}
+
+
+def test_set_and_unset_carried_by_ordinary_events_apply(local, store):
+    post(local, [ev("signup", "u", properties={"$set": {"email": "a@b.c", "tmp": 1}, "$set_once": {"src": "ad"}})])
+    post(local, [ev("cleanup", "u", properties={"$unset": ["tmp"]})])
+    assert store.person("u")["properties"] == {"email": "a@b.c", "src": "ad"}
+
+
+def test_alias_when_neither_id_has_a_person_creates_one_identified_person(local, store):
+    post(local, [ev("$create_alias", "anon", properties={"distinct_id": "anon", "alias": "user"})])
+    person = store.person("user")
+    assert person["distinct_ids"] == ["anon", "user"] and person["is_identified"]
+    assert len(store.persons()) == 1
+
+
+def test_alias_adds_the_missing_id_to_the_existing_person(local, store):
+    post(local, [ev("$set", "user", **{"$set": {"plan": "pro"}})])
+    post(local, [ev("$create_alias", "anon", properties={"alias": "user"})])
+    assert store.person("anon")["distinct_ids"] == ["anon", "user"]
+    assert store.person("anon")["properties"] == {"plan": "pro"}
+
+
+def test_alias_merges_two_persons_and_the_event_distinct_ids_person_wins(local, store):
+    post(local, [ev("$set", "anon", **{"$set": {"plan": "free", "referrer": "google"}})])
+    post(local, [ev("$set", "user", **{"$set": {"plan": "pro", "email": "a@b.c"}})])
+    # PostHog's wire shape: distinct_id = previous (anon), alias = the new id (user);
+    # the merge goes into the person of the event's distinct_id.
+    post(local, [ev("$create_alias", "anon", properties={"distinct_id": "anon", "alias": "user"})])
+    (person,) = store.persons()
+    assert person["distinct_ids"] == ["anon", "user"]
+    assert person["properties"] == {"plan": "free", "referrer": "google", "email": "a@b.c"}
+    assert person["events"] == 3
+
+
+def test_merging_an_already_identified_person_is_refused(local, store):
+    post(local, [ev("$create_alias", "anon1", properties={"alias": "user"})])  # user's person: identified
+    post(local, [ev("$set", "anon2", **{"$set": {"x": 1}})])
+    post(local, [ev("$create_alias", "anon2", properties={"alias": "user"})])
+    assert store.person("anon2")["distinct_ids"] == ["anon2"]
+    assert store.counters()["merges_refused_already_identified"] == 1
+
+
+def test_identify_with_anon_distinct_id_merges_too(local, store):
+    post(local, [ev("page", "anon")])
+    post(local, [ev("$identify", "user", properties={"$anon_distinct_id": "anon"})])
+    assert store.person("anon")["distinct_ids"] == ["anon", "user"]
+
+
+def test_illegal_ids_are_never_merged(local, store):
+    post(local, [ev("$create_alias", "anonymous", properties={"alias": "user"})])
+    assert store.person("user") is None or store.person("user")["distinct_ids"] == ["user"]
+    assert store.counters()["merges_refused_illegal_id"] == 1
+
+
+def test_personless_events_create_no_person(local, store):
+    post(local, [ev("page", "visitor", properties={"$process_person_profile": False, "$set": {"a": 1}})])
+    assert store.persons() == []
+    assert store.events()[0]["person_id"] is None
+
+
+def test_group_identify_merges_shallowly_and_sets_no_person_properties(local, store):
+    group = {"$group_type": "company", "$group_key": "acme"}
+    post(local, [ev("$groupidentify", "u", properties={**group, "$group_set": {"name": "Acme", "plan": {"t": 1}}})])
+    post(local, [ev("$groupidentify", "u", properties={**group, "$group_set": {"plan": {"u": 2}}, "$set": {"x": 1}})])
+    assert store.group("company", "acme")["properties"] == {"name": "Acme", "plan": {"u": 2}}
+    assert store.person("u")["properties"] == {}
+
+
+def test_groups_link_events_to_groups(local, store):
+    post(local, [ev("used", "u", properties={"$groups": {"company": "acme", "team": "eng"}})])
+    post(local, [ev("$groupidentify", "u", properties={"$group_type": "company", "$group_key": "acme"})])
+    assert store.group("company", "acme")["events"] == 1
+
+
+def test_duplicate_uuids_are_stored_once_and_counted(local, store):
+    event = ev("$set", "u", **{"$set": {"n": 1}})
+    post(local, [event])
+    post(local, [dict(event, **{"$set": {"n": 2}})])
+    assert len(store.events()) == 1
+    assert store.person("u")["properties"] == {"n": 1}
+    assert store.counters()["duplicates"] == 1
+
+
+def test_distinct_ids_are_cut_at_200_characters(local, store):
+    post(local, [ev("e", "x" * 300)])
+    assert store.events()[0]["distinct_id"] == "x" * 200
+
+
+def test_projects_are_kept_apart_and_keys_are_not_stored(local, store, tmp_path):
+    post(local, [ev("$set", "u", **{"$set": {"p": "one"}})], api_key="phc_project_one_key")
+    post(local, [ev("$set", "u", **{"$set": {"p": "two"}})], api_key="phc_project_two_key")
+    assert sorted(p["properties"]["p"] for p in store.persons()) == ["one", "two"]
+    raw = b"".join(path.read_bytes() for path in tmp_path.iterdir() if path.is_file())  # db, -wal, -shm
+    assert b"phc_project_one_key" not in raw
+
+
+# --- durability and concurrency --------------------------------------------------------------
+
+
+def test_state_survives_a_restart(tmp_path):
+    path = tmp_path / "durable.sqlite3"
+    first = Store(path)
+    with LocalServer(first) as server:
+        post(server, [ev("$set", "u", **{"$set": {"plan": "pro"}}), ev("$create_alias", "anon", properties={"alias": "u"})])
+    first.close()
+    second = Store(path)
+    assert second.person("anon")["properties"] == {"plan": "pro"}
+    assert len(second.events()) == 2
+    second.close()
+
+
+def test_database_file_is_private(tmp_path):
+    path = tmp_path / "sub" / "private.sqlite3"
+    Store(path).close()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+
+
+def test_concurrent_requests_are_all_stored(local, store):
+    def send(worker):
+        for i in range(10):
+            assert post(local, [ev("$set", "w%d" % worker, **{"$set": {"i": i}})]).status_code == 200
+
+    threads = [threading.Thread(target=send, args=(w,)) for w in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert len(store.events()) == 80
+    assert sorted(p["properties"]["i"] for p in store.persons()) == [9] * 8

@@ -1,0 +1,60 @@
+"""posthog_otel.testing: the fixture users put in their own test suites."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import textwrap
+
+import posthog_otel as posthog
+from posthog_otel.testing import LocalPostHog
+
+
+def test_fixture_delivers_and_exposes_person_and_group_state(posthog_local):
+    posthog.capture("anon", "page_viewed")
+    posthog.alias("anon", "user-42")
+    posthog.set("user-42", {"email": "jane@example.com"})
+    posthog.group_identify("company", "acme", {"name": "Acme"}, distinct_id="user-42")
+
+    person = posthog_local.person("anon")
+    assert person["distinct_ids"] == ["anon", "user-42"]
+    assert person["properties"] == {"email": "jane@example.com"}
+    assert posthog_local.group("company", "acme")["properties"] == {"name": "Acme"}
+    assert [e["event"] for e in posthog_local.events] == ["page_viewed", "$create_alias", "$set", "$groupidentify"]
+
+
+def test_code_that_configures_itself_stays_local(posthog_local):
+    assert os.environ["POSTHOG_HOST"] == posthog_local.url
+    posthog.configure()  # as an application's start-up code would
+    posthog.set("u", {"a": 1})
+    assert posthog_local.person("u")["properties"] == {"a": 1}
+
+
+def test_context_manager_outside_pytest(tmp_path):
+    with LocalPostHog(tmp_path / "db.sqlite3") as local:
+        posthog.set("u", {"a": 1})
+        assert len(local.persons()) == 1
+    assert "POSTHOG_HOST" not in os.environ
+
+
+def test_plugin_is_registered_for_users_test_suites(tmp_path):
+    test_file = tmp_path / "test_user_app.py"
+    test_file.write_text(
+        textwrap.dedent(
+            """
+            import posthog_otel as posthog
+
+            def test_signup(posthog_local):
+                posthog.set("user-1", {"plan": "pro"})
+                assert posthog_local.person("user-1")["properties"] == {"plan": "pro"}
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "PYTEST_"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "1 passed" in result.stdout
