@@ -91,6 +91,7 @@ def get_context_distinct_id() -> Optional[str]:
 
 
 def get_context_session_id() -> Optional[str]:
+    """The session id the current scope (or the nearest parent that has one) provides."""
     scope = _current.get()
     while scope is not None:
         if scope.session_id:

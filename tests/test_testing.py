@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import textwrap
+import pathlib
 
 import posthog_otel as posthog
 from posthog_otel.testing import LocalPostHog
@@ -38,23 +38,13 @@ def test_context_manager_outside_pytest(tmp_path):
     assert "POSTHOG_HOST" not in os.environ
 
 
-def test_plugin_is_registered_for_users_test_suites(tmp_path):
-    test_file = tmp_path / "test_user_app.py"
-    test_file.write_text(
-        textwrap.dedent(
-            """
-            import posthog_otel as posthog
-
-            def test_signup(posthog_local):
-                posthog.set("user-1", {"plan": "pro"})
-                assert posthog_local.person("user-1")["properties"] == {"plan": "pro"}
-            """
-        )
-    )
+def test_plugin_is_registered_for_users_test_suites_and_the_example_passes():
+    """examples/test_signup_example.py, run the way a user runs their suite."""
+    example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "test_signup_example.py"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "PYTEST_"))}
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(test_file)],
-        capture_output=True, text=True, timeout=60, cwd=tmp_path, env=env,
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example)],
+        capture_output=True, text=True, timeout=60, cwd=example.parent, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout

@@ -1,0 +1,28 @@
+"""The public surface is small and explicit; pin it so changes are deliberate."""
+
+from __future__ import annotations
+
+import posthog_otel
+
+EXPECTED = {
+    "Pipeline", "PostHogLogExporter", "PostHogLogRecordProcessor", "RetryPolicy", "Settings", "__version__",
+    "alias", "capture", "configure", "doctor", "drop_counts", "get_context_distinct_id", "get_context_session_id",
+    "get_tags", "group_identify", "identify_context", "new_context", "set", "set_context_session", "set_once", "tag",
+}  # fmt: skip
+
+
+def test_all_is_pinned():
+    assert set(posthog_otel.__all__) == EXPECTED
+
+
+def test_every_public_name_exists_and_is_documented():
+    for name in posthog_otel.__all__:
+        value = getattr(posthog_otel, name)
+        if callable(value):
+            assert value.__doc__, name
+
+
+def test_package_is_typed():
+    import pathlib
+
+    assert (pathlib.Path(posthog_otel.__file__).parent / "py.typed").exists()
