@@ -71,6 +71,22 @@ def parse_host(text: Any) -> str:
     return APP_HOSTS.get(value, value)
 
 
+def parse_capture_mode(text: Any) -> str:
+    value = str(text).strip().lower()
+    if value in ("batch", "v0", "legacy"):
+        return "batch"
+    if value == "v1":
+        return "v1"
+    raise ValueError("expected batch or v1")
+
+
+def parse_path(text: Any) -> str:
+    value = str(text).strip()
+    if not value:
+        raise ValueError("is empty")
+    return os.path.expanduser(value)
+
+
 def setting(default: Any, *env: str, parse: Callable[[Any], Any], doc: str) -> Any:
     return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
 
@@ -121,6 +137,49 @@ class Settings:
         "POSTHOG_OTEL_HISTORICAL_MIGRATION",
         parse=parse_bool,
         doc="Mark batches as a historical import (PostHog routes them to its slower, unthrottled lane).",
+    )
+
+    capture_mode: str = setting(
+        "batch",
+        "POSTHOG_OTEL_CAPTURE_MODE",
+        parse=parse_capture_mode,
+        doc="`batch` (PostHog's `/batch/` endpoint) or `v1` (Capture V1: per-event results, only `retry` events resent).",
+    )
+    spool: bool = setting(
+        True,
+        "POSTHOG_OTEL_SPOOL",
+        parse=parse_bool,
+        doc="Keep events PostHog could not take yet on disk and send them, in order, when it answers again.",
+    )
+    spool_dir: Optional[str] = setting(
+        None,
+        "POSTHOG_OTEL_SPOOL_DIR",
+        parse=parse_path,
+        doc="Spool location; a private per-user directory by default. One subdirectory per project key and host.",
+    )
+    spool_max_bytes: int = setting(
+        100 * 1024 * 1024,
+        "POSTHOG_OTEL_SPOOL_MAX_BYTES",
+        parse=parse_count,
+        doc="Spool size cap; past it the oldest batches are dropped (counted and logged).",
+    )
+    spool_max_age: float = setting(
+        7 * 24 * 3600.0,
+        "POSTHOG_OTEL_SPOOL_MAX_AGE",
+        parse=parse_seconds,
+        doc="Seconds a batch may wait in the spool before it is dropped (counted and logged).",
+    )
+    spool_after: float = setting(
+        3.0,
+        "POSTHOG_OTEL_SPOOL_AFTER",
+        parse=parse_seconds,
+        doc="Seconds an export retries before spooling what PostHog did not take (when the spool is on).",
+    )
+    handle_sigterm: bool = setting(
+        True,
+        "POSTHOG_OTEL_HANDLE_SIGTERM",
+        parse=parse_bool,
+        doc="If SIGTERM has no handler, exit through `sys.exit` so queued operations are flushed or spooled.",
     )
 
     def __repr__(self) -> str:

@@ -71,28 +71,47 @@ def split_by_size(
     return groups
 
 
-def encode_events(events: Sequence[Any], max_event_bytes: int = MAX_EVENT_BYTES) -> Tuple[List[bytes], List[Any]]:
-    """(encoded events that fit, events over the limit).
+def encode_events(
+    events: Sequence[Any], max_event_bytes: int = MAX_EVENT_BYTES
+) -> Tuple[List[Any], List[bytes], List[Any]]:
+    """(events that fit, their encoding, events over the per-event limit).
 
-    Fast path: the whole batch encoded in one call is several times cheaper than one call
-    per event; when all of it is under the per-event limit, no event can be over it and
-    it is one request.  Otherwise each event is encoded alone so it can be measured.
+    The encoding is one part per event, or, on the fast path, a single part holding all
+    of them: the whole batch encoded in one call is several times cheaper than one call
+    per event, and when all of it is under the per-event limit no event can be over it
+    and it is one request.
     """
     try:
-        whole = _ENCODER.encode(events).encode("utf-8", "replace")
+        whole = _ENCODER.encode(list(events)).encode("utf-8", "replace")
     except (TypeError, ValueError):
         whole = b""
     if events and 2 < len(whole) <= max_event_bytes:
-        return [whole[1:-1]], []
-    fitting: List[bytes] = []
+        return list(events), [whole[1:-1]], []
+    fitting: List[Any] = []
+    parts: List[bytes] = []
     too_large: List[Any] = []
     for event in events:
         part = encode_event(event)
         if len(part) > max_event_bytes:
             too_large.append(event)
         else:
-            fitting.append(part)
-    return fitting, too_large
+            fitting.append(event)
+            parts.append(part)
+    return fitting, parts, too_large
+
+
+def request_groups(
+    events: List[Any], parts: List[bytes], max_request_bytes: int = MAX_REQUEST_BYTES
+) -> List[Tuple[List[Any], List[bytes]]]:
+    """(events, parts) per request, in order, each under ``max_request_bytes``."""
+    if len(parts) != len(events):  # the fast path's single part: one request
+        return [(events, parts)] if events else []
+    groups: List[Tuple[List[Any], List[bytes]]] = []
+    index = 0
+    for group in split_by_size(parts, max_request_bytes):
+        groups.append((events[index : index + len(group)], group))
+        index += len(group)
+    return groups
 
 
 def batch_body(api_key: str, parts: Sequence[bytes], sent_at: str, historical_migration: bool) -> bytes:

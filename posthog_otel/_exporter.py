@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import hashlib
 import logging
+import os
 import platform
+import signal
 import sys
-from typing import Any, Dict, Optional, Sequence
+import threading
+from pathlib import Path
+from typing import Any, Dict, List, Optional, Sequence
 from urllib.parse import urlsplit
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -13,7 +18,10 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from ._client import PostHogClient, deadline_after
 from ._config import Settings, redact
 from ._log import count_drop, logger, warn_limited
+from ._drainer import Drained, Drainer
 from ._retry import RetryPolicy
+from ._spool import open_spool
+from ._stats import Stats, register_metrics
 from ._schema import is_operation
 from ._mapping import Defaults, Operation, to_posthog_events
 from ._version import __version__
@@ -25,15 +33,18 @@ class PostHogLogExporter(LogRecordExporter):
     """Exports PostHog operation records (``event_name`` ``posthog.*``); ignores all others.
 
     Every argument is optional and falls back to the environment (``POSTHOG_API_KEY``,
-    ``POSTHOG_HOST``, ``POSTHOG_OTEL_*``; see ``docs/configuration.md``), so the class
-    works as an ``opentelemetry-instrument`` entry point (no arguments) and from
-    declarative configuration (keyword arguments) alike.
+    ``POSTHOG_HOST``, ``POSTHOG_OTEL_*``; every setting is in ``docs/configuration.md``),
+    so the class works as an ``opentelemetry-instrument`` entry point (no arguments) and
+    from declarative configuration (keyword arguments) alike.
 
     ``retry_policy`` replaces the default backoff schedule (and ``max_attempts``);
     ``transport`` replaces the HTTP layer (an object with ``post`` and ``close``).
 
-    ``export`` returns SUCCESS only when PostHog accepted every event of the batch; it
-    never raises.  A missing API key raises ``ValueError`` here, at construction.
+    What PostHog does not take within ``spool_after`` seconds (connection errors,
+    timeouts, 408/429/5xx, a refused key) goes to a durable spool and is sent, in order,
+    when PostHog answers again; while anything is spooled, newer batches queue behind it.
+    ``export`` returns SUCCESS only when PostHog accepted every event of the batch, and
+    never raises. A missing API key raises ``ValueError`` here, at construction.
     """
 
     def __init__(
@@ -41,44 +52,44 @@ class PostHogLogExporter(LogRecordExporter):
         *,
         api_key: Optional[str] = None,
         host: Optional[str] = None,
-        timeout: Optional[float] = None,
-        max_attempts: Optional[int] = None,
-        gzip: Optional[bool] = None,
-        disable_geoip: Optional[bool] = None,
-        historical_migration: Optional[bool] = None,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Any] = None,
+        **settings: Any,
     ) -> None:
-        settings = Settings.resolve(
-            api_key=api_key,
-            host=host,
-            timeout=timeout,
-            max_attempts=max_attempts,
-            gzip=gzip,
-            disable_geoip=disable_geoip,
-            historical_migration=historical_migration,
-        )
-        if not settings.api_key:
+        resolved = Settings.resolve(api_key=api_key, host=host, **settings)
+        if not resolved.api_key:
             raise ValueError(
                 "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
                 "(or pass api_key=...) to your project's key, which starts with phc_"
             )
-        if settings.host.startswith("http://") and not _is_loopback(settings.host):
+        if resolved.host.startswith("http://") and not _is_loopback(resolved.host):
             logger.warning(
                 "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",
-                settings.host,
+                resolved.host,
             )
-        self.settings = settings
-        self._client = PostHogClient(settings, transport, retry_policy)
+        self.settings = resolved
+        self._client = PostHogClient(resolved, transport, retry_policy)
         self._defaults = Defaults(
             library={"$lib": LIBRARY, "$lib_version": __version__, "$is_server": True},
             system=system_properties(),
-            disable_geoip=settings.disable_geoip,
+            disable_geoip=resolved.disable_geoip,
         )
+        self._spool = open_spool(spool_directory(resolved), resolved.spool_max_bytes, resolved.spool_max_age) if resolved.spool else None
+        self._stats = Stats(self._spool)
+        self._drainer = Drainer(self._spool, self._client, resolved.timeout, self._stats) if self._spool else None
         self._shutdown = False
+        register_metrics(self._stats.snapshot)
+        if resolved.handle_sigterm:
+            _exit_on_sigterm()
+        if self._drainer is not None and self._spool.pending():
+            self._drainer.poke()  # batches left by an earlier process: send them now
 
     def __repr__(self) -> str:
         return "PostHogLogExporter(host=%r, api_key=%r)" % (self.settings.host, redact(self.settings.api_key))
+
+    def stats(self) -> Dict[str, Any]:
+        """Events exported, request retries, events spooled and drained, drops by reason, spool depth."""
+        return self._stats.snapshot()
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         if self._shutdown:
@@ -101,19 +112,112 @@ class PostHogLogExporter(LogRecordExporter):
         for problem in skipped:
             count_drop(problem.reason)
             warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
-        if not events:
-            return LogRecordExportResult.SUCCESS if not skipped else LogRecordExportResult.FAILURE
-        report = self._client.send(events, deadline_after(self.settings.timeout))
-        if report.ok and not skipped:
-            return LogRecordExportResult.SUCCESS
-        return LogRecordExportResult.FAILURE
+        delivered = self._deliver(events) if events else True
+        return LogRecordExportResult.SUCCESS if delivered and not skipped else LogRecordExportResult.FAILURE
+
+    def _deliver(self, events: List[Dict[str, Any]]) -> bool:
+        if self._spool is not None and self._spool.pending():
+            self._to_spool(events, "earlier events are still waiting in the spool")
+            return False
+        budget = min(self.settings.timeout, self.settings.spool_after) if self._spool else self.settings.timeout
+        report = self._client.send(events, deadline_after(budget))
+        self._stats.add("exported", report.delivered)
+        self._stats.add("retried", report.retries)
+        if report.unsent:
+            if self._spool is not None:
+                self._to_spool(report.unsent, report.detail)
+            else:
+                self._drop_unsent(report)
+        return report.ok
+
+    def _to_spool(self, events: List[Dict[str, Any]], why: str) -> None:
+        try:
+            self._spool.append(events)
+        except OSError as error:
+            count_drop("spool_write_failed", len(events))
+            logger.error("posthog_otel: could not write %d event(s) to the spool (%s); dropped", len(events), error)
+            return
+        self._stats.add("spooled", len(events))
+        warn_limited(
+            "spooled",
+            "posthog_otel: PostHog did not take %d event(s) (%s); kept in the spool %s and sent in order "
+            "when it answers again",
+            len(events), why, self._spool,
+        )  # fmt: skip
+        self._drainer.poke()
+
+    def _drop_unsent(self, report: Any) -> None:
+        reason = "unauthorized" if report.unauthorized else "delivery_failed"
+        count_drop(reason, len(report.unsent))
+        warn_limited(  # a refused key was already reported, loudly, by the client
+            "gave_up:" + reason,
+            "posthog_otel: could not deliver %d event(s) to %s (%s); dropped because the spool is off",
+            len(report.unsent), self.settings.host, report.detail,
+            level=logging.WARNING if report.unauthorized else logging.ERROR,
+        )  # fmt: skip
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True  # nothing is buffered here: each export is delivered before it returns
+        """Send what the spool holds, within the timeout; True when nothing is left waiting."""
+        if self._spool is None or not self._spool.pending() or self._shutdown:
+            return True
+        return self._drainer.drain(deadline_after(timeout_millis / 1000)) is Drained.EMPTY
 
-    def shutdown(self) -> None:
+    def shutdown(self, timeout_millis: float = 5000) -> None:
+        """Stop: one last try to empty the spool (briefly), then close. Spooled data stays on disk."""
+        if self._shutdown:
+            return
         self._shutdown = True
+        if self._drainer is not None:
+            self._drainer.stop()
+            if self._spool.pending():
+                self._drainer.drain(deadline_after(min(2.0, max(timeout_millis, 0) / 1000)))
         self._client.shutdown()
+        self._summarise()
+
+    def _summarise(self) -> None:
+        stats = self._stats.snapshot()
+        dropped = stats["dropped"]
+        if dropped:
+            logger.warning(
+                "posthog_otel: %d event(s) exported; dropped: %s",
+                stats["exported"], ", ".join("%s=%d" % kv for kv in sorted(dropped.items())),
+            )  # fmt: skip
+        if stats["spool_batches"]:
+            logger.warning(
+                "posthog_otel: %d batch(es) wait in the spool %s; the next process with the same key and host "
+                "sends them", stats["spool_batches"], self._spool,
+            )  # fmt: skip
+
+
+def spool_directory(settings: Settings) -> Path:
+    """``spool_dir`` or the user's state directory, then one folder per (key, host): a hash, never the key."""
+    if settings.spool_dir:
+        base = Path(settings.spool_dir)
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support" / "posthog-otel" / "spool"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home()) / "posthog-otel" / "spool"
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "posthog-otel" / "spool"
+    digest = hashlib.sha256(("%s\0%s" % (settings.host, settings.api_key)).encode("utf-8")).hexdigest()[:16]
+    return base / digest
+
+
+def _exit_on_sigterm() -> None:
+    """With no SIGTERM handler, the process dies without running ``atexit``, and the SDK's
+    queue with it.  Exiting through ``sys.exit`` instead lets the providers flush (or spool)
+    what is queued.  An application's own handler is never replaced."""
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _sigterm)
+    except (ValueError, OSError, AttributeError):  # no signals here (some embedded interpreters)
+        pass
+
+
+def _sigterm(signum: int, frame: Any) -> None:
+    raise SystemExit(128 + signum)
 
 
 def _is_posthog(readable: Any) -> bool:

@@ -16,7 +16,7 @@ import threading
 import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
-from typing import Callable, FrozenSet, Optional
+from typing import Callable, FrozenSet, NamedTuple, Optional
 
 from ._http import Response, TransportError
 
@@ -74,6 +74,17 @@ class Outcome(enum.Enum):
     REJECTED = "rejected"
     #: 401/403: the project key is wrong.
     UNAUTHORIZED = "unauthorized"
+    #: 413: the request is too large; smaller requests may pass.
+    TOO_LARGE = "too_large"
+
+
+class Verdict(NamedTuple):
+    """What one attempt came to: a final ``outcome``, or None to try again."""
+
+    outcome: Optional[Outcome]
+    status: Optional[int]
+    detail: str = ""
+    retry_after: Optional[float] = None
 
 
 @dataclass(frozen=True)
@@ -84,47 +95,55 @@ class Delivery:
     detail: str = ""
 
 
-Post = Callable[[float], Response]
+Attempt = Callable[[int, float], Verdict]
 
 
 def deliver(
-    post: Post,
+    attempt: Attempt,
     policy: RetryPolicy,
     deadline: float,
     stop: threading.Event,
     clock: Callable[[], float] = time.monotonic,
     rand: Callable[[], float] = random.random,
 ) -> Delivery:
-    """Call ``post(timeout)`` until PostHog accepts, refuses for good, or time runs out."""
-    attempt = 0
+    """Call ``attempt(number, timeout)`` until it reaches an outcome or time runs out.
+
+    ``attempt`` performs one request and judges the answer (protocols differ in what a
+    success looks like); a ``TransportError`` from it counts as a retryable failure.
+    """
+    number = 0
     while True:
-        attempt += 1
+        number += 1
         remaining = deadline - clock()
         if remaining <= 0 or stop.is_set():
-            return Delivery(Outcome.GAVE_UP, attempt - 1, None, "deadline reached" if remaining <= 0 else "shut down")
-        retry_after = None
+            return Delivery(Outcome.GAVE_UP, number - 1, None, "deadline reached" if remaining <= 0 else "shut down")
         try:
-            response = post(remaining)
+            verdict = attempt(number, remaining)
         except TransportError as error:
-            status, detail = None, "no response (%s)" % error
-        else:
-            status, detail = response.status, "HTTP %d" % response.status
-            if status == 200:
-                return Delivery(Outcome.DELIVERED, attempt, status)
-            if status in (401, 403):
-                return Delivery(Outcome.UNAUTHORIZED, attempt, status, _detail(response))
-            if not policy.is_retryable(status):
-                return Delivery(Outcome.REJECTED, attempt, status, _detail(response))
-            retry_after = parse_retry_after(response.headers.get("Retry-After"))
-        if attempt >= policy.max_attempts:
-            return Delivery(Outcome.GAVE_UP, attempt, status, detail)
-        wait = policy.wait_after(attempt, retry_after, rand)
+            verdict = Verdict(None, None, "no response (%s)" % error)
+        if verdict.outcome is not None:
+            return Delivery(verdict.outcome, number, verdict.status, verdict.detail)
+        if number >= policy.max_attempts:
+            return Delivery(Outcome.GAVE_UP, number, verdict.status, verdict.detail)
+        wait = policy.wait_after(number, verdict.retry_after, rand)
         if clock() + wait >= deadline:
-            return Delivery(Outcome.GAVE_UP, attempt, status, detail + "; next retry would pass the deadline")
+            return Delivery(Outcome.GAVE_UP, number, verdict.status, verdict.detail + "; next retry would pass the deadline")
         if stop.wait(wait):
-            return Delivery(Outcome.GAVE_UP, attempt, status, detail + "; shut down while waiting to retry")
+            return Delivery(Outcome.GAVE_UP, number, verdict.status, verdict.detail + "; shut down while waiting to retry")
 
 
-def _detail(response: Response) -> str:
+def judge_status(response: Response, policy: RetryPolicy) -> Verdict:
+    """The verdict on a non-success HTTP status, shared by both protocols."""
+    status = response.status
+    if status in (401, 403):
+        return Verdict(Outcome.UNAUTHORIZED, status, describe(response))
+    if status == 413:
+        return Verdict(Outcome.TOO_LARGE, status, describe(response))
+    if policy.is_retryable(status):
+        return Verdict(None, status, "HTTP %d" % status, parse_retry_after(response.headers.get("Retry-After")))
+    return Verdict(Outcome.REJECTED, status, describe(response))
+
+
+def describe(response: Response) -> str:
     text = " ".join(response.text.split())
     return "HTTP %d %s" % (response.status, text[:300])

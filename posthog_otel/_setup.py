@@ -42,7 +42,9 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         self._batch.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return self._batch.force_flush(timeout_millis)
+        """Export the queue, then let the exporter send what its spool holds."""
+        exported = self._batch.force_flush(timeout_millis)
+        return self.exporter.force_flush(timeout_millis) and exported
 
     def detach(self) -> None:
         """Stop taking records (the SDK cannot remove a processor from a provider)."""

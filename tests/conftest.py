@@ -14,11 +14,14 @@ API_KEY = "phc_testkey0123456789abcdefghijklmnopqrstuvw"
 
 
 @pytest.fixture(autouse=True)
-def clean_state(monkeypatch):
-    """Each test starts with no PostHog/OTel environment, fresh counters, and raising internals."""
+def clean_state(monkeypatch, tmp_path_factory):
+    """Each test starts with no PostHog/OTel environment, its own spool, fresh counters,
+    and raising internals."""
     for name in list(os.environ):
         if name.startswith(("POSTHOG_", "OTEL_")):
             monkeypatch.delenv(name)
+    monkeypatch.setenv("POSTHOG_OTEL_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
+    monkeypatch.setenv("POSTHOG_OTEL_HANDLE_SIGTERM", "false")
     _log.reset_diagnostics()
     monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", True)
     monkeypatch.setattr(posthog_otel, "api_key", None)

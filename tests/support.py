@@ -34,7 +34,7 @@ class Recorded:
 
 
 class CaptureServer:
-    def __init__(self) -> None:
+    def __init__(self, port: int = 0) -> None:
         self.requests: List[Recorded] = []
         self.faults: Deque[Fault] = deque()
         self._changed = threading.Condition()
@@ -68,7 +68,8 @@ class CaptureServer:
             def log_message(self, *args: Any) -> None:
                 pass
 
-        self._httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        ThreadingHTTPServer.allow_reuse_address = True
+        self._httpd = ThreadingHTTPServer(("127.0.0.1", port), Handler)
         self._httpd.daemon_threads = True
         self.url = "http://127.0.0.1:%d" % self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)

@@ -77,7 +77,7 @@ def test_retry_after_seconds_is_honoured(server, fast_pipeline):
     assert len(server.events) == 1
 
 
-@pytest.mark.parametrize("status", [400, 404, 413])
+@pytest.mark.parametrize("status", [400, 404, 422])
 def test_other_client_errors_are_not_retried(status, server, fast_pipeline, caplog):
     server.fail_next(Fault(status, body='{"error": "bad"}'))
     posthog.set("u", {"a": 1})
@@ -87,12 +87,16 @@ def test_other_client_errors_are_not_retried(status, server, fast_pipeline, capl
     assert "PostHog rejected 1 event(s) (HTTP %d" % status in caplog.text
 
 
-def test_invalid_key_is_logged_once_and_redacted(server, fast_pipeline, caplog):
+def test_invalid_key_is_logged_once_and_redacted(server, provider, caplog):
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, spool=False),
+        logger_provider=provider,
+    )
     server.fail_next(Fault(401), Fault(401))
     posthog.set("u", {"a": 1})
-    fast_pipeline.flush()
+    pipeline.flush()
     posthog.set("u", {"a": 2})
-    fast_pipeline.flush()
+    pipeline.flush()
     errors = [r for r in caplog.records if r.levelno >= logging.ERROR]
     assert len(errors) == 1
     assert "refused the project API key phc_...vw" in errors[0].getMessage()
@@ -101,7 +105,7 @@ def test_invalid_key_is_logged_once_and_redacted(server, fast_pipeline, caplog):
 
 
 def test_export_reports_success_only_when_posthog_accepted(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, timeout=1)
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, timeout=1, spool=False)
     records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
     assert exporter.export(records) is LogRecordExportResult.SUCCESS
     server.fail_next(*[Fault(503)] * 10)
@@ -112,7 +116,11 @@ def test_export_reports_success_only_when_posthog_accepted(server):
 
 def test_one_deadline_bounds_all_attempts(server):
     exporter = PostHogLogExporter(
-        api_key=API_KEY, host=server.url, timeout=0.5, retry_policy=RetryPolicy(max_attempts=100, backoff_base=0.05)
+        api_key=API_KEY,
+        host=server.url,
+        timeout=0.5,
+        retry_policy=RetryPolicy(max_attempts=100, backoff_base=0.05),
+        spool=False,
     )
     records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
     server.fail_next(*[Fault(503)] * 100)
@@ -124,7 +132,7 @@ def test_one_deadline_bounds_all_attempts(server):
 
 
 def test_a_retry_after_past_the_deadline_gives_up_at_once(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=2)
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=2, spool=False)
     records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
     server.fail_next(Fault(429, headers={"Retry-After": "20"}))
     started = time.monotonic()
@@ -134,7 +142,7 @@ def test_a_retry_after_past_the_deadline_gives_up_at_once(server):
 
 
 def test_shutdown_interrupts_a_retry_wait(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=60)
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=60, spool=False)
     records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
     server.fail_next(Fault(503, headers={"Retry-After": "30"}))
     result = {}
@@ -153,7 +161,7 @@ def test_events_over_the_size_limit_are_dropped_alone(server, pipeline, caplog):
     pipeline.flush()
     assert [e["$set"] for e in server.events] == [{"small": 1}]
     assert posthog.drop_counts() == {"too_large": 1}
-    assert "larger than PostHog's 900 KiB limit" in caplog.text
+    assert "too large for PostHog" in caplog.text
 
 
 def test_large_batches_are_split_into_requests_under_5_mib(server, pipeline):
@@ -211,3 +219,21 @@ def _wait_until(condition, timeout=5.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_413_splits_the_batch_and_sends_the_halves_in_order(server, pipeline):
+    uuids = [posthog.set("u", {"i": i}) for i in range(4)]
+    server.fail_next(Fault(413))
+    pipeline.flush()
+    assert [r.answered for r in server.requests] == [413, 200, 200]
+    assert [len(r.payload["batch"]) for r in server.requests] == [4, 2, 2]
+    assert [e["uuid"] for e in server.events] == uuids
+
+
+def test_413_for_a_single_event_drops_it_with_a_warning(server, pipeline, caplog):
+    posthog.set("u", {"a": 1})
+    server.fail_next(Fault(413))
+    pipeline.flush()
+    assert server.events == []
+    assert posthog.drop_counts() == {"too_large": 1}
+    assert "too large for PostHog" in caplog.text
