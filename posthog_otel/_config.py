@@ -75,7 +75,7 @@ def parse_capture_mode(text: Any) -> str:
     value = str(text).strip().lower()
     if value in ("batch", "v0", "legacy"):
         return "batch"
-    if value == "v1":
+    if value in ("v1", "analytics_v1"):
         return "v1"
     raise ValueError("expected batch or v1")
 

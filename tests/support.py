@@ -56,7 +56,7 @@ class CaptureServer:
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
                 server._record(self, raw, body, fault.status)
-                reply = (fault.body or ('{"status": 1}' if fault.status == 200 else '{"error": "injected"}')).encode()
+                reply = (fault.body or server._default_reply(self.path, body, fault.status)).encode()
                 self.send_response(fault.status)
                 for name, value in fault.headers.items():
                     self.send_header(name, value)
@@ -74,6 +74,15 @@ class CaptureServer:
         self.url = "http://127.0.0.1:%d" % self._httpd.server_address[1]
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
+
+    @staticmethod
+    def _default_reply(path: str, body: bytes, status: int) -> str:
+        if status != 200:
+            return '{"error": "injected"}'
+        if path.startswith("/i/v1/"):  # Capture V1 answers per event
+            uuids = [e.get("uuid") for e in json.loads(body).get("batch", [])]
+            return json.dumps({"results": {u: {"result": "ok"} for u in uuids}})
+        return '{"status": 1}'
 
     def close(self) -> None:
         self._httpd.shutdown()

@@ -20,6 +20,7 @@ from .store import Store, parse_timestamp
 #: PostHog's capture refuses bodies over 20 MiB.
 MAX_BODY_BYTES = 20 * 1024 * 1024
 BATCH_PATHS = ("/batch", "/batch/")
+V1_PATH = "/i/v1/analytics/events"
 
 
 class Invalid(Exception):
@@ -46,6 +47,44 @@ def validate_batch(payload: Any) -> Tuple[str, List[Dict[str, Any]]]:
         if problem:
             raise Invalid("batch[%d]: %s" % (index, problem))
     return api_key, batch
+
+
+class Unauthorized(Invalid):
+    """Capture V1 without a bearer token."""
+
+
+def validate_v1(payload: Any, authorization: Optional[str]) -> Tuple[str, List[Dict[str, Any]]]:
+    """(api_key, events in ``/batch/`` shape) of a Capture V1 request, or ``Invalid``."""
+    scheme, _, token = (authorization or "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise Unauthorized("Authorization: Bearer <project API key> is missing")
+    if not isinstance(payload, dict) or not isinstance(payload.get("batch"), list):
+        raise Invalid("the body must be a JSON object with created_at and batch")
+    if not payload["batch"]:
+        raise Invalid("batch is empty")
+    events = []
+    for index, wire in enumerate(payload["batch"]):
+        if not isinstance(wire, dict):
+            raise Invalid("batch[%d]: an event must be a JSON object" % index)
+        if not wire.get("uuid"):
+            raise Invalid("batch[%d]: uuid is missing (Capture V1 requires one)" % index)
+        events.append(from_v1_event(wire))
+    return validate_batch({"api_key": token.strip(), "batch": events})
+
+
+def from_v1_event(wire: Dict[str, Any]) -> Dict[str, Any]:
+    """A Capture V1 event back in ``/batch/`` shape: options and top-level ids as properties."""
+    properties = dict(wire.get("properties") or {}) if isinstance(wire.get("properties"), dict) else wire.get("properties")
+    if isinstance(properties, dict):
+        options = wire.get("options") if isinstance(wire.get("options"), dict) else {}
+        if "process_person_profile" in options:
+            properties["$process_person_profile"] = options["process_person_profile"]
+        for field, key in (("session_id", "$session_id"), ("window_id", "$window_id")):
+            if wire.get(field) is not None:
+                properties[key] = wire[field]
+    event = {k: wire[k] for k in ("event", "distinct_id", "uuid", "timestamp") if k in wire}
+    event["properties"] = properties
+    return event
 
 
 def _event_problem(event: Any) -> Optional[str]:
@@ -117,18 +156,25 @@ def _handler_for(store: Store) -> type:
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
-            if path not in BATCH_PATHS:
+            if path not in BATCH_PATHS and path != V1_PATH:
                 self._drain()
-                self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/" % path})
+                self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/ and %s" % (path, V1_PATH)})
                 return
+            v1 = path == V1_PATH
             try:
                 payload = self._read_json()
-                api_key, events = validate_batch(payload)
+                api_key, events = validate_v1(payload, self.headers.get("Authorization")) if v1 else validate_batch(payload)
+            except Unauthorized as problem:
+                self._reply(401, {"type": "authentication_error", "error": str(problem)})
+                return
             except Invalid as problem:
                 self._reply(400, {"type": "validation_error", "error": str(problem)})
                 return
             result = store.ingest(api_key, events)
-            self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
+            if v1:
+                self._reply(200, {"results": {e["uuid"]: {"result": "ok"} for e in events}})
+            else:
+                self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
 
         def do_GET(self) -> None:  # noqa: N802
             self._reply(200, {"server": "posthog-otel local", "status": "ok"})
