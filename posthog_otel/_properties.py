@@ -106,13 +106,13 @@ def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
         return str.__str__(value)
     if isinstance(value, bool):
         return bool(value)
-    if isinstance(value, (float, decimal.Decimal)):
-        number = float(value)
-        return number if math.isfinite(number) else None
-    if isinstance(value, numbers.Integral):
+    if isinstance(value, numbers.Integral) and not isinstance(value, float):
         return int(value)
-    if isinstance(value, numbers.Real):
-        number = float(value)
+    if isinstance(value, (numbers.Real, decimal.Decimal)):
+        try:
+            number = float(value)
+        except (ValueError, OverflowError, TypeError):  # Decimal('sNaN') refuses float()
+            return None
         return number if math.isfinite(number) else None
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
         return value.isoformat()

@@ -1,0 +1,53 @@
+"""gunicorn --preload with several workers: every operation emitted in every worker arrives."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import requests
+
+from .conftest import API_KEY
+from .support import free_port
+from .test_autoconfigure import APPS
+
+pytest.importorskip("gunicorn")
+
+
+def test_every_worker_delivers_with_preload(server, tmp_path):
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
+    env.update(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path))
+    master = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "--preload", "--workers", "3", "--bind", "127.0.0.1:%d" % port,
+         "--graceful-timeout", "20", "wsgi_app:app"],
+        cwd=str(APPS), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        workers = set()
+        deadline = time.monotonic() + 30
+        served = 0
+        while served < 60:
+            assert time.monotonic() < deadline, "gunicorn did not serve in time"
+            try:
+                reply = requests.get("http://127.0.0.1:%d/?%d" % (port, served), timeout=5)
+            except requests.ConnectionError:
+                time.sleep(0.1)
+                continue
+            workers.add(reply.text)
+            served += 1
+    finally:
+        master.send_signal(signal.SIGTERM)
+        stderr = master.communicate(timeout=60)[1]
+    assert master.returncode == 0, stderr
+    assert len(workers) >= 2, "requests should spread over several workers"
+    events = server.wait_for_events(120, timeout=10)
+    assert sorted(e["distinct_id"] for e in events if e["event"] == "$set") == sorted(
+        "request-%d" % i for i in range(60)
+    )
+    assert len([e for e in events if e["event"] == "served"]) == 60
+    assert {str(e["$set"]["worker"]) for e in events if e["event"] == "$set"} == workers

@@ -1,0 +1,74 @@
+"""Self-observability: counters from the exporter and as OTel metrics; the shutdown summary."""
+
+from __future__ import annotations
+
+import logging
+
+from opentelemetry import metrics
+from opentelemetry.sdk.metrics import MeterProvider
+from opentelemetry.sdk.metrics.export import InMemoryMetricReader
+
+import posthog_otel as posthog
+from posthog_otel import PostHogLogExporter, RetryPolicy
+
+from .conftest import API_KEY
+from .support import Fault
+
+FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+
+
+def test_stats_count_exported_retried_spooled_and_dropped(server, provider):
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, spool_after=0.3),
+        logger_provider=provider,
+        schedule_delay_millis=50,
+    )
+    server.fail_next(Fault(503))
+    posthog.set("u", {"a": 1})
+    posthog.set("u", {})  # dropped at the call: no properties
+    pipeline.flush()
+    stats = pipeline.exporter.stats()
+    assert stats["exported"] == 1 and stats["retried"] == 1 and stats["spooled"] == 0
+    assert stats["dropped"] == {"no_properties": 1}
+    server.fail_next(*[Fault(503)] * 100)
+    posthog.set("u", {"a": 2})
+    pipeline.flush()
+    stats = pipeline.exporter.stats()
+    assert stats["spooled"] == 1 and stats["spool_batches"] == 1 and stats["spool_oldest_age_seconds"] >= 0
+    server.faults.clear()
+    pipeline.flush()
+    stats = pipeline.exporter.stats()
+    assert stats["drained"] == 1 and stats["exported"] == 2 and stats["spool_batches"] == 0
+
+
+def test_metrics_on_the_meter_posthog_otel(server, provider, monkeypatch):
+    reader = InMemoryMetricReader()
+    meter_provider = MeterProvider(metric_readers=[reader])
+    monkeypatch.setattr(metrics, "get_meter", meter_provider.get_meter)
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+    posthog.set("u", {"a": 1})
+    posthog.set(None, {"a": 1})  # dropped: no distinct id
+    pipeline.flush()
+    data = reader.get_metrics_data()
+    (scope,) = [s for r in data.resource_metrics for s in r.scope_metrics if s.scope.name == "posthog_otel"]
+    points = {m.name: list(m.data.data_points) for m in scope.metrics}
+    assert points["posthog_otel.events.exported"][0].value == 1
+    assert {(p.attributes["reason"], p.value) for p in points["posthog_otel.events.dropped"]} == {("no_distinct_id", 1)}
+    assert points["posthog_otel.spool.batches"][0].value == 0
+    meter_provider.shutdown()
+
+
+def test_shutdown_logs_a_summary_when_anything_was_dropped(server, provider, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+    posthog.set("u", {"a": 1})
+    posthog.alias("", "u")
+    pipeline.shutdown()
+    assert "1 event(s) exported; dropped: no_distinct_id=1" in caplog.text
+
+
+def test_no_summary_when_nothing_was_dropped(server, provider, caplog):
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+    posthog.set("u", {"a": 1})
+    pipeline.shutdown()
+    assert "dropped" not in caplog.text
