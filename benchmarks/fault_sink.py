@@ -1,0 +1,77 @@
+"""A PostHog stand-in that misbehaves on command, for benchmarks/reliability.py.
+
+    python benchmarks/fault_sink.py PORT EVENTS_FILE
+
+Listens on 127.0.0.1:PORT. Every event of an accepted /batch/ request is appended to
+EVENTS_FILE as a JSON line (so what arrived survives the sink being killed and
+restarted). ``POST /_mode`` with a body of ``ok``, ``503``, ``429``, ``drop`` or ``slow``
+switches how it answers. Prints ``ready`` when listening.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+
+def main() -> None:
+    port, path = int(sys.argv[1]), sys.argv[2]
+    state = {"mode": "ok"}
+    lock = threading.Lock()
+    out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def do_POST(self):  # noqa: N802
+            raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
+            if self.path == "/_mode":
+                state["mode"] = raw.decode()
+                return self._reply(200, b"{}")
+            mode = state["mode"]
+            if mode == "drop":
+                self.close_connection = True
+                self.connection.shutdown(2)
+                return None
+            if mode == "503":
+                return self._reply(503, b'{"error": "unavailable"}')
+            if mode == "429":
+                return self._reply(429, b'{"error": "slow down"}', {"Retry-After": "2"})
+            if mode == "slow":
+                time.sleep(1.5)
+            body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
+            batch = json.loads(body).get("batch", [])
+            lines = "".join(
+                json.dumps({"uuid": e.get("uuid"), "distinct_id": e.get("distinct_id"),
+                            "seq": (e.get("$set") or {}).get("seq"), "at": time.time()}) + "\n"
+                for e in batch
+            ).encode()  # fmt: skip
+            with lock:
+                os.write(out, lines)
+            return self._reply(200, b'{"status": 1}')
+
+        def _reply(self, status, body, headers=None):
+            self.send_response(status)
+            for name, value in (headers or {}).items():
+                self.send_header(name, value)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args):
+            pass
+
+    ThreadingHTTPServer.allow_reuse_address = True
+    server = ThreadingHTTPServer(("127.0.0.1", port), Handler)
+    server.daemon_threads = True
+    print("ready", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()
