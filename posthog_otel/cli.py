@@ -92,45 +92,39 @@ def _open_store(args: argparse.Namespace, out: TextIO) -> Any:
     return Store(path)
 
 
-def _persons(args: argparse.Namespace, out: TextIO) -> int:
-    from ._local.render import persons_table
-
+def _show(args: argparse.Namespace, out: TextIO, read: Any, render: Any, missing: str = "") -> int:
+    """Open the store, read one thing, print it as a table (or JSON); 1 when there is nothing."""
     store = _open_store(args, out)
     if store is None:
         return 1
-    persons = store.persons()
-    out.write((json.dumps(persons, indent=2) if args.json else persons_table(persons)) + "\n")
+    value = read(store)
+    if value is None:
+        out.write(missing)
+        return 1
+    out.write((json.dumps(value, indent=2) if args.json else render(value)) + "\n")
     return 0
+
+
+def _persons(args: argparse.Namespace, out: TextIO) -> int:
+    from ._local.render import persons_table
+
+    return _show(args, out, lambda store: store.persons(), persons_table)
 
 
 def _person(args: argparse.Namespace, out: TextIO) -> int:
     from ._local.render import person_detail
 
-    store = _open_store(args, out)
-    if store is None:
-        return 1
-    person = store.person(args.distinct_id)
-    if person is None:
-        out.write("No person has the distinct id %r.\n" % args.distinct_id)
-        return 1
-    out.write((json.dumps(person, indent=2) if args.json else person_detail(person)) + "\n")
-    return 0
+    missing = "No person has the distinct id %r.\n" % args.distinct_id
+    return _show(args, out, lambda store: store.person(args.distinct_id), person_detail, missing)
 
 
 def _groups(args: argparse.Namespace, out: TextIO) -> int:
     from ._local.render import groups_table
 
-    store = _open_store(args, out)
-    if store is None:
-        return 1
-    groups = store.groups()
-    out.write((json.dumps(groups, indent=2) if args.json else groups_table(groups)) + "\n")
-    return 0
+    return _show(args, out, lambda store: store.groups(), groups_table)
 
 
 def _events(args: argparse.Namespace, out: TextIO) -> int:
-    from ._local.render import events_table
-
     store = _open_store(args, out)
     if store is None:
         return 1

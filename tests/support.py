@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Deque, Dict, List, Optional
+from typing import Any, Deque, Dict, List
 
 
 @dataclass
@@ -138,3 +139,13 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def child_env(**extra: str) -> Dict[str, str]:
+    """This process's environment for a child, minus PostHog/OTel/pytest settings, except
+    the test's own spool directory (so no test writes to the user's real one)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OTEL_", "PYTEST_"))}
+    if "POSTHOG_OTEL_SPOOL_DIR" in os.environ:
+        env["POSTHOG_OTEL_SPOOL_DIR"] = os.environ["POSTHOG_OTEL_SPOOL_DIR"]
+    env.update(extra)
+    return env

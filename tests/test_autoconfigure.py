@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import pathlib
 import subprocess
 import sys
@@ -10,30 +9,33 @@ import sys
 import pytest
 
 from .conftest import API_KEY
+from .support import child_env
 
 APPS = pathlib.Path(__file__).resolve().parent / "apps"
 BIN = pathlib.Path(sys.executable).parent
 
 
 def run(args, **env):
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OTEL_"))}
-    base.update(env)
-    return subprocess.run(args, env=base, capture_output=True, text=True, timeout=60)
+    return subprocess.run(args, env=child_env(**env), capture_output=True, text=True, timeout=60)
 
 
-def test_opentelemetry_instrument_with_environment_only(server):
+def instrumented(server, **env):
+    """instrumented_app.py under `opentelemetry-instrument`, configured by the environment only."""
     instrument = BIN / "opentelemetry-instrument"
     if not instrument.exists():
         pytest.skip("opentelemetry-instrumentation is not installed")
-    result = run(
+    return run(
         [str(instrument), sys.executable, str(APPS / "instrumented_app.py")],
         OTEL_LOGS_EXPORTER="posthog",
         OTEL_TRACES_EXPORTER="none",
         OTEL_METRICS_EXPORTER="none",
-        OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true",
-        POSTHOG_API_KEY=API_KEY,
         POSTHOG_HOST=server.url,
+        **env,
     )
+
+
+def test_opentelemetry_instrument_with_environment_only(server):
+    result = instrumented(server, OTEL_PYTHON_LOGGING_AUTO_INSTRUMENTATION_ENABLED="true", POSTHOG_API_KEY=API_KEY)
     assert result.returncode == 0, result.stderr
     events = server.events
     assert sorted(e["event"] for e in events) == ["$create_alias", "$groupidentify", "$set", "dashboard_viewed"]
@@ -43,16 +45,7 @@ def test_opentelemetry_instrument_with_environment_only(server):
 
 
 def test_missing_key_under_opentelemetry_instrument_names_the_variable(server):
-    instrument = BIN / "opentelemetry-instrument"
-    if not instrument.exists():
-        pytest.skip("opentelemetry-instrumentation is not installed")
-    result = run(
-        [str(instrument), sys.executable, str(APPS / "instrumented_app.py")],
-        OTEL_LOGS_EXPORTER="posthog",
-        OTEL_TRACES_EXPORTER="none",
-        OTEL_METRICS_EXPORTER="none",
-        POSTHOG_HOST=server.url,
-    )
+    result = instrumented(server)
     assert "POSTHOG_API_KEY" in result.stderr
     assert server.requests == []
 

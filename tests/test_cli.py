@@ -17,6 +17,7 @@ from posthog_otel._local.server import LocalServer
 from posthog_otel._local.store import Store
 
 from .conftest import API_KEY
+from .support import child_env
 from .test_local_server import ev, post
 
 BIN = os.path.dirname(sys.executable)
@@ -138,7 +139,7 @@ def test_demo_runs_end_to_end_on_the_local_server(tmp_path):
     started = time.monotonic()
     result = subprocess.run(
         [os.path.join(BIN, "posthog-otel"), "demo", "--db", db],
-        capture_output=True, text=True, timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")},
+        capture_output=True, text=True, timeout=60, env=child_env(),
     )  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert time.monotonic() - started < 20
@@ -159,8 +160,7 @@ def test_demo_runs_end_to_end_on_the_local_server(tmp_path):
 
 
 def test_demo_with_a_key_sends_to_that_posthog(server, tmp_path):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
-    env.update(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
     result = subprocess.run(
         [os.path.join(BIN, "posthog-otel"), "demo"], capture_output=True, text=True, timeout=60, env=env
     )

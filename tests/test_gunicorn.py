@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import signal
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import pytest
 import requests
 
 from .conftest import API_KEY
-from .support import free_port
+from .support import child_env, free_port
 from .test_autoconfigure import APPS
 
 pytest.importorskip("gunicorn")
@@ -20,8 +19,7 @@ pytest.importorskip("gunicorn")
 
 def test_every_worker_delivers_with_preload(server, tmp_path):
     port = free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
-    env.update(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path))
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path))
     master = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--preload", "--workers", "3", "--bind", "127.0.0.1:%d" % port,
          "--graceful-timeout", "20", "wsgi_app:app"],

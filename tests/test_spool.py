@@ -9,7 +9,6 @@ import subprocess
 import sys
 import time
 
-import pytest
 
 import posthog_otel as posthog
 from posthog_otel import PostHogLogExporter, RetryPolicy
@@ -17,7 +16,7 @@ from posthog_otel._exporter import spool_directory
 from posthog_otel._spool import DiskSpool, MemorySpool, open_spool
 
 from .conftest import API_KEY
-from .support import CaptureServer, Fault, free_port
+from .support import CaptureServer, Fault, child_env, free_port
 
 FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
 BIG = 1 << 40
@@ -197,8 +196,7 @@ if sys.argv[4] == "wait":
 
 
 def run_script(url, count, mode, spool_dir, **popen):
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
-    env["POSTHOG_OTEL_SPOOL_DIR"] = spool_dir
+    env = child_env(POSTHOG_OTEL_SPOOL_DIR=spool_dir)
     return subprocess.Popen(
         [sys.executable, "-c", SCRIPT, API_KEY, url, str(count), mode], env=env, text=True, **popen
     )

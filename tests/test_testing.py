@@ -10,6 +10,8 @@ import pathlib
 import posthog_otel as posthog
 from posthog_otel.testing import LocalPostHog
 
+from .support import child_env
+
 
 def test_fixture_delivers_and_exposes_person_and_group_state(posthog_local):
     posthog.capture("anon", "page_viewed")
@@ -41,7 +43,7 @@ def test_context_manager_outside_pytest(tmp_path):
 def test_plugin_is_registered_for_users_test_suites_and_the_example_passes():
     """examples/test_signup_example.py, run the way a user runs their suite."""
     example = pathlib.Path(__file__).resolve().parent.parent / "examples" / "test_signup_example.py"
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "PYTEST_"))}
+    env = child_env()
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(example)],
         capture_output=True, text=True, timeout=60, cwd=example.parent, env=env,
