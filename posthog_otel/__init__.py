@@ -17,7 +17,7 @@ from ._context import (
 )
 from ._doctor import doctor
 from ._emit import alias, capture, group_identify, set, set_once
-from ._exporter import PostHogLogExporter
+from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._log import drop_counts
 from ._retry import RetryPolicy
 from ._setup import Pipeline, PostHogLogRecordProcessor, configure
@@ -33,6 +33,7 @@ __all__ = [
     "Pipeline",
     "PostHogLogExporter",
     "PostHogLogRecordProcessor",
+    "PostHogSpanExporter",
     "RetryPolicy",
     "Settings",
     "__version__",

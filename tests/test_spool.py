@@ -12,7 +12,7 @@ import time
 
 import posthog_otel as posthog
 from posthog_otel import PostHogLogExporter, RetryPolicy
-from posthog_otel._exporter import spool_directory
+from posthog_otel._dispatch import spool_directory
 from posthog_otel._spool import DiskSpool, MemorySpool, open_spool
 
 from .conftest import API_KEY

@@ -107,8 +107,8 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
         out.flush()
         started = time.monotonic()
         delivered = pipeline.flush()
-        pipeline.shutdown()
         out.write("%s in %.2f s\n" % ("done" if delivered else "FAILED", time.monotonic() - started))
+        pipeline.shutdown()
         drops = {k: v for k, v in posthog.drop_counts().items() if k != "invalid_property"}
         if drops:
             out.write("Not delivered: %s\n" % ", ".join("%s=%d" % kv for kv in sorted(drops.items())))
