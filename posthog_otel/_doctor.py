@@ -35,6 +35,7 @@ def diagnose(environ: Optional[Mapping[str, str]] = None, check_network: bool = 
     findings += _host(environ, check_network)
     findings += _sdk_disabled(environ)
     findings.append(_provider())
+    findings += _spool(environ)
     findings += _instrument_variables(environ)
     return findings
 
@@ -101,6 +102,36 @@ def _host(environ: Mapping[str, str], check_network: bool) -> List[Finding]:
     else:
         findings.append(Finding(OK, "Reachable", "%s answers" % host))
     return findings
+
+
+def _spool(environ: Mapping[str, str]) -> List[Finding]:
+    """Batches an earlier process could not deliver, waiting for this key and host."""
+    from ._dispatch import spool_directory
+    from ._spool import DiskSpool
+
+    try:
+        settings = Settings.resolve(environ=environ)
+    except (TypeError, ValueError):
+        return []
+    if not settings.api_key or not settings.spool:
+        return []
+    directory = spool_directory(settings)
+    if not directory.exists():
+        return [Finding(OK, "Spool", "nothing waiting (%s)" % directory.parent)]
+    try:
+        depth = DiskSpool(directory, settings.spool_max_bytes, settings.spool_max_age).depth()
+    except OSError as error:
+        return [Finding(WARN, "Spool", "%s is not writable (%s): outages would be buffered in memory only" % (directory, error),
+                        "make the directory writable, or set POSTHOG_OTEL_SPOOL_DIR")]  # fmt: skip
+    if not depth.batches:
+        return [Finding(OK, "Spool", "nothing waiting (%s)" % directory)]
+    return [
+        Finding(
+            WARN, "Spool",
+            "%d batch(es), %d bytes, waiting in %s for %.0f s" % (depth.batches, depth.bytes, directory, depth.oldest_age),
+            "they are sent by the next process with this key and host once PostHog answers",
+        )  # fmt: skip
+    ]
 
 
 def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:

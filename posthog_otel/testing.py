@@ -47,7 +47,12 @@ class LocalPostHog:
         self.api_key = API_KEY
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.pipeline = _setup.configure(
-            api_key=API_KEY, host=self.url, logger_provider=self.logger_provider, schedule_delay_millis=50
+            api_key=API_KEY,
+            host=self.url,
+            logger_provider=self.logger_provider,
+            schedule_delay_millis=50,
+            handle_sigterm=False,  # the test runner's signals are not ours to change
+            spool_dir=str(Path(self.store.path).parent / "spool"),
         )
         self._saved_env = {name: os.environ.get(name) for name in ("POSTHOG_HOST", "POSTHOG_API_KEY")}
         os.environ["POSTHOG_HOST"] = self.url

@@ -95,3 +95,17 @@ def test_report_prints_fixes_and_exit_status():
     assert report(diagnose({}, check_network=False), out) == 1
     assert "fix: export POSTHOG_API_KEY" in out.getvalue()
     assert "problem(s)" in out.getvalue()
+
+
+def test_spool_backlog_is_reported(tmp_path):
+    from posthog_otel._dispatch import spool_directory
+    from posthog_otel._spool import DiskSpool
+    from posthog_otel import Settings
+
+    environ = {"POSTHOG_API_KEY": API_KEY, "POSTHOG_OTEL_SPOOL_DIR": str(tmp_path)}
+    (empty,) = by_topic(diagnose(environ, check_network=False), "Spool")
+    assert empty.level == OK
+    directory = spool_directory(Settings.resolve(environ=environ))
+    DiskSpool(directory, 1 << 30, 3600).append([{"event": "e", "uuid": "u", "distinct_id": "d"}])
+    (waiting,) = by_topic(diagnose(environ, check_network=False), "Spool")
+    assert waiting.level == WARN and "1 batch(es)" in waiting.message
