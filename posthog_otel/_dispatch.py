@@ -27,29 +27,26 @@ from ._version import __version__
 LIBRARY = "posthog-otel"
 
 
-class Dispatcher:
-    """Settings resolved once; ``deliver(operations)`` maps and sends, never raises."""
+def exporter_settings(**arguments: Any) -> Settings:
+    """Resolve an exporter's settings; a missing key is an error naming ``POSTHOG_API_KEY``."""
+    resolved = Settings.resolve(**arguments)
+    if not resolved.api_key:
+        raise ValueError(
+            "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
+            "(or pass api_key=...) to your project's key, which starts with phc_"
+        )
+    if resolved.host.startswith("http://") and not _is_loopback(resolved.host):
+        logger.warning(
+            "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",
+            resolved.host,
+        )
+    return resolved
 
-    def __init__(
-        self,
-        *,
-        api_key: Optional[str] = None,
-        host: Optional[str] = None,
-        retry_policy: Optional[RetryPolicy] = None,
-        transport: Optional[Any] = None,
-        **settings: Any,
-    ) -> None:
-        resolved = Settings.resolve(api_key=api_key, host=host, **settings)
-        if not resolved.api_key:
-            raise ValueError(
-                "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
-                "(or pass api_key=...) to your project's key, which starts with phc_"
-            )
-        if resolved.host.startswith("http://") and not _is_loopback(resolved.host):
-            logger.warning(
-                "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",
-                resolved.host,
-            )
+
+class Dispatcher:
+    """``deliver(operations)`` maps and sends, spools what does not go through; never raises."""
+
+    def __init__(self, resolved: Settings, retry_policy: Optional[RetryPolicy] = None, transport: Optional[Any] = None):
         self.settings = resolved
         self._client = PostHogClient(resolved, transport, retry_policy)
         self._defaults = Defaults(

@@ -14,7 +14,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import _schema as schema
-from ._dispatch import Dispatcher
+from ._dispatch import Dispatcher, exporter_settings
 from ._mapping import Operation
 from ._retry import RetryPolicy
 
@@ -31,8 +31,8 @@ class _PostHogExporter:
         transport: Optional[Any] = None,
         **settings: Any,
     ) -> None:
-        self._dispatcher = Dispatcher(api_key=api_key, host=host, retry_policy=retry_policy, transport=transport, **settings)
-        self.settings = self._dispatcher.settings
+        self.settings = exporter_settings(api_key=api_key, host=host, **settings)
+        self._dispatcher = Dispatcher(self.settings, retry_policy, transport)
 
     def __repr__(self) -> str:
         return "%s%s" % (type(self).__name__, repr(self._dispatcher)[len("PostHogExporter") :])
