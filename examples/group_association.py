@@ -1,4 +1,4 @@
-# Seed example "Group Association Patterns" (the capture part), adapted only by the import.
+# Seed example "Group Association Patterns", adapted only by the import.
 import posthog_otel as posthog
 
 # Multi-level organization structure
@@ -9,3 +9,14 @@ posthog.capture('user123', 'report_generated', {
     'division': 'north_america',
     'team': 'sales_team_west'
 })
+
+# Feature flag evaluation with groups
+enabled = posthog.feature_enabled(
+    'new_dashboard',
+    'user123',
+    groups={'company': 'acme_corp'},
+    person_properties={'plan': 'enterprise'},
+    group_properties={
+        'company': {'size': 'large', 'industry': 'tech'}
+    }
+)

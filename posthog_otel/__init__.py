@@ -17,6 +17,7 @@ from ._context import (
 )
 from ._doctor import doctor
 from ._emit import alias, capture, group_identify, set, set_once
+from ._flags import feature_enabled, get_feature_flag
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._log import drop_counts
 from ._retry import RetryPolicy
@@ -42,6 +43,8 @@ __all__ = [
     "configure",
     "doctor",
     "drop_counts",
+    "feature_enabled",
+    "get_feature_flag",
     "get_context_distinct_id",
     "get_context_session_id",
     "get_tags",

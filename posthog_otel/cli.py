@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     command("demo", _demo, "run the seed's scenarios through a real OTel pipeline and show the result")
     server = command("server", _server, "run the local PostHog-compatible capture server on 127.0.0.1")
     server.add_argument("--port", type=int, default=DEFAULT_PORT, help="port (default %d; 0 picks a free one)" % DEFAULT_PORT)
+    server.add_argument("--flags", help='JSON file of feature flags to answer, e.g. {"new_dashboard": true, "checkout": "test"}')
     command("persons", _persons, "list persons with their distinct ids and properties", json_output=True)
     person = command("person", _person, "show one person: properties, distinct ids, recent events", json_output=True)
     person.add_argument("distinct_id")
@@ -67,8 +68,9 @@ def _server(args: argparse.Namespace, out: TextIO) -> int:
     from ._local.server import LocalServer
     from ._local.store import Store
 
+    flags = json.loads(Path(args.flags).read_text()) if args.flags else {}
     store = Store(args.db)
-    server = LocalServer(store, port=args.port)
+    server = LocalServer(store, port=args.port, flags=flags)
     out.write("posthog-otel local server listening on %s\n" % server.url)
     out.write("  database: %s\n" % store.path)
     out.write("  point your app at it: POSTHOG_HOST=%s POSTHOG_API_KEY=phc_anything\n" % server.url)

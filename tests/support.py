@@ -38,6 +38,7 @@ class CaptureServer:
     def __init__(self, port: int = 0) -> None:
         self.requests: List[Recorded] = []
         self.faults: Deque[Fault] = deque()
+        self.flags: Dict[str, Any] = {}  # what /flags/ answers: {"key": {"enabled": ..., "variant": ...}}
         self._changed = threading.Condition()
         server = self
 
@@ -76,10 +77,11 @@ class CaptureServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
-    @staticmethod
-    def _default_reply(path: str, body: bytes, status: int) -> str:
+    def _default_reply(self, path: str, body: bytes, status: int) -> str:
         if status != 200:
             return '{"error": "injected"}'
+        if path.startswith("/flags"):
+            return json.dumps({"flags": self.flags, "errorsWhileComputingFlags": False, "requestId": "req-1"})
         if path.startswith("/i/v1/"):  # Capture V1 answers per event
             uuids = [e.get("uuid") for e in json.loads(body).get("batch", [])]
             return json.dumps({"results": {u: {"result": "ok"} for u in uuids}})

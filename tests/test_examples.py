@@ -80,12 +80,17 @@ def test_property_types(server):
 
 
 def test_group_association(server):
-    (event,) = run_example(server, "group_association.py")[0]
-    assert event["properties"]["$groups"] == {
+    server.flags = {"new_dashboard": {"key": "new_dashboard", "enabled": True}}
+    report, flag_called = run_example(server, "group_association.py")[0]
+    assert report["properties"]["$groups"] == {
         "company": "acme_corp",
         "division": "north_america",
         "team": "sales_team_west",
     }
+    (flags,) = [r.payload for r in server.requests if r.path.startswith("/flags/")]
+    assert flags["group_properties"] == {"company": {"$group_key": "acme_corp", "size": "large", "industry": "tech"}}
+    assert flag_called["event"] == "$feature_flag_called"
+    assert flag_called["properties"]["$feature_flag_response"] is True
 
 
 def test_error_handling(server):

@@ -226,3 +226,11 @@ def test_concurrent_requests_are_all_stored(local, store):
         thread.join()
     assert len(store.events()) == 80
     assert sorted(p["properties"]["i"] for p in store.persons()) == [9] * 8
+
+
+def test_flags_come_from_the_flag_file(store):
+    with LocalServer(store, flags={"new_dashboard": True, "checkout": "test", "off": False}) as server:
+        body = {"api_key": KEY, "distinct_id": "u", "flag_keys_to_evaluate": ["new_dashboard", "checkout", "off", "x"]}
+        flags = requests.post(server.url + "/flags/?v=4", json=body, timeout=5).json()["flags"]
+    assert flags["new_dashboard"]["enabled"] is True and flags["checkout"]["variant"] == "test"
+    assert flags["off"]["enabled"] is False and "x" not in flags

@@ -6,7 +6,7 @@ import posthog_otel
 
 EXPECTED = {
     "Pipeline", "PostHogLogExporter", "PostHogLogRecordProcessor", "PostHogSpanExporter", "RetryPolicy", "Settings", "__version__",
-    "alias", "capture", "configure", "doctor", "drop_counts", "get_context_distinct_id", "get_context_session_id",
+    "alias", "capture", "configure", "doctor", "drop_counts", "feature_enabled", "get_feature_flag", "get_context_distinct_id", "get_context_session_id",
     "get_tags", "group_identify", "identify_context", "new_context", "set", "set_context_session", "set_once", "tag",
 }  # fmt: skip
 

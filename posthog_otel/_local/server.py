@@ -117,9 +117,11 @@ def _event_problem(event: Any) -> Optional[str]:
 class LocalServer:
     """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``."""
 
-    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1") -> None:
+    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1", flags: Optional[Dict[str, Any]] = None):
         self.store = store
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(store))
+        #: Feature flags it answers: ``{"new_dashboard": True, "checkout": "variant-b"}``.
+        self.flags: Dict[str, Any] = dict(flags or {})
+        self._httpd = ThreadingHTTPServer((host, port), _handler_for(store, self.flags))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
         self.url = "http://%s:%d" % (host, self.port)
@@ -149,13 +151,16 @@ class LocalServer:
         self.stop()
 
 
-def _handler_for(store: Store) -> type:
+def _handler_for(store: Store, flags: Dict[str, Any]) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "posthog-otel-local"
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
+            if path in ("/flags", "/flags/"):
+                self._answer_flags()
+                return
             if path not in BATCH_PATHS and path != V1_PATH:
                 self._drain()
                 self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/ and %s" % (path, V1_PATH)})
@@ -175,6 +180,22 @@ def _handler_for(store: Store) -> type:
                 self._reply(200, {"results": {e["uuid"]: {"result": "ok"} for e in events}})
             else:
                 self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
+
+        def _answer_flags(self) -> None:
+            """Flags from the server's flag file (``--flags``); any other flag is absent."""
+            try:
+                asked = self._read_json().get("flag_keys_to_evaluate") or list(flags)
+            except (Invalid, AttributeError):
+                self._reply(400, {"type": "validation_error", "error": "the body must be a JSON object"})
+                return
+            records = {}
+            for key in asked:
+                if key in flags:
+                    value = flags[key]
+                    variant = value if isinstance(value, str) else None
+                    records[key] = {"key": key, "enabled": bool(value), "variant": variant,
+                                    "reason": {"code": "local", "description": "Set in the local flag file"}}  # fmt: skip
+            self._reply(200, {"flags": records, "errorsWhileComputingFlags": False, "requestId": str(_uuid.uuid4())})
 
         def do_GET(self) -> None:  # noqa: N802
             self._reply(200, {"server": "posthog-otel local", "status": "ok"})
