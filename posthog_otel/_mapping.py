@@ -44,8 +44,10 @@ class Operation(NamedTuple):
         record = readable.log_record
         resource = getattr(readable, "resource", None)
         # The SDK's BoundedAttributes takes a lock per iteration and reads through the
-        # Mapping ABC; one plain copy makes the dozen look-ups below plain dict reads.
-        attributes = dict(record.attributes) if record.attributes else {}
+        # Mapping ABC; one plain copy (its own ``copy()`` where it has one) makes the
+        # look-ups below plain dict reads.
+        source = record.attributes
+        attributes = (source.copy() if isinstance(source, dict) or hasattr(source, "copy") else dict(source)) if source else {}
         return cls(
             record.event_name,
             attributes,
