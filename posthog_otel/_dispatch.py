@@ -58,7 +58,7 @@ class Dispatcher:
         self._stats = Stats(self._spool)
         self._drainer = Drainer(self._spool, self._client, resolved.timeout, self._stats) if self._spool else None
         self._shutdown = False
-        register_metrics(self._stats.snapshot)
+        register_metrics(self._stats)
         if resolved.handle_sigterm:
             _exit_on_sigterm()
         if self._drainer is not None and self._spool.pending():

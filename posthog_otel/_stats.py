@@ -8,6 +8,7 @@ time from the snapshot, so nothing is recorded on the hot path).
 from __future__ import annotations
 
 import threading
+import weakref
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable
 
@@ -46,29 +47,49 @@ class Stats:
         return snapshot
 
 
-def register_metrics(snapshot: Callable[[], Dict[str, Any]]) -> None:
-    """Observable instruments on the global MeterProvider (a no-op until one is set)."""
+_registered: "weakref.WeakSet[Stats]" = weakref.WeakSet()
+_registration_lock = threading.Lock()
+
+
+def register_metrics(stats: Stats) -> None:
+    """Count ``stats`` in the meter's instruments, created once per process on the global
+    MeterProvider (a no-op until one is set); several exporters add up."""
+    with _registration_lock:
+        first = not _registered
+        _registered.add(stats)
+    if first:
+        _create_instruments()
+
+
+def _total(key: str) -> Any:
+    return sum(stats.snapshot()[key] for stats in list(_registered))
+
+
+def _create_instruments() -> None:
     from opentelemetry import metrics
 
     meter = metrics.get_meter("posthog_otel")
 
-    def counter(key: str) -> Callable[[Any], Iterable[Any]]:
-        return lambda options: [metrics.Observation(snapshot()[key])]
+    def observe(key: str) -> Callable[[Any], Iterable[Any]]:
+        return lambda options: [metrics.Observation(_total(key))]
 
     def dropped(options: Any) -> Iterable[Any]:
-        return [metrics.Observation(n, {"reason": reason}) for reason, n in snapshot()["dropped"].items()]
+        return [metrics.Observation(n, {"reason": reason}) for reason, n in drop_counts().items()]
 
-    meter.create_observable_counter("posthog_otel.events.exported", [counter("exported")], unit="{event}",
+    meter.create_observable_counter("posthog_otel.events.exported", [observe("exported")], unit="{event}",
                                     description="Events PostHog accepted")  # fmt: skip
-    meter.create_observable_counter("posthog_otel.requests.retried", [counter("retried")], unit="{request}",
+    meter.create_observable_counter("posthog_otel.requests.retried", [observe("retried")], unit="{request}",
                                     description="Request attempts after the first")  # fmt: skip
-    meter.create_observable_counter("posthog_otel.events.spooled", [counter("spooled")], unit="{event}",
+    meter.create_observable_counter("posthog_otel.events.spooled", [observe("spooled")], unit="{event}",
                                     description="Events written to the spool")  # fmt: skip
     meter.create_observable_counter("posthog_otel.events.dropped", [dropped], unit="{event}",
                                     description="Operations or events dropped, by reason")  # fmt: skip
-    meter.create_observable_gauge("posthog_otel.spool.batches", [counter("spool_batches")], unit="{batch}",
+    meter.create_observable_gauge("posthog_otel.spool.batches", [observe("spool_batches")], unit="{batch}",
                                   description="Batches waiting in the spool")  # fmt: skip
-    meter.create_observable_gauge("posthog_otel.spool.bytes", [counter("spool_bytes")], unit="By",
+    meter.create_observable_gauge("posthog_otel.spool.bytes", [observe("spool_bytes")], unit="By",
                                   description="Size of the spool")  # fmt: skip
-    meter.create_observable_gauge("posthog_otel.spool.oldest_age", [counter("spool_oldest_age_seconds")], unit="s",
-                                  description="Age of the oldest spooled batch")  # fmt: skip
+    meter.create_observable_gauge(
+        "posthog_otel.spool.oldest_age", [lambda options: [metrics.Observation(
+            max([stats.snapshot()["spool_oldest_age_seconds"] for stats in list(_registered)] or [0.0]))]],
+        unit="s", description="Age of the oldest spooled batch",
+    )  # fmt: skip

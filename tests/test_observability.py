@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import weakref
 
 from opentelemetry import metrics
 from opentelemetry.sdk.metrics import MeterProvider
 from opentelemetry.sdk.metrics.export import InMemoryMetricReader
 
 import posthog_otel as posthog
-from posthog_otel import PostHogLogExporter, RetryPolicy
+from posthog_otel import PostHogLogExporter, RetryPolicy, _stats
 
 from .conftest import API_KEY
 from .support import Fault
@@ -45,6 +46,7 @@ def test_metrics_on_the_meter_posthog_otel(server, provider, monkeypatch):
     reader = InMemoryMetricReader()
     meter_provider = MeterProvider(metric_readers=[reader])
     monkeypatch.setattr(metrics, "get_meter", meter_provider.get_meter)
+    monkeypatch.setattr(_stats, "_registered", weakref.WeakSet())  # instruments are made once per process
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
     posthog.set("u", {"a": 1})
     posthog.set(None, {"a": 1})  # dropped: no distinct id
