@@ -1,8 +1,8 @@
 """Self-observability: what the exporter did, as numbers and as OTel metrics.
 
 ``PostHogLogExporter.stats()`` returns a snapshot; when a MeterProvider is configured the
-same numbers are observable instruments of the meter ``posthog_otel`` (read at collection
-time from the snapshot, so nothing is recorded on the hot path).
+same numbers are observable instruments of the meter ``posthog_otel``, read at collection
+time (nothing is recorded on the hot path; only the spool gauges read the spool directory).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable
+from typing import Any, Callable, Dict, Iterable, List
 
 from ._log import drop_counts
 
@@ -26,24 +26,20 @@ class Stats:
             with self._lock:
                 self._counts[name] += n
 
-    def snapshot(self) -> Dict[str, Any]:
+    def counts(self) -> Dict[str, int]:
+        """The counters alone: no I/O (the spool depth reads its directory)."""
         with self._lock:
             counts = dict(self._counts)
-        snapshot: Dict[str, Any] = {
-            "exported": counts.get("exported", 0),
-            "retried": counts.get("retried", 0),
-            "spooled": counts.get("spooled", 0),
-            "drained": counts.get("drained", 0),
-            "dropped": drop_counts(),
-            "spool_batches": 0,
-            "spool_bytes": 0,
-            "spool_oldest_age_seconds": 0.0,
-        }
-        if self.spool is not None:
-            depth = self.spool.depth()
-            snapshot.update(
-                spool_batches=depth.batches, spool_bytes=depth.bytes, spool_oldest_age_seconds=round(depth.oldest_age, 3)
-            )
+        return {key: counts.get(key, 0) for key in ("exported", "retried", "spooled", "drained")}
+
+    def snapshot(self) -> Dict[str, Any]:
+        snapshot: Dict[str, Any] = {**self.counts(), "dropped": drop_counts()}
+        depth = self.spool.depth() if self.spool is not None else None
+        snapshot.update(
+            spool_batches=depth.batches if depth else 0,
+            spool_bytes=depth.bytes if depth else 0,
+            spool_oldest_age_seconds=round(depth.oldest_age, 3) if depth else 0.0,
+        )
         return snapshot
 
 
@@ -61,35 +57,35 @@ def register_metrics(stats: Stats) -> None:
         _create_instruments()
 
 
-def _total(key: str) -> Any:
-    return sum(stats.snapshot()[key] for stats in list(_registered))
-
-
 def _create_instruments() -> None:
     from opentelemetry import metrics
 
     meter = metrics.get_meter("posthog_otel")
 
-    def observe(key: str) -> Callable[[Any], Iterable[Any]]:
-        return lambda options: [metrics.Observation(_total(key))]
+    def counter(key: str) -> Callable[[Any], Iterable[Any]]:
+        return lambda options: [metrics.Observation(sum(stats.counts()[key] for stats in list(_registered)))]
+
+    def spool(measure: Callable[[List[Any]], float]) -> Callable[[Any], Iterable[Any]]:
+        def observe(options: Any) -> Iterable[Any]:
+            depths = [stats.spool.depth() for stats in list(_registered) if stats.spool is not None]
+            return [metrics.Observation(measure(depths))]
+
+        return observe
 
     def dropped(options: Any) -> Iterable[Any]:
         return [metrics.Observation(n, {"reason": reason}) for reason, n in drop_counts().items()]
 
-    meter.create_observable_counter("posthog_otel.events.exported", [observe("exported")], unit="{event}",
+    meter.create_observable_counter("posthog_otel.events.exported", [counter("exported")], unit="{event}",
                                     description="Events PostHog accepted")  # fmt: skip
-    meter.create_observable_counter("posthog_otel.requests.retried", [observe("retried")], unit="{request}",
+    meter.create_observable_counter("posthog_otel.requests.retried", [counter("retried")], unit="{request}",
                                     description="Request attempts after the first")  # fmt: skip
-    meter.create_observable_counter("posthog_otel.events.spooled", [observe("spooled")], unit="{event}",
+    meter.create_observable_counter("posthog_otel.events.spooled", [counter("spooled")], unit="{event}",
                                     description="Events written to the spool")  # fmt: skip
     meter.create_observable_counter("posthog_otel.events.dropped", [dropped], unit="{event}",
                                     description="Operations or events dropped, by reason")  # fmt: skip
-    meter.create_observable_gauge("posthog_otel.spool.batches", [observe("spool_batches")], unit="{batch}",
-                                  description="Batches waiting in the spool")  # fmt: skip
-    meter.create_observable_gauge("posthog_otel.spool.bytes", [observe("spool_bytes")], unit="By",
-                                  description="Size of the spool")  # fmt: skip
-    meter.create_observable_gauge(
-        "posthog_otel.spool.oldest_age", [lambda options: [metrics.Observation(
-            max([stats.snapshot()["spool_oldest_age_seconds"] for stats in list(_registered)] or [0.0]))]],
-        unit="s", description="Age of the oldest spooled batch",
-    )  # fmt: skip
+    meter.create_observable_gauge("posthog_otel.spool.batches", [spool(lambda ds: sum(d.batches for d in ds))],
+                                  unit="{batch}", description="Batches waiting in the spool")  # fmt: skip
+    meter.create_observable_gauge("posthog_otel.spool.bytes", [spool(lambda ds: sum(d.bytes for d in ds))],
+                                  unit="By", description="Size of the spool")  # fmt: skip
+    meter.create_observable_gauge("posthog_otel.spool.oldest_age", [spool(lambda ds: max([d.oldest_age for d in ds] or [0.0]))],
+                                  unit="s", description="Age of the oldest spooled batch")  # fmt: skip
