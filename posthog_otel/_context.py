@@ -80,9 +80,8 @@ def tag(key: str, value: Any) -> None:
         scope.tags[key] = value
 
 
-def get_context_distinct_id() -> Optional[str]:
-    """The distinct id the current scope (or the nearest parent that has one) provides."""
-    scope = _current.get()
+def distinct_id_of(scope: Optional[_Scope]) -> Optional[str]:
+    """The distinct id ``scope`` (or the nearest parent that has one) provides."""
     while scope is not None:
         if scope.distinct_id:
             return scope.distinct_id
@@ -90,14 +89,23 @@ def get_context_distinct_id() -> Optional[str]:
     return None
 
 
-def get_context_session_id() -> Optional[str]:
-    """The session id the current scope (or the nearest parent that has one) provides."""
-    scope = _current.get()
+def session_of(scope: Optional[_Scope]) -> Optional[str]:
+    """The session id ``scope`` (or the nearest parent that has one) provides."""
     while scope is not None:
         if scope.session_id:
             return scope.session_id
         scope = scope.parent
     return None
+
+
+def get_context_distinct_id() -> Optional[str]:
+    """The distinct id the current scope (or the nearest parent that has one) provides."""
+    return distinct_id_of(_current.get())
+
+
+def get_context_session_id() -> Optional[str]:
+    """The session id the current scope (or the nearest parent that has one) provides."""
+    return session_of(_current.get())
 
 
 def get_tags() -> Dict[str, Any]:

@@ -65,7 +65,7 @@ class Dispatcher:
             self._drainer.poke()  # batches left by an earlier process: send them now
 
     def __repr__(self) -> str:
-        return "PostHogExporter(host=%r, api_key=%r)" % (self.settings.host, redact(self.settings.api_key))
+        return "Dispatcher(host=%r, api_key=%r)" % (self.settings.host, redact(self.settings.api_key))
 
     def stats(self) -> Dict[str, Any]:
         """Events exported, request retries, events spooled and drained, drops by reason, spool depth."""

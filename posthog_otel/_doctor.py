@@ -16,6 +16,7 @@ import requests
 from opentelemetry import _logs as otel_logs
 
 from ._config import Settings, redact
+from ._emit import is_placeholder
 
 OK, WARN, PROBLEM = "ok", "warn", "problem"
 _LABEL = {OK: "  ok ", WARN: "warn ", PROBLEM: "FAIL "}
@@ -142,7 +143,7 @@ def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:
 
 def _provider() -> Finding:
     provider = otel_logs.get_logger_provider()
-    if type(provider).__name__ in ("ProxyLoggerProvider", "NoOpLoggerProvider"):
+    if is_placeholder(provider):
         return Finding(
             WARN, "Provider", "no OpenTelemetry LoggerProvider in this process: operations would be dropped",
             "call posthog_otel.configure() at start-up, or run under opentelemetry-instrument "

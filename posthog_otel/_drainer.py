@@ -17,6 +17,7 @@ import time
 from typing import Any, Optional
 
 from ._client import PostHogClient, deadline_after
+from ._log import logger
 from ._retry import RetryPolicy
 
 ONE_ATTEMPT = RetryPolicy(max_attempts=1)
@@ -90,8 +91,6 @@ class Drainer:
             try:
                 result = self.drain()
             except Exception:  # never let the thread die: log and try again later
-                from ._log import logger
-
                 logger.exception("posthog_otel: error while sending the spool")
                 result = Drained.FAILED
             if result is Drained.EMPTY:

@@ -26,7 +26,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 
 from . import _schema as schema
-from ._context import _Scope, current_scope, get_tags
+from ._context import _Scope, current_scope, distinct_id_of, get_tags, session_of
 from ._log import count_drop, logger, warn_limited
 from ._properties import sanitize_properties
 from ._version import __version__
@@ -61,9 +61,9 @@ class _Emitter:
 
     def resolve(self) -> bool:
         provider = otel_logs.get_logger_provider()
-        if _is_placeholder(provider) and _configure_from_module_attributes():
+        if is_placeholder(provider) and _configure_from_module_attributes():
             return True
-        if _is_placeholder(provider):
+        if is_placeholder(provider):
             count_drop("no_logger_provider")
             warn_limited(
                 "no_logger_provider",
@@ -109,7 +109,7 @@ def _configure_from_module_attributes() -> bool:
     return True
 
 
-def _is_placeholder(provider: Any) -> bool:
+def is_placeholder(provider: Any) -> bool:
     """True for the API's stand-ins (proxy before set-up, no-op), which drop records."""
     return type(provider).__name__ in ("ProxyLoggerProvider", "NoOpLoggerProvider")
 
@@ -309,7 +309,7 @@ def _finish(
     operation_uuid = _operation_uuid(uuid, time_ns)
     attributes[schema.UUID] = operation_uuid
     if scope is not None:
-        session = _session_of(scope)
+        session = session_of(scope)
         if session:
             attributes[schema.SESSION_ID] = session
     if disable_geoip is not None:
@@ -325,19 +325,7 @@ def _resolve_id(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
         text = explicit if type(explicit) is str else _text(explicit)
         if text:
             return text
-    while scope is not None:
-        if scope.distinct_id:
-            return scope.distinct_id
-        scope = scope.parent
-    return None
-
-
-def _session_of(scope: Optional[_Scope]) -> Optional[str]:
-    while scope is not None:
-        if scope.session_id:
-            return scope.session_id
-        scope = scope.parent
-    return None
+    return distinct_id_of(scope)
 
 
 def _capture_arguments(

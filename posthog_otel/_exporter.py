@@ -14,6 +14,7 @@ from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportRes
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import _schema as schema
+from ._config import redact
 from ._dispatch import Dispatcher, exporter_settings
 from ._mapping import Operation
 from ._retry import RetryPolicy
@@ -35,7 +36,7 @@ class _PostHogExporter:
         self._dispatcher = Dispatcher(self.settings, retry_policy, transport)
 
     def __repr__(self) -> str:
-        return "%s%s" % (type(self).__name__, repr(self._dispatcher)[len("PostHogExporter") :])
+        return "%s(host=%r, api_key=%r)" % (type(self).__name__, self.settings.host, redact(self.settings.api_key))
 
     def stats(self) -> Dict[str, Any]:
         """Events exported, request retries, events spooled and drained, drops by reason, spool depth."""

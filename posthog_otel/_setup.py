@@ -35,9 +35,6 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         if not self._detached and is_operation(getattr(log_record.log_record, "event_name", None)):
             self._batch.on_emit(log_record)
 
-    def emit(self, log_record: Any) -> None:  # SDKs before on_emit was the name
-        self.on_emit(log_record)
-
     def shutdown(self) -> None:
         self._batch.shutdown()
 
