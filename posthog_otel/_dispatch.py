@@ -61,7 +61,7 @@ class Dispatcher:
         register_metrics(self._stats)
         if resolved.handle_sigterm:
             _exit_on_sigterm()
-        if self._drainer is not None and self._spool.pending():
+        if self._drainer is not None and self._drainer.spool.pending():
             self._drainer.poke()  # batches left by an earlier process: send them now
 
     def __repr__(self) -> str:
@@ -105,6 +105,7 @@ class Dispatcher:
         return report.ok
 
     def _to_spool(self, events: List[Dict[str, Any]], why: str) -> None:
+        assert self._spool is not None and self._drainer is not None
         try:
             self._spool.append(events)
         except OSError as error:
@@ -132,7 +133,7 @@ class Dispatcher:
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Send what the spool holds, within the timeout; True when nothing is left waiting."""
-        if self._spool is None or not self._spool.pending() or self._shutdown:
+        if self._drainer is None or not self._drainer.spool.pending() or self._shutdown:
             return True
         return self._drainer.drain(deadline_after(timeout_millis / 1000)) is Drained.EMPTY
 
@@ -143,7 +144,7 @@ class Dispatcher:
         self._shutdown = True
         if self._drainer is not None:
             self._drainer.stop()
-            if self._spool.pending():
+            if self._drainer.spool.pending():
                 self._drainer.drain(deadline_after(min(2.0, max(timeout_millis, 0) / 1000)))
         self._client.shutdown()
         self._summarise()

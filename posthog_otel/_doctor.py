@@ -228,10 +228,8 @@ def _names(value: Optional[str]) -> List[str]:
 def _entry_point(group: str, name: str) -> bool:
     from importlib.metadata import entry_points
 
-    try:
-        found = entry_points(group=group)  # Python >= 3.10
-    except TypeError:  # Python 3.9: a dict of groups
-        found = entry_points().get(group, ())  # type: ignore[attr-defined]
+    every: Any = entry_points()  # Python 3.9: a dict of groups; later: selectable
+    found = every.select(group=group) if hasattr(every, "select") else every.get(group, ())
     return any(ep.name == name for ep in found)
 
 

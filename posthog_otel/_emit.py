@@ -453,13 +453,13 @@ def _short(value: Any) -> str:
     return text if len(text) <= 80 else text[:77] + "..."
 
 
-def _dropped(reason: str, message: str, *args: Any) -> None:
+def _dropped(reason: str, message: str, *args: Any) -> Optional[str]:
     count_drop(reason)
     warn_limited("drop:" + reason, "posthog_otel: " + message, *args)
     return None
 
 
-def _internal_error(call: str) -> None:
+def _internal_error(call: str) -> Optional[str]:
     count_drop("internal_error")
     if RAISE_INTERNAL_ERRORS:
         raise

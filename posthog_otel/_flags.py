@@ -97,8 +97,9 @@ def _settings() -> Optional[Settings]:
     from . import _setup
 
     package = sys.modules.get("posthog_otel")
-    if getattr(package, "api_key", None):
-        return Settings.resolve(api_key=package.api_key, host=getattr(package, "host", None))
+    api_key = getattr(package, "api_key", None)
+    if api_key:
+        return Settings.resolve(api_key=api_key, host=getattr(package, "host", None))
     if _setup._current is not None:
         return _setup._current.exporter.settings
     settings = Settings.resolve()

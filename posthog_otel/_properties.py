@@ -137,11 +137,11 @@ def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
         if depth >= MAX_DEPTH or id(value) in path:
             _dropped(what, type(value), "is nested too deeply or refers to itself", name)
             return _DROP
-        inner: Dict[str, Any] = {}
+        flat: Dict[str, Any] = {}
         path.add(id(value))
-        _flatten_into(inner, "", mapping, what, depth + 1, path)
+        _flatten_into(flat, "", mapping, what, depth + 1, path)
         path.discard(id(value))
-        return inner
+        return flat
     _dropped(what, type(value), "cannot be serialized", name)
     return _DROP
 

@@ -111,7 +111,7 @@ class LocalPostHog:
 try:
     import pytest
 except ImportError:  # pragma: no cover - the helpers work without pytest
-    pytest = None
+    pytest = None  # type: ignore[assignment]
 
 if pytest is not None:
 

@@ -76,13 +76,13 @@ def from_v1_event(wire: Dict[str, Any]) -> Dict[str, Any]:
     """A Capture V1 event back in ``/batch/`` shape: options and top-level ids as properties."""
     properties = dict(wire.get("properties") or {}) if isinstance(wire.get("properties"), dict) else wire.get("properties")
     if isinstance(properties, dict):
-        options = wire.get("options") if isinstance(wire.get("options"), dict) else {}
+        options: Dict[str, Any] = wire["options"] if isinstance(wire.get("options"), dict) else {}
         if "process_person_profile" in options:
             properties["$process_person_profile"] = options["process_person_profile"]
         for field, key in (("session_id", "$session_id"), ("window_id", "$window_id")):
             if wire.get(field) is not None:
                 properties[key] = wire[field]
-    event = {k: wire[k] for k in ("event", "distinct_id", "uuid", "timestamp") if k in wire}
+    event: Dict[str, Any] = {k: wire[k] for k in ("event", "distinct_id", "uuid", "timestamp") if k in wire}
     event["properties"] = properties
     return event
 

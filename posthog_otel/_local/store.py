@@ -170,7 +170,7 @@ class Store:
                 result.merges_refused += refused
             elif name == "$identify" and properties.get("$anon_distinct_id") is not None:
                 result.merges_refused += self._merge(project, str(properties["$anon_distinct_id"]), distinct_id)
-            person_id = self._person_for(project, distinct_id, create=True)
+            person_id = self._person_or_new(project, distinct_id)
             if name != "$groupidentify":
                 self._update_person(person_id, event, properties)
         else:
@@ -210,13 +210,17 @@ class Store:
             return None
         return self._new_person(project, [distinct_id], {}, identified=False)
 
+    def _person_or_new(self, project: str, distinct_id: str) -> int:
+        found = self._person_for(project, distinct_id, create=False)
+        return found if found is not None else self._new_person(project, [distinct_id], {}, identified=False)
+
     def _new_person(self, project: str, distinct_ids: Iterable[str], properties: Dict[str, Any], identified: bool) -> int:
         now = _now()
         cursor = self._db.execute(
             "INSERT INTO persons (project, properties, is_identified, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
             (project, json.dumps(properties), int(identified), now, now),
         )
-        person_id = int(cursor.lastrowid)
+        person_id = int(cursor.lastrowid or 0)
         for distinct_id in distinct_ids:
             self._link(project, distinct_id, person_id)
         return person_id
@@ -239,6 +243,7 @@ class Store:
         if other is None and into is None:
             self._new_person(project, [into_id, other_id], {}, identified=True)
         elif into is None:
+            assert other is not None
             self._link(project, into_id, other)
             self._set_identified(other)
         elif other is None:
@@ -373,7 +378,8 @@ class Store:
         event: Optional[str] = None,
     ) -> List[Dict[str, Any]]:
         """Events in arrival order; with ``limit``, the most recent ``limit`` of them."""
-        where, args = ["seq > ?"], [after_seq]
+        where: List[str] = ["seq > ?"]
+        args: List[Any] = [after_seq]
         if person_id is not None:
             where.append("person_id = ?")
             args.append(person_id)
