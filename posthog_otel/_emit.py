@@ -36,7 +36,7 @@ Timestamp = Union[_dt.datetime, str, None]
 #: Raise internal errors instead of logging them (set by this package's own test suite).
 RAISE_INTERNAL_ERRORS = False
 
-_CAPTURE_NESTED = frozenset({"$set", "$set_once"})
+_CAPTURE_NESTED = frozenset({"$set", "$set_once", "$feature_flag_payload"})
 
 
 class _Emitter:
@@ -226,6 +226,7 @@ def capture(
     timestamp: Timestamp = None,
     uuid: Any = None,
     disable_geoip: Optional[bool] = None,
+    flags: Any = None,
 ) -> Optional[str]:
     """Capture an event, optionally attached to groups.
 
@@ -233,6 +234,7 @@ def capture(
     ``capture('user123', 'signup', {...}, groups={'company': 'acme'})``,
     ``capture('signup', {...})`` and ``capture('signup', distinct_id='user123', ...)``.
     Without any distinct id the event is personless, as in PostHog's SDK.
+    ``flags=evaluate_flags(...)`` attaches that snapshot's ``$feature/<key>`` values.
     """
     try:
         parsed = _capture_arguments(args, distinct_id, event, properties)
@@ -243,6 +245,10 @@ def capture(
                 "properties); the call is dropped",
             )
         distinct_id, event, properties = parsed
+        if flags is not None:
+            from ._flags.snapshot import attach_flags
+
+            properties = attach_flags(flags, properties)
         scope = current_scope()
         attributes: Dict[str, Any] = {schema.EVENT: event}
         person = _resolve_id(distinct_id, scope)

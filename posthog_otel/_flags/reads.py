@@ -1,0 +1,326 @@
+"""One flag call from start to end: local first, ``/flags`` for what is left, then the event.
+
+Each read is split in three steps so the synchronous and the asyncio API share them:
+``local()`` (microseconds, any thread or loop), ``remote()`` (a blocking request, which
+the async API runs in a worker thread) and ``finish()`` / ``report()``. The rules are
+PostHog's SDK's:
+
+- the person properties used locally also hold ``distinct_id`` (unless given), and
+  every group named in ``groups`` has ``$group_key`` among its properties;
+- a flag read locally reports ``locally_evaluated: true``; a flag ``/flags`` answered
+  reports its request id, reason, id and version; a failed request reports its error;
+- ``only_evaluate_locally=True`` never asks ``/flags``: what is undecidable is None.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .._context import current_scope
+from .._emit import _resolve_id
+from .._log import count_drop, logger, warn_limited
+from .definitions import Definitions, Flag
+from .errors import Reason, Undecidable
+from .evaluator import Evaluation
+from .events import called_properties
+from .remote import RemoteAnswer, RemoteFailure, ask, request_body
+from .service import FlagService, current_service
+from .snapshot import FeatureFlagEvaluations, FlagRecord, checked_payload, decode_payload
+
+
+class Call:
+    """A call's inputs, resolved once: who, which service, and the properties both ways."""
+
+    __slots__ = ("person", "service", "groups", "person_properties", "local_person", "group_properties",
+                 "disable_geoip", "device_id")  # fmt: skip
+
+    def __init__(
+        self,
+        person: str,
+        service: FlagService,
+        groups: Optional[Mapping[str, Any]],
+        person_properties: Optional[Mapping[str, Any]],
+        group_properties: Optional[Mapping[str, Mapping[str, Any]]],
+        disable_geoip: Optional[bool],
+        device_id: Optional[str],
+    ) -> None:
+        self.person = person
+        self.service = service
+        self.groups: Dict[str, Any] = dict(groups) if groups else {}
+        self.person_properties: Dict[str, Any] = dict(person_properties) if person_properties else {}
+        self.local_person = self.person_properties.copy()
+        self.local_person.setdefault("distinct_id", person)
+        given = group_properties or {}
+        self.group_properties = {name: {"$group_key": key, **(given.get(name) or {})} for name, key in self.groups.items()}
+        self.disable_geoip = disable_geoip
+        self.device_id = device_id
+
+    @classmethod
+    def start(cls, distinct_id: Any, *args: Any) -> Optional["Call"]:
+        person = _resolve_id(distinct_id, current_scope())
+        if person is None:
+            count_drop("no_distinct_id")
+            warn_limited("flag:no_id", "posthog_otel: feature flags need a distinct_id (argument or identify_context())")
+            return None
+        service = current_service()
+        if service is None:
+            return None
+        return cls(person, service, *args)
+
+    def evaluate(self, definitions: Definitions, flag: Flag) -> Any:
+        """The flag's local value; ``Undecidable`` when it cannot be decided here."""
+        run = Evaluation(definitions, self.person, self.groups, self.group_properties, self.device_id)
+        return run.value(flag, self.local_person)
+
+    def ask(self, flag_keys: Optional[List[str]]) -> RemoteAnswer:
+        body = request_body(self.service.settings, self.person, self.groups, self.person_properties,
+                            self.group_properties, self.disable_geoip, self.device_id, flag_keys)  # fmt: skip
+        return ask(self.service.http, self.service.settings, body)
+
+    def report(self, key: str, response: Any, properties: Dict[str, Any], has_experiment: Optional[bool] = None) -> None:
+        report_read(self.service, self.person, key, response, properties, self.groups, self.disable_geoip, has_experiment)
+
+
+def report_read(
+    service: FlagService,
+    person: str,
+    key: str,
+    response: Any,
+    properties: Dict[str, Any],
+    groups: Optional[Mapping[str, Any]],
+    disable_geoip: Optional[bool],
+    has_experiment: Optional[bool] = None,
+) -> None:
+    if has_experiment is not None:
+        properties["$feature_flag_has_experiment"] = has_experiment
+    service.events.report(person, key, response, properties, groups, disable_geoip)
+
+
+def local_value(call: Call, definitions: Optional[Definitions], flag: Optional[Flag]) -> Tuple[Any, Optional[Reason]]:
+    """(value, None) when decided here; (None, reason) when not; errors are logged, not raised."""
+    if definitions is None or flag is None:
+        return None, None
+    try:
+        return call.evaluate(definitions, flag), None
+    except Undecidable as problem:
+        logger.debug("posthog_otel: flag %s is not decidable locally: %s", flag.key, problem.why)
+        return None, problem.reason
+    except Exception as error:
+        warn_limited("flag:local:%s" % (flag.key,), "posthog_otel: flag %s could not be evaluated locally (%s); "
+                     "it is asked of PostHog", flag.key, error)  # fmt: skip
+        return None, None
+
+
+class FlagRead:
+    """``get_feature_flag`` / ``feature_enabled`` / ``get_feature_flag_payload`` for one key."""
+
+    def __init__(self, call: Call, key: str, match_value: Any = None) -> None:
+        self.call = call
+        self.key = key
+        self.match_value = match_value
+        self.value: Any = None
+        self.payload: Any = None
+        self.locally = False
+        self.flag: Optional[Flag] = None
+        self.answer: Optional[RemoteAnswer] = None
+        self.error: Optional[str] = None
+
+    def local(self, definitions: Optional[Definitions]) -> bool:
+        """True when decided here."""
+        if definitions is not None and not definitions.empty:
+            self.flag = definitions.by_key.get(self.key)
+            self.value, _ = local_value(self.call, definitions, self.flag)
+        if self.value is None:
+            return False
+        self.locally = True
+        lookup = self.match_value if self.match_value is not None else self.value
+        self.payload = decode_payload(self.flag.payload(lookup)) if self.flag is not None else None
+        return True
+
+    def remote(self) -> None:
+        try:
+            self.answer = self.call.ask([self.key])
+        except RemoteFailure as failure:
+            self.error = failure.error
+            return
+        record = self.answer.records.get(self.key)
+        errors = []
+        if self.answer.errors_while_computing:
+            errors.append("errors_while_computing_flags")
+        if record is None:
+            errors.append("flag_missing")
+        elif record.failed:
+            errors.append("evaluation_failed")
+        self.error = ",".join(errors) or None
+        if record is not None and not record.failed:
+            self.value = record.value if self.match_value is None else self.match_value
+            self.payload = decode_payload(record.payload)
+
+    def report(self) -> None:
+        properties = called_properties(self.key, self.value, self.locally, self.payload)
+        has_experiment = None
+        if self.locally and self.flag is not None:
+            raw = self.flag.raw
+            if raw.get("version"):
+                properties["$feature_flag_version"] = raw["version"]
+            if raw.get("id"):
+                properties["$feature_flag_id"] = raw["id"]
+            has_experiment = _bool_or_none(raw.get("has_experiment"))
+        elif self.answer is not None:
+            _add_answer_properties(properties, self.answer, self.answer.records.get(self.key))
+            record = self.answer.records.get(self.key)
+            has_experiment = record.has_experiment if record else None
+        if self.error:
+            properties["$feature_flag_error"] = self.error
+        self.call.report(self.key, self.value, properties, has_experiment)
+
+
+def _add_answer_properties(properties: Dict[str, Any], answer: RemoteAnswer, record: Any) -> None:
+    if answer.request_id:
+        properties["$feature_flag_request_id"] = answer.request_id
+    if answer.evaluated_at:
+        properties["$feature_flag_evaluated_at"] = answer.evaluated_at
+    if record is not None:
+        if record.reason:
+            properties["$feature_flag_reason"] = record.reason
+        if record.version:
+            properties["$feature_flag_version"] = record.version
+        if record.id:
+            properties["$feature_flag_id"] = record.id
+
+
+class AllRead:
+    """``get_all_flags`` / ``get_all_flags_and_payloads``: every flag (or ``flag_keys``) at once."""
+
+    def __init__(self, call: Call, flag_keys: Optional[List[str]]) -> None:
+        self.call = call
+        self.flag_keys = flag_keys
+        self.flags: Dict[str, Any] = {}
+        self.payloads: Dict[str, Any] = {}  # raw, as the definitions or /flags hold them
+        self.unresolved: Dict[str, Reason] = {}
+        self.definitions: Optional[Definitions] = None
+
+    def local(self, definitions: Optional[Definitions]) -> bool:
+        """Evaluate what can be; True when nothing is left for ``/flags``."""
+        self.definitions = definitions
+        if definitions is None or definitions.empty:
+            return False
+        wanted = set(self.flag_keys) if self.flag_keys else None
+        complete = True
+        for flag in definitions.flags:
+            if flag.key is None:
+                complete = False  # PostHog's SDK fails on a keyless flag and asks /flags
+                continue
+            if wanted is not None and flag.key not in wanted:
+                continue
+            value, reason = local_value(self.call, definitions, flag)
+            if value is None:
+                complete = False
+                if reason is not None:
+                    self.unresolved[flag.key] = reason
+                continue
+            self.flags[flag.key] = value
+            raw = definitions.by_key[flag.key].payload(value)
+            if raw is not None:
+                self.payloads[flag.key] = raw
+        return complete
+
+    def remote(self) -> None:
+        """Ask ``/flags``; its answers replace the local ones (a failed one keeps the local value)."""
+        try:
+            answer = self.call.ask(self.flag_keys)
+        except RemoteFailure as failure:
+            logger.warning("posthog_otel: could not get all flags from PostHog (%s); returning those decided locally",
+                           failure.error)  # fmt: skip
+            return
+        failed = {key for key, record in answer.records.items() if record.failed}
+        flags = {k: v for k, v in self.flags.items() if k in failed}
+        payloads = {k: v for k, v in self.payloads.items() if k in failed}
+        for key, record in answer.records.items():
+            if record.failed:
+                continue
+            flags[key] = record.value
+            if record.enabled and record.payload is not None:
+                payloads[key] = record.payload
+        self.flags, self.payloads = flags, payloads
+
+    def checked_payloads(self) -> Dict[str, Any]:
+        return {key: checked_payload(raw) for key, raw in self.payloads.items()}
+
+
+class SnapshotRead:
+    """``evaluate_flags``: local records first, one ``/flags`` request for the rest."""
+
+    def __init__(self, call: Call, flag_keys: Optional[List[str]]) -> None:
+        self.call = call
+        self.flag_keys = flag_keys
+        self.all = AllRead(call, flag_keys)
+        self.records: Dict[str, FlagRecord] = {}
+        self.request_id: Optional[str] = None
+        self.evaluated_at: Any = None
+        self.errors_while_computing = False
+        self.quota_limited = False
+
+    def local(self, definitions: Optional[Definitions]) -> bool:
+        complete = self.all.local(definitions)
+        for key, value in self.all.flags.items():
+            raw = definitions.by_key[key].raw if definitions is not None else {}
+            self.records[key] = FlagRecord(
+                key, value is not False, value if isinstance(value, str) else None,
+                decode_payload(self.all.payloads.get(key)), raw.get("id"), raw.get("version"),
+                "Evaluated locally", True, _bool_or_none(raw.get("has_experiment")),
+            )  # fmt: skip
+        wanted = set(self.flag_keys) if self.flag_keys else set()
+        return complete and wanted.issubset(self.records)
+
+    def remote(self) -> None:
+        local_keys = set(self.records)
+        try:
+            answer = self.call.ask(self.flag_keys)
+        except RemoteFailure as failure:
+            if failure.error == "quota_limited":
+                self.quota_limited = True
+            else:
+                logger.warning("posthog_otel: could not evaluate flags remotely (%s)", failure.error)
+            return
+        self.request_id = answer.request_id
+        self.evaluated_at = answer.evaluated_at if isinstance(answer.evaluated_at, int) else None
+        self.errors_while_computing = answer.errors_while_computing
+        wanted = set(self.flag_keys) if self.flag_keys else None
+        for key, record in answer.records.items():
+            if key in local_keys or (wanted is not None and key not in wanted):
+                continue
+            self.records[key] = FlagRecord(
+                key, record.enabled, record.variant, decode_payload(record.payload), _number_or_none(record.id),
+                _number_or_none(record.version), record.reason, False, record.has_experiment, record.failed,
+            )  # fmt: skip
+
+    def snapshot(self) -> FeatureFlagEvaluations:
+        call = self.call
+        unresolved = {k: r for k, r in self.all.unresolved.items() if k not in self.records or self.records[k].failed}
+        return FeatureFlagEvaluations(
+            _reporter(call.service), call.person, self.records, call.groups, call.disable_geoip, self.request_id,
+            self.evaluated_at, self.errors_while_computing, self.quota_limited, unresolved,
+        )  # fmt: skip
+
+
+def _reporter(service: FlagService) -> Any:
+    def report(person, key, response, properties, groups, disable_geoip, has_experiment):
+        report_read(service, person, key, response, properties, groups, disable_geoip, has_experiment)
+
+    return report
+
+
+def empty_snapshot(call: Optional[Call] = None) -> FeatureFlagEvaluations:
+    """No flags: for a call without a distinct id (reports nothing) or with ``flag_keys=[]``."""
+    if call is None:
+        return FeatureFlagEvaluations(None, "", {})
+    return FeatureFlagEvaluations(_reporter(call.service), call.person, {}, call.groups, call.disable_geoip)
+
+
+def _bool_or_none(value: Any) -> Optional[bool]:
+    return value if isinstance(value, bool) else None
+
+
+def _number_or_none(value: Any) -> Any:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
