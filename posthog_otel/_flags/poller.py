@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 import weakref
 from typing import Optional
 from urllib.parse import quote
@@ -45,6 +46,7 @@ class DefinitionsPoller:
         self.definitions: Optional[Definitions] = None
         self.etag: Optional[str] = None
         self.polls = 0
+        self._last_poll: Optional[float] = None  # monotonic time of the last poll (kept across a fork)
         self._refused: Optional[int] = None  # the status of the refusal being reported, if any
         self._new_process_state()
         _live.add(self)
@@ -82,10 +84,15 @@ class DefinitionsPoller:
         self._stop.set()
 
     def _run(self) -> None:
+        """Poll when due: at once the first time, then every ``interval`` (a forked child keeps the schedule)."""
         stop = self._stop
         while not stop.is_set():
-            self.poll()
-            if stop.wait(self.interval):
+            last = self._last_poll
+            due = 0.0 if last is None else last + self.interval - time.monotonic()
+            if due <= 0:
+                self.poll()
+                due = self.interval
+            if stop.wait(due):
                 break
 
     # --- one poll -----------------------------------------------------------------------
@@ -93,6 +100,7 @@ class DefinitionsPoller:
     def poll(self) -> None:
         """Ask once; never raises (a failure keeps what is loaded)."""
         self.polls += 1
+        self._last_poll = time.monotonic()
         try:
             self._poll()
         except Exception:
