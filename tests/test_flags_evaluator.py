@@ -207,6 +207,6 @@ def test_trace_says_why():
     trace: List[Any] = []
     loaded = Definitions.from_response(defs(flag("f", when(PRO, rollout=50))))
     Evaluation(loaded, "user-1", {}, {}, trace=trace).value(loaded.by_key["f"], {"plan": "pro"})
-    lines = [line for _, line in trace]
-    assert "plan exact 'pro': 'pro' -> match" in lines
-    assert any(line.startswith("condition 1: bucket ") and "50% rollout" in line for line in lines)
+    assert trace[0] == (0, "condition 1:")
+    assert trace[1] == (1, "plan exact 'pro': 'pro' -> match")
+    assert trace[2][0] == 1 and trace[2][1].startswith("rollout bucket ") and "the 50% rollout" in trace[2][1]

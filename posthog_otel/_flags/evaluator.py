@@ -26,6 +26,7 @@ and why: ``posthog-otel flags explain`` prints them.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 
@@ -134,16 +135,22 @@ class Evaluation:
         if flag.variants_problem:
             raise DefinitionError(flag.variants_problem)
         undecided: Optional[Reason] = None
+        why = ""
         for condition in flag.conditions:
+            step = self._condition
+            if self.trace is not None:
+                self.note("condition %d:", condition.index)
+                step = functools.partial(self._nested, self._condition)  # indent what it says
             try:
-                outcome, value = self._condition(flag, condition, distinct_id, properties, bucketing_id, groups_visible)
+                outcome, value = step(flag, condition, distinct_id, properties, bucketing_id, groups_visible)
             except NeedsServer as problem:
                 if flag.reason is not None:
                     problem.reason = first_reason(problem.reason, flag.reason)
                 raise
             except Undecidable as problem:
-                self.note("condition %d: undecidable here: %s", condition.index, problem.why)
+                self.note("  undecidable here, the next condition is tried")
                 undecided = first_reason(undecided, problem.reason)
+                why = why or "condition %d: %s" % (condition.index, problem.why)
                 continue
             if outcome is _MATCH:
                 return value
@@ -151,7 +158,7 @@ class Evaluation:
                 self.note("early exit: later conditions are not checked")
                 break
         if undecided is not None:
-            raise Undecidable(undecided, "no condition matched and one could not be decided here")
+            raise Undecidable(undecided, "no condition matched, and %s" % why)
         self.note("no condition matched: false")
         return False
 
@@ -182,7 +189,7 @@ class Evaluation:
             mapping = self.definitions.group_type_mapping if groups_visible else {}
             group_type = mapping.get(str(condition.aggregation))
             if not group_type or group_type not in (self.groups if groups_visible else {}):
-                self.note("condition %d: targets a group the call does not name: no match", condition.index)
+                self.note("targets a group the call does not name: no match")
                 return _NO_MATCH, None
             if group_type not in self.group_properties:
                 raise Undecidable(Reason.MISSING_CONTEXT, "no properties for group %s" % group_type)
@@ -190,42 +197,42 @@ class Evaluation:
             bucketing_id = self.groups[group_type]
         if condition.filters:
             if not self._filters_match(condition, distinct_id, properties):
-                self.note("condition %d: no match", condition.index)
+                self.note("no match")
                 return _NO_MATCH, None
         if condition.rollout is not None:
             if condition.rollout_problem:
                 raise DefinitionError(condition.rollout_problem)
             share = bucket(flag.key, bucketing_id)
             if share > condition.threshold:  # type: ignore[operator]
-                self.note("condition %d: bucket %s is outside the %s%% rollout: no match",
-                          condition.index, _percent(share), _number(condition.rollout))  # fmt: skip
+                self.note("rollout bucket %s is outside the %s%% rollout: no match", _percent(share), _number(condition.rollout))
                 return _OUT_OF_ROLLOUT, None
-            self.note("condition %d: bucket %s is inside the %s%% rollout", condition.index, _percent(share), _number(condition.rollout))
+            self.note("rollout bucket %s is inside the %s%% rollout", _percent(share), _number(condition.rollout))
         return _MATCH, self._variant(flag, condition, bucketing_id)
 
     def _variant(self, flag: Flag, condition: Condition, bucketing_id: Any) -> FlagValue:
         override = condition.variant
         if override and override in flag.variant_keys:
-            self.note("condition %d matched: variant %r (the condition's override)", condition.index, override)
+            self.note("match: variant %r (the condition's override)", override)
             return override
         if flag.table_problem:
             raise DefinitionError(flag.table_problem)
         if not flag.variants:
-            self.note("condition %d matched: true", condition.index)
+            self.note("match: true")
             return True
         share = bucket(flag.key, bucketing_id, salt="variant")
         for low, high, key in flag.variants:
             if low <= share < high:
-                self.note("condition %d matched: variant bucket %s is in %r's range [%s, %s): %r",
-                          condition.index, _percent(share), key, _percent(low), _percent(high), key)  # fmt: skip
+                self.note("match: variant %r (variant bucket %s is in its range %s-%s)",
+                          key, _percent(share), _percent(low), _percent(high))  # fmt: skip
                 return key or True
-        self.note("condition %d matched: variant bucket %s is in no variant's range: true", condition.index, _percent(share))
+        self.note("match: true (variant bucket %s is in no variant's range)", _percent(share))
         return True
 
     def _filters_match(self, condition: Condition, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
         """All filters match; an undecidable one defers the answer, a false one ends it."""
         undecided: Optional[Reason] = None
         server: Optional[NeedsServer] = None
+        why = ""
         for item in condition.filters:
             try:
                 matched = self.filter(item, distinct_id, properties)
@@ -238,6 +245,7 @@ class Evaluation:
             except Undecidable as problem:
                 self.note("%s: undecidable: %s", item.describe(), problem.why)
                 undecided = first_reason(undecided, problem.reason)
+                why = why or problem.why
                 continue
             except Exception:
                 if undecided is None:
@@ -248,7 +256,7 @@ class Evaluation:
         if server is not None:
             raise server
         if undecided is not None:
-            raise Undecidable(undecided, "a filter could not be decided here")
+            raise Undecidable(undecided, why)
         return True
 
     # --- filters ------------------------------------------------------------------------
@@ -287,6 +295,7 @@ class Evaluation:
             return True
         decided: Optional[bool] = None
         undecided: Optional[Reason] = None
+        why = ""
         for entry in group.entries:
             try:
                 if isinstance(entry, str):
@@ -302,10 +311,11 @@ class Evaluation:
                 raise
             except Undecidable as problem:
                 undecided = first_reason(undecided, problem.reason)
+                why = why or problem.why
         if decided is not None:
             return decided
         if undecided is not None:
-            raise Undecidable(undecided, "a cohort filter could not be decided here")
+            raise Undecidable(undecided, why)
         return group.is_and
 
     def _nested(self, step: Any, *args: Any) -> Any:
