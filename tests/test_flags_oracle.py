@@ -14,6 +14,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
+import os
 import time
 import warnings
 from typing import Any, Dict, List
@@ -30,6 +31,13 @@ from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer, flag, prop
 from .test_flags_evaluator import SCENARIOS
 
 posthog = pytest.importorskip("posthog")
+
+#: POSTHOG_OTEL_FLAG_EXAMPLES=10 runs ten times the examples (a deeper search, not for every run).
+DEPTH = float(os.environ.get("POSTHOG_OTEL_FLAG_EXAMPLES", "1"))
+
+
+def examples(count: int) -> settings:
+    return settings(max_examples=max(1, int(count * DEPTH)), deadline=None, suppress_health_check=list(HealthCheck))
 
 # --- generated definitions ----------------------------------------------------------------------
 
@@ -273,10 +281,7 @@ def no_whole_second_passed(started: float) -> None:
     assume(math.floor(started) == math.floor(time.time()))
 
 
-SLOW = settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck))
-
-
-@SLOW
+@examples(100)
 @given(definitions=definitions(), given_inputs=st.lists(inputs(), min_size=1, max_size=3))
 def test_local_answers_and_payloads_are_posthogs(both, definitions, given_inputs):
     server, theirs = both
@@ -301,7 +306,7 @@ def side_by_side(server: FlagServer, ours: Any, theirs: Any) -> Any:
     return our_answer, their_answer
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@examples(25)
 @given(definitions=definitions(), given_input=inputs())
 def test_fallback_to_flags_is_posthogs(both, definitions, given_input):
     server, theirs = both
@@ -473,7 +478,7 @@ def near(value: Any) -> st.SearchStrategy:
     return st.just(value)
 
 
-@settings(max_examples=4000, deadline=None)
+@examples(1500)
 @given(case=filter_and_properties(), matching_version=st.sampled_from([1, 2]))
 def test_every_operator_matches_like_posthogs(case, matching_version):
     spec, properties = case
@@ -488,11 +493,67 @@ def test_every_operator_matches_like_posthogs(case, matching_version):
     same(ours, theirs)
 
 
+#: Inputs where a plausible reimplementation goes wrong; checked every run, whatever hypothesis draws.
+TRICKY = [
+    ({"key": "k", "operator": "icontains", "value": "ÜMLAUT"}, {"k": "ümlaut"}),  # ASCII-only case folding
+    ({"key": "k", "operator": "exact", "value": "ÜMLAUT"}, {"k": "ümlaut"}),  # full case folding
+    ({"key": "k", "operator": "exact", "value": "İ"}, {"k": "i̇"}),
+    ({"key": "k", "operator": "starts_with", "value": "STRASSE"}, {"k": "straße"}),
+    ({"key": "k", "operator": "exact", "value": "0.00001"}, {"k": 1e-05}),  # floats as JSON text
+    ({"key": "k", "operator": "exact", "value": "1e+16"}, {"k": 1e16}),
+    ({"key": "k", "operator": "exact", "value": "1.5e-7"}, {"k": 1.5e-07}),
+    ({"key": "k", "operator": "exact", "value": "[1,\"a\"]"}, {"k": [1, "a"]}),
+    ({"key": "k", "operator": "exact", "value": []}, {"k": [True, "true"]}),
+    ({"key": "k", "operator": "exact", "value": ["TRUE"]}, {"k": True}),
+    ({"key": "k", "operator": "is_not", "value": None}, {"k": None}),
+    ({"key": "k", "operator": "icontains", "value": "nul"}, {"k": None}),
+    ({"key": "k", "operator": "exact", "value": "x"}, {"k": float("nan")}),
+    ({"key": "k", "operator": "exact", "value": "x"}, {"k": dt.date(2024, 1, 1)}),
+    ({"key": "k", "operator": "gt", "value": "1e3"}, {"k": "1001"}),
+    ({"key": "k", "operator": "gt", "value": "1_000"}, {"k": 2000}),
+    ({"key": "k", "operator": "lt", "value": 5}, {"k": True}),
+    ({"key": "k", "operator": "gt", "value": "many"}, {}),
+    ({"key": "k", "operator": "is_date_before", "value": "2024-01-15"}, {"k": None}),
+    ({"key": "k", "operator": "is_date_before", "value": "not a date"}, {"k": None}),
+    ({"key": "k", "operator": "is_date_after", "value": "2024-01-15"}, {"k": dt.date(2024, 1, 16)}),
+    ({"key": "k", "operator": "is_date_after", "value": "2024-01-15 10:00:00 UTC"}, {"k": "2024-01-15T10:00:01Z"}),
+    ({"key": "k", "operator": "is_date_after", "value": "-3d\n"}, {"k": "2000-01-01"}),
+    ({"key": "k", "operator": "is_date_after", "value": "10000d"}, {"k": "2000-01-01"}),
+    ({"key": "k", "operator": "is_date_after", "value": "2024-01-15"}, {"k": 20240116}),
+    ({"key": "k", "operator": "semver_caret", "value": "0.2.3"}, {"k": "0.9.0"}),
+    ({"key": "k", "operator": "semver_caret", "value": "0.0.3"}, {"k": "0.0.4"}),
+    ({"key": "k", "operator": "semver_tilde", "value": "1.2.3"}, {"k": "1.3.0"}),
+    ({"key": "k", "operator": "semver_wildcard", "value": "1.*"}, {"k": "1.99.0"}),
+    ({"key": "k", "operator": "semver_eq", "value": "v1.2"}, {"k": " 1.2.0-rc.1 "}),
+    ({"key": "k", "operator": "semver_gt", "value": "01.2.3"}, {"k": "2.0.0"}),
+    ({"key": "k", "operator": "semver_gt", "value": "1.2.3"}, {"k": "1..5"}),
+    ({"key": "k", "operator": "regex", "value": "(?i)PRO"}, {"k": "pro"}),
+    ({"key": "k", "operator": "not_regex", "value": "("}, {"k": "pro"}),
+    ({"key": "k", "operator": "regex", "value": "^pro$"}, {"k": "pro\n"}),
+    ({"key": "k", "operator": "regex", "value": "\\w+"}, {"k": "é\u0301"}),
+    ({"key": "k", "operator": "regex", "value": "\\s"}, {"k": "\x1c"}),
+    ({"key": "k", "operator": "regex", "value": ""}, {"k": "anything"}),
+    ({"key": "k", "operator": "is_not_set", "value": "is_not_set"}, {}),
+    ({"key": "k", "operator": "in", "value": "x"}, {"k": "x"}),
+]
+
+
+@pytest.mark.parametrize("spec,properties", TRICKY, ids=[str(i) for i in range(len(TRICKY))])
+@pytest.mark.parametrize("matching_version", [1, 2])
+def test_tricky_operator_cases_are_posthogs(spec, properties, matching_version):
+    from posthog.feature_flags import match_property
+
+    from posthog_otel._flags.properties import compile_property
+
+    ours = outcome(lambda: compile_property(spec, matching_version).match(properties))
+    same(ours, outcome(lambda: match_property(spec, properties, matching_version)))
+
+
 patterns = st.one_of(regexes, st.text(alphabet="ab()[]{}*+?|^$\\.-:,=!<>&~dDwWsSbBxqAz019 é\n", max_size=12))
 subjects = st.one_of(words, st.text(alphabet="ab09 _-.\n\x1cé\u0301٣²\u200dAZ", max_size=8))
 
 
-@settings(max_examples=5000, deadline=None)
+@examples(3000)
 @given(pattern=patterns, subject=subjects, negated=st.booleans())
 def test_regex_core_is_posthogs(pattern, subject, negated):
     from posthog.feature_flags import match_property
@@ -503,7 +564,7 @@ def test_regex_core_is_posthogs(pattern, subject, negated):
     same(outcome(lambda: compile_property(spec, 1).match({"k": subject})), outcome(lambda: match_property(spec, {"k": subject})))
 
 
-@settings(max_examples=2000, deadline=None)
+@examples(500)
 @given(key=st.text(max_size=10), bucketing_id=st.one_of(st.text(max_size=10), st.integers()), salt=st.sampled_from(["", "variant"]))
 def test_buckets_are_posthogs(key, bucketing_id, salt):
     from posthog.feature_flags import _hash

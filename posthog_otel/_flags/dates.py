@@ -11,7 +11,7 @@ from __future__ import annotations
 import calendar
 import datetime as _dt
 import re
-from typing import Any, Optional
+from typing import Any, Optional, Tuple
 
 _RELATIVE = re.compile(r"^-?(?P<count>[0-9]+)(?P<unit>[a-z])$")
 _YEAR_ONLY = re.compile(r"\d{4}")
@@ -20,32 +20,61 @@ _UTC = _dt.timezone.utc
 _STEPS = {"h": "hours", "d": "days", "w": "weeks"}
 
 
+class DateFilter:
+    """A date filter's value, read once: ``moment()`` is the date it names now.
+
+    A relative date moves with the clock and a bare year means today's date that year,
+    so those are worked out at each call; any other date is fixed. ``moment()`` raises
+    ValueError when the value names no date.
+    """
+
+    __slots__ = ("text", "relative", "fixed")
+
+    def __init__(self, value: Any) -> None:
+        self.text = str(value)
+        self.relative = relative_step(self.text)
+        self.fixed: Optional[_dt.datetime] = None
+        if self.relative is None and not _YEAR_ONLY.fullmatch(self.text.strip()):
+            try:
+                self.fixed = aware(parse_datetime(self.text))
+            except (ValueError, OverflowError):
+                pass
+
+    def moment(self) -> _dt.datetime:
+        if self.fixed is not None:
+            return self.fixed
+        if self.relative is not None:
+            moment = relative_date(*self.relative)
+            if moment is not None:
+                return moment
+        return aware(parse_datetime(self.text))
+
+
 def filter_date(value: Any) -> _dt.datetime:
     """The moment a flag's date filter names; raises ValueError when it names none."""
-    text = str(value)
-    moment = relative_date(text)
-    if moment is None:
-        moment = aware(parse_datetime(text))
-    return moment
+    return DateFilter(value).moment()
 
 
-def relative_date(text: str) -> Optional[_dt.datetime]:
-    """``-3d``, ``12h``, ``2w``, ``6m``, ``1y`` counted back from now (UTC); None if not one."""
+def relative_step(text: str) -> Optional[Tuple[int, str]]:
+    """(count, unit) of ``-3d``, ``12h``, ``2w``, ``6m``, ``1y``; None if the text is not one."""
     found = _RELATIVE.search(text)
     if found is None:
         return None
     count = int(found.group("count"))
-    if count >= 10_000:
-        return None
     unit = found.group("unit")
+    if count >= 10_000 or unit not in "hdwmy":
+        return None
+    return count, unit
+
+
+def relative_date(count: int, unit: str) -> Optional[_dt.datetime]:
+    """``count`` hours, days, weeks, months or years before now (UTC); None before year 1."""
     now = _dt.datetime.now(_UTC)
     if unit in _STEPS:
         return now - _dt.timedelta(**{_STEPS[unit]: count})
     if unit == "m":
         return _months_back(now, count)
-    if unit == "y":
-        return _years_back(now, count)
-    return None
+    return _years_back(now, count)
 
 
 def parse_datetime(text: str) -> _dt.datetime:
@@ -58,7 +87,9 @@ def parse_datetime(text: str) -> _dt.datetime:
     elif _YEAR_ONLY.fullmatch(text):
         today = _dt.datetime.now()
         return _dt.datetime(int(text), today.month, today.day)
-    return _dt.datetime.fromisoformat(_SPACED_OFFSET.sub(r"\1", text))
+    if " " in text:
+        text = _SPACED_OFFSET.sub(r"\1", text)
+    return _dt.datetime.fromisoformat(text)
 
 
 def aware(moment: _dt.datetime) -> _dt.datetime:

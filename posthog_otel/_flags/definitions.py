@@ -163,7 +163,7 @@ class Flag:
     __slots__ = (
         "key", "raw", "active", "continuity", "aggregation", "device_bucketing", "enrollment",
         "holdout", "conditions", "early_exit", "variants", "variant_keys", "payloads", "reason",
-        "problem", "holdout_problem", "variants_problem", "table_problem",
+        "problem", "holdout_problem", "variants_problem", "table_problem", "special",
     )  # fmt: skip
 
     def __init__(self, raw: Dict[str, Any], matching_version: int) -> None:
@@ -178,6 +178,7 @@ class Flag:
         self.holdout_problem: Optional[str] = None
         self.variants_problem: Optional[str] = None
         self.table_problem: Optional[str] = None
+        self.special = False
         self.aggregation: Any = None
         self.device_bucketing = False
         self.enrollment = False
@@ -200,6 +201,8 @@ class Flag:
         self.payloads = payloads if isinstance(payloads, dict) else {}
         self._read_holdout(filters.get("holdout"))
         self._read_variants(filters.get("multivariate"))
+        #: Anything to look at before the conditions (most flags have nothing).
+        self.special = bool(self.enrollment or self.holdout or self.holdout_problem or self.variants_problem)
         groups = filters.get("groups") or []
         if isinstance(groups, list):
             self.conditions = tuple(
@@ -247,7 +250,9 @@ class Flag:
 
     def payload(self, value: Any) -> Any:
         """The raw payload for a value: ``"true"``/``"false"`` for booleans, the variant name else."""
-        return self.payloads.get(str(value).lower() if isinstance(value, bool) else str(value))
+        if not self.payloads:
+            return None
+        return self.payloads.get(("true" if value else "false") if isinstance(value, bool) else str(value))
 
 
 class Definitions:

@@ -45,8 +45,21 @@ _warned_dependencies: set = set()
 
 def bucket(key: Any, bucketing_id: Any, salt: str = "", separator: str = ".") -> float:
     """A stable number in [0, 1] for a flag key and a bucketing id."""
-    digest = hashlib.sha1(f"{key}{separator}{bucketing_id}{salt}".encode("utf-8")).digest()
-    return (int.from_bytes(digest[:8], "big") >> 4) / _SCALE
+    text = f"{key}{separator}{bucketing_id}{salt}"
+    share = _buckets.get(text)
+    if share is None:
+        digest = hashlib.sha1(text.encode("utf-8")).digest()
+        share = (int.from_bytes(digest[:8], "big") >> 4) / _SCALE
+        if len(_buckets) >= _BUCKETS_KEPT:
+            _buckets.clear()  # bounded; the people who come back fill it again
+        _buckets[text] = share
+    return share
+
+
+#: Buckets computed lately: the same people read the same flags again and again, and
+#: a dictionary look-up costs a tenth of a sha1. At most this many are kept (~10 MB).
+_BUCKETS_KEPT = 50_000
+_buckets: Dict[str, float] = {}
 
 
 class Evaluation:
@@ -80,7 +93,8 @@ class Evaluation:
 
     def value(self, flag: Flag, person_properties: Mapping[str, Any]) -> FlagValue:
         """The flag's value; ``Undecidable`` / ``DefinitionError`` when not decidable here."""
-        self.cache = {}
+        if self.cache:
+            self.cache = {}  # dependencies are evaluated once per flag evaluation, not across flags
         if not flag.active:
             self.note("the flag is not active: false")
             return False
@@ -123,17 +137,10 @@ class Evaluation:
         self, flag: Flag, distinct_id: Any, properties: Mapping[str, Any], bucketing_id: Any, groups_visible: bool
     ) -> FlagValue:
         """Enrollment, holdout, then the conditions (PostHog's ``match_feature_flag_properties``)."""
-        if flag.enrollment:
-            return self._enrollment(flag, properties)
-        if flag.holdout_problem:
-            raise DefinitionError(flag.holdout_problem)
-        if flag.holdout is not None:
-            share, label = flag.holdout
-            if share == 100.0 or bucket("holdout", bucketing_id, separator="-") <= share / 100:
-                self.note("held out (%s%% holdout): %s", _number(share), label)
-                return label
-        if flag.variants_problem:
-            raise DefinitionError(flag.variants_problem)
+        if flag.special:
+            held_out = self._before_conditions(flag, properties, bucketing_id)
+            if held_out is not None:
+                return held_out
         undecided: Optional[Reason] = None
         why = ""
         for condition in flag.conditions:
@@ -161,6 +168,22 @@ class Evaluation:
             raise Undecidable(undecided, "no condition matched, and %s" % why)
         self.note("no condition matched: false")
         return False
+
+    def _before_conditions(self, flag: Flag, properties: Mapping[str, Any], bucketing_id: Any) -> Optional[FlagValue]:
+        """Early access enrollment and holdouts, which decide before any condition; None if they do not."""
+        if flag.enrollment:
+            return self._enrollment(flag, properties)
+        if flag.holdout_problem:
+            raise DefinitionError(flag.holdout_problem)
+        if flag.holdout is not None:
+            share, label = flag.holdout
+            if share == 100.0 or bucket("holdout", bucketing_id, separator="-") <= share / 100:
+                if self.trace is not None:
+                    self.note("held out (%s%% holdout): %s", _number(share), label)
+                return label
+        if flag.variants_problem:
+            raise DefinitionError(flag.variants_problem)
+        return None
 
     def _enrollment(self, flag: Flag, properties: Mapping[str, Any]) -> bool:
         if flag.aggregation is not None:
@@ -202,11 +225,16 @@ class Evaluation:
         if condition.rollout is not None:
             if condition.rollout_problem:
                 raise DefinitionError(condition.rollout_problem)
+            if condition.threshold >= 1 and self.trace is None:  # type: ignore[operator]
+                # No bucket is above 1: skip the hash (PostHog computes it, to the same end).
+                return _MATCH, self._variant(flag, condition, bucketing_id)
             share = bucket(flag.key, bucketing_id)
-            if share > condition.threshold:  # type: ignore[operator]
-                self.note("rollout bucket %s is outside the %s%% rollout: no match", _percent(share), _number(condition.rollout))
+            outside = share > condition.threshold  # type: ignore[operator]
+            if self.trace is not None:
+                self.note("rollout bucket %s is %s the %s%% rollout%s", _percent(share), "outside" if outside else "inside",
+                          _number(condition.rollout), ": no match" if outside else "")  # fmt: skip
+            if outside:
                 return _OUT_OF_ROLLOUT, None
-            self.note("rollout bucket %s is inside the %s%% rollout", _percent(share), _number(condition.rollout))
         return _MATCH, self._variant(flag, condition, bucketing_id)
 
     def _variant(self, flag: Flag, condition: Condition, bucketing_id: Any) -> FlagValue:
@@ -222,10 +250,12 @@ class Evaluation:
         share = bucket(flag.key, bucketing_id, salt="variant")
         for low, high, key in flag.variants:
             if low <= share < high:
-                self.note("match: variant %r (variant bucket %s is in its range %s-%s)",
-                          key, _percent(share), _percent(low), _percent(high))  # fmt: skip
+                if self.trace is not None:
+                    self.note("match: variant %r (variant bucket %s is in its range %s-%s)",
+                              key, _percent(share), _percent(low), _percent(high))  # fmt: skip
                 return key or True
-        self.note("match: true (variant bucket %s is in no variant's range)", _percent(share))
+        if self.trace is not None:
+            self.note("match: true (variant bucket %s is in no variant's range)", _percent(share))
         return True
 
     def _filters_match(self, condition: Condition, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
@@ -233,9 +263,13 @@ class Evaluation:
         undecided: Optional[Reason] = None
         server: Optional[NeedsServer] = None
         why = ""
+        plain = self.trace is None
         for item in condition.filters:
             try:
-                matched = self.filter(item, distinct_id, properties)
+                if plain and item.kind == "property":
+                    matched = item.match(properties)  # type: ignore[union-attr]  # the common case, without a detour
+                else:
+                    matched = self.filter(item, distinct_id, properties)
             except NeedsServer as problem:
                 self.note("%s: %s", item.describe(), problem.why)
                 if undecided is None:

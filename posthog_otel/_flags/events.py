@@ -55,7 +55,7 @@ class CalledEvents:
     ) -> None:
         """Capture ``$feature_flag_called`` unless this read was reported already."""
         if self.first_time(person, key, response, groups):
-            _emit.capture(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
+            send(person, properties, groups, disable_geoip)
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()  # the parent's may be held by a thread the child does not have
@@ -69,6 +69,11 @@ if hasattr(os, "register_at_fork"):
             store.after_fork()
 
     os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def send(person: str, properties: Dict[str, Any], groups: Optional[Mapping[str, Any]], disable_geoip: Optional[bool]) -> None:
+    """Capture one ``$feature_flag_called`` (already checked against the store)."""
+    _emit.capture(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
 
 
 def _groups_key(groups: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, str], ...]:

@@ -19,11 +19,12 @@ import datetime as _dt
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Type
 
 from . import semver
-from .dates import aware, filter_date, parse_datetime
+from .dates import DateFilter, aware, parse_datetime
 from .errors import DefinitionError, Reason, Undecidable
 from .regex import RustRegex, compile_rust_regex, regex_search
 from .values import as_number, as_text, ascii_lower, is_boolean_like, is_truthy
 
+_ABSENT: Any = object()
 _MISSING = Reason.MISSING_CONTEXT
 _UNSUPPORTED = Reason.UNSUPPORTED_DEFINITION
 
@@ -47,12 +48,12 @@ class PropertyFilter:
 
     def match(self, properties: Mapping[str, Any]) -> bool:
         try:
-            present = self.key in properties
+            value = properties.get(self.key, _ABSENT)
         except TypeError:
             raise DefinitionError("property filter key %r is not a string" % (self.key,)) from None
-        if not present:
+        if value is _ABSENT:
             raise self.blame("property %r was not given" % (self.key,))
-        return self.check(properties[self.key])
+        return self.check(value)
 
     def check(self, value: Any) -> bool:
         raise NotImplementedError
@@ -213,14 +214,15 @@ class _Numeric(PropertyFilter):
 
 
 class _Date(PropertyFilter):
-    """``is_date_before`` / ``is_date_after``; the filter's date is read at each call (``-7d`` moves)."""
+    """``is_date_before`` / ``is_date_after``; a relative filter date (``-7d``) is worked out at each call."""
 
-    __slots__ = ()
+    __slots__ = ("date",)
 
     def __init__(self, key: Any, operator: str, value: Any) -> None:
         super().__init__(key, operator, value)
+        self.date = DateFilter(value)
         try:
-            filter_date(value)
+            self.date.moment()
         except Exception:
             self.unusable("%r is not a date" % (value,))
 
@@ -229,7 +231,7 @@ class _Date(PropertyFilter):
             return False
         bound: Any
         try:
-            bound = filter_date(self.value)
+            bound = self.date.moment()
         except Exception:
             raise Undecidable(_UNSUPPORTED, "%r is not a date" % (self.value,)) from None
         moment: Any

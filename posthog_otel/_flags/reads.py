@@ -22,7 +22,7 @@ from .._log import count_drop, logger, warn_limited
 from .definitions import Definitions, Flag
 from .errors import Reason, Undecidable
 from .evaluator import Evaluation
-from .events import called_properties
+from .events import called_properties, send
 from .remote import RemoteAnswer, RemoteFailure, ask, request_body
 from .service import FlagService, current_service
 from .snapshot import FeatureFlagEvaluations, FlagRecord, checked_payload, decode_payload
@@ -33,6 +33,7 @@ class Call:
 
     __slots__ = ("person", "service", "groups", "person_properties", "local_person", "group_properties",
                  "disable_geoip", "device_id")  # fmt: skip
+    local_person: Mapping[str, Any]
 
     def __init__(
         self,
@@ -46,12 +47,17 @@ class Call:
     ) -> None:
         self.person = person
         self.service = service
-        self.groups: Dict[str, Any] = dict(groups) if groups else {}
-        self.person_properties: Dict[str, Any] = dict(person_properties) if person_properties else {}
-        self.local_person = self.person_properties.copy()
-        self.local_person.setdefault("distinct_id", person)
-        given = group_properties or {}
-        self.group_properties = {name: {"$group_key": key, **(given.get(name) or {})} for name, key in self.groups.items()}
+        self.groups: Mapping[str, Any] = groups or {}
+        self.person_properties: Mapping[str, Any] = person_properties or {}
+        # Local evaluation also sees the distinct id as a property (unless one is given).
+        if "distinct_id" in self.person_properties:
+            self.local_person = self.person_properties
+        else:
+            self.local_person = {**self.person_properties, "distinct_id": person}
+        self.group_properties: Dict[str, Dict[str, Any]] = {}
+        if self.groups:
+            given = group_properties or {}
+            self.group_properties = {name: {"$group_key": key, **(given.get(name) or {})} for name, key in self.groups.items()}
         self.disable_geoip = disable_geoip
         self.device_id = device_id
 
@@ -67,18 +73,23 @@ class Call:
             return None
         return cls(person, service, *args)
 
-    def evaluate(self, definitions: Definitions, flag: Flag) -> Any:
-        """The flag's local value; ``Undecidable`` when it cannot be decided here."""
-        run = Evaluation(definitions, self.person, self.groups, self.group_properties, self.device_id)
-        return run.value(flag, self.local_person)
+    def evaluation(self, definitions: Definitions) -> Evaluation:
+        """An evaluation of these inputs; one serves any number of flags."""
+        return Evaluation(definitions, self.person, self.groups, self.group_properties, self.device_id)
 
     def ask(self, flag_keys: Optional[List[str]]) -> RemoteAnswer:
         body = request_body(self.service.settings, self.person, self.groups, self.person_properties,
                             self.group_properties, self.disable_geoip, self.device_id, flag_keys)  # fmt: skip
         return ask(self.service.http, self.service.settings, body)
 
-    def report(self, key: str, response: Any, properties: Dict[str, Any], has_experiment: Optional[bool] = None) -> None:
-        report_read(self.service, self.person, key, response, properties, self.groups, self.disable_geoip, has_experiment)
+    def first_time(self, key: str, response: Any) -> bool:
+        """Whether this read of ``key`` is to be reported (recorded as reported if so)."""
+        return self.service.events.first_time(self.person, key, response, self.groups)
+
+    def send(self, properties: Dict[str, Any], has_experiment: Optional[bool] = None) -> None:
+        if has_experiment is not None:
+            properties["$feature_flag_has_experiment"] = has_experiment
+        send(self.person, properties, self.groups, self.disable_geoip)
 
 
 def report_read(
@@ -96,12 +107,10 @@ def report_read(
     service.events.report(person, key, response, properties, groups, disable_geoip)
 
 
-def local_value(call: Call, definitions: Optional[Definitions], flag: Optional[Flag]) -> Tuple[Any, Optional[Reason]]:
+def local_value(call: Call, evaluation: Evaluation, flag: Flag) -> Tuple[Any, Optional[Reason]]:
     """(value, None) when decided here; (None, reason) when not; errors are logged, not raised."""
-    if definitions is None or flag is None:
-        return None, None
     try:
-        return call.evaluate(definitions, flag), None
+        return evaluation.value(flag, call.local_person), None
     except Undecidable as problem:
         logger.debug("posthog_otel: flag %s is not decidable locally: %s", flag.key, problem.why)
         return None, problem.reason
@@ -119,7 +128,7 @@ class FlagRead:
         self.key = key
         self.match_value = match_value
         self.value: Any = None
-        self.payload: Any = None
+        self._payload: Any = None  # raw; decoded when asked for
         self.locally = False
         self.flag: Optional[Flag] = None
         self.answer: Optional[RemoteAnswer] = None
@@ -129,13 +138,19 @@ class FlagRead:
         """True when decided here."""
         if definitions is not None and not definitions.empty:
             self.flag = definitions.by_key.get(self.key)
-            self.value, _ = local_value(self.call, definitions, self.flag)
+            if self.flag is not None:
+                self.value, _ = local_value(self.call, self.call.evaluation(definitions), self.flag)
         if self.value is None:
             return False
         self.locally = True
         lookup = self.match_value if self.match_value is not None else self.value
-        self.payload = decode_payload(self.flag.payload(lookup)) if self.flag is not None else None
+        self._payload = self.flag.payload(lookup) if self.flag is not None else None
         return True
+
+    @property
+    def payload(self) -> Any:
+        """The payload of the answer, decoded (computed only when someone asks)."""
+        return decode_payload(self._payload)
 
     def remote(self) -> None:
         try:
@@ -154,9 +169,11 @@ class FlagRead:
         self.error = ",".join(errors) or None
         if record is not None and not record.failed:
             self.value = record.value if self.match_value is None else self.match_value
-            self.payload = decode_payload(record.payload)
+            self._payload = record.payload
 
     def report(self) -> None:
+        if not self.call.first_time(self.key, self.value):
+            return  # reported before: the event is not even built
         properties = called_properties(self.key, self.value, self.locally, self.payload)
         has_experiment = None
         if self.locally and self.flag is not None:
@@ -172,7 +189,7 @@ class FlagRead:
             has_experiment = record.has_experiment if record else None
         if self.error:
             properties["$feature_flag_error"] = self.error
-        self.call.report(self.key, self.value, properties, has_experiment)
+        self.call.send(properties, has_experiment)
 
 
 def _add_answer_properties(properties: Dict[str, Any], answer: RemoteAnswer, record: Any) -> None:
@@ -207,20 +224,22 @@ class AllRead:
             return False
         wanted = set(self.flag_keys) if self.flag_keys else None
         complete = True
+        evaluation = self.call.evaluation(definitions)
         for flag in definitions.flags:
             if flag.key is None:
                 complete = False  # PostHog's SDK fails on a keyless flag and asks /flags
                 continue
             if wanted is not None and flag.key not in wanted:
                 continue
-            value, reason = local_value(self.call, definitions, flag)
+            value, reason = local_value(self.call, evaluation, flag)
             if value is None:
                 complete = False
                 if reason is not None:
                     self.unresolved[flag.key] = reason
                 continue
             self.flags[flag.key] = value
-            raw = definitions.by_key[flag.key].payload(value)
+            chosen = definitions.by_key[flag.key]  # payloads come from the last definition of a key
+            raw = chosen.payload(value) if chosen.payloads else None
             if raw is not None:
                 self.payloads[flag.key] = raw
         return complete

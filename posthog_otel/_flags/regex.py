@@ -18,6 +18,7 @@ or ``\\s``.
 from __future__ import annotations
 
 import re
+import warnings
 from typing import List, NamedTuple, Optional
 
 from .errors import Reason, Undecidable
@@ -49,7 +50,9 @@ def compile_rust_regex(pattern: str) -> Optional[RustRegex]:
     scan = _Scan(pattern)
     translated = scan.run()
     try:
-        compiled = re.compile(translated)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", FutureWarning)  # "possible nested set": valid, and meant as written
+            compiled = re.compile(translated)
     except re.error:
         return None
     except Exception:

@@ -19,6 +19,7 @@ import sys
 import threading
 from typing import Any, Optional, Tuple
 
+from .. import _setup
 from .._config import Settings
 from .._log import logger, warn_limited
 from .definitions import Definitions
@@ -107,8 +108,6 @@ def _source() -> Any:
     if api_key:
         return ("module", api_key, getattr(package, "host", None), getattr(package, "personal_api_key", None),
                 getattr(package, "secret_key", None)) + _environment()  # fmt: skip
-    from .. import _setup
-
     pipeline = _setup._current
     if pipeline is not None:
         return pipeline.exporter.settings
