@@ -143,6 +143,13 @@ def get_feature_flag(
     ``/flags`` (unless ``only_evaluate_locally``). Reports ``$feature_flag_called`` once
     per person, flag, value and groups unless ``send_feature_flag_events=False``.
     """
+    return _flag_value(key, distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
+                       send_feature_flag_events, disable_geoip, device_id)  # fmt: skip
+
+
+def _flag_value(key: str, distinct_id: Any, groups: Groups, person_properties: Properties,
+                group_properties: GroupProperties, only_evaluate_locally: bool, send_feature_flag_events: bool,
+                disable_geoip: Optional[bool], device_id: Optional[str]) -> Any:  # fmt: skip
     read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
     if read is None:
         return None
@@ -165,8 +172,8 @@ def feature_enabled(
 
     Same arguments and evaluation as ``get_feature_flag``.
     """
-    value = get_feature_flag(key, distinct_id, groups, person_properties, group_properties,
-                             only_evaluate_locally, send_feature_flag_events, disable_geoip, device_id)  # fmt: skip
+    value = _flag_value(key, distinct_id, groups, person_properties, group_properties,
+                        only_evaluate_locally, send_feature_flag_events, disable_geoip, device_id)  # fmt: skip
     return None if value is None else bool(value)
 
 
