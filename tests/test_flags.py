@@ -201,6 +201,7 @@ def test_flags_are_answered_locally_with_no_request(local_flags, flag_server):
 
 
 def test_definitions_request_is_posthogs(local_flags, flag_server):
+    assert posthog_otel.feature_flag_definitions() == DEFINITIONS["flags"]
     (method, path, headers, _), *_ = flag_server.gets()
     assert path == "/flags/definitions?token=%s&send_cohorts" % API_KEY
     assert headers["Authorization"] == "Bearer " + PERSONAL_KEY
@@ -454,3 +455,32 @@ def test_flags_use_the_context_person(local_flags, flag_server):
         assert posthog_otel.get_feature_flag("beta") == "from-server"
     (body,) = flag_server.flag_posts()
     assert body["distinct_id"] == "from-context"
+
+
+# --- any input, no exception --------------------------------------------------------------------------
+
+from hypothesis import HealthCheck, given, settings  # noqa: E402
+from hypothesis import strategies as st  # noqa: E402
+
+junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.binary(max_size=3),
+                 st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))  # fmt: skip
+maps_or_junk = st.one_of(junk, st.dictionaries(st.sampled_from(["plan", "company", "distinct_id"]), junk, max_size=3))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@given(key=st.one_of(st.sampled_from(["beta", "checkout", "company-tools", "nope"]), junk), distinct_id=junk,
+       groups=maps_or_junk, person_properties=maps_or_junk, group_properties=maps_or_junk,
+       only_evaluate_locally=st.booleans(), flag_keys=st.one_of(st.none(), junk, st.lists(junk, max_size=2)))  # fmt: skip
+def test_flag_calls_never_raise_whatever_they_are_given(local_flags, key, distinct_id, groups, person_properties,
+                                                         group_properties, only_evaluate_locally, flag_keys):  # fmt: skip
+    """Internal errors raise under this suite; bad input must be warned about and answered, not crash."""
+    given = dict(groups=groups, person_properties=person_properties, group_properties=group_properties,
+                 only_evaluate_locally=only_evaluate_locally)  # fmt: skip
+    assert posthog_otel.get_feature_flag(key, distinct_id, **given) in (None, True, False, "test", "from-server")
+    assert posthog_otel.feature_enabled(key, distinct_id, **given) in (None, True, False)
+    posthog_otel.get_feature_flag_payload(key, distinct_id, **given)
+    answer = posthog_otel.get_all_flags_and_payloads(distinct_id, flag_keys_to_evaluate=flag_keys, **given)
+    assert answer["featureFlags"] is None or isinstance(answer["featureFlags"], dict)
+    snapshot = posthog_otel.evaluate_flags(distinct_id, flag_keys=flag_keys, **given)
+    posthog_otel.capture("u1", "event", flags=snapshot.only_accessed())
+    assert isinstance(snapshot.keys, list)

@@ -19,7 +19,7 @@ import logging
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from .. import _emit
-from .._log import warn_limited
+from .._log import count_drop, warn_limited
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot
 from .service import FlagService, current_service
@@ -105,6 +105,10 @@ def _not_loaded() -> None:
 def _flag_read(key: str, distinct_id: Any, groups: Groups, person_properties: Properties,
                group_properties: GroupProperties, disable_geoip: Optional[bool], device_id: Optional[str],
                match_value: Any = None) -> Optional[FlagRead]:  # fmt: skip
+    if not isinstance(key, str) or not key:
+        count_drop("invalid_flag_key")
+        warn_limited("flag:key", "posthog_otel: a feature flag key must be a non-empty string, not %r", key)
+        return None
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
     return None if call is None else FlagRead(call, key, match_value)
 
@@ -113,6 +117,19 @@ def _finish_flag(read: FlagRead, send_feature_flag_events: bool) -> FlagRead:
     if send_feature_flag_events:
         read.report()
     return read
+
+
+def _keys(flag_keys: Any) -> Optional[List[str]]:
+    """The flag keys asked for; what is not a list of strings is ignored (every flag is evaluated), with a warning."""
+    if flag_keys is None:
+        return None
+    if isinstance(flag_keys, (list, tuple, set, frozenset)):
+        keys = [key for key in flag_keys if isinstance(key, str)]
+        if len(keys) == len(flag_keys):
+            return keys
+    warn_limited("flag:keys", "posthog_otel: flag keys must be a list of strings, not %r; every flag is evaluated",
+                 flag_keys)  # fmt: skip
+    return None
 
 
 def _all_flags_answer(read: Optional[AllRead]) -> Dict[str, Any]:
@@ -217,7 +234,7 @@ def get_all_flags_and_payloads(
     all of them (its answers win). No ``$feature_flag_called`` events, as in PostHog's SDK.
     """
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
-    read = None if call is None else _drive(AllRead(call, flag_keys_to_evaluate), only_evaluate_locally)
+    read = None if call is None else _drive(AllRead(call, _keys(flag_keys_to_evaluate)), only_evaluate_locally)
     return _all_flags_answer(read)
 
 
@@ -259,11 +276,11 @@ def evaluate_flags(
         return empty_snapshot()
     if flag_keys == []:
         return empty_snapshot(call)
-    return _drive(SnapshotRead(call, flag_keys), only_evaluate_locally).snapshot()
+    return _drive(SnapshotRead(call, _keys(flag_keys)), only_evaluate_locally).snapshot()
 
 
 @_never_raises(False)
-def load_feature_flags(timeout: float = 10.0) -> bool:
+def load_feature_flags() -> bool:
     """Load the flag definitions now (at start-up, so no later call waits); True when loaded.
 
     Needs a personal API key (``POSTHOG_PERSONAL_API_KEY`` / ``personal_api_key=``).
@@ -273,7 +290,7 @@ def load_feature_flags(timeout: float = 10.0) -> bool:
         warn_limited("flag:no_personal_key", "posthog_otel: load_feature_flags() needs a personal API key: set "
                      "POSTHOG_PERSONAL_API_KEY (or POSTHOG_SECRET_KEY); flags are asked of /flags meanwhile")  # fmt: skip
         return False
-    return service.load(timeout)
+    return service.load()
 
 
 @_never_raises(None)
@@ -357,7 +374,7 @@ async def get_all_flags_and_payloads_async(
 ) -> Dict[str, Any]:
     """``get_all_flags_and_payloads`` for asyncio."""
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
-    read = None if call is None else await _drive_async(AllRead(call, flag_keys_to_evaluate), only_evaluate_locally)
+    read = None if call is None else await _drive_async(AllRead(call, _keys(flag_keys_to_evaluate)), only_evaluate_locally)
     return _all_flags_answer(read)
 
 
@@ -396,7 +413,7 @@ async def evaluate_flags_async(
         return empty_snapshot()
     if flag_keys == []:
         return empty_snapshot(call)
-    return (await _drive_async(SnapshotRead(call, flag_keys), only_evaluate_locally)).snapshot()
+    return (await _drive_async(SnapshotRead(call, _keys(flag_keys)), only_evaluate_locally)).snapshot()
 
 
 #: The awaitable twins, by the name of the call they mirror.

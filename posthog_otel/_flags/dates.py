@@ -50,11 +50,6 @@ class DateFilter:
         return aware(parse_datetime(self.text))
 
 
-def filter_date(value: Any) -> _dt.datetime:
-    """The moment a flag's date filter names; raises ValueError when it names none."""
-    return DateFilter(value).moment()
-
-
 def relative_step(text: str) -> Optional[Tuple[int, str]]:
     """(count, unit) of ``-3d``, ``12h``, ``2w``, ``6m``, ``1y``; None if the text is not one."""
     found = _RELATIVE.search(text)

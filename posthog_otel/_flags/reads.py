@@ -47,8 +47,8 @@ class Call:
     ) -> None:
         self.person = person
         self.service = service
-        self.groups: Mapping[str, Any] = groups or {}
-        self.person_properties: Mapping[str, Any] = person_properties or {}
+        self.groups: Mapping[str, Any] = _map_or_nothing(groups, "groups", "a map of group type to group key")
+        self.person_properties: Mapping[str, Any] = _map_or_nothing(person_properties, "person_properties", "a map")
         # Local evaluation also sees the distinct id as a property (unless one is given).
         if "distinct_id" in self.person_properties:
             self.local_person = self.person_properties
@@ -56,13 +56,17 @@ class Call:
             self.local_person = {**self.person_properties, "distinct_id": person}
         self.group_properties: Dict[str, Dict[str, Any]] = {}
         if self.groups:
-            given = group_properties or {}
-            self.group_properties = {name: {"$group_key": key, **(given.get(name) or {})} for name, key in self.groups.items()}
+            given = _map_or_nothing(group_properties, "group_properties", "a map of group type to a map")
+            self.group_properties = {
+                name: {"$group_key": key, **_map_or_nothing(given.get(name), "group_properties[%r]" % (name,), "a map")}
+                for name, key in self.groups.items()
+            }
         self.disable_geoip = disable_geoip
         self.device_id = device_id
 
     @classmethod
     def start(cls, distinct_id: Any, *args: Any) -> Optional["Call"]:
+        """The call's inputs, or None (warned and counted) when it cannot be made: no distinct id or key."""
         person = _resolve_id(distinct_id, current_scope())
         if person is None:
             count_drop("no_distinct_id")
@@ -90,6 +94,17 @@ class Call:
         if has_experiment is not None:
             properties["$feature_flag_has_experiment"] = has_experiment
         send(self.person, properties, self.groups, self.disable_geoip)
+
+
+def _map_or_nothing(value: Any, name: str, expected: str) -> Mapping[str, Any]:
+    """``value`` if it is a map; nothing (with a warning) if it is something else."""
+    if not value:
+        return {}
+    if isinstance(value, Mapping):
+        return value
+    warn_limited("flag:input:" + name.split("[")[0], "posthog_otel: flag call %s must be %s, not a %s; ignored",
+                 name, expected, type(value).__name__)  # fmt: skip
+    return {}
 
 
 def report_read(

@@ -66,7 +66,7 @@ class FlagService:
             self.poller.wait_for_first_answer(timeout)
         return self.definitions()
 
-    def load(self, timeout: float) -> bool:
+    def load(self) -> bool:
         """Load now, on the caller's thread; True when definitions are loaded."""
         if self.poller is None:
             return False
@@ -151,6 +151,15 @@ def _settings_of(source: Any) -> Optional[Settings]:
         warn_limited("flag:no_key", "posthog_otel: feature flags need a project API key: set POSTHOG_API_KEY")
         return None
     return settings
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def reset() -> None:
