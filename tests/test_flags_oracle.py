@@ -345,8 +345,11 @@ def events_of(server: FlagServer) -> List[Dict[str, Any]]:
         lambda api: api.get_feature_flag("beta", "u1"),  # undecidable: asked of /flags
         lambda api: api.get_feature_flag("beta", "u1", only_evaluate_locally=True),  # undecidable, not asked
         lambda api: api.get_feature_flag("nope", "u1"),
+        lambda api: api.get_feature_flag_payload("checkout", "u1", match_value="control", send_feature_flag_events=True),
+        lambda api: api.get_feature_flag_payload("beta", "u1", match_value=True, send_feature_flag_events=True),
     ],
-    ids=["local", "variant-with-groups", "group-flag", "fallback", "only-local", "unknown"],
+    ids=["local", "variant-with-groups", "group-flag", "fallback", "only-local", "unknown", "payload-local",
+         "payload-fallback"],
 )
 def test_flag_called_events_are_posthogs(call, provider):
     server = FlagServer(json.loads(json.dumps(DEFINITIONS)))

@@ -233,9 +233,15 @@ def get_all_flags_and_payloads(
     Flags decided locally are answered here; if any is not, one ``/flags`` request answers
     all of them (its answers win). No ``$feature_flag_called`` events, as in PostHog's SDK.
     """
+    return _all_flags_answer(_all_flags(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
+                                        disable_geoip, device_id, flag_keys_to_evaluate))  # fmt: skip
+
+
+def _all_flags(distinct_id: Any, groups: Groups, person_properties: Properties, group_properties: GroupProperties,
+               only_evaluate_locally: bool, disable_geoip: Optional[bool], device_id: Optional[str],
+               flag_keys: Any) -> Optional[AllRead]:  # fmt: skip
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
-    read = None if call is None else _drive(AllRead(call, _keys(flag_keys_to_evaluate)), only_evaluate_locally)
-    return _all_flags_answer(read)
+    return None if call is None else _drive(AllRead(call, _keys(flag_keys)), only_evaluate_locally)
 
 
 @_never_raises(None)
@@ -250,8 +256,9 @@ def get_all_flags(
     flag_keys_to_evaluate: Optional[List[str]] = None,
 ) -> Optional[Dict[str, FlagValue]]:
     """``{key: value}`` for every flag (or those in ``flag_keys_to_evaluate``), as ``get_all_flags_and_payloads``."""
-    return get_all_flags_and_payloads(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
-                                      disable_geoip, device_id, flag_keys_to_evaluate)["featureFlags"]  # fmt: skip
+    read = _all_flags(distinct_id, groups, person_properties, group_properties, only_evaluate_locally, disable_geoip,
+                      device_id, flag_keys_to_evaluate)  # fmt: skip
+    return None if read is None else read.flags
 
 
 @_never_raises(empty_snapshot)

@@ -128,7 +128,8 @@ def _cohort_entry(entry: Any, matching_version: int) -> Union[CohortGroup, Tuple
 class Condition:
     """One release condition: filters, then a rollout, maybe a variant override."""
 
-    __slots__ = ("index", "aggregation", "filters", "rollout", "threshold", "variant", "problem", "rollout_problem")
+    __slots__ = ("index", "aggregation", "own_group", "filters", "rollout", "threshold", "variant", "problem",
+                 "rollout_problem")  # fmt: skip
 
     def __init__(self, index: int, spec: Any, flag_aggregation: Any, matching_version: int) -> None:
         self.index = index
@@ -137,12 +138,15 @@ class Condition:
         self.threshold: Optional[float] = None
         self.variant: Any = None
         self.aggregation = flag_aggregation
+        self.own_group = False
         self.problem: Optional[str] = None  # raised when the condition is reached
         self.rollout_problem: Optional[str] = None  # raised when its rollout is reached
         if not isinstance(spec, dict):
             self.problem = "condition %d is not an object" % index
             return
         self.aggregation = spec.get("aggregation_group_type_index", flag_aggregation)
+        #: The condition targets a group type of its own (a person flag with a group condition).
+        self.own_group = self.aggregation != flag_aggregation and self.aggregation is not None
         self.variant = spec.get("variant")
         properties = spec.get("properties") or []
         if isinstance(properties, list):

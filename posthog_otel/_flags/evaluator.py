@@ -57,8 +57,9 @@ def bucket(key: Any, bucketing_id: Any, salt: str = "", separator: str = ".") ->
 
 
 #: Buckets computed lately: the same people read the same flags again and again, and
-#: a dictionary look-up costs a tenth of a sha1. At most this many are kept (~10 MB).
-_BUCKETS_KEPT = 50_000
+#: a dictionary look-up costs a tenth of a sha1. At most this many are kept (~1 MB); a
+#: larger store costs more in memory churn, for a stream of new people, than it saves.
+_BUCKETS_KEPT = 10_000
 _buckets: Dict[str, float] = {}
 
 
@@ -104,11 +105,13 @@ class Evaluation:
             raise DefinitionError(flag.problem)
         if flag.aggregation is not None:
             return self._group_flag(flag)
-        try:
-            bucketing_id = self._bucketing_id(flag, self.distinct_id)
-        except Undecidable as problem:
-            problem.reason = flag.reason or problem.reason
-            raise
+        bucketing_id = self.distinct_id
+        if flag.device_bucketing:
+            try:
+                bucketing_id = self._bucketing_id(flag, self.distinct_id)
+            except Undecidable as problem:
+                problem.reason = flag.reason or problem.reason
+                raise
         return self.match(flag, self.distinct_id, person_properties, bucketing_id, True)
 
     def _group_flag(self, flag: Flag) -> FlagValue:
@@ -208,7 +211,7 @@ class Evaluation:
     ) -> Tuple[str, Any]:
         if condition.problem:
             raise DefinitionError(condition.problem)
-        if condition.aggregation != flag.aggregation and condition.aggregation is not None:
+        if condition.own_group:
             mapping = self.definitions.group_type_mapping if groups_visible else {}
             group_type = mapping.get(str(condition.aggregation))
             if not group_type or group_type not in (self.groups if groups_visible else {}):

@@ -14,6 +14,7 @@ PostHog's SDK's:
 
 from __future__ import annotations
 
+from collections import abc
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
 from .._context import current_scope
@@ -100,7 +101,7 @@ def _map_or_nothing(value: Any, name: str, expected: str) -> Mapping[str, Any]:
     """``value`` if it is a map; nothing (with a warning) if it is something else."""
     if not value:
         return {}
-    if isinstance(value, Mapping):
+    if type(value) is dict or isinstance(value, abc.Mapping):
         return value
     warn_limited("flag:input:" + name.split("[")[0], "posthog_otel: flag call %s must be %s, not a %s; ignored",
                  name, expected, type(value).__name__)  # fmt: skip
@@ -127,12 +128,16 @@ def local_value(call: Call, evaluation: Evaluation, flag: Flag) -> Tuple[Any, Op
     try:
         return evaluation.value(flag, call.local_person), None
     except Undecidable as problem:
-        logger.debug("posthog_otel: flag %s is not decidable locally: %s", flag.key, problem.why)
         return None, problem.reason
     except Exception as error:
-        warn_limited("flag:local:%s" % (flag.key,), "posthog_otel: flag %s could not be evaluated locally (%s); "
-                     "it is asked of PostHog", flag.key, error)  # fmt: skip
+        unreadable(flag, error)
         return None, None
+
+
+def unreadable(flag: Flag, error: Exception) -> None:
+    """A definition local evaluation cannot read: said (rate-limited), and the flag is asked of PostHog."""
+    warn_limited("flag:local:%s" % (flag.key,), "posthog_otel: flag %s could not be evaluated locally (%s); "
+                 "it is asked of PostHog", flag.key, error)  # fmt: skip
 
 
 class FlagRead:
@@ -158,8 +163,9 @@ class FlagRead:
         if self.value is None:
             return False
         self.locally = True
-        lookup = self.match_value if self.match_value is not None else self.value
-        self._payload = self.flag.payload(lookup) if self.flag is not None else None
+        if self.match_value is not None:
+            self.value = self.match_value  # the payload (and the event) of the value asked about, as PostHog's
+        self._payload = self.flag.payload(self.value) if self.flag is not None else None
         return True
 
     @property
@@ -240,23 +246,30 @@ class AllRead:
         wanted = set(self.flag_keys) if self.flag_keys else None
         complete = True
         evaluation = self.call.evaluation(definitions)
+        person = self.call.local_person
         for flag in definitions.flags:
-            if flag.key is None:
+            key = flag.key
+            if key is None:
                 complete = False  # PostHog's SDK fails on a keyless flag and asks /flags
                 continue
-            if wanted is not None and flag.key not in wanted:
+            if wanted is not None and key not in wanted:
                 continue
-            value, reason = local_value(self.call, evaluation, flag)
-            if value is None:
+            try:
+                value = evaluation.value(flag, person)
+            except Undecidable as problem:
                 complete = False
-                if reason is not None:
-                    self.unresolved[flag.key] = reason
+                self.unresolved[key] = problem.reason
                 continue
-            self.flags[flag.key] = value
-            chosen = definitions.by_key[flag.key]  # payloads come from the last definition of a key
-            raw = chosen.payload(value) if chosen.payloads else None
-            if raw is not None:
-                self.payloads[flag.key] = raw
+            except Exception as error:
+                complete = False
+                unreadable(flag, error)
+                continue
+            self.flags[key] = value
+            chosen = definitions.by_key[key]  # payloads come from the last definition of a key
+            if chosen.payloads:
+                raw = chosen.payload(value)
+                if raw is not None:
+                    self.payloads[key] = raw
         return complete
 
     def remote(self) -> None:
