@@ -384,7 +384,8 @@ def test_async_calls_never_block_the_loop(local_flags, flag_server):
     release = threading.Event()
 
     def slow_answer(payload: Dict[str, Any]) -> Tuple[int, Any]:
-        release.wait(5)
+        if not release.wait(5):  # the loop never ran while /flags was being asked: it was blocked
+            return 503, {"error": "the event loop was blocked"}
         return 200, server_answer(payload["flag_keys_to_evaluate"])
 
     flag_server.answer = slow_answer
