@@ -31,6 +31,7 @@ from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer, flag, prop
 from .test_flags_evaluator import SCENARIOS
 
 posthog = pytest.importorskip("posthog")
+pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # PostHog's SDK compiles "[[" patterns as they come
 
 #: POSTHOG_OTEL_FLAG_EXAMPLES=10 runs ten times the examples (a deeper search, not for every run).
 DEPTH = float(os.environ.get("POSTHOG_OTEL_FLAG_EXAMPLES", "1"))

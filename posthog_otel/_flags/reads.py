@@ -1,9 +1,9 @@
 """One flag call from start to end: local first, ``/flags`` for what is left, then the event.
 
-Each read is split in three steps so the synchronous and the asyncio API share them:
-``local()`` (microseconds, any thread or loop), ``remote()`` (a blocking request, which
-the async API runs in a worker thread) and ``finish()`` / ``report()``. The rules are
-PostHog's SDK's:
+Each read is split in steps so the synchronous and the asyncio API share them: ``local()``
+(microseconds, on any thread or loop), ``remote()`` (a blocking request, which the async
+API runs in a worker thread), then ``report()`` or ``snapshot()``. The rules are PostHog's
+SDK's:
 
 - the person properties used locally also hold ``distinct_id`` (unless given), and
   every group named in ``groups`` has ``$group_key`` among its properties;
@@ -59,7 +59,7 @@ class Call:
         if self.groups:
             given = _map_or_nothing(group_properties, "group_properties", "a map of group type to a map")
             self.group_properties = {
-                name: {"$group_key": key, **_map_or_nothing(given.get(name), "group_properties[%r]" % (name,), "a map")}
+                name: {"$group_key": key, **_map_or_nothing(given.get(name), "group_properties", "a map of maps")}
                 for name, key in self.groups.items()
             }
         self.disable_geoip = disable_geoip
@@ -103,7 +103,7 @@ def _map_or_nothing(value: Any, name: str, expected: str) -> Mapping[str, Any]:
         return {}
     if type(value) is dict or isinstance(value, abc.Mapping):
         return value
-    warn_limited("flag:input:" + name.split("[")[0], "posthog_otel: flag call %s must be %s, not a %s; ignored",
+    warn_limited("flag:input:" + name, "posthog_otel: flag call %s must be %s, not a %s; ignored",
                  name, expected, type(value).__name__)  # fmt: skip
     return {}
 
