@@ -11,6 +11,7 @@ import asyncio
 import gzip
 import hashlib
 import json
+import socket
 import threading
 import time
 from collections import deque
@@ -437,10 +438,10 @@ def test_async_variants_answer_like_the_sync_calls(local_flags):
 
 
 def test_flags_unreachable_returns_none_with_a_warning(provider, caplog):
-    from .support import free_port
-
-    posthog_otel.configure(api_key=API_KEY, host="http://127.0.0.1:%d" % free_port(), logger_provider=provider)
-    assert posthog_otel.feature_enabled("new_dashboard", "user123") is None
+    with socket.socket() as bound:
+        bound.bind(("127.0.0.1", 0))  # bound, not listening: refused, and no one else can take the port meanwhile
+        posthog_otel.configure(api_key=API_KEY, host="http://127.0.0.1:%d" % bound.getsockname()[1], logger_provider=provider)
+        assert posthog_otel.feature_enabled("new_dashboard", "user123") is None
     assert "could not reach" in caplog.text
 
 

@@ -64,7 +64,8 @@ _buckets: Dict[str, float] = {}
 
 
 class Evaluation:
-    """One evaluation of one flag for one set of inputs, with its dependency cache."""
+    """Flag evaluations for one set of inputs (one person, groups, device); any number of flags,
+    each with its own dependency cache (a dependency is evaluated once per flag evaluated)."""
 
     __slots__ = ("definitions", "distinct_id", "device_id", "groups", "group_properties", "cache", "trace", "depth")
 
