@@ -70,6 +70,9 @@ class _Emitter:
         with self._lock:
             self._exporters, self.refusal = 0, None
 
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
+
     def checkpoint(self) -> int:
         """The first sequence number a record emitted from now on can carry."""
         return next(self.sequence) + 1
