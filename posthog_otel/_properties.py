@@ -190,7 +190,7 @@ def _map_value(value: Any, mapping: Mapping, what: str, name: str, depth: int, p
 
 def _big_int(value: int, what: str, name: str) -> Any:
     try:
-        return float(value)  # past 64 bits OTel cannot carry an int; PostHog reads a float anyway
+        return float(value)  # past 64 bits OTel cannot carry an int; JSON readers commonly read a float
     except OverflowError:
         return _dropped(what, int, "is too large for any JSON number", name)
 

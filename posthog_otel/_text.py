@@ -2,8 +2,8 @@
 
 A Python ``str`` can hold surrogate code points (``"\\udcff"``, what
 ``bytes.decode(errors="surrogateescape")`` makes of an undecodable byte).  They are not
-Unicode text: UTF-8 cannot encode them, PostHog's JSON reader refuses them, and the
-only ways through are to replace them (``"a\\udc80"`` and ``"a\\udcff"`` both become
+Unicode text: UTF-8 cannot encode them, strict JSON readers refuse them as escapes, and
+the only ways through are to replace them (``"a\\udc80"`` and ``"a\\udcff"`` both become
 ``"a?"``: two people merged into one) or to invent an escape (which collides with the
 text that escape spells).  Neither keeps ids that differ different, so such text is
 refused wherever it appears, the same way as bytes that are not UTF-8:
