@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import sys
+import time
 from collections.abc import Mapping
 from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
 
@@ -24,9 +25,9 @@ from opentelemetry._logs import SeverityNumber
 
 from . import _schema as schema
 from ._context import Refused, _Scope, current_scope, distinct_id_of, get_tags, session_of
-from ._envelope import operation_time, operation_uuid
+from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
-from ._limits import LimitsSource, check
+from ._limits import LimitsSource
 from ._log import count_drop, logger, warn_limited
 from ._properties import sanitize_properties
 from ._text import Unusable, as_text, describe
@@ -83,7 +84,7 @@ class _Emitter:
         if not self.ready and not self.resolve():
             return False
         if self.limits is not None:  # last, so that it sees every attribute the record will have
-            check(attributes, self.limits.current())
+            self.limits.check(attributes)
         self.logger.emit(
             timestamp=timestamp,
             severity_number=SeverityNumber.INFO,
@@ -277,8 +278,8 @@ def _finish(
     disable_geoip: Optional[bool],
 ) -> Optional[str]:
     """Add what every operation carries, emit, and return the uuid (None if dropped)."""
-    time_ns, beyond_record = operation_time(timestamp, call)
-    operation_uuid_ = operation_uuid(uuid, time_ns, call)
+    time_ns, beyond_record = (time.time_ns(), None) if timestamp is None else operation_time(timestamp, call)
+    operation_uuid_ = new_uuid7(time_ns) if uuid is None else operation_uuid(uuid, time_ns, call)
     attributes[schema.UUID] = operation_uuid_
     if beyond_record is not None:  # a time the record's own timestamp cannot hold
         attributes[schema.TIMESTAMP] = beyond_record
@@ -299,6 +300,8 @@ def _id(value: Any, argument: str) -> Optional[str]:
     """An id argument as text; None when absent or empty.  Unsendable: the call is dropped."""
     if value is None:
         return None
+    if type(value) is str and value.isascii():
+        return value or None
     try:
         return as_text(value) or None
     except Unusable as problem:
@@ -356,6 +359,8 @@ def _capture_arguments(
 
 
 def _event_name(event: Any) -> str:
+    if type(event) is str and event.isascii() and event:
+        return event
     if event is None:
         raise Dropped("no_event", "needs an event name, as capture(event) or capture(distinct_id, event, properties)")
     if not isinstance(event, str):

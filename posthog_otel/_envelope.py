@@ -46,8 +46,6 @@ def new_uuid7(time_ns: int) -> str:
 
 def operation_uuid(value: Any, time_ns: int, call: str) -> str:
     """The caller's uuid in canonical form, or a new uuid7 (with a warning if one was given)."""
-    if value is None:
-        return new_uuid7(time_ns)
     try:
         if isinstance(value, _uuid.UUID):
             return str(_uuid.UUID(int=value.int))
@@ -66,11 +64,9 @@ def operation_uuid(value: Any, time_ns: int, call: str) -> str:
 def operation_time(value: Any, call: str) -> Tuple[int, Optional[str]]:
     """(nanoseconds since the epoch, ISO text when a record's timestamp cannot hold it).
 
-    None is now.  An invalid value is now too, with a warning (PostHog's SDK has no rule
+    An invalid value is now, with a warning (PostHog's SDK has no rule
     for it; dropping the whole operation over its time would lose more than it saves).
     """
-    if value is None:
-        return time.time_ns(), None
     try:
         moment = _as_utc(_parse_timestamp(value))
         delta = moment - _EPOCH

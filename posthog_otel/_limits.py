@@ -54,7 +54,7 @@ def limits_of(limits: LogRecordLimits) -> Limits:
 
 
 class LimitsSource:
-    """Where one logger's limits come from; ``current()`` is cheap on the emit path."""
+    """Where one logger's limits come from; ``check`` is cheap on the emit path."""
 
     def __init__(self, logger: Any) -> None:
         fixed = getattr(logger, "_log_record_limits", None)
@@ -77,8 +77,13 @@ class LimitsSource:
         return limits
 
 
+    def check(self, attributes: Dict[str, Any]) -> None:
+        """Raise ``Dropped`` when the SDK would evict or cut any of ``attributes``."""
+        check(attributes, self._fixed if self._fixed is not None else self.current())
+
+
 def check(attributes: Dict[str, Any], limits: Limits) -> None:
-    """Raise ``Dropped`` when the SDK would evict or cut any of ``attributes``."""
+    """Raise ``Dropped`` when the SDK would evict or cut any of ``attributes`` under ``limits``."""
     if limits.max_count is not None and len(attributes) > limits.max_count:
         raise Dropped(
             "otel_attribute_limit",

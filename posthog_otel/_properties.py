@@ -64,11 +64,11 @@ def sanitize_properties(
 def _all_plain(properties: Dict[Any, Any]) -> bool:
     """True when every key is sendable text and every value is sent as it is."""
     for key, value in properties.items():
-        if type(key) is not str or not is_sendable(key):
+        if type(key) is not str or not (key.isascii() or is_sendable(key)):
             return False
         kind = type(value)
         if kind is str:
-            if not is_sendable(value):
+            if not (value.isascii() or is_sendable(value)):
                 return False
         elif kind is int:
             if not _INT_MIN <= value <= _INT_MAX:

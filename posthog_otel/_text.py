@@ -44,6 +44,8 @@ def as_text(value: Any) -> str:
     is reported as ``Unusable``, never passed on.
     """
     if type(value) is str:
+        if value.isascii():  # the common case, decided by one flag of the string object
+            return value
         text = value
     elif isinstance(value, str):
         text = str.__str__(value)
