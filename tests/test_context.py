@@ -166,3 +166,18 @@ def test_getters_outside_any_context():
     assert posthog.get_context_distinct_id() is None
     assert posthog.get_context_session_id() is None
     assert posthog.get_tags() == {}
+
+
+def test_explicit_properties_win_over_tags_whatever_the_map(server, pipeline):
+    class Properties(dict):  # not a plain dict: sanitized on its own, then laid over the tags
+        pass
+
+    with posthog.new_context():
+        posthog.identify_context("u")
+        posthog.tag("plan", "from-tag")
+        posthog.tag("seen", 1)
+        posthog.set({"plan": "explicit"})
+        posthog.capture("viewed", Properties(plan="explicit"))
+    person, event = sent(server, pipeline)
+    assert person["$set"] == {"plan": "explicit", "seen": 1}
+    assert (event["properties"]["plan"], event["properties"]["seen"]) == ("explicit", 1)

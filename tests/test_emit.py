@@ -97,6 +97,23 @@ def test_capture_says_what_is_actually_wrong(call, reason, said, server, pipelin
     assert "needs an event name" not in caplog.text
 
 
+def test_a_group_without_type_or_key_is_left_out_and_counted(server, pipeline, caplog):
+    uuid = posthog.capture("u", "e", groups={"company": "acme", "team": None, "": "x", None: "y"})
+    (event,) = sent(server, pipeline)
+    assert event["uuid"] == uuid
+    assert event["properties"]["$groups"] == {"company": "acme"}
+    assert posthog.drop_counts() == {"invalid_group": 3}
+    assert "that group is left out" in caplog.text
+
+
+def test_groups_that_are_not_a_map_are_ignored_and_counted(server, pipeline, caplog):
+    uuid = posthog.capture("u", "e", groups=["company", "acme"])
+    (event,) = sent(server, pipeline)
+    assert event["uuid"] == uuid and "$groups" not in event["properties"]
+    assert posthog.drop_counts() == {"invalid_groups": 1}
+    assert "groups must be a map" in caplog.text
+
+
 def test_warnings_are_rate_limited_per_call_not_only_per_reason(caplog):
     """An alias mistake is said even though a set mistake with the same reason was just said."""
     caplog.set_level(logging.WARNING, logger="posthog_otel")
