@@ -107,7 +107,7 @@ def _host(environ: Mapping[str, str], check_network: bool) -> List[Finding]:
 
 def _spool(environ: Mapping[str, str]) -> List[Finding]:
     """Batches an earlier process could not deliver, waiting for this key and host."""
-    from ._dispatch import spool_directory
+    from ._spool import spool_directory
     from ._spool import DiskSpool
 
     try:

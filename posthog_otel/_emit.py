@@ -15,7 +15,9 @@ and a returned uuid is always the one PostHog receives.
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import sys
+import threading
 import time
 from collections.abc import Mapping
 from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
@@ -53,6 +55,12 @@ class _Emitter:
         self.logger: Any = None
         self.limits: Optional[LimitsSource] = None
         self.ready = False
+        #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
+        self.sequence = itertools.count(1)
+        #: Why operations are refused right now (a drop reason), or None.
+        self.refusal: Optional[str] = None
+        self._exporters = 0
+        self._lock = threading.Lock()
 
     def bind(self, logger_provider: Any) -> None:
         self.logger = logger_provider.get_logger(schema.SCOPE, __version__)
@@ -60,9 +68,34 @@ class _Emitter:
         self.ready = True
 
     def unbind(self) -> None:
+        """Forget the provider and every exporter (for tests and ``posthog_otel.testing``)."""
         self.logger = None
         self.limits = None
         self.ready = False
+        with self._lock:
+            self._exporters, self.refusal = 0, None
+
+    def checkpoint(self) -> int:
+        """The first sequence number a record emitted from now on can carry."""
+        return next(self.sequence) + 1
+
+    def exporter_opened(self) -> None:
+        with self._lock:
+            self._exporters += 1
+            self.refusal = None
+
+    def exporter_closed(self) -> None:
+        """The last PostHog exporter of the process shut down: later operations would vanish."""
+        with self._lock:
+            self._exporters -= 1
+            if self._exporters <= 0:
+                self._exporters, self.refusal = 0, "after_shutdown"
+
+    def exporter_failed(self, reason: str) -> None:
+        """An exporter could not be built (no API key): nothing would deliver the operations."""
+        with self._lock:
+            if self._exporters <= 0:
+                self.refusal = reason
 
     def resolve(self) -> bool:
         provider = otel_logs.get_logger_provider()
@@ -81,10 +114,16 @@ class _Emitter:
         return True
 
     def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: Optional[int]) -> bool:
+        if self.refusal is not None:
+            return self._refuse(self.refusal)
         if not self.ready and not self.resolve():
             return False
-        if self.limits is not None:  # last, so that it sees every attribute the record will have
+        if self.limits is not None:
+            # Checked with posthog.seq in place (its value is an int: only its count matters),
+            # and before a number is taken: a refused record must not look like an SDK drop.
+            attributes[schema.SEQUENCE] = 0
             self.limits.check(attributes)
+        attributes[schema.SEQUENCE] = next(self.sequence)
         self.logger.emit(
             timestamp=timestamp,
             severity_number=SeverityNumber.INFO,
@@ -93,6 +132,17 @@ class _Emitter:
             event_name=event_name,
         )
         return True
+
+
+    @staticmethod
+    def _refuse(reason: str) -> bool:
+        count_drop(reason)
+        if reason == "after_shutdown":
+            warn_limited(reason, "posthog_otel: operation after the PostHog exporter shut down; dropped")
+        else:
+            warn_limited(reason, "posthog_otel: the PostHog exporter could not start (no project API key: set "
+                         "POSTHOG_API_KEY); operations are dropped")  # fmt: skip
+        return False
 
 
 def _configure_from_module_attributes() -> bool:

@@ -79,22 +79,22 @@ def test_within_the_length_limit_everything_arrives_intact(limited, server):
 
 @pytest.mark.parametrize("setting", COUNT_SETTINGS)
 def test_more_attributes_than_the_count_limit_are_refused_not_evicted(setting, limited, server, caplog):
-    pipeline = limited(**{setting: "3"})
-    assert posthog.capture("u", "e") is not None  # event, distinct id, uuid: 3
-    assert posthog.capture("u", "e", groups={"company": "acme"}) is None  # 4: the SDK would evict posthog.event
+    pipeline = limited(**{setting: "4"})
+    assert posthog.capture("u", "e") is not None  # posthog.event, .distinct_id, .uuid, .seq: 4
+    assert posthog.capture("u", "e", groups={"company": "acme"}) is None  # 5: the SDK would evict posthog.event
     pipeline.flush()
     assert [e["event"] for e in server.events] == ["e"]
-    assert posthog.drop_counts() == {"otel_attribute_limit": 1}
-    assert setting in caplog.text and "count limit is 3" in caplog.text
+    assert posthog.drop_counts() == {"otel_attribute_limit": 1}  # and no SDK drop (otel_queue_full) either
+    assert setting in caplog.text and "count limit is 4" in caplog.text
 
 
-def test_126_groups_under_the_default_limit_are_refused_with_the_setting_named(pipeline, server, caplog):
+def test_too_many_groups_under_the_default_limit_are_refused_with_the_setting_named(pipeline, server, caplog):
     caplog.set_level(logging.WARNING, logger="posthog_otel")
-    assert posthog.capture("u", "e", groups={"g%d" % i: "k" for i in range(125)}) is not None  # 128 attributes
-    assert posthog.capture("u", "e", groups={"g%d" % i: "k" for i in range(126)}) is None  # 129
+    assert posthog.capture("u", "e", groups={"g%d" % i: "k" for i in range(124)}) is not None  # 128 attributes
+    assert posthog.capture("u", "e", groups={"g%d" % i: "k" for i in range(125)}) is None  # 129
     pipeline.flush()
     (event,) = server.events
-    assert len(event["properties"]["$groups"]) == 125
+    assert len(event["properties"]["$groups"]) == 124
     assert posthog.drop_counts() == {"otel_attribute_limit": 1}
     assert "OTEL_ATTRIBUTE_COUNT_LIMIT" in caplog.text
 
