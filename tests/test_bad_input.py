@@ -28,7 +28,8 @@ CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0
 #: Reasons that mean "this operation was dropped" (others count dropped values inside one).
 OPERATION_DROPS = frozenset(
     {"no_distinct_id", "no_properties", "no_group", "no_event", "invalid_event", "invalid_arguments", "invalid_id",
-     "otel_attribute_limit", "no_logger_provider", "internal_error"}
+     "otel_attribute_limit", "invalid_otel_setting", "no_logger_provider", "after_shutdown", "no_api_key",
+     "internal_error"}
 )  # fmt: skip
 
 
