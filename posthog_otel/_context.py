@@ -111,7 +111,9 @@ def identify_context(distinct_id: Any) -> None:
     """
     scope = _scope_or_warn("identify_context")
     if scope is not None:
-        scope.distinct_id = _scope_id("identify_context", "distinct id", distinct_id)
+        scope.distinct_id = _scope_id(
+            "identify_context", "distinct id", distinct_id, "operations in this context that need a person are dropped"
+        )
 
 
 @guarded("set_context_session")
@@ -123,13 +125,13 @@ def set_context_session(session_id: Any) -> None:
     """
     scope = _scope_or_warn("set_context_session")
     if scope is not None:
-        session = _scope_id("set_context_session", "session id", session_id)
+        session = _scope_id("set_context_session", "session id", session_id, "operations here carry no session")
         if isinstance(session, Refused):
             count_drop("invalid_session_id")
         scope.session_id = session
 
 
-def _scope_id(call: str, what: str, value: Any) -> Union[str, Refused, None]:
+def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, Refused, None]:
     if value is None:
         return None
     try:
@@ -137,11 +139,12 @@ def _scope_id(call: str, what: str, value: Any) -> Union[str, Refused, None]:
     except Unusable as problem:
         warn_limited(
             "context:%s:invalid" % call,
-            "posthog_otel: %s(): the %s %s %s; it is not used",
+            "posthog_otel: %s(): the %s %s %s; %s",
             call,
             what,
             describe(value),
             problem,
+            consequence,
         )
         return Refused("%s %s" % (describe(value), problem))
 
