@@ -15,10 +15,9 @@ from __future__ import annotations
 
 import asyncio
 import functools
-import logging
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
-from .. import _emit
+from .._guard import internal_error
 from .._log import count_drop, warn_limited
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot
@@ -33,6 +32,8 @@ T = TypeVar("T")
 
 
 def _never_raises(default: Any) -> Callable[[Callable[..., T]], Callable[..., T]]:
+    """``_guard.guarded`` for flag calls: their own empty answer instead of None, and coroutines too."""
+
     def decorate(function: Callable[..., T]) -> Callable[..., T]:
         @functools.wraps(function)
         def guarded(*args: Any, **kwargs: Any) -> T:
@@ -54,9 +55,7 @@ def _never_raises(default: Any) -> Callable[[Callable[..., T]], Callable[..., T]
 
 
 def _internal_error(name: str, default: Any) -> Any:
-    if _emit.RAISE_INTERNAL_ERRORS:
-        raise
-    warn_limited("flag:internal:" + name, "posthog_otel: internal error in %s()", name, level=logging.ERROR)
+    internal_error(name)  # the package's one guard: counted, logged, re-raised under its test suite
     return default() if callable(default) else default
 
 
