@@ -464,12 +464,31 @@ def test_flags_use_the_context_person(local_flags, flag_server):
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
+class _HostileMap(dict):
+    """A map whose reading fails (what a buggy caller's mapping can do)."""
+
+    def items(self):  # type: ignore[override]
+        raise RuntimeError("items")
+
+
+class _Unprintable:
+    """Cannot be turned into text (its repr works, so a failing example can be shown)."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("str")
+
+    def __repr__(self) -> str:
+        return "_Unprintable()"
+
+
 junk = st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5), st.binary(max_size=3),
-                 st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2))  # fmt: skip
+                 st.lists(st.integers(), max_size=2), st.dictionaries(st.text(max_size=3), st.integers(), max_size=2),
+                 st.builds(_HostileMap, st.dictionaries(st.sampled_from(["plan", "company"]), st.integers(), max_size=2)),
+                 st.builds(_Unprintable))  # fmt: skip
 maps_or_junk = st.one_of(junk, st.dictionaries(st.sampled_from(["plan", "company", "distinct_id"]), junk, max_size=3))
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=list(HealthCheck))
+@settings(max_examples=100, deadline=None, suppress_health_check=list(HealthCheck))
 @given(key=st.one_of(st.sampled_from(["beta", "checkout", "company-tools", "nope"]), junk), distinct_id=junk,
        groups=maps_or_junk, person_properties=maps_or_junk, group_properties=maps_or_junk,
        only_evaluate_locally=st.booleans(), flag_keys=st.one_of(st.none(), junk, st.lists(junk, max_size=2)))  # fmt: skip

@@ -20,7 +20,7 @@ from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, Type
 from .._guard import internal_error
 from .._log import count_drop, warn_limited
 from .definitions import Definitions
-from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot
+from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
 from .service import FlagService, current_service
 from .snapshot import FeatureFlagEvaluations
 
@@ -106,7 +106,7 @@ def _flag_read(key: str, distinct_id: Any, groups: Groups, person_properties: Pr
                match_value: Any = None) -> Optional[FlagRead]:  # fmt: skip
     if not isinstance(key, str) or not key:
         count_drop("invalid_flag_key")
-        warn_limited("flag:key", "posthog_otel: a feature flag key must be a non-empty string, not %r", key)
+        warn_limited("flag:key", "posthog_otel: a feature flag key must be a non-empty string, not %s", shown(key))
         return None
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
     return None if call is None else FlagRead(call, key, match_value)
@@ -126,8 +126,8 @@ def _keys(flag_keys: Any) -> Optional[List[str]]:
         keys = [key for key in flag_keys if isinstance(key, str)]
         if len(keys) == len(flag_keys):
             return keys
-    warn_limited("flag:keys", "posthog_otel: flag keys must be a list of strings, not %r; every flag is evaluated",
-                 flag_keys)  # fmt: skip
+    warn_limited("flag:keys", "posthog_otel: flag keys must be a list of strings, not %s; every flag is evaluated",
+                 shown(flag_keys))  # fmt: skip
     return None
 
 

@@ -48,7 +48,7 @@ class Call:
     ) -> None:
         self.person = person
         self.service = service
-        self.groups: Mapping[str, Any] = _map_or_nothing(groups, "groups", "a map of group type to group key")
+        self.groups: Mapping[str, Any] = _groups_of(groups)
         self.person_properties: Mapping[str, Any] = _map_or_nothing(person_properties, "person_properties", "a map")
         # Local evaluation also sees the distinct id as a property (unless one is given).
         if "distinct_id" in self.person_properties:
@@ -98,14 +98,45 @@ class Call:
 
 
 def _map_or_nothing(value: Any, name: str, expected: str) -> Mapping[str, Any]:
-    """``value`` if it is a map; nothing (with a warning) if it is something else."""
-    if not value:
-        return {}
-    if type(value) is dict or isinstance(value, abc.Mapping):
+    """``value`` as a plain dict if it is a map; nothing (with a warning) if it is something else."""
+    if type(value) is dict:
         return value
+    if value is None:
+        return {}
+    if isinstance(value, abc.Mapping):
+        try:
+            return dict(value)  # a copy the evaluator and the JSON encoder can read
+        except Exception:
+            pass
     warn_limited("flag:input:" + name, "posthog_otel: flag call %s must be %s, not a %s; ignored",
                  name, expected, type(value).__name__)  # fmt: skip
     return {}
+
+
+def _groups_of(value: Any) -> Mapping[str, Any]:
+    """The call's groups: group types (text) to group keys (text or numbers); others are ignored, with a warning."""
+    groups = _map_or_nothing(value, "groups", "a map of group type to group key")
+    if all(type(name) is str and type(key) in _GROUP_KEY_TYPES for name, key in groups.items()):
+        return groups  # the common case: nothing to leave out
+    kept = {}
+    for name, key in groups.items():
+        if type(name) is str and type(key) in _GROUP_KEY_TYPES:
+            kept[name] = key
+        else:
+            warn_limited("flag:input:groups", "posthog_otel: flag call groups map a group type (text) to a group key "
+                         "(text or a number); %s is ignored", shown(name))  # fmt: skip
+    return kept
+
+
+_GROUP_KEY_TYPES = (str, int, float)
+
+
+def shown(value: Any) -> str:
+    """A caller's value in a warning: its repr, short, or its type when even that fails."""
+    try:
+        return repr(value)[:60]
+    except Exception:
+        return "a %s" % type(value).__name__
 
 
 def report_read(

@@ -84,9 +84,10 @@ def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any]) -> RemoteAnsw
     """POST the body to ``/flags/?v=4`` and read the answer; ``RemoteFailure`` otherwise."""
     try:
         data = _encode(body)
-    except (TypeError, ValueError) as problem:
-        warn_limited("flag:encode", "posthog_otel: cannot ask PostHog for flags: a property value JSON cannot carry (%s)", problem)
-        raise RemoteFailure("unknown_error", str(problem)) from None
+    except Exception as problem:  # a value JSON cannot carry, or an object that fails when read
+        warn_limited("flag:encode", "posthog_otel: cannot ask PostHog for flags: a property value JSON cannot carry "
+                     "(%s)", type(problem).__name__)  # fmt: skip
+        raise RemoteFailure("unknown_error", type(problem).__name__) from None
     headers = {"Content-Type": "application/json"}
     try:
         answer = http.post(settings.host + "/flags/?v=4", data, headers, FLAGS_TIMEOUT)
