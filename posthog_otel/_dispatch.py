@@ -378,9 +378,9 @@ class Dispatcher:
             except OSError as error:
                 self._spool_failed(error, now)
             else:
+                self._busy = head is BUSY
                 if isinstance(head, Claim):
                     return self._shipment_of(head.batch, head, now)
-                self._busy = head is BUSY
                 if self._busy:
                     self._send_at = now + BUSY_POLL
                     return None
@@ -433,9 +433,9 @@ class Dispatcher:
             pass
 
     def _settle(self, shipment: Shipment, verdict: Verdict, now: float) -> None:
+        self._in_flight = False
         if shipment is not self._shipment:
             return  # an answer for a shipment abandoned at exit
-        self._in_flight = False
         step = shipment.settle(verdict)
         delivered, shipment.delivered = shipment.delivered, 0
         if delivered:
