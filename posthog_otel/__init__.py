@@ -17,7 +17,23 @@ from ._context import (
 )
 from ._doctor import doctor
 from ._emit import alias, capture, group_identify, set, set_once
-from ._flags import feature_enabled, get_feature_flag
+from ._flags import (
+    FeatureFlagEvaluations,
+    evaluate_flags,
+    evaluate_flags_async,
+    feature_enabled,
+    feature_enabled_async,
+    feature_flag_definitions,
+    get_all_flags,
+    get_all_flags_and_payloads,
+    get_all_flags_and_payloads_async,
+    get_all_flags_async,
+    get_feature_flag,
+    get_feature_flag_async,
+    get_feature_flag_payload,
+    get_feature_flag_payload_async,
+    load_feature_flags,
+)
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._log import drop_counts
 from ._retry import RetryPolicy
@@ -29,8 +45,12 @@ from ._version import __version__
 #: when no LoggerProvider is installed.  ``configure()`` is the explicit way.
 api_key = None
 host = None
+#: With ``api_key``: a personal API key (or its newer name, a secret key) for local flag evaluation.
+personal_api_key = None
+secret_key = None
 
 __all__ = [
+    "FeatureFlagEvaluations",
     "Pipeline",
     "PostHogLogExporter",
     "PostHogLogRecordProcessor",
@@ -43,13 +63,25 @@ __all__ = [
     "configure",
     "doctor",
     "drop_counts",
+    "evaluate_flags",
+    "evaluate_flags_async",
     "feature_enabled",
+    "feature_enabled_async",
+    "feature_flag_definitions",
+    "get_all_flags",
+    "get_all_flags_and_payloads",
+    "get_all_flags_and_payloads_async",
+    "get_all_flags_async",
     "get_feature_flag",
+    "get_feature_flag_async",
+    "get_feature_flag_payload",
+    "get_feature_flag_payload_async",
     "get_context_distinct_id",
     "get_context_session_id",
     "get_tags",
     "group_identify",
     "identify_context",
+    "load_feature_flags",
     "new_context",
     "set",
     "set_context_session",

@@ -18,6 +18,9 @@ from ._log import logger
 
 DEFAULT_HOST = "https://us.i.posthog.com"
 
+#: Settings that hold a key: shown only redacted, in reprs, errors and log lines.
+SECRET_SETTINGS = frozenset({"api_key", "personal_api_key", "secret_key"})
+
 #: PostHog app hosts and the ingestion hosts they stand for (as PostHog's SDK maps them).
 APP_HOSTS = {
     "https://app.posthog.com": "https://us.i.posthog.com",
@@ -185,10 +188,34 @@ class Settings:
         doc="If SIGTERM has no handler, deliver or spool what is queued, then let the signal end the "
         "process as it would have.",
     )
+    personal_api_key: Optional[str] = setting(
+        None,
+        "POSTHOG_PERSONAL_API_KEY",
+        parse=parse_key,
+        doc="Personal API key (`phx_...`) with feature flag read access: turns on local flag evaluation.",
+    )
+    secret_key: Optional[str] = setting(
+        None,
+        "POSTHOG_SECRET_KEY",
+        parse=parse_key,
+        doc="The newer name of `personal_api_key` (a personal or project secret key); wins when both are set.",
+    )
+    poll_interval: float = setting(
+        30.0,
+        "POSTHOG_OTEL_POLL_INTERVAL",
+        parse=parse_seconds,
+        doc="Seconds between two loads of the flag definitions (with `If-None-Match`: unchanged costs a 304).",
+    )
+    local_evaluation: bool = setting(
+        True,
+        "POSTHOG_OTEL_LOCAL_EVALUATION",
+        parse=parse_bool,
+        doc="Evaluate flags locally when a personal key is set; `false` asks PostHog's `/flags` for every flag.",
+    )
 
     def __repr__(self) -> str:
         shown = ", ".join(
-            "%s=%r" % (f.name, redact(v) if f.name == "api_key" else v)
+            "%s=%r" % (f.name, redact(v) if f.name in SECRET_SETTINGS else v)
             for f in dataclasses.fields(self)
             for v in (getattr(self, f.name),)
         )
@@ -210,10 +237,10 @@ class Settings:
                 try:
                     values[name] = parse(given)
                 except (TypeError, ValueError) as error:
-                    shown = "<redacted>" if name == "api_key" else repr(given)
+                    shown = "<redacted>" if name in SECRET_SETTINGS else repr(given)
                     raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
                 continue
-            found = _from_environment(environ, spec.metadata["env"], parse, name == "api_key")
+            found = _from_environment(environ, spec.metadata["env"], parse, name in SECRET_SETTINGS)
             if found is not None:
                 values[name] = found
         return cls(**values)

@@ -40,7 +40,7 @@ Timestamp = Union[_dt.datetime, str, None]
 #: Raise internal errors instead of logging them (set by this package's own test suite).
 RAISE_INTERNAL_ERRORS = False
 
-_CAPTURE_NESTED = frozenset({"$set", "$set_once"})
+_CAPTURE_NESTED = frozenset({"$set", "$set_once", "$feature_flag_payload"})
 
 
 class _Emitter:
@@ -271,6 +271,7 @@ def capture(
     timestamp: Timestamp = None,
     uuid: Any = None,
     disable_geoip: Optional[bool] = None,
+    flags: Any = None,
 ) -> Optional[str]:
     """Capture an event, optionally attached to groups.
 
@@ -278,8 +279,13 @@ def capture(
     ``capture('user123', 'signup', {...}, groups={'company': 'acme'})``,
     ``capture('signup', {...})`` and ``capture('signup', distinct_id='user123', ...)``.
     Without any distinct id the event is personless, as in PostHog's SDK.
+    ``flags=evaluate_flags(...)`` attaches that snapshot's ``$feature/<key>`` values.
     """
     distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
+    if flags is not None:
+        from ._flags.snapshot import attach_flags
+
+        properties = attach_flags(flags, properties)
     scope = current_scope()
     attributes: Dict[str, Any] = {schema.EVENT: name}
     person = _resolve(distinct_id, scope)

@@ -55,6 +55,9 @@ def _parser() -> argparse.ArgumentParser:
     events.add_argument("-f", "--follow", action="store_true", help="keep printing new events (Ctrl-C stops)")
     doctor = command("doctor", _doctor, "check this environment's PostHog and OpenTelemetry set-up", db=False)
     doctor.add_argument("--offline", action="store_true", help="do not try to reach the PostHog host")
+    from ._flags.cli import add_flags_command
+
+    add_flags_command(commands)
     return parser
 
 

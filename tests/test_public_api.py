@@ -8,6 +8,10 @@ EXPECTED = {
     "Pipeline", "PostHogLogExporter", "PostHogLogRecordProcessor", "PostHogSpanExporter", "RetryPolicy", "Settings", "__version__",
     "alias", "capture", "configure", "doctor", "drop_counts", "feature_enabled", "get_feature_flag", "get_context_distinct_id", "get_context_session_id",
     "get_tags", "group_identify", "identify_context", "new_context", "set", "set_context_session", "set_once", "tag",
+    # feature flags (PostHog's calls, and their asyncio twins)
+    "FeatureFlagEvaluations", "evaluate_flags", "evaluate_flags_async", "feature_enabled_async", "feature_flag_definitions",
+    "get_all_flags", "get_all_flags_and_payloads", "get_all_flags_and_payloads_async", "get_all_flags_async",
+    "get_feature_flag_async", "get_feature_flag_payload", "get_feature_flag_payload_async", "load_feature_flags",
 }  # fmt: skip
 
 

@@ -15,6 +15,7 @@ import zlib
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Dict, List, Optional, Tuple
 
+from .flags import LocalFlags
 from .store import Store, parse_timestamp
 
 #: PostHog's capture refuses bodies over 20 MiB.
@@ -117,10 +118,10 @@ def _event_problem(event: Any) -> Optional[str]:
 class LocalServer:
     """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``."""
 
-    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1", flags: Optional[Dict[str, Any]] = None):
+    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1", flags: Optional[Any] = None):
         self.store = store
-        #: Feature flags it answers: ``{"new_dashboard": True, "checkout": "variant-b"}``.
-        self.flags: Dict[str, Any] = dict(flags or {})
+        #: Feature flags: PostHog's definitions format, or ``{"new_dashboard": True, "checkout": "variant-b"}``.
+        self.flags = LocalFlags.of(flags, store)
         self._httpd = ThreadingHTTPServer((host, port), _handler_for(store, self.flags))
         self._httpd.daemon_threads = True
         self.port = self._httpd.server_address[1]
@@ -151,7 +152,7 @@ class LocalServer:
         self.stop()
 
 
-def _handler_for(store: Store, flags: Dict[str, Any]) -> type:
+def _handler_for(store: Store, flags: LocalFlags) -> type:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         server_version = "posthog-otel-local"
@@ -159,7 +160,7 @@ def _handler_for(store: Store, flags: Dict[str, Any]) -> type:
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
             if path in ("/flags", "/flags/"):
-                self._answer_flags()
+                flags.handle_post(self, self._read_json)
                 return
             if path not in BATCH_PATHS and path != V1_PATH:
                 self._drain()
@@ -181,23 +182,10 @@ def _handler_for(store: Store, flags: Dict[str, Any]) -> type:
             else:
                 self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
 
-        def _answer_flags(self) -> None:
-            """Flags from the server's flag file (``--flags``); any other flag is absent."""
-            try:
-                asked = self._read_json().get("flag_keys_to_evaluate") or list(flags)
-            except (Invalid, AttributeError):
-                self._reply(400, {"type": "validation_error", "error": "the body must be a JSON object"})
-                return
-            records = {}
-            for key in asked:
-                if key in flags:
-                    value = flags[key]
-                    variant = value if isinstance(value, str) else None
-                    records[key] = {"key": key, "enabled": bool(value), "variant": variant,
-                                    "reason": {"code": "local", "description": "Set in the local flag file"}}  # fmt: skip
-            self._reply(200, {"flags": records, "errorsWhileComputingFlags": False, "requestId": str(_uuid.uuid4())})
-
         def do_GET(self) -> None:  # noqa: N802
+            if self.path.startswith("/flags/definitions"):
+                flags.handle_get(self)
+                return
             self._reply(200, {"server": "posthog-otel local", "status": "ok"})
 
         def _read_json(self) -> Any:

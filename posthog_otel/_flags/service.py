@@ -1,0 +1,171 @@
+"""The flag service of the current configuration: definitions, ``/flags``, the event store.
+
+Which PostHog project and keys flags use follows the rest of the package:
+``posthog_otel.api_key`` (and ``host``, ``personal_api_key``, ``secret_key``) when set,
+else the configured pipeline's settings, else the environment. The service is built on
+first use and kept while that configuration stays the same; a new configuration gets a
+new service (the old poller stops).
+
+With a personal API key (``personal_api_key`` or its newer name ``secret_key``) and
+``local_evaluation`` on, definitions are polled and flags are evaluated here. The first
+flag read waits for the first load (up to the flags timeout, what asking ``/flags``
+would cost) so that it too is answered locally; later reads never wait.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import threading
+from typing import Any, Optional, Tuple
+
+from .. import _setup
+from .._config import Settings
+from .._log import logger, warn_limited
+from .definitions import Definitions
+from .events import CalledEvents
+from .http import FlagsHttp
+from .poller import DefinitionsPoller
+from .remote import FLAGS_TIMEOUT
+
+_ENVIRONMENT = (
+    "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "POSTHOG_PERSONAL_API_KEY", "POSTHOG_SECRET_KEY",
+    "POSTHOG_OTEL_POLL_INTERVAL", "POSTHOG_OTEL_LOCAL_EVALUATION", "POSTHOG_OTEL_DISABLE_GEOIP",
+)  # fmt: skip
+
+
+class FlagService:
+    def __init__(self, settings: Settings, http: Optional[FlagsHttp] = None) -> None:
+        self.settings = settings
+        self.http = http or FlagsHttp()
+        self.events = CalledEvents()
+        self.poller: Optional[DefinitionsPoller] = None
+        key = personal_key(settings)
+        if key and settings.local_evaluation and settings.api_key:
+            self.poller = DefinitionsPoller(settings.host, settings.api_key, key, settings.poll_interval, self.http)
+
+    def __repr__(self) -> str:
+        return "FlagService(host=%r, local=%s)" % (self.settings.host, self.poller is not None)
+
+    def definitions(self) -> Optional[Definitions]:
+        """What is loaded now (None: nothing yet, or no local evaluation); never waits."""
+        poller = self.poller
+        if poller is None:
+            return None
+        poller.ensure_running()
+        return poller.definitions
+
+    def first_load_pending(self) -> bool:
+        """True while the very first load is under way (worth waiting for, once)."""
+        poller = self.poller
+        return poller is not None and poller.definitions is None and not poller.answered
+
+    def wait_for_first_load(self, timeout: float = FLAGS_TIMEOUT) -> Optional[Definitions]:
+        if self.poller is not None:
+            self.poller.ensure_running()
+            self.poller.wait_for_first_answer(timeout)
+        return self.definitions()
+
+    def load(self) -> bool:
+        """Load now, on the caller's thread; True when definitions are loaded."""
+        if self.poller is None:
+            return False
+        self.poller.poll()
+        self.poller.ensure_running()
+        return bool(self.poller.definitions is not None and not self.poller.definitions.empty)
+
+    def stop(self) -> None:
+        if self.poller is not None:
+            self.poller.stop()
+
+
+def personal_key(settings: Settings) -> Optional[str]:
+    """``secret_key`` if set (the newer name), else ``personal_api_key``."""
+    if settings.secret_key and settings.personal_api_key and settings.secret_key != settings.personal_api_key:
+        warn_limited("flags:two_keys", "posthog_otel: both secret_key and personal_api_key are set; using secret_key")
+    return settings.secret_key or settings.personal_api_key
+
+
+# --- the current service ------------------------------------------------------------------
+
+_lock = threading.Lock()
+_current: Optional[Tuple[Any, FlagService]] = None
+
+
+def current_service() -> Optional[FlagService]:
+    """The service for the configuration in effect; None (with a warning) without a project key."""
+    source = _source()
+    current = _current
+    if current is not None and (current[0] is source or current[0] == source):
+        return current[1]
+    return _replace(source)
+
+
+def _source() -> Any:
+    """What identifies the configuration in effect, cheaply (this runs on every flag read)."""
+    package = sys.modules.get("posthog_otel")
+    api_key = getattr(package, "api_key", None)
+    if api_key:
+        return ("module", api_key, getattr(package, "host", None), getattr(package, "personal_api_key", None),
+                getattr(package, "secret_key", None)) + _environment()  # fmt: skip
+    pipeline = _setup._current
+    if pipeline is not None:
+        return pipeline.exporter.settings
+    return ("environment",) + _environment()
+
+
+def _environment() -> Tuple[Optional[str], ...]:
+    environ = os.environ
+    return tuple(environ.get(name) for name in _ENVIRONMENT)
+
+
+def _replace(source: Any) -> Optional[FlagService]:
+    global _current
+    with _lock:
+        current = _current
+        if current is not None and (current[0] is source or current[0] == source):
+            return current[1]
+        settings = _settings_of(source)
+        if settings is None:
+            return None
+        service = FlagService(settings)
+        _current = (source, service)
+    if current is not None:
+        current[1].stop()
+    logger.debug("posthog_otel: flags use %r", service)
+    return service
+
+
+def _settings_of(source: Any) -> Optional[Settings]:
+    if isinstance(source, Settings):
+        return source
+    try:
+        if source[0] == "module":
+            _, api_key, host, personal, secret = source[:5]
+            return Settings.resolve(api_key=api_key, host=host, personal_api_key=personal, secret_key=secret)
+        settings = Settings.resolve()
+    except ValueError as error:
+        warn_limited("flags:settings", "%s", error)
+        return None
+    if not settings.api_key:
+        warn_limited("flag:no_key", "posthog_otel: feature flags need a project API key: set POSTHOG_API_KEY")
+        return None
+    return settings
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at the fork
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def reset() -> None:
+    """Forget the current service (its poller stops); for tests and reconfiguration."""
+    global _current
+    with _lock:
+        current, _current = _current, None
+    if current is not None:
+        current[1].stop()
