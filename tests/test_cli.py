@@ -7,6 +7,7 @@ import io
 import json
 import os
 import pathlib
+import re
 import shutil
 import tempfile
 import threading
@@ -437,12 +438,16 @@ def run_demo(db):
 
 
 def test_demo_shows_only_its_own_run_and_leaves_other_projects_alone(db):
+    shown = []
     for _ in range(2):
         text = run_demo(db)
         persons = text[text.index("Persons"): text.index("Groups")]
         groups = text[text.index("Groups"):]
         assert "1 person\n" in persons and "user_456" not in persons
         assert "2 groups\n" in groups
+        rows = [line.strip() for line in text.splitlines() if line.startswith("  ") and ("demo-" in line or "acme_corp" in line)]
+        shown.append([re.split(r"\s{2,}", row)[-2] for row in rows])  # the EVENTS column
+    assert shown[0] == shown[1]  # the second run does not add to the first
     code, suggested = run(*shlex.split(text.split("Keep exploring:", 1)[1].split("(also")[0])[1:])
     assert code == 0 and "demo-user-456" in suggested and "Distinct ids (2)" in suggested
     _, out, _ = run_apart("persons", "--db", db, "--key", API_KEY_OF_DB, "--json")

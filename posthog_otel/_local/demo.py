@@ -129,7 +129,8 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
     options = " --key %s%s" % (LOCAL_KEY, " --db %s" % shlex.quote(db_path) if db_path else "")
     out.write(
         "\nKeep exploring: posthog-otel person %s%s   (also: persons, groups, events)\n"
-        "Run your own app against it: posthog-otel server, then POSTHOG_HOST=http://127.0.0.1:8010\n" % (USER, options)
+        "Run your own app against a local PostHog: posthog-otel server, then\n"
+        "  POSTHOG_HOST=http://127.0.0.1:8010 POSTHOG_API_KEY=phc_anything python app.py\n" % (USER, options)
     )
     server.store.close()
     return 1 if drops else 0
