@@ -1,4 +1,5 @@
-# "Validation and Fallbacks", from the user and group management docs this API follows (only the import changed).
+# "Validation and Fallbacks",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Properties are automatically validated

@@ -1,4 +1,5 @@
-# "Group Association Patterns", from the user and group management docs this API follows (only the import changed).
+# "Group Association Patterns",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Multi-level organization structure

@@ -1,4 +1,5 @@
-# "User Identity Linking", from the user and group management docs this API follows (only the import changed).
+# "User Identity Linking",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # User starts as anonymous visitor

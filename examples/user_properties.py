@@ -1,4 +1,5 @@
-# "User Property Management", from the user and group management docs this API follows (only the import changed).
+# "User Property Management",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Configure PostHog
