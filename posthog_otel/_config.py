@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
@@ -112,13 +113,14 @@ class Settings:
         10.0,
         "POSTHOG_OTEL_TIMEOUT",
         parse=parse_seconds,
-        doc="Seconds one export may take, all attempts and backoff waits included.",
+        doc="Seconds to wait for PostHog's answer to one request (on the exporter's own thread).",
     )
     max_attempts: int = setting(
         6,
         "POSTHOG_OTEL_MAX_ATTEMPTS",
         parse=parse_count,
-        doc="Attempts per request within the timeout (the first one included).",
+        doc="Attempts per request when the spool is off (the first one included); with the spool on, "
+        "undelivered events wait there instead.",
     )
     gzip: bool = setting(
         True,
@@ -170,16 +172,18 @@ class Settings:
         doc="Seconds a batch may wait in the spool before it is dropped (counted and logged).",
     )
     spool_after: float = setting(
-        3.0,
+        1.0,
         "POSTHOG_OTEL_SPOOL_AFTER",
         parse=parse_seconds,
-        doc="Seconds an export retries before spooling what PostHog did not take (when the spool is on).",
+        doc="Seconds an operation may wait in memory for PostHog before it is written to the spool "
+        "(when the spool is on): what a SIGKILL can lose, beyond the OTel batch processor's delay.",
     )
     handle_sigterm: bool = setting(
         True,
         "POSTHOG_OTEL_HANDLE_SIGTERM",
         parse=parse_bool,
-        doc="If SIGTERM has no handler, exit through `sys.exit` so queued operations are flushed or spooled.",
+        doc="If SIGTERM has no handler, deliver or spool what is queued, then let the signal end the "
+        "process as it would have.",
     )
 
     def __repr__(self) -> str:
@@ -236,6 +240,27 @@ def _from_environment(environ: Mapping[str, str], names: Tuple[str, ...], parse:
     return None
 
 
+def exporter_settings(**arguments: Any) -> Settings:
+    """Resolve an exporter's settings; a missing key is an error naming ``POSTHOG_API_KEY``."""
+    resolved = Settings.resolve(**arguments)
+    if not resolved.api_key:
+        raise ValueError(
+            "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
+            "(or pass api_key=...) to your project's key, which starts with phc_"
+        )
+    if resolved.host.startswith("http://") and not is_loopback(resolved.host):
+        logger.warning(
+            "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",
+            resolved.host,
+        )
+    return resolved
+
+
+def is_loopback(host: str) -> bool:
+    name = urlsplit(host).hostname or ""
+    return name in ("localhost", "::1") or name.startswith("127.")
+
+
 def redact(api_key: Optional[str]) -> Optional[str]:
     """Enough of a key to tell which one it is in a log line, never the key itself."""
     if api_key is None:
@@ -243,3 +268,14 @@ def redact(api_key: Optional[str]) -> Optional[str]:
     if len(api_key) < 12:
         return "<redacted>"
     return "%s...%s" % (api_key[:4], api_key[-2:])
+
+
+_KEYISH = re.compile(r"\bph[a-z]_[A-Za-z0-9_-]{8,}")
+
+
+def scrub(text: str, api_key: Optional[str]) -> str:
+    """``text`` without the key, nor anything shaped like a PostHog key (``phc_``, ``phx_``...):
+    a proxy's error page may echo the request, body and all."""
+    if api_key:
+        text = text.replace(api_key, redact(api_key) or "")
+    return _KEYISH.sub(lambda match: redact(match.group(0)) or "", text)

@@ -1,153 +1,771 @@
-"""Everything after the mapping, shared by the log and span exporters: deliver events,
-spool what PostHog does not take, drain the spool, count what happens."""
+"""The exporter's own threads: batches in from the SDK, PostHog events out, in order.
+
+``export()`` runs on the SDK's worker, which must keep up with the application or its queue
+drops records: it only appends the batch to a bounded hand-off and returns. Two daemon
+threads per exporter do the rest:
+
+- the **dispatcher thread** maps records to PostHog events, encodes them, keeps them in
+  order (in memory, or in the spool), decides what to send next, when to back off and when
+  to spill to disk. It never touches the network, so a PostHog that hangs cannot stop it;
+- the **HTTP thread** makes one request at a time and hands the answer back.
+
+::
+
+    hand-off ──map, encode──> memory ──> shipment ──HTTP──> PostHog
+                                │          │  retryable: back off, then the same again
+                  older than spool_after, or over the memory cap: spilled (the shipment too)
+                                ▼          │
+                              spool ──> the oldest batches, up to one request (5 MiB)
+
+**Order.** One shipment is in flight at a time. Whenever the spool holds anything (ours, a
+sibling process's, or a dead process's), new batches go behind it, so a later ``$set`` never
+overtakes an earlier one. **Loss.** An event lives only in memory for at most
+``spool_after`` (1 s) after the exporter got it; a SIGKILL loses at most that plus the SDK's
+schedule delay. Every drop is counted by reason.
+"""
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import os
-import platform
-import signal
-import sys
 import threading
-from pathlib import Path
-from typing import Any, Dict, List, Optional, Sequence
-from urllib.parse import urlsplit
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from ._client import PostHogClient, deadline_after
-from ._config import Settings, redact
-from ._drainer import Drained, Drainer
+from . import _emit, _lifecycle
+from ._client import Shipment, Step, too_large
+from ._config import Settings, redact, scrub
+from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
+from ._http import HttpTransport, Transport
 from ._log import count_drop, logger, warn_limited
 from ._mapping import Defaults, Operation, to_posthog_events
-from ._retry import RetryPolicy
-from ._spool import open_spool
+from ._protocol import policy_for
+from ._retry import Backoff, RetryPolicy, Verdict
+from ._sequence import SequenceTracker
+from ._spool import BUSY, Claim, DiskSpool, SpoolUnavailable, spool_directory
 from ._stats import Stats, register_metrics
+from ._system import system_properties
 from ._version import __version__
 
 LIBRARY = "posthog-otel"
 
+#: Records the hand-off holds before ``export()`` encodes batches itself (the thread is behind).
+HANDOFF_MAX_RECORDS = 8192
+#: Encoded events waiting in memory: past it they are spilled (spool on) or the oldest dropped.
+MEMORY_MAX_BYTES = 16 * 1024 * 1024
+#: Request body budget: PostHog takes 20 MiB; the envelope needs a little.
+REQUEST_BYTES = MAX_REQUEST_BYTES - 1024
+#: Seconds between looks at the spool for batches of other processes.
+SPOOL_POLL = 1.0
+#: Seconds between looks at a spool whose oldest batch another process is sending.
+BUSY_POLL = 0.25
+#: At exit (or SIGTERM): seconds without an answer before the rest is spooled instead.
+EXIT_STALL = 1.0
+#: At exit: seconds spent sending the spool's backlog while PostHog answers (the next process
+#: sends the rest).
+EXIT_SPOOL_DRAIN = 2.0
+#: Seconds before a spool that failed (a read-only or full disk) is tried again.
+SPOOL_RETRY = 30.0
 
-def exporter_settings(**arguments: Any) -> Settings:
-    """Resolve an exporter's settings; a missing key is an error naming ``POSTHOG_API_KEY``."""
-    resolved = Settings.resolve(**arguments)
-    if not resolved.api_key:
-        raise ValueError(
-            "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
-            "(or pass api_key=...) to your project's key, which starts with phc_"
-        )
-    if resolved.host.startswith("http://") and not _is_loopback(resolved.host):
-        logger.warning(
-            "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",
-            resolved.host,
-        )
-    return resolved
+Read = Callable[[Sequence[Any]], Tuple[List[Operation], List[int]]]
+
+
+@dataclass
+class _Waiting:
+    batch: EncodedBatch
+    born: float  # when the exporter got it (monotonic)
+
+
+@dataclass
+class _Finish:
+    """A request to deliver what is pending, then spool the rest: at exit, SIGTERM or fork exit."""
+
+    deadline: float
+    stop: bool
+    started: float
+    last_progress: float
+    done: threading.Event = field(default_factory=threading.Event)
 
 
 class Dispatcher:
-    """``deliver(operations)`` maps and sends, spools what does not go through; never raises."""
+    """``hand_off(items)`` from the SDK's worker; everything else on its own threads."""
 
-    def __init__(self, resolved: Settings, retry_policy: Optional[RetryPolicy] = None, transport: Optional[Any] = None):
-        self.settings = resolved
-        self._client = PostHogClient(resolved, transport, retry_policy)
+    def __init__(
+        self,
+        settings: Settings,
+        kind: str,
+        read: Read,
+        retry_policy: Optional[RetryPolicy] = None,
+        transport: Optional[Transport] = None,
+    ) -> None:
+        self.settings = settings
+        self.kind = kind  # "logs" or "traces": which SDK provider feeds it
+        self._read = read
+        self._policy = policy_for(settings.capture_mode, retry_policy or RetryPolicy(max_attempts=settings.max_attempts))
+        self._transport: Transport = transport if transport is not None else HttpTransport()
         self._defaults = Defaults(
             library={"$lib": LIBRARY, "$lib_version": __version__, "$is_server": True},
             system=system_properties(),
-            disable_geoip=resolved.disable_geoip,
+            disable_geoip=settings.disable_geoip,
         )
-        self._spool = open_spool(spool_directory(resolved), resolved.spool_max_bytes, resolved.spool_max_age) if resolved.spool else None
-        self._stats = Stats(self._spool)
-        self._drainer = Drainer(self._spool, self._client, resolved.timeout, self._stats) if self._spool else None
-        self._shutdown = False
+        self._spool = self._open_spool()
+        self._stats = Stats(self._spool, self._gauges)
+        self._tracker = SequenceTracker(_emit.emitter.checkpoint())
+        self._cond = threading.Condition()
+        # Shared with the SDK's worker and the HTTP thread (under _cond):
+        self._handoff: Deque[Tuple[float, Any]] = deque()
+        self._handoff_records = 0
+        self._accepted = 0  # hand-offs taken so far; a flush waits until the thread is past its target
+        self._absorbed = 0
+        self._quiet = True  # nothing pending anywhere (the dispatcher thread's view)
+        self._safe = True  # nothing only in memory: all delivered, or in the spool
+        self._job: Optional[Tuple[Shipment, float]] = None
+        self._answer: Optional[Tuple[Shipment, Verdict]] = None
+        self._finish: Optional[_Finish] = None
+        self._closed = False
+        # The dispatcher thread's own state:
+        self._memory: Deque[_Waiting] = deque()
+        self._memory_bytes = 0
+        self._memory_events = 0
+        self._shipment: Optional[Shipment] = None
+        self._in_flight = False
+        self._sent_at = 0.0
+        self._send_at = 0.0
+        self._backoff = Backoff(self._policy)
+        self._disk_mode = False
+        self._busy = False  # the spool's oldest batch is another sender's
+        self._spool_down_until = 0.0
+        self._next_poll = 0.0
+        self._warned_unauthorized = False
+        self._threads: List[threading.Thread] = []
+        self._inline = False  # threads could not start (interpreter shutdown): work on the caller's
+        self._pid = os.getpid()
         register_metrics(self._stats)
-        if resolved.handle_sigterm:
-            _exit_on_sigterm()
-        if self._drainer is not None and self._drainer.spool.pending():
-            self._drainer.poke()  # batches left by an earlier process: send them now
+        _lifecycle.register(self, settings.handle_sigterm)
+        if self._spool is not None and self._spool.pending():
+            self._ensure_threads()  # batches left by an earlier process: send them now
 
     def __repr__(self) -> str:
         return "Dispatcher(host=%r, api_key=%r)" % (self.settings.host, redact(self.settings.api_key))
 
-    def stats(self) -> Dict[str, Any]:
-        """Events exported, request retries, events spooled and drained, drops by reason, spool depth."""
-        return self._stats.snapshot()
+    # --- called from other threads ------------------------------------------------------
 
-    def deliver(self, operations: Sequence[Operation]) -> bool:
-        """Map and send; True only when PostHog accepted every event."""
-        if self._shutdown:
-            count_drop("exporter_shut_down", len(operations))
-            warn_limited("export_after_shutdown", "posthog_otel: export called after shutdown; records dropped")
-            return False
-        try:
-            events, skipped = to_posthog_events(operations, self._defaults)
-            for problem in skipped:
-                count_drop(problem.reason)
-                warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
-            return (self._deliver(events) if events else True) and not skipped
-        except Exception:
-            count_drop("internal_error", len(operations))
-            warn_limited("export_internal", "posthog_otel: internal error while exporting", level=logging.ERROR)
-            logger.debug("internal error while exporting", exc_info=True)
-            return False
-
-    def _deliver(self, events: List[Dict[str, Any]]) -> bool:
-        if self._spool is not None and self._spool.pending():
-            self._to_spool(events, "earlier events are still waiting in the spool")
-            return False
-        budget = min(self.settings.timeout, self.settings.spool_after) if self._spool else self.settings.timeout
-        report = self._client.send(events, deadline_after(budget))
-        self._stats.add("exported", report.delivered)
-        self._stats.add("retried", report.retries)
-        if report.unsent:
-            if self._spool is not None:
-                self._to_spool(report.unsent, report.detail)
+    def hand_off(self, items: Sequence[Any]) -> bool:
+        """Take a batch from the SDK's worker and return at once; False once shut down."""
+        if self._pid != os.getpid():
+            self.after_fork()
+        now = time.monotonic()
+        with self._cond:
+            if self._closed:
+                refused = True
             else:
-                self._drop_unsent(report)
-        return report.ok
+                refused = False
+                if self._handoff_records + len(items) <= HANDOFF_MAX_RECORDS:
+                    self._handoff.append((now, items))
+                    self._handoff_records += len(items)
+                    items = ()
+                self._accepted += 1
+        if refused:
+            self._refuse(items)
+            return False
+        if items:  # the thread is behind: encode here (costs this thread time, loses nothing)
+            encoded = self._encode(items)
+            with self._cond:
+                self._handoff.append((now, encoded))
+        with self._cond:
+            self._quiet = self._safe = False
+            self._cond.notify_all()
+        self._ensure_threads()
+        if self._inline:
+            self._run_inline(time.monotonic() + EXIT_STALL)
+        return True
 
-    def _to_spool(self, events: List[Dict[str, Any]], why: str) -> None:
-        assert self._spool is not None and self._drainer is not None
-        try:
-            self._spool.append(events)
-        except OSError as error:
-            count_drop("spool_write_failed", len(events))
-            logger.error("posthog_otel: could not write %d event(s) to the spool (%s); dropped", len(events), error)
-            return
-        self._stats.add("spooled", len(events))
-        warn_limited(
-            "spooled",
-            "posthog_otel: PostHog did not take %d event(s) (%s); kept in the spool %s and sent in order "
-            "when it answers again",
-            len(events), why, self._spool,
-        )  # fmt: skip
-        self._drainer.poke()
+    def wait_safe(self, timeout: float) -> bool:
+        """Wait until everything handed off so far is delivered or in the spool: what a
+        ``force_flush`` of the SDK's processor (which never asks the exporter) should mean."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            target = self._accepted
+            while not (self._absorbed >= target and self._safe):
+                left = deadline - time.monotonic()
+                if left <= 0 or not self._threads_alive():
+                    return False
+                self._cond.wait(min(left, 0.5))
+        return True
 
-    def _drop_unsent(self, report: Any) -> None:
-        reason = "unauthorized" if report.unauthorized else "delivery_failed"
-        count_drop(reason, len(report.unsent))
-        warn_limited(  # a refused key was already reported, loudly, by the client
-            "gave_up:" + reason,
-            "posthog_otel: could not deliver %d event(s) to %s (%s); dropped because the spool is off",
-            len(report.unsent), self.settings.host, report.detail,
-            level=logging.WARNING if report.unauthorized else logging.ERROR,
-        )  # fmt: skip
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send what the spool holds, within the timeout; True when nothing is left waiting."""
-        if self._drainer is None or not self._drainer.spool.pending() or self._shutdown:
+    def force_flush(self, timeout_millis: float = 30000) -> bool:
+        """Wait until everything handed off so far is delivered (or dropped, counted)."""
+        deadline = time.monotonic() + max(timeout_millis, 0) / 1000
+        with self._cond:
+            target = self._accepted
+        if target == 0 and not (self._spool is not None and self._spool_usable(time.monotonic()) and self._spool.pending()):
             return True
-        return self._drainer.drain(deadline_after(timeout_millis / 1000)) is Drained.EMPTY
+        self._ensure_threads()
+        if self._inline:
+            self._run_inline(deadline)
+        with self._cond:
+            self._next_poll = 0.0  # look at the spool now: batches there count as waiting
+            self._cond.notify_all()
+            while not (self._absorbed >= target and self._quiet):
+                left = deadline - time.monotonic()
+                if left <= 0 or self._closed and self._finish is None and not self._threads_alive():
+                    break
+                self._cond.wait(min(left, 0.5))
+            done = self._absorbed >= target and self._quiet
+        self._report_losses(self._tracker.settle())
+        return done
+
+    def finish(self, budget: float, stop: bool) -> None:
+        """Deliver what is pending while PostHog answers promptly, spool the rest; with ``stop``
+        the threads end afterwards (exit). Returns within ``budget`` seconds or so."""
+        now = time.monotonic()
+        request = _Finish(now + max(budget, 0.0), stop, now, now)
+        with self._cond:
+            if self._finish is not None and not self._finish.done.is_set():
+                request = self._finish
+                request.stop = request.stop or stop
+            else:
+                self._finish = request
+            self._cond.notify_all()
+        self._ensure_threads()
+        if self._inline:
+            self._run_inline(request.deadline)
+        else:
+            request.done.wait(max(request.deadline - time.monotonic(), 0.0) + 0.5)
 
     def shutdown(self, timeout_millis: float = 5000) -> None:
-        """Stop: one last try to empty the spool (briefly), then close. Spooled data stays on disk."""
-        if self._shutdown:
-            return
-        self._shutdown = True
-        if self._drainer is not None:
-            self._drainer.stop()
-            if self._drainer.spool.pending():
-                self._drainer.drain(deadline_after(min(2.0, max(timeout_millis, 0) / 1000)))
-        self._client.shutdown()
+        """Stop taking batches; deliver what is pending while PostHog answers promptly (within
+        the timeout), spool the rest; then close and log a summary if anything was dropped."""
+        with self._cond:
+            if self._closed:
+                return
+            self._closed = True
+        pending = self._handoff or self._memory or self._shipment is not None
+        if pending or self._threads_alive():
+            self.finish(max(timeout_millis, 0) / 1000, stop=True)
+        self._report_losses(self._tracker.settle())
+        _lifecycle.unregister(self)
+        if not self._in_flight:
+            self._transport.close()
         self._summarise()
+
+    def stats(self) -> Dict[str, Any]:
+        """Events exported, request retries, events spooled and drained, drops by reason,
+        what waits in memory and in the spool."""
+        return self._stats.snapshot()
+
+    def after_fork(self) -> None:
+        """In a forked child: new locks, no threads, and none of the parent's backlog (the
+        parent delivers it)."""
+        self._pid = os.getpid()
+        self._cond = threading.Condition()
+        self._handoff.clear()
+        self._handoff_records = self._accepted = self._absorbed = 0
+        self._quiet, self._safe, self._job, self._answer, self._finish = True, True, None, None, None
+        self._memory.clear()
+        self._memory_bytes = self._memory_events = 0
+        self._shipment, self._in_flight, self._send_at, self._disk_mode = None, False, 0.0, False
+        self._threads = []
+        self._inline = False
+        self._stats.after_fork()
+        self._tracker.after_fork(_emit.emitter.checkpoint())
+        after_fork = getattr(self._transport, "after_fork", None)
+        if after_fork is not None:
+            after_fork()
+
+    # --- the dispatcher thread ------------------------------------------------------------
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                now = time.monotonic()
+                wake = self._wake_at(now)
+                while not (self._handoff or self._answer or wake <= now):
+                    self._cond.wait(wake - now)
+                    now = time.monotonic()
+                    wake = self._wake_at(now)
+                taken = list(self._handoff)
+                self._handoff.clear()
+                self._handoff_records = 0
+                answer, self._answer = self._answer, None
+                finish = self._finish
+            try:
+                self._step(taken, answer, finish)
+            except Exception:  # never let the thread die: say it, count it, carry on
+                count_drop("internal_error")
+                warn_limited("dispatch_internal", "posthog_otel: internal error in the exporter", level=logging.ERROR)
+                logger.debug("internal error in the exporter", exc_info=True)
+                if _emit.RAISE_INTERNAL_ERRORS:
+                    raise
+            with self._cond:
+                self._absorbed += len(taken)
+                self._quiet, self._safe = self._is_quiet(), self._is_safe()
+                self._cond.notify_all()
+                if finish is not None and finish.done.is_set() and finish.stop:
+                    return
+
+    def _step(self, taken: List[Tuple[float, Any]], answer: Optional[Tuple[Shipment, Verdict]], finish: Optional[_Finish]) -> None:
+        for born, items in taken:
+            batch = items if isinstance(items, EncodedBatch) else self._encode(items)
+            for piece in batch.requests(REQUEST_BYTES) if batch.count else ():
+                self._enqueue(_Waiting(piece, born))
+        now = time.monotonic()
+        if answer is not None:
+            self._settle(*answer, now)
+        self._poll_spool(now)
+        if self._spill_due(now):
+            self._spill_all()
+        self._limit_memory(now)
+        if finish is not None:
+            self._finish_step(finish, now)
+        if finish is None or not finish.done.is_set():
+            self._send_if_due(now)
+
+    def _encode(self, items: Sequence[Any]) -> EncodedBatch:
+        """Records to PostHog events to JSON; counts what was lost before, or cannot go."""
+        operations, numbers = self._read(items)
+        self._report_losses(self._tracker.saw(numbers))
+        events, skipped = to_posthog_events(operations, self._defaults)
+        for problem in skipped:
+            count_drop(problem.reason)
+            warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
+        batch, oversized = EncodedBatch.encode(events)
+        too_large(len(oversized), oversized[0].get("event") if oversized else None)
+        return batch
+
+    def _enqueue(self, waiting: _Waiting) -> None:
+        if self._disk_mode and self._spool_usable(waiting.born) and self._spool_write(waiting.batch):
+            return
+        self._memory.append(waiting)
+        self._memory_bytes += waiting.batch.size
+        self._memory_events += waiting.batch.count
+
+    # --- sending ---------------------------------------------------------------------------
+
+    def _send_if_due(self, now: float) -> None:
+        if self._in_flight or now < self._send_at:
+            return
+        if self._shipment is None:
+            self._shipment = self._next_shipment(now)
+            if self._shipment is None:
+                return
+        self._in_flight, self._sent_at = True, now
+        with self._cond:
+            self._job = (self._shipment, self.settings.timeout)
+            self._cond.notify_all()
+
+    def _next_shipment(self, now: float) -> Optional[Shipment]:
+        if self._disk_mode and self._spool_usable(now):
+            assert self._spool is not None
+            try:
+                head = self._spool.claim_head(REQUEST_BYTES, 1 << 62)
+            except OSError as error:
+                self._spool_failed(error, now)
+            else:
+                if isinstance(head, Claim):
+                    return self._shipment_of(head.batch, head, now)
+                self._busy = head is BUSY
+                if self._busy:
+                    self._send_at = now + BUSY_POLL
+                    return None
+                self._disk_mode = False  # empty
+        if not self._memory:
+            return None
+        taken: List[_Waiting] = []
+        size = 0
+        while self._memory and (not taken or size + self._memory[0].batch.size < REQUEST_BYTES):
+            waiting = self._memory.popleft()
+            taken.append(waiting)
+            size += waiting.batch.size
+        self._memory_bytes -= size
+        self._memory_events -= sum(w.batch.count for w in taken)
+        return self._shipment_of(EncodedBatch.join([w.batch for w in taken]), taken, taken[0].born)
+
+    def _shipment_of(self, batch: EncodedBatch, source: Any, born: float) -> Shipment:
+        return Shipment(batch, source, born, self.settings, self._policy, self._transport.post)
+
+    def _http_run(self) -> None:
+        while True:
+            with self._cond:
+                while self._job is None:
+                    if self._finish is not None and self._finish.stop and self._finish.done.is_set():
+                        return
+                    self._cond.wait(1.0)
+                shipment, timeout = self._job
+                self._job = None
+            verdict = shipment.attempt(timeout)
+            with self._cond:
+                stopped = self._finish is not None and self._finish.stop and self._finish.done.is_set()
+                if not stopped:
+                    self._answer = (shipment, verdict)
+                    self._cond.notify_all()
+            if stopped:
+                self._settle_late(shipment, verdict)
+                return
+
+    def _settle_late(self, shipment: Shipment, verdict: Verdict) -> None:
+        """The answer to a request still in flight when the dispatcher stopped: a claimed
+        batch must not stay claimed by a process that lives on."""
+        if not isinstance(shipment.source, Claim):
+            return
+        try:
+            if shipment.settle(verdict) is Step.DONE:
+                shipment.source.done()
+            else:
+                shipment.source.release(shipment.remaining())
+        except OSError:
+            pass
+
+    def _settle(self, shipment: Shipment, verdict: Verdict, now: float) -> None:
+        if shipment is not self._shipment:
+            return  # an answer for a shipment abandoned at exit
+        self._in_flight = False
+        step = shipment.settle(verdict)
+        delivered, shipment.delivered = shipment.delivered, 0
+        if delivered:
+            self._stats.add("exported", delivered)
+            if isinstance(shipment.source, Claim):
+                self._stats.add("drained", delivered)
+            self._backoff.succeeded()
+            if self._finish is not None:
+                self._finish.last_progress = now
+        if step is Step.DONE or step is Step.NEXT:
+            if step is Step.DONE:
+                self._done(shipment)
+            self._send_at = now
+            return
+        if step is Step.UNAUTHORIZED:
+            self._report_unauthorized(verdict)
+            wait = self._policy.unauthorized_wait
+        else:
+            self._stats.add("retried")
+            wait = self._backoff.failed(verdict.retry_after)
+        if not self.settings.spool and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):
+            self._give_up(shipment, verdict, "unauthorized" if step is Step.UNAUTHORIZED else "delivery_failed")
+        self._send_at = now + wait
+        if self._finish is not None:
+            self._abandon(now)  # no backing off at exit: spool it
+
+    def _done(self, shipment: Shipment) -> None:
+        self._shipment = None
+        if isinstance(shipment.source, Claim):
+            try:
+                shipment.source.done()
+            except OSError as error:
+                self._spool_failed(error, time.monotonic())
+
+    def _give_up(self, shipment: Shipment, verdict: Verdict, reason: str) -> None:
+        lost = shipment.drop(reason)
+        self._shipment = None
+        warn_limited(  # a refused key was already reported, loudly
+            "gave_up:" + reason,
+            "posthog_otel: could not deliver %d event(s) to %s (%s); dropped because the spool is off",
+            lost, self.settings.host, scrub(verdict.detail, self.settings.api_key),
+            level=logging.WARNING if reason == "unauthorized" else logging.ERROR,
+        )  # fmt: skip
+
+    # --- memory and spool --------------------------------------------------------------------
+
+    def _spill_due(self, now: float) -> bool:
+        if not self._spool_usable(now):
+            return False
+        if self._memory and (self._disk_mode or now - self._memory[0].born >= self.settings.spool_after):
+            return True
+        if self._memory_bytes > MEMORY_MAX_BYTES:
+            return True
+        shipment = self._shipment
+        return shipment is not None and not isinstance(shipment.source, Claim) and now - shipment.born >= self.settings.spool_after
+
+    def _spill_all(self) -> bool:
+        """Everything waiting in memory to the spool, the shipment first: order kept, and the
+        process may now die without losing it. False when the spool cannot be written."""
+        assert self._spool is not None
+        spilled = 0
+        shipment = self._shipment
+        if shipment is not None and not isinstance(shipment.source, Claim):
+            remaining = shipment.remaining()
+            if remaining.count:
+                try:
+                    claim = self._spool.append(remaining, claimed=True)
+                except OSError as error:
+                    self._spool_failed(error, time.monotonic())
+                    return False
+                shipment.source = claim
+                spilled += remaining.count
+                self._stats.add("spooled", remaining.count)
+        while self._memory:
+            waiting = self._memory[0]
+            if not self._spool_write(waiting.batch):
+                return False
+            self._memory.popleft()
+            self._memory_bytes -= waiting.batch.size
+            self._memory_events -= waiting.batch.count
+            spilled += waiting.batch.count
+        self._disk_mode = True
+        if spilled:
+            warn_limited(
+                "spooled",
+                "posthog_otel: PostHog has not taken %d event(s) within %.3g s (%s); kept in the spool %s, "
+                "sent in order as soon as it does",
+                spilled, self.settings.spool_after, self._waiting_for(), self._spool,
+            )  # fmt: skip
+        return True
+
+    def _spool_write(self, batch: EncodedBatch) -> bool:
+        assert self._spool is not None
+        try:
+            self._spool.append(batch)
+        except OSError as error:
+            self._spool_failed(error, time.monotonic())
+            return False
+        self._stats.add("spooled", batch.count)
+        return True
+
+    def _poll_spool(self, now: float) -> None:
+        """Batches of other processes (or of one that died) go first: queue behind them."""
+        if self._disk_mode or now < self._next_poll or not self._spool_usable(now):
+            return
+        self._next_poll = now + SPOOL_POLL
+        assert self._spool is not None
+        try:
+            if self._spool.pending():
+                self._disk_mode = True
+        except OSError as error:
+            self._spool_failed(error, now)
+
+    def _limit_memory(self, now: float) -> None:
+        """Without a usable spool, memory is the only place left: bounded, oldest dropped."""
+        if self._spool_usable(now):
+            return
+        dropped = 0
+        while self._memory and (
+            self._memory_bytes > MEMORY_MAX_BYTES or now - self._memory[0].born > self.settings.spool_max_age
+        ):
+            waiting = self._memory.popleft()
+            self._memory_bytes -= waiting.batch.size
+            self._memory_events -= waiting.batch.count
+            dropped += waiting.batch.count
+        if dropped:
+            count_drop("memory_full", dropped)
+            warn_limited(
+                "memory_full",
+                "posthog_otel: %d event(s) dropped: PostHog has not taken them (%s) and memory holds at most "
+                "%d MiB of them while the spool is %s",
+                dropped, self._waiting_for(), MEMORY_MAX_BYTES >> 20, "off" if self._spool is None else "unusable",
+                level=logging.ERROR,
+            )  # fmt: skip
+
+    def _spool_usable(self, now: float) -> bool:
+        return self._spool is not None and now >= self._spool_down_until
+
+    def _spool_failed(self, error: OSError, now: float) -> None:
+        self._spool_down_until = now + SPOOL_RETRY
+        warn_limited(
+            "spool_failed",
+            "posthog_otel: cannot use the spool %s (%s); undelivered events are kept in memory (at most %d MiB) "
+            "and it is tried again in %d s",
+            self._spool, error, MEMORY_MAX_BYTES >> 20, SPOOL_RETRY, level=logging.ERROR,
+        )  # fmt: skip
+
+    def _open_spool(self) -> Optional[DiskSpool]:
+        if not self.settings.spool:
+            return None
+        directory = spool_directory(self.settings)
+        try:
+            return DiskSpool(directory, self.settings.spool_max_bytes, self.settings.spool_max_age)
+        except SpoolUnavailable as error:
+            warn_limited(
+                "spool_memory",
+                "posthog_otel: cannot use the spool directory (%s); undelivered events are kept in memory only "
+                "(at most %d MiB), and are lost if the process ends while PostHog is unreachable",
+                error, MEMORY_MAX_BYTES >> 20,
+            )  # fmt: skip
+            return None
+
+    # --- exit ------------------------------------------------------------------------------
+
+    def _finish_step(self, finish: _Finish, now: float) -> None:
+        """Deliver what only memory holds while PostHog answers within ``EXIT_STALL``, then
+        (briefly) the spool's backlog; spool the rest when the answers stop or time is up."""
+        if finish.done.is_set():
+            return
+        if now >= finish.deadline:
+            self._abandon(now)
+            return
+        if self._in_flight:
+            if now - max(finish.last_progress, self._sent_at) >= EXIT_STALL:
+                self._abandon(now)
+            return
+        shipment = self._shipment
+        if self._memory or (shipment is not None and not isinstance(shipment.source, Claim)):
+            self._send_at = min(self._send_at, now)  # no backing off at exit
+            return
+        if shipment is None and self._disk_mode and not self._busy and now - finish.started < EXIT_SPOOL_DRAIN:
+            self._send_at = min(self._send_at, now)
+            return
+        self._abandon(now)
+
+    def _abandon(self, now: float) -> None:
+        """Stop delivering for now: what only memory holds goes to the spool (or, at exit with
+        no usable spool, is counted lost); a claimed batch not in flight goes back in line."""
+        finish = self._finish
+        stopping = finish is not None and finish.stop
+        if not (self._spool_usable(now) and self._spill_all()) and stopping:
+            shipment = self._shipment
+            in_memory = shipment is not None and not isinstance(shipment.source, Claim)
+            lost = self._memory_events + (shipment.remaining().count if in_memory and shipment else 0)
+            if lost:
+                count_drop("undelivered_at_exit", lost)
+                logger.error(
+                    "posthog_otel: %d event(s) not delivered before exit (%s) and the spool is %s; dropped",
+                    lost, self._waiting_for(), "off" if self._spool is None else "unusable",
+                )  # fmt: skip
+            self._memory.clear()
+            self._memory_bytes = self._memory_events = 0
+            if in_memory:
+                self._shipment = None
+        shipment = self._shipment
+        if stopping and shipment is not None and isinstance(shipment.source, Claim) and not self._in_flight:
+            self._release(shipment)
+        if finish is not None:
+            self._complete(finish)
+
+    def _release(self, shipment: Shipment) -> None:
+        """Put a claimed shipment back at the head of the spool (what is left of it)."""
+        self._shipment = None
+        try:
+            shipment.source.release(shipment.remaining())
+        except OSError as error:
+            self._spool_failed(error, time.monotonic())
+
+    def _complete(self, finish: _Finish) -> None:
+        with self._cond:
+            if self._finish is finish and not finish.stop:
+                self._finish = None
+            finish.done.set()
+            self._cond.notify_all()
+
+    # --- bookkeeping -----------------------------------------------------------------------
+
+    def _wake_at(self, now: float) -> float:
+        """When the dispatcher thread has something to do without being told."""
+        times = [now + 30.0]
+        spool_up = self._spool_usable(now)
+        if self._finish is not None:
+            if self._finish.done.is_set():
+                return now if self._finish.stop else times[0]
+            times.append(min(self._finish.deadline, max(self._finish.last_progress, self._sent_at) + EXIT_STALL))
+            if not self._in_flight:
+                times.append(now + 0.02)
+        if spool_up and self._memory:
+            times.append(self._memory[0].born + self.settings.spool_after)
+        shipment = self._shipment
+        if spool_up and shipment is not None and not isinstance(shipment.source, Claim):
+            times.append(shipment.born + self.settings.spool_after)
+        if spool_up and not self._disk_mode:
+            times.append(self._next_poll)
+        if not self._in_flight and (shipment is not None or self._memory or self._disk_mode):
+            times.append(self._send_at)
+        if self._spool is not None and not spool_up:
+            times.append(self._spool_down_until)
+        return min(times)
+
+    def _is_quiet(self) -> bool:
+        return not (self._handoff or self._memory or self._shipment is not None or self._disk_mode)
+
+    def _is_safe(self) -> bool:
+        shipment = self._shipment
+        return not (self._handoff or self._memory or shipment is not None and not isinstance(shipment.source, Claim))
+
+    def _gauges(self) -> Dict[str, int]:
+        return {"memory_events": self._memory_events, "memory_bytes": self._memory_bytes,
+                "handoff_records": self._handoff_records}  # fmt: skip
+
+    def _ensure_threads(self) -> bool:
+        """Start the two threads in this process if they are not running; False if they cannot
+        start (interpreter shutdown: then the caller's thread does the work)."""
+        if self._inline or self._threads_alive():
+            return True
+        with self._cond:
+            if self._threads_alive():
+                return True
+            try:
+                threads = [
+                    threading.Thread(target=self._run, name="posthog-otel-dispatch", daemon=True),
+                    threading.Thread(target=self._http_run, name="posthog-otel-http", daemon=True),
+                ]
+                for thread in threads:
+                    thread.start()
+            except RuntimeError:
+                self._inline = True
+                return False
+            self._threads = threads
+        return True
+
+    def _threads_alive(self) -> bool:
+        return bool(self._threads) and all(t.is_alive() for t in self._threads)
+
+    def _run_inline(self, deadline: float) -> None:
+        """The loop on the caller's thread, requests included (no thread can start at
+        interpreter shutdown on Python 3.12+); bounded by ``deadline`` and ``EXIT_STALL``."""
+        while True:
+            with self._cond:
+                taken = list(self._handoff)
+                self._handoff.clear()
+                self._handoff_records = 0
+                finish = self._finish
+            self._step(taken, None, finish)
+            with self._cond:
+                self._absorbed += len(taken)
+                job, self._job = self._job, None
+                self._quiet, self._safe = self._is_quiet(), self._is_safe()
+            now = time.monotonic()
+            if job is None or now >= deadline:
+                if job is not None:
+                    self._in_flight = False
+                if finish is not None and not finish.done.is_set():
+                    self._abandon(now)
+                return
+            shipment, _ = job
+            verdict = shipment.attempt(max(min(self.settings.timeout, deadline - now, EXIT_STALL), 0.01))
+            self._settle(shipment, verdict, time.monotonic())
+
+    def _refuse(self, items: Sequence[Any]) -> None:
+        operations, _ = self._read(items)
+        if operations:
+            count_drop("after_shutdown", len(operations))
+            warn_limited("export_after_shutdown", "posthog_otel: %d operation(s) exported after shutdown; dropped",
+                         len(operations))  # fmt: skip
+
+    def _report_losses(self, lost: int) -> None:
+        if lost:
+            count_drop("otel_queue_full", lost)
+            warn_limited(
+                "otel_queue_full",
+                "posthog_otel: %d operation(s) were dropped by the OpenTelemetry batch processor before they "
+                "reached the exporter (its queue was full); raise its max_queue_size (OTEL_BLRP_MAX_QUEUE_SIZE)",
+                lost, level=logging.ERROR,
+            )  # fmt: skip
+
+    def _report_unauthorized(self, verdict: Verdict) -> None:
+        message = (
+            "posthog_otel: PostHog refused the project API key %s at %s (HTTP %s): check POSTHOG_API_KEY "
+            "(a project key starts with phc_)"
+        )
+        args = (redact(self.settings.api_key), self.settings.host, verdict.status)
+        if self._warned_unauthorized:
+            logger.debug(message, *args)
+        else:
+            self._warned_unauthorized = True
+            logger.error(message, *args)
+
+    def _waiting_for(self) -> str:
+        verdict = self._shipment.verdict if self._shipment is not None else None
+        if verdict is None:
+            return "no answer yet"
+        return scrub(verdict.detail or "HTTP %s" % verdict.status, self.settings.api_key)
 
     def _summarise(self) -> None:
         stats = self._stats.snapshot()
@@ -162,75 +780,3 @@ class Dispatcher:
                 "posthog_otel: %d batch(es) wait in the spool %s; the next process with the same key and host "
                 "sends them", stats["spool_batches"], self._spool,
             )  # fmt: skip
-
-
-def spool_directory(settings: Settings) -> Path:
-    """``spool_dir`` or the user's state directory, then one folder per (key, host): a hash, never the key."""
-    if settings.spool_dir:
-        base = Path(settings.spool_dir)
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support" / "posthog-otel" / "spool"
-    elif os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home()) / "posthog-otel" / "spool"
-    else:
-        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "posthog-otel" / "spool"
-    digest = hashlib.sha256(("%s\0%s" % (settings.host, settings.api_key)).encode("utf-8")).hexdigest()[:16]
-    return base / digest
-
-
-def _exit_on_sigterm() -> None:
-    """With no SIGTERM handler, the process dies without running ``atexit``, and the SDK's
-    queue with it.  Exiting through ``sys.exit`` instead lets the providers flush (or spool)
-    what is queued.  An application's own handler is never replaced."""
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _sigterm)
-    except (ValueError, OSError, AttributeError):  # no signals here (some embedded interpreters)
-        pass
-
-
-def _sigterm(signum: int, frame: Any) -> None:
-    raise SystemExit(128 + signum)
-
-
-def _is_loopback(host: str) -> bool:
-    name = urlsplit(host).hostname or ""
-    return name in ("localhost", "::1") or name.startswith("127.")
-
-
-def system_properties() -> Dict[str, Any]:
-    """What PostHog's SDK adds to captured events about the process (computed once)."""
-    properties: Dict[str, Any] = {
-        "$python_runtime": platform.python_implementation(),
-        "$python_version": "%s.%s.%s" % sys.version_info[:3],
-    }
-    if sys.platform.startswith("linux"):
-        properties["$os"] = "Linux"
-        release = _os_release()
-        properties["$os_version"] = release.get("VERSION_ID", "")
-        if release.get("NAME"):
-            properties["$os_distro"] = release["NAME"]
-    elif sys.platform == "darwin":
-        properties["$os"] = "Mac OS X"
-        properties["$os_version"] = platform.mac_ver()[0]
-    elif sys.platform.startswith("win"):
-        properties["$os"] = "Windows"
-        properties["$os_version"] = platform.win32_ver()[0]
-    else:
-        properties["$os"] = sys.platform
-        properties["$os_version"] = platform.release()
-    return properties
-
-
-def _os_release() -> Dict[str, str]:
-    for path in ("/etc/os-release", "/usr/lib/os-release"):
-        try:
-            with open(path, encoding="utf-8") as handle:
-                lines = handle.read().splitlines()
-        except OSError:
-            continue
-        pairs = (line.split("=", 1) for line in lines if "=" in line)
-        return {k.strip(): v.strip().strip('"') for k, v in pairs}
-    return {}

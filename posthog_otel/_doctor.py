@@ -180,7 +180,7 @@ def _host(environ: Mapping[str, str], settings: Optional[Settings], check_networ
 
 def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
     """Batches an earlier process could not deliver, waiting for this key and host."""
-    from ._dispatch import spool_directory
+    from ._spool import spool_directory
     from ._spool import DiskSpool
 
     if settings is None:

@@ -13,8 +13,10 @@ and the return value (the operation's uuid, or None) tells the caller what happe
 from __future__ import annotations
 
 import datetime as _dt
+import itertools
 import logging
 import re
+import threading
 import sys
 import time
 import uuid as _uuid
@@ -50,14 +52,45 @@ class _Emitter:
     def __init__(self) -> None:
         self.logger: Any = None
         self.ready = False
+        #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
+        self.sequence = itertools.count(1)
+        #: Why operations are refused right now (a drop reason), or None.
+        self.refusal: Optional[str] = None
+        self._exporters = 0
+        self._lock = threading.Lock()
 
     def bind(self, logger_provider: Any) -> None:
         self.logger = logger_provider.get_logger(schema.SCOPE, __version__)
         self.ready = True
 
     def unbind(self) -> None:
+        """Forget the provider and every exporter (for tests and ``posthog_otel.testing``)."""
         self.logger = None
         self.ready = False
+        with self._lock:
+            self._exporters, self.refusal = 0, None
+
+    def checkpoint(self) -> int:
+        """The first sequence number a record emitted from now on can carry."""
+        return next(self.sequence) + 1
+
+    def exporter_opened(self) -> None:
+        with self._lock:
+            self._exporters += 1
+            self.refusal = None
+
+    def exporter_closed(self) -> None:
+        """The last PostHog exporter of the process shut down: later operations would vanish."""
+        with self._lock:
+            self._exporters -= 1
+            if self._exporters <= 0:
+                self._exporters, self.refusal = 0, "after_shutdown"
+
+    def exporter_failed(self, reason: str) -> None:
+        """An exporter could not be built (no API key): nothing would deliver the operations."""
+        with self._lock:
+            if self._exporters <= 0:
+                self.refusal = reason
 
     def resolve(self) -> bool:
         provider = otel_logs.get_logger_provider()
@@ -76,8 +109,11 @@ class _Emitter:
         return True
 
     def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: int) -> bool:
+        if self.refusal is not None:
+            return self._refuse(self.refusal)
         if not self.ready and not self.resolve():
             return False
+        attributes[schema.SEQUENCE] = next(self.sequence)
         self.logger.emit(
             timestamp=timestamp,
             severity_number=SeverityNumber.INFO,
@@ -86,6 +122,17 @@ class _Emitter:
             event_name=event_name,
         )
         return True
+
+
+    @staticmethod
+    def _refuse(reason: str) -> bool:
+        count_drop(reason)
+        if reason == "after_shutdown":
+            warn_limited(reason, "posthog_otel: operation after the PostHog exporter shut down; dropped")
+        else:
+            warn_limited(reason, "posthog_otel: the PostHog exporter could not start (no project API key: set "
+                         "POSTHOG_API_KEY); operations are dropped")  # fmt: skip
+        return False
 
 
 def _configure_from_module_attributes() -> bool:

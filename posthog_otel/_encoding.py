@@ -10,7 +10,8 @@ from __future__ import annotations
 import gzip as _gzip
 import json
 import math
-from typing import Any, List, Sequence, Tuple
+from dataclasses import dataclass
+from typing import Any, Dict, List, Sequence, Tuple
 
 from ._properties import sanitize_properties
 
@@ -133,3 +134,62 @@ def batch_body(api_key: str, parts: Sequence[bytes], sent_at: str, historical_mi
 
 def compress(body: bytes) -> bytes:
     return _gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+@dataclass(frozen=True)
+class EncodedBatch:
+    """Events as JSON, the form they wait in (memory or spool) and leave in.
+
+    ``parts`` holds one part per event, or a single part holding all of them (the cheap
+    encoding of a whole batch); either way ``b",".join(parts)`` is the body of a JSON array.
+    Only bytes are kept: a pending event costs its JSON size, not a tree of Python objects.
+    """
+
+    parts: Tuple[bytes, ...]
+    count: int
+    size: int  # bytes of JSON, separators included
+
+    @classmethod
+    def encode(cls, events: Sequence[Any]) -> Tuple["EncodedBatch", List[Any]]:
+        """(the events that fit, encoded; the events over PostHog's per-event limit)."""
+        fitting, parts, too_large = encode_events(events)
+        return cls.of(parts, len(fitting)), too_large
+
+    @classmethod
+    def of(cls, parts: Sequence[bytes], count: int) -> "EncodedBatch":
+        parts = tuple(parts)
+        return cls(parts, count, sum(len(p) for p in parts) + max(len(parts) - 1, 0))
+
+    @classmethod
+    def join(cls, batches: Sequence["EncodedBatch"]) -> "EncodedBatch":
+        if len(batches) == 1:
+            return batches[0]
+        return cls.of([p for b in batches for p in b.parts], sum(b.count for b in batches))
+
+    def body(self) -> bytes:
+        """The events as the inside of a JSON array."""
+        return b",".join(self.parts)
+
+    def events(self) -> List[Dict[str, Any]]:
+        return json.loads(b"[" + self.body() + b"]") if self.count else []
+
+    def per_event(self) -> "EncodedBatch":
+        """The same events, one part each (decodes a whole-batch part once)."""
+        if len(self.parts) == self.count:
+            return self
+        return EncodedBatch.of([encode_event(e) for e in self.events()], self.count)
+
+    def split(self, n: int) -> Tuple["EncodedBatch", "EncodedBatch"]:
+        """(the first ``n`` events, the rest)."""
+        each = self.per_event()
+        return EncodedBatch.of(each.parts[:n], min(n, self.count)), EncodedBatch.of(each.parts[n:], max(self.count - n, 0))
+
+    def requests(self, max_request_bytes: int = MAX_REQUEST_BYTES) -> List["EncodedBatch"]:
+        """This batch cut, in order, into pieces that each fit one request."""
+        if self.size <= max_request_bytes - _ENVELOPE_OVERHEAD:
+            return [self]
+        each = self.per_event()
+        return [EncodedBatch.of(group, len(group)) for group in split_by_size(each.parts, max_request_bytes)]
+
+
+EMPTY = EncodedBatch((), 0, 0)

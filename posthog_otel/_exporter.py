@@ -8,20 +8,25 @@ Both only adapt their input to ``Operation`` and hand it to a ``Dispatcher``.
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+import threading
+from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
+from . import _emit
 from . import _schema as schema
-from ._config import redact
-from ._dispatch import Dispatcher, exporter_settings
+from ._config import exporter_settings, redact
+from ._dispatch import Dispatcher
+from ._http import Transport
 from ._mapping import Operation
 from ._retry import RetryPolicy
 
 
 class _PostHogExporter:
-    """What both exporters share: settings, stats, flush and shutdown, all from the dispatcher."""
+    """What both exporters share: settings, the dispatcher, stats, flush and shutdown."""
+
+    kind = ""
 
     def __init__(
         self,
@@ -29,25 +34,39 @@ class _PostHogExporter:
         api_key: Optional[str] = None,
         host: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
-        transport: Optional[Any] = None,
+        transport: Optional[Transport] = None,
         **settings: Any,
     ) -> None:
         self.settings = exporter_settings(api_key=api_key, host=host, **settings)
-        self._dispatcher = Dispatcher(self.settings, retry_policy, transport)
+        self._dispatcher = Dispatcher(self.settings, self.kind, self._read, retry_policy, transport)
 
     def __repr__(self) -> str:
         return "%s(host=%r, api_key=%r)" % (type(self).__name__, self.settings.host, redact(self.settings.api_key))
 
+    def _read(self, items: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
+        raise NotImplementedError
+
+    def _hand_off(self, items: Sequence[Any]) -> bool:
+        """Hand the batch over; when an application thread calls (the SDK processor's
+        ``force_flush``, which never asks the exporter to flush), also wait until it is
+        delivered or safe in the spool, as a flush promises."""
+        ok = self._dispatcher.hand_off(items)
+        if ok and not threading.current_thread().name.startswith(_OWN_THREADS):
+            self._dispatcher.wait_safe(self.settings.timeout)
+        return ok
+
     def stats(self) -> Dict[str, Any]:
-        """Events exported, request retries, events spooled and drained, drops by reason, spool depth."""
+        """Events exported, request retries, events spooled and drained, drops by reason,
+        what waits in memory and in the spool."""
         return self._dispatcher.stats()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        """Send what the spool holds, within the timeout; True when nothing is left waiting."""
+        """Wait until what was exported so far is delivered (the spool's backlog too); True
+        when nothing is left waiting within the timeout."""
         return self._dispatcher.force_flush(timeout_millis)
 
     def shutdown(self, timeout_millis: float = 5000) -> None:
-        """Stop: one last short try to empty the spool, then close. Spooled data stays on disk."""
+        """Deliver what is pending while PostHog answers promptly, spool the rest, stop."""
         self._dispatcher.shutdown(timeout_millis)
 
 
@@ -59,22 +78,42 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
     so the class works as an ``opentelemetry-instrument`` entry point (no arguments) and
     from declarative configuration (keyword arguments) alike.
 
-    ``retry_policy`` replaces the default backoff schedule (and ``max_attempts``);
-    ``transport`` replaces the HTTP layer (an object with ``post`` and ``close``).
+    ``retry_policy`` replaces the default backoff schedule; ``transport`` replaces the
+    HTTP layer (an object with ``post`` and ``close``, see ``posthog_otel._http.Transport``).
 
-    What PostHog does not take within ``spool_after`` seconds (connection errors,
-    timeouts, 408/429/5xx, a refused key) goes to a durable spool and is sent, in order,
-    when PostHog answers again; while anything is spooled, newer batches queue behind it.
-    ``export`` returns SUCCESS only when PostHog accepted every event of the batch, and
-    never raises. A missing API key raises ``ValueError`` here, at construction.
+    ``export`` only hands the batch to the exporter's own thread and returns at once,
+    whatever PostHog does: the SDK's worker always keeps up with the application. That
+    thread delivers in order, with retries; what PostHog has not taken within
+    ``spool_after`` seconds goes to a durable spool and is sent, in order, when it answers
+    again. ``export`` never raises. A missing API key raises ``ValueError`` here, at
+    construction.
     """
 
+    kind = "logs"
+
+    def __init__(self, **settings: Any) -> None:
+        try:
+            super().__init__(**settings)
+        except ValueError:
+            _emit.emitter.exporter_failed("no_api_key")
+            raise
+        _emit.emitter.exporter_opened()
+        self._open = True
+
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
-        operations = [Operation.from_log_record(r) for r in batch if _is_posthog_record(r)]
-        if not operations:
-            return LogRecordExportResult.SUCCESS
-        ok = self._dispatcher.deliver(operations)
+        ok = self._hand_off(batch)
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
+
+    def shutdown(self, timeout_millis: float = 5000) -> None:
+        super().shutdown(timeout_millis)
+        if self._open:
+            self._open = False
+            _emit.emitter.exporter_closed()
+
+    def _read(self, records: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
+        operations = [Operation.from_log_record(r) for r in records if _is_posthog_record(r)]
+        numbers = [n for n in (op.attributes.get(schema.SEQUENCE) for op in operations) if type(n) is int]
+        return operations, numbers
 
 
 class PostHogSpanExporter(_PostHogExporter, SpanExporter):
@@ -88,15 +127,22 @@ class PostHogSpanExporter(_PostHogExporter, SpanExporter):
 
     The event is tied to the span's trace (``$trace_id``/``$span_id``). Span events are
     only recorded on sampled spans: prefer the log exporter for anything that must arrive.
-    Settings as for ``PostHogLogExporter``.
+    Settings and delivery as for ``PostHogLogExporter``.
     """
 
-    def export(self, spans: Sequence[Any]) -> SpanExportResult:
-        operations = [op for span in spans for op in _span_operations(span)]
-        if not operations:
-            return SpanExportResult.SUCCESS
-        return SpanExportResult.SUCCESS if self._dispatcher.deliver(operations) else SpanExportResult.FAILURE
+    kind = "traces"
 
+    def export(self, spans: Sequence[Any]) -> SpanExportResult:
+        ok = self._hand_off(spans)
+        return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
+
+    def _read(self, spans: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
+        return [op for span in spans for op in _span_operations(span)], []
+
+
+#: Threads that call ``export`` without waiting: the SDK's batch workers (``OtelBatchLogRecordProcessor``,
+#: ``OtelBatchSpanRecordProcessor`` in SDK 1.39 to 1.45) and our own (SIGTERM, exit).
+_OWN_THREADS = ("OtelBatch", "posthog-otel")
 
 _ROUTING = frozenset((*schema.DISTINCT_ID_FALLBACKS, *schema.SESSION_ID_FALLBACKS))
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import threading
 from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional, Protocol
 
 import requests
 
@@ -29,6 +29,17 @@ class Response:
 
 class TransportError(Exception):
     """The request did not get an HTTP answer (connection refused or reset, timeout...)."""
+
+
+#: ``post(url, body, headers, timeout) -> Response``; raises ``TransportError`` without an answer.
+Post = Callable[[str, bytes, Mapping[str, str], float], Response]
+
+class Transport(Protocol):
+    """The seam under the exporter: how bytes reach PostHog (tests may pass their own)."""
+
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response: ...
+
+    def close(self) -> None: ...
 
 
 class HttpTransport:
@@ -53,6 +64,10 @@ class HttpTransport:
             session, self._session = self._session, None
         if session is not None and self._pid == os.getpid():
             session.close()
+
+    def after_fork(self) -> None:
+        """In a forked child: a lock held by a parent thread at fork time stays held forever."""
+        self._lock = threading.Lock()
 
     def _current_session(self) -> requests.Session:
         pid = os.getpid()

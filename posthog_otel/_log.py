@@ -51,6 +51,12 @@ def drop_counts() -> Dict[str, int]:
         return dict(_drops)
 
 
+def after_fork() -> None:
+    """In a forked child: a lock held by a parent thread at fork time would stay held."""
+    global _lock
+    _lock = threading.Lock()
+
+
 def reset_diagnostics() -> None:
     """Forget counters and rate-limit state (for tests)."""
     with _lock:

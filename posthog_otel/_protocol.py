@@ -17,8 +17,8 @@ import json
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ._encoding import batch_body, compress, encode_events
-from ._http import Response
+from ._encoding import EncodedBatch, batch_body, compress, encode_events
+from ._http import Post, Response
 from ._retry import Outcome, RetryPolicy, Verdict, judge_status, parse_retry_after
 from ._version import __version__
 
@@ -32,48 +32,62 @@ def _now() -> str:
 
 
 class Exchange:
-    """Sending one group of events, over as many attempts as the retry loop allows."""
+    """Sending one request's worth of events, over as many attempts as the dispatcher makes.
 
-    def __init__(self, events: List[Dict[str, Any]]) -> None:
-        self.pending = list(events)
+    ``attempt`` runs on the HTTP thread; the dispatcher reads ``pending`` and
+    ``server_dropped`` after it returns.
+    """
+
+    def __init__(self, batch: EncodedBatch, post: Post, settings: Any, policy: RetryPolicy) -> None:
+        self.batch = batch
+        self.pending = batch.count  # events not delivered yet
+        self.delivered = 0  # events PostHog took, over all attempts
         self.server_dropped: List[Tuple[str, str]] = []  # (uuid, details) answered "drop"
-
-    def attempt(self, number: int, timeout: float) -> Verdict:
-        raise NotImplementedError
-
-
-class BatchExchange(Exchange):
-    def __init__(self, events, parts, post, settings, policy) -> None:
-        super().__init__(events)
-        self._parts = parts
         self._post = post
         self._settings = settings
         self._policy = policy
 
     def attempt(self, number: int, timeout: float) -> Verdict:
+        raise NotImplementedError
+
+    def remaining(self) -> EncodedBatch:
+        """What this request has not delivered yet."""
+        return self.batch if self.pending else EncodedBatch.of((), 0)
+
+
+class BatchExchange(Exchange):
+    def attempt(self, number: int, timeout: float) -> Verdict:
         # sent_at is the send time of *this* attempt: PostHog corrects clock skew with it.
-        body = batch_body(self._settings.api_key, self._parts, _now(), self._settings.historical_migration)
+        body = batch_body(self._settings.api_key, self.batch.parts, _now(), self._settings.historical_migration)
         headers = {"Content-Type": "application/json"}
         if self._settings.gzip:
             body, headers["Content-Encoding"] = compress(body), "gzip"
         response = self._post(self._settings.host + "/batch/", body, headers, timeout)
         if response.status == 200:
-            self.pending = []
+            self.delivered, self.pending = self.delivered + self.pending, 0
             return Verdict(Outcome.DELIVERED, 200)
         return judge_status(response, self._policy)
 
 
 class V1Exchange(Exchange):
-    def __init__(self, events, parts, post, settings, policy) -> None:
-        super().__init__(events)
-        self._post = post
-        self._settings = settings
-        self._policy = policy
+    """Capture V1: a request id and ``created_at`` stable across attempts; only events answered
+    ``retry`` are sent again."""
+
+    def __init__(self, batch: EncodedBatch, post: Post, settings: Any, policy: RetryPolicy) -> None:
+        super().__init__(batch, post, settings, policy)
+        self._events = batch.events()
         self._request_id = str(_uuid.uuid4())
         self._created_at = _now()
 
+    def remaining(self) -> EncodedBatch:
+        if not self.pending:
+            return EncodedBatch.of((), 0)
+        if len(self._events) == self.batch.count:
+            return self.batch
+        return EncodedBatch.encode(self._events)[0]
+
     def attempt(self, number: int, timeout: float) -> Verdict:
-        wire = [to_v1_event(e) for e in self.pending]
+        wire = [to_v1_event(e) for e in self._events]
         _, parts, _ = encode_events(wire, max_event_bytes=1 << 62)
         envelope = b'{"created_at":%s,%s"batch":[%s]}' % (
             json.dumps(self._created_at).encode(),
@@ -103,17 +117,20 @@ class V1Exchange(Exchange):
         except (ValueError, KeyError, TypeError):
             # A 2xx whose body we cannot read: the batch was accepted as a whole, so
             # resending would duplicate it; PostHog's SDK also stops here.
-            self.pending = []
+            self.delivered, self._events, self.pending = self.delivered + self.pending, [], 0
             return Verdict(Outcome.DELIVERED, response.status, "unreadable per-event results")
         retry = []
-        for event in self.pending:
-            answer = results.get(event["uuid"]) or {}
+        dropped = 0
+        for event in self._events:
+            answer = results.get(event.get("uuid")) or {}
             verdict = answer.get("result") if isinstance(answer, dict) else None
             if verdict == "retry":
                 retry.append(event)
             elif verdict == "drop":
-                self.server_dropped.append((event["uuid"], str(answer.get("details") or "")))
-        self.pending = retry
+                dropped += 1
+                self.server_dropped.append((str(event.get("uuid")), str(answer.get("details") or "")))
+        self.delivered += len(self._events) - len(retry) - dropped
+        self._events, self.pending = retry, len(retry)
         if not retry:
             return Verdict(Outcome.DELIVERED, response.status)
         return Verdict(
@@ -177,7 +194,7 @@ def to_v1_event(event: Dict[str, Any]) -> Dict[str, Any]:
     return wire
 
 
-def exchange_class(capture_mode: str) -> type:
+def exchange_class(capture_mode: str) -> "type[Exchange]":
     return V1Exchange if capture_mode == "v1" else BatchExchange
 
 

@@ -48,6 +48,10 @@ SESSION_ID_FALLBACKS: Final = ("session.id",)
 #: ``false`` lets PostHog resolve GeoIP for the event; absent or ``true`` disables it.
 DISABLE_GEOIP: Final = "posthog.disable_geoip"
 
+#: A per-process sequence number on every record this package emits; the exporter counts
+#: the gaps, which are records the OTel SDK dropped before export (its queue was full).
+SEQUENCE: Final = "posthog.seq"
+
 #: Instrumentation scope name of the records this package emits.
 SCOPE: Final = "posthog_otel"
 

@@ -1,51 +1,87 @@
-"""A durable FIFO of PostHog events that could not be delivered yet.
+"""A durable FIFO of PostHog events that could not be delivered promptly.
 
-One file per batch, named so that names sort by age:
-``<time_ns:020d>-<pid>-<n:06d>.json``, written to a temporary name and renamed into
-place (a reader never sees half a file). A sender *claims* a file by renaming it to
-``<name>.<pid>.claimed``; rename is atomic, so among several processes sharing the
-directory (gunicorn workers) exactly one gets it. Claims left by a process that died are
-released on the next scan. Only the oldest file may be claimed, so batches leave in the
-order they came, whichever process sends them.
+A spool directory (one per project key and host) holds:
 
-Bounds: past ``max_bytes`` or ``max_age`` the oldest files are dropped, counted and
-logged. A file that cannot be parsed is moved to ``corrupt/`` and reported.
-The directory is created 0700 and files 0600.
+    <key>-<writer>.json              a batch, ``{"events": [...]}`` in PostHog's shape
+    <batch>.<owner>.claimed          a batch that a live sender is delivering
+    owner-<owner>.lock               locked by the process <owner> for as long as it lives
+    append.lock                      held while a new batch's key is chosen and written
+    .tmp-<owner>-<n>                 a batch being written (renamed into place when complete)
+    corrupt/                         what could not be read, kept for inspection
+
+**Order.** A batch's key is one more than the largest key present, chosen under
+``append.lock``, so keys follow the order batches reach the spool, across processes, and no
+clock is read: a wall clock stepped back cannot reorder anything. Senders take the oldest
+batches; when the oldest is claimed by a live sender, nobody may skip ahead of it.
+
+**Claims.** A sender renames the batches it takes to ``<batch>.<owner>.claimed`` (rename is
+atomic: one process gets each). A claim's owner is alive while it holds the lock on its
+``owner-<owner>.lock``; the kernel releases that lock when the process dies however it dies,
+so the next sender puts the batches back. No pid is ever trusted (pid 1 is always alive).
+
+**Trust.** The directory must be a real directory owned by this user and closed to others
+(its parent may not be writable by others without the sticky bit), or the spool is refused
+and the exporter keeps data in memory. Entries are opened without following links, without
+blocking (a FIFO cannot hang us), must be regular files of this user under a size cap and
+parse as a batch; each event must look like one. Whatever fails is moved to ``corrupt/`` or
+skipped, with a warning and a count, and delivery goes on behind it. Names that match
+nothing are ignored.
 """
 
 from __future__ import annotations
 
+import errno
+import hashlib
 import itertools
 import json
-import logging
 import os
+import re
+import secrets
+import stat
+import sys
 import threading
 import time
-from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Deque, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Optional, Tuple, Union
 
+from . import _filelock
+from ._encoding import EncodedBatch
 from ._log import count_drop, logger, warn_limited
 
-SUFFIX = ".json"
-CLAIMED = ".claimed"
+#: An entry larger than this is not ours (we write at most one request, 5 MiB, plus one event).
+MAX_ENTRY_BYTES = 16 * 1024 * 1024
+#: How long ``append`` waits for another process's ``append.lock`` before writing without it.
+APPEND_LOCK_WAIT = 2.0
+
+_ENTRY = re.compile(r"(\d{1,20})-[0-9A-Za-z_-]{1,64}\.json")
+_CLAIMED = re.compile(r"((\d{1,20})-[0-9A-Za-z_-]{1,64}\.json)\.([0-9A-Za-z_-]{1,64})\.claimed")
+_OWNER_LOCK = re.compile(r"owner-([0-9a-f]{16})\.lock")
+_TEMPORARY = re.compile(r"\.tmp-([0-9a-f]{16})-\d+")
+_KNOWN = ("append.lock", "corrupt")
+
+_NOFOLLOW = getattr(os, "O_NOFOLLOW", 0)
+_OPEN_READ = os.O_RDONLY | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0)
+_OPEN_NEW = (
+    os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)  # fmt: skip
 
 
-@dataclass
-class Claim:
-    """A batch taken out of the spool: ``done()`` when delivered, else ``release()``."""
+class SpoolUnavailable(OSError):
+    """The spool directory cannot be used safely or at all; the message says why."""
 
-    spool: Any
-    name: str
-    events: List[Dict[str, Any]]
 
-    def done(self) -> None:
-        self.spool._finish(self, None)
+class _Unreadable(Exception):
+    """An entry that is not a batch we can send; the message says why."""
 
-    def release(self, remaining: Optional[List[Dict[str, Any]]] = None) -> None:
-        """Put the batch back at the head of the spool; only ``remaining`` if given."""
-        self.spool._finish(self, self.events if remaining is None else remaining)
+
+@dataclass(frozen=True)
+class _Name:
+    key: int
+    name: str  # as on disk
+    entry: str  # the batch's name without any claim suffix
+    owner: Optional[str]  # who claimed it, None while unclaimed
 
 
 @dataclass
@@ -55,101 +91,265 @@ class Depth:
     oldest_age: float = 0.0
 
 
+class Busy:
+    """The oldest batch is being delivered by another live sender: wait for it."""
+
+
+class Empty:
+    """Nothing is waiting."""
+
+
+BUSY = Busy()
+EMPTY = Empty()
+
+
+class Claim:
+    """Batches taken out of the spool: ``done()`` once delivered, else ``release()``."""
+
+    def __init__(self, spool: "DiskSpool", names: List[str], batch: EncodedBatch) -> None:
+        self.spool = spool
+        self.names = names  # claimed names, oldest first
+        self.batch = batch
+
+    def done(self) -> None:
+        """Delivered: remove the batches (later, if the disk refuses now)."""
+        names, self.names = self.names, []
+        self.spool._delivered(names)
+
+    def release(self, remaining: Optional[EncodedBatch] = None) -> None:
+        """Give the batches back, at the head of the spool; only ``remaining`` if given.
+        Raises ``OSError`` if the disk refuses; the claim is then released later."""
+        names, self.names = self.names, []
+        self.spool._give_back(names, remaining)
+
+
+Head = Union[Claim, Busy, Empty]
+
+
+class _Process:
+    """This process's identity in spools: a random owner token, renewed in a forked child."""
+
+    def __init__(self) -> None:
+        self.pid = -1
+        self.token = ""
+        self.owner_locks: Dict[str, int] = {}  # spool directory -> descriptor of our locked owner file
+        self.lock = threading.Lock()
+
+    def current(self) -> "_Process":
+        pid = os.getpid()
+        if pid != self.pid:  # first use, or a forked child: the parent's locks are not ours
+            self.pid, self.token = pid, secrets.token_hex(8)
+            for fd in self.owner_locks.values():
+                try:
+                    os.close(fd)  # closing an inherited descriptor releases only our own locks: none
+                except OSError:
+                    pass
+            self.owner_locks = {}
+            self.lock = threading.Lock()
+        return self
+
+
+_process = _Process()
+
+
 class DiskSpool:
     def __init__(self, directory: Path, max_bytes: int, max_age: float) -> None:
         self.directory = Path(directory)
         self.max_bytes = max_bytes
         self.max_age = max_age
-        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(self.directory, 0o700)
-        probe = self.directory / (".probe-%d" % os.getpid())
-        probe.write_bytes(b"")  # raises when the directory is not writable
-        probe.unlink()
+        _prepare(self.directory)
         self._counter = itertools.count()
         self._lock = threading.Lock()
+        self._last_key = 0
+        # This process's claims: held by a live ``Claim``, or delivered but not yet removed
+        # (the disk refused). Any other claim of ours is an orphan and goes back in line.
+        self._active: set = set()
+        self._undeleted: set = set()
+        self._warned_names: set = set()
+        self._next_bounds_check = 0.0
 
     def __repr__(self) -> str:
         return "DiskSpool(%s)" % self.directory
 
+    def __str__(self) -> str:
+        return str(self.directory)
+
     # --- writing ----------------------------------------------------------------------
 
-    def append(self, events: List[Dict[str, Any]]) -> None:
-        if not events:
-            return
+    def append(self, batch: EncodedBatch, claimed: bool = False) -> Optional[Claim]:
+        """Write ``batch`` behind everything present. With ``claimed``, it is written already
+        claimed by this process (a batch we are delivering right now) and the claim returned."""
+        if not batch.count:
+            return None
+        me = self._owner() if claimed else _process.current().token
         with self._lock:
-            name = "%020d-%d-%06d%s" % (time.time_ns(), os.getpid(), next(self._counter), SUFFIX)
-        self._write(self.directory / name, events)
-        self.enforce_bounds()
+            fd = os.open(str(self.directory / "append.lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            try:  # closing the descriptor releases the lock
+                self._lock_appends(fd)
+                key = max(self._largest_key(), self._last_key) + 1
+                self._last_key = key
+                entry = "%020d-%s.json" % (key, me)
+                name = "%s.%s.claimed" % (entry, me) if claimed else entry
+                self._write(name, batch)
+            finally:
+                os.close(fd)
+            if claimed:
+                self._active.add(name)
+        self._maybe_enforce_bounds()
+        return Claim(self, [name], batch) if claimed else None
 
-    def _write(self, path: Path, events: List[Dict[str, Any]]) -> None:
-        """Write to a private temporary file, then rename over ``path``: never half a file."""
-        data = json.dumps({"events": events}, ensure_ascii=False, separators=(",", ":")).encode("utf-8", "replace")
-        temporary = self.directory / (".%s.%d.tmp" % (path.name, os.getpid()))
-        fd = os.open(str(temporary), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    def _write(self, name: str, batch: EncodedBatch) -> None:
+        """Write to a private temporary file, then rename into place: never half a batch."""
+        data = b'{"events":[' + batch.body() + b"]}"
+        temporary = self.directory / (".tmp-%s-%d" % (_process.current().token, next(self._counter)))
+        fd = os.open(str(temporary), _OPEN_NEW, 0o600)
         try:
-            with os.fdopen(fd, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-            os.replace(str(temporary), str(path))
+            try:
+                view = memoryview(data)
+                while view:
+                    view = view[os.write(fd, view) :]
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(str(temporary), str(self.directory / name))
         except BaseException:
-            temporary.unlink(missing_ok=True)
+            _unlink(self.directory / temporary.name)
             raise
+
+    def _lock_appends(self, fd: int) -> None:
+        """Hold ``append.lock`` so that no two processes choose the same key; if another
+        process holds it too long (a stopped process), write without it: order within reason."""
+        deadline = time.monotonic() + APPEND_LOCK_WAIT
+        while not _filelock.try_lock(fd):
+            if time.monotonic() > deadline:
+                warn_limited("spool_append_lock", "posthog_otel: spool %s: another process holds append.lock; "
+                             "writing without it", self.directory)  # fmt: skip
+                return
+            time.sleep(0.005)
 
     # --- reading ----------------------------------------------------------------------
 
     def pending(self) -> bool:
-        """True while any batch is waiting or being sent (by any process)."""
-        return bool(self._entries(include_claimed=True))
+        """True while any batch is waiting or being delivered (by any process)."""
+        return bool(self._scan())
 
-    def claim_oldest(self) -> Optional[Claim]:
-        """Take the oldest batch, unless another sender holds it (order is kept)."""
-        self._release_orphans()
-        entries = self._entries(include_claimed=True)
-        if not entries or entries[0].endswith(CLAIMED):
-            return None
-        name = entries[0]
-        claimed = "%s.%d%s" % (name, os.getpid(), CLAIMED)
+    def claim_head(self, max_bytes: int, max_events: int) -> Head:
+        """Claim the oldest batches, up to ``max_bytes``/``max_events`` (always at least one).
+
+        ``BUSY`` when the oldest is being delivered by a live sender (ourselves included),
+        ``EMPTY`` when nothing waits.
+        """
+        me = self._owner()
+        taken: List[Tuple[str, EncodedBatch]] = []
+        size = count = 0
+        names = self._scan()
+        for found in names:
+            name = found.name
+            if found.owner == me and name in self._undeleted:
+                if self._remove(name) or not (self.directory / name).exists():
+                    self._undeleted.discard(name)
+                continue  # delivered already
+            if found.owner is not None:
+                if found.owner == me and name in self._active or found.owner != me and self._owner_alive(found.owner):
+                    break
+                if self._rename(name, found.entry) is None:  # its sender died, or let go: back in line
+                    break
+                name = found.entry
+            if taken:
+                try:
+                    on_disk = os.lstat(str(self.directory / name)).st_size
+                except OSError:
+                    break
+                if size + on_disk > max_bytes or count >= max_events:
+                    break
+            claimed = self._rename(name, "%s.%s.claimed" % (found.entry, me))
+            if claimed is None:
+                break  # another sender was quicker
+            try:
+                batch = self._read(claimed)
+            except _Unreadable as why:
+                self._quarantine(claimed, str(why))
+                continue
+            if not batch.count:
+                self._remove(claimed)
+                continue
+            taken.append((claimed, batch))
+            self._active.add(claimed)
+            size += batch.size
+            count += batch.count
+        if taken:
+            return Claim(self, [n for n, _ in taken], EncodedBatch.join([b for _, b in taken]))
+        return BUSY if self._scan() else EMPTY
+
+    def _read(self, name: str) -> EncodedBatch:
         try:
-            os.rename(str(self.directory / name), str(self.directory / claimed))
-        except FileNotFoundError:  # another process was quicker
-            return None
+            fd = os.open(str(self.directory / name), _OPEN_READ)
+        except OSError as error:
+            if error.errno == errno.ELOOP:
+                raise _Unreadable("a symbolic link") from None
+            raise _Unreadable("cannot be opened (%s)" % error.strerror) from None
         try:
-            events = json.loads((self.directory / claimed).read_bytes())["events"]
-            if not isinstance(events, list):
-                raise ValueError("events is not a list")
-        except (ValueError, KeyError, TypeError, UnicodeDecodeError) as error:
-            self._quarantine(claimed, error)
-            return self.claim_oldest()
-        return Claim(self, claimed, events)
+            info = os.fstat(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise _Unreadable("not a regular file")
+            if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+                raise _Unreadable("owned by another user")
+            if info.st_size > MAX_ENTRY_BYTES:
+                raise _Unreadable("larger than %d bytes" % MAX_ENTRY_BYTES)
+            chunks = []
+            while True:
+                chunk = os.read(fd, 1 << 20)
+                if not chunk:
+                    break
+                chunks.append(chunk)
+        except OSError as error:
+            raise _Unreadable("cannot be read (%s)" % error.strerror) from None
+        finally:
+            os.close(fd)
+        claimed = _CLAIMED.fullmatch(name)
+        return _parse(b"".join(chunks), claimed.group(1) if claimed else name)
 
     def depth(self) -> Depth:
         depth = Depth()
-        now = time.time_ns()
-        for name in self._entries(include_claimed=True):
+        now = time.time()
+        for found in self._scan():
             try:
-                depth.bytes += (self.directory / name).stat().st_size
-            except FileNotFoundError:
+                info = os.lstat(str(self.directory / found.name))
+            except OSError:
                 continue
             depth.batches += 1
-            age = (now - _born(name)) / 1e9
-            depth.oldest_age = max(depth.oldest_age, age)
+            depth.bytes += info.st_size
+            depth.oldest_age = max(depth.oldest_age, now - info.st_mtime)
         return depth
+
+    # --- bounds -----------------------------------------------------------------------
+
+    def _maybe_enforce_bounds(self) -> None:
+        now = time.monotonic()
+        if now >= self._next_bounds_check:
+            self._next_bounds_check = now + 1.0
+            self.enforce_bounds()
 
     def enforce_bounds(self) -> None:
         """Drop the oldest unclaimed batches past the size or age limit; say how many."""
-        entries = [(n, self._size(n)) for n in self._entries(include_claimed=False)]
-        total = sum(size for _, size in entries)
-        now = time.time_ns()
+        sized = []
+        for found in self._scan():
+            try:
+                info = os.lstat(str(self.directory / found.name))
+            except OSError:
+                continue
+            sized.append((found, info.st_size, info.st_mtime))
+        total = sum(size for _, size, _ in sized)
+        now = time.time()
         dropped_batches = dropped_events = 0
-        for name, size in entries:
-            too_old = (now - _born(name)) / 1e9 > self.max_age
+        for found, size, mtime in sized:
+            too_old = now - mtime > self.max_age
             if not too_old and total <= self.max_bytes:
                 break
-            events = self._count_events(name)
-            try:
-                (self.directory / name).unlink()
-            except FileNotFoundError:
+            if found.owner is not None:
+                continue  # being delivered: not ours to drop
+            events = self._count_events(found.name)
+            if not self._remove(found.name):
                 continue
             total -= size
             dropped_batches += 1
@@ -161,149 +361,229 @@ class DiskSpool:
                 "%d event(s)",
                 self.directory, self.max_bytes, self.max_age, dropped_batches, dropped_events,
             )  # fmt: skip
-
-    # --- internals ----------------------------------------------------------------------
-
-    def _entries(self, include_claimed: bool) -> List[str]:
-        try:
-            names = os.listdir(str(self.directory))
-        except FileNotFoundError:
-            return []
-        return sorted(
-            n for n in names if not n.startswith(".") and (n.endswith(SUFFIX) or (include_claimed and n.endswith(CLAIMED)))
-        )
-
-    def _finish(self, claim: Claim, remaining: Optional[List[Dict[str, Any]]]) -> None:
-        path = self.directory / claim.name
-        if not remaining:
-            path.unlink(missing_ok=True)
-            return
-        if len(remaining) != len(claim.events):  # part went through: keep only the rest
-            self._write(path, remaining)
-        os.rename(str(path), str(self.directory / _unclaimed(claim.name)))
-
-    def _release_orphans(self) -> None:
-        for name in self._entries(include_claimed=True):
-            if not name.endswith(CLAIMED):
-                continue
-            pid = int(name[: -len(CLAIMED)].rsplit(".", 1)[1])
-            if pid != os.getpid() and not _alive(pid):
-                try:
-                    os.rename(str(self.directory / name), str(self.directory / _unclaimed(name)))
-                except FileNotFoundError:
-                    pass
-
-    def _quarantine(self, name: str, error: Exception) -> None:
-        corrupt = self.directory / "corrupt"
-        corrupt.mkdir(exist_ok=True, mode=0o700)
-        os.rename(str(self.directory / name), str(corrupt / _unclaimed(name)))
-        count_drop("spool_corrupt")
-        logger.error(
-            "posthog_otel: spool file %s could not be read (%s); moved to %s for inspection",
-            _unclaimed(name), error, corrupt,
-        )  # fmt: skip
-
-    def _size(self, name: str) -> int:
-        try:
-            return (self.directory / name).stat().st_size
-        except FileNotFoundError:
-            return 0
+        self._sweep_temporaries()
 
     def _count_events(self, name: str) -> int:
         try:
-            return len(json.loads((self.directory / name).read_bytes())["events"])
-        except (OSError, ValueError, KeyError, TypeError):
+            return self._read(name).count
+        except _Unreadable:
             return 0
 
+    # --- internals ----------------------------------------------------------------------
 
-class MemorySpool:
-    """The same FIFO in memory, for when the disk cannot be written: survives outages, not exits."""
+    def _scan(self) -> List[_Name]:
+        """Batches and claims, oldest first; names that match nothing are ignored (once said)."""
+        try:
+            names = os.listdir(str(self.directory))
+        except OSError:
+            return []
+        found = []
+        for name in names:
+            claimed = _CLAIMED.fullmatch(name)
+            if claimed:
+                found.append(_Name(int(claimed.group(2)), name, claimed.group(1), claimed.group(3)))
+                continue
+            entry = _ENTRY.fullmatch(name)
+            if entry:
+                found.append(_Name(int(entry.group(1)), name, name, None))
+            elif not (name in _KNOWN or _OWNER_LOCK.fullmatch(name) or _TEMPORARY.fullmatch(name)):
+                self._ignore(name)
+        found.sort(key=lambda f: (f.key, f.entry))
+        return found
 
-    def __init__(self, max_bytes: int, max_age: float) -> None:
-        self.max_bytes = max_bytes
-        self.max_age = max_age
-        self._batches: Deque[Tuple[float, int, List[Dict[str, Any]]]] = deque()
-        self._claimed = False
-        self._lock = threading.Lock()
+    def _largest_key(self) -> int:
+        names = self._scan()
+        return names[-1].key if names else 0
 
-    def append(self, events: List[Dict[str, Any]]) -> None:
-        if events:
-            size = len(json.dumps(events, default=str))
-            with self._lock:
-                self._batches.append((time.time(), size, events))
-            self.enforce_bounds()
+    def _ignore(self, name: str) -> None:
+        if name not in self._warned_names and len(self._warned_names) < 1000:
+            self._warned_names.add(name)
+            warn_limited("spool_foreign:%s" % self.directory, "posthog_otel: spool %s holds %r, which is not a "
+                         "spool file; ignored", self.directory, name)  # fmt: skip
 
-    def pending(self) -> bool:
-        return bool(self._batches) or self._claimed
+    def _owner(self) -> str:
+        """Our owner token, its lock file created and held (claims need a live owner)."""
+        process = _process.current()
+        with process.lock:
+            key = str(self.directory)
+            if key not in process.owner_locks:
+                path = self.directory / ("owner-%s.lock" % process.token)
+                fd = os.open(str(path), _filelock.HOLD_MODE | os.O_CREAT | _NOFOLLOW, 0o600)
+                if not _filelock.hold_shared(fd):
+                    os.close(fd)
+                    raise SpoolUnavailable("cannot lock %s" % path)
+                process.owner_locks[key] = fd
+        return process.token
 
-    def claim_oldest(self) -> Optional[Claim]:
-        with self._lock:
-            if self._claimed or not self._batches:
-                return None
-            self._claimed = True
-            return Claim(self, "memory", self._batches[0][2])
+    def _owner_alive(self, owner: str) -> bool:
+        """Whether the process ``owner`` still holds its lock; a dead owner's file is removed."""
+        if not re.fullmatch(r"[0-9a-f]{16}", owner):
+            return False  # an old-style (pid) claim or a made-up one: nobody holds it
+        path = self.directory / ("owner-%s.lock" % owner)
+        try:
+            fd = os.open(str(path), os.O_RDWR | _NOFOLLOW | getattr(os, "O_NONBLOCK", 0))
+        except FileNotFoundError:
+            return False
+        except OSError:
+            return True  # cannot tell (a read-only disk): leave its claims alone
+        try:
+            if not _filelock.try_lock(fd):
+                return True
+            _unlink(path)
+            return False
+        finally:
+            os.close(fd)  # also releases the lock we may have taken
 
-    def _finish(self, claim: Claim, remaining: Optional[List[Dict[str, Any]]]) -> None:
-        with self._lock:
-            if self._batches:
-                born, size, _ = self._batches.popleft()
-                if remaining:
-                    self._batches.appendleft((born, size, remaining))
-            self._claimed = False
+    def _rename(self, name: str, new: str) -> Optional[str]:
+        try:
+            os.rename(str(self.directory / name), str(self.directory / new))
+        except FileNotFoundError:
+            return None
+        return new
 
-    def depth(self) -> Depth:
-        with self._lock:
-            if not self._batches:
-                return Depth()
-            return Depth(len(self._batches), sum(b[1] for b in self._batches), time.time() - self._batches[0][0])
+    def _remove(self, name: str) -> bool:
+        return _unlink(self.directory / name)
 
-    def enforce_bounds(self) -> None:
-        dropped = 0
-        with self._lock:
-            now = time.time()
-            start = 1 if self._claimed else 0
-            while len(self._batches) > start and (
-                sum(b[1] for b in self._batches) > self.max_bytes or now - self._batches[start][0] > self.max_age
-            ):
-                dropped += len(self._batches[start][2])
-                del self._batches[start]
-        if dropped:
-            count_drop("spool_full_or_expired", dropped)
-            logger.error("posthog_otel: in-memory spool over its limits: dropped %d oldest event(s)", dropped)
+    def _delivered(self, names: List[str]) -> None:
+        for name in names:
+            self._active.discard(name)
+            try:
+                os.unlink(str(self.directory / name))
+            except FileNotFoundError:
+                pass
+            except OSError:
+                self._undeleted.add(name)  # removed at a later scan, never sent again
 
+    def _give_back(self, names: List[str], remaining: Optional[EncodedBatch]) -> None:
+        self._active.difference_update(names)  # whatever fails below is an orphan: released later
+        if not names:
+            return
+        if remaining is not None:
+            if not remaining.count:
+                self._delivered(names)
+                return
+            self._delivered(names[1:])
+            names = names[:1]
+            self._write(names[0], remaining)  # still claimed by us while it is rewritten
+        for name in names:
+            claimed = _CLAIMED.fullmatch(name)
+            if claimed:
+                os.rename(str(self.directory / name), str(self.directory / claimed.group(1)))
 
-def open_spool(directory: Path, max_bytes: int, max_age: float) -> Any:
-    """A disk spool, or a memory one (with one warning) when the disk cannot be used."""
-    try:
-        return DiskSpool(directory, max_bytes, max_age)
-    except OSError as error:
+    def _quarantine(self, name: str, why: str) -> None:
+        corrupt = self.directory / "corrupt"
+        claimed = _CLAIMED.fullmatch(name)
+        try:
+            try:
+                os.mkdir(str(corrupt), 0o700)
+            except FileExistsError:
+                pass
+            if not stat.S_ISDIR(os.lstat(str(corrupt)).st_mode):
+                raise OSError("corrupt is not a directory")
+            os.rename(str(self.directory / name), str(corrupt / (claimed.group(1) if claimed else name)))
+            where = "moved to %s" % corrupt
+        except OSError:
+            where = "removed" if self._remove(name) else "left in place"
+        count_drop("spool_corrupt")
         warn_limited(
-            "spool_memory",
-            "posthog_otel: cannot write the spool directory %s (%s); undelivered events are kept in memory "
-            "only and are lost if the process exits while PostHog is unreachable",
-            directory, error, level=logging.WARNING,
+            "spool_corrupt",
+            "posthog_otel: spool file %s is not a batch we can send (%s); %s, delivery goes on",
+            claimed.group(1) if claimed else name, why, where,
         )  # fmt: skip
-        return MemorySpool(max_bytes, max_age)
+
+    def _sweep_temporaries(self) -> None:
+        """Temporary files of writers that died mid-write."""
+        try:
+            names = os.listdir(str(self.directory))
+        except OSError:
+            return
+        me = _process.current().token
+        for name in names:
+            match = _TEMPORARY.fullmatch(name)
+            if match and match.group(1) != me and not self._owner_alive(match.group(1)):
+                _unlink(self.directory / name)
 
 
-def _born(name: str) -> int:
+def spool_directory(settings: Any) -> Path:
+    """``spool_dir`` or the user's state directory, then one folder per (key, host): a hash, never the key."""
+    if settings.spool_dir:
+        base = Path(settings.spool_dir)
+    elif sys.platform == "darwin":
+        base = Path.home() / "Library" / "Application Support" / "posthog-otel" / "spool"
+    elif os.name == "nt":
+        base = Path(os.environ.get("LOCALAPPDATA") or Path.home()) / "posthog-otel" / "spool"
+    else:
+        base = Path(os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state") / "posthog-otel" / "spool"
+    digest = hashlib.sha256(("%s\0%s" % (settings.host, settings.api_key)).encode("utf-8")).hexdigest()[:16]
+    return base / digest
+
+
+def _parse(data: bytes, name: str) -> EncodedBatch:
     try:
-        return int(name.split("-", 1)[0])
-    except ValueError:
-        return 0
+        document = json.loads(data)
+    except (ValueError, UnicodeDecodeError):
+        raise _Unreadable("not JSON") from None
+    events = document.get("events") if isinstance(document, dict) else None
+    if not isinstance(events, list):
+        raise _Unreadable("no list of events")
+    valid = [e for e in events if _is_event(e)]
+    if len(valid) != len(events):
+        count_drop("spool_corrupt", len(events) - len(valid))
+        warn_limited("spool_bad_events", "posthog_otel: spool file %s holds %d malformed event(s), not a batch we "
+                     "can send as is; those events are skipped",
+                     name, len(events) - len(valid))  # fmt: skip
+    batch, too_large = EncodedBatch.encode(valid)
+    if too_large:
+        count_drop("too_large", len(too_large))
+    return batch
 
 
-def _unclaimed(name: str) -> str:
-    if name.endswith(CLAIMED):
-        return name[: -len(CLAIMED)].rsplit(".", 1)[0]
-    return name
+def _is_event(event: Any) -> bool:
+    """The shape every event we spool has; anything else cannot be sent as is."""
+    return (
+        isinstance(event, dict)
+        and isinstance(event.get("event"), str) and bool(event["event"])
+        and isinstance(event.get("distinct_id"), str) and bool(event["distinct_id"])
+        and isinstance(event.get("uuid"), str)
+        and isinstance(event.get("timestamp"), str)
+        and isinstance(event.get("properties"), dict)
+    )  # fmt: skip
 
 
-def _alive(pid: int) -> bool:
+def _prepare(directory: Path) -> None:
+    """Create the directory, or refuse one that others could tamper with."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        parent = os.stat(str(directory.parent))
+        if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
+            raise SpoolUnavailable("%s is writable by other users" % directory.parent)
+        try:
+            os.mkdir(str(directory), 0o700)
+        except FileExistsError:
+            pass
+        info = os.lstat(str(directory))
+        if stat.S_ISLNK(info.st_mode):
+            raise SpoolUnavailable("%s is a symbolic link" % directory)
+        if not stat.S_ISDIR(info.st_mode):
+            raise SpoolUnavailable("%s is not a directory" % directory)
+        if hasattr(os, "geteuid") and info.st_uid != os.geteuid():
+            raise SpoolUnavailable("%s belongs to another user" % directory)
+        if info.st_mode & 0o077:
+            os.chmod(str(directory), 0o700)
+        probe = directory / (".tmp-%s-probe" % _process.current().token)
+        os.close(os.open(str(probe), _OPEN_NEW, 0o600))  # raises when the directory is not writable
+        _unlink(probe)
+    except SpoolUnavailable:
+        raise
+    except OSError as error:
+        raise SpoolUnavailable("%s: %s" % (directory, error.strerror or error)) from None
+
+
+def _unlink(path: Path) -> bool:
+    try:
+        os.unlink(str(path))
+    except FileNotFoundError:
         return False
-    except PermissionError:
-        return True
+    except OSError:
+        return False
     return True

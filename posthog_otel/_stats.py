@@ -16,10 +16,16 @@ from ._log import drop_counts
 
 
 class Stats:
-    def __init__(self, spool: Any = None) -> None:
+    def __init__(self, spool: Any = None, gauges: Callable[[], Dict[str, int]] = dict) -> None:
         self._lock = threading.Lock()
         self._counts: Counter = Counter()
         self.spool = spool
+        self._gauges = gauges  # what waits in memory, read on demand
+
+    def after_fork(self) -> None:
+        """A forked child counts its own deliveries, with a lock no parent thread holds."""
+        self._lock = threading.Lock()
+        self._counts = Counter()
 
     def add(self, name: str, n: int = 1) -> None:
         if n:
@@ -33,8 +39,11 @@ class Stats:
         return {key: counts.get(key, 0) for key in ("exported", "retried", "spooled", "drained")}
 
     def snapshot(self) -> Dict[str, Any]:
-        snapshot: Dict[str, Any] = {**self.counts(), "dropped": drop_counts()}
-        depth = self.spool.depth() if self.spool is not None else None
+        snapshot: Dict[str, Any] = {**self.counts(), "dropped": drop_counts(), **self._gauges()}
+        try:
+            depth = self.spool.depth() if self.spool is not None else None
+        except OSError:
+            depth = None
         snapshot.update(
             spool_batches=depth.batches if depth else 0,
             spool_bytes=depth.bytes if depth else 0,

@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import socket
 import threading
 import time
@@ -23,6 +24,7 @@ class Fault:
     drop_connection: bool = False  # close the socket without any response
     delay: float = 0.0  # seconds to wait before answering
     body: str = ""
+    hold: bool = False  # never answer: keep the request until the server closes (a blackhole)
 
 
 @dataclass
@@ -38,6 +40,9 @@ class CaptureServer:
     def __init__(self, port: int = 0) -> None:
         self.requests: List[Recorded] = []
         self.faults: Deque[Fault] = deque()
+        #: What requests get once ``faults`` is empty: a plain 200, or a schedule (see ``fail_randomly``).
+        self.otherwise: Any = lambda: Fault()
+        self._released = threading.Event()
         self.flags: Dict[str, Any] = {}  # what /flags/ answers: {"key": {"enabled": ..., "variant": ...}}
         self._changed = threading.Condition()
         server = self
@@ -50,6 +55,10 @@ class CaptureServer:
                 raw = self.rfile.read(length)
                 body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
                 fault = server._next_fault()
+                if fault.hold:
+                    server._released.wait()
+                    self.close_connection = True
+                    return
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.drop_connection:
@@ -88,17 +97,30 @@ class CaptureServer:
         return '{"status": 1}'
 
     def close(self) -> None:
+        self._released.set()
         self._httpd.shutdown()
         self._httpd.server_close()
 
     def fail_next(self, *faults: Fault) -> None:
         self.faults.extend(faults)
 
+    def fail_randomly(self, rate: float, fault: Fault, seed: int, delay: float = 0.0) -> None:
+        """From now on a seeded ``rate`` of requests get ``fault``; the others 200 (after ``delay``)."""
+        chance = random.Random(seed)
+        lock = threading.Lock()
+
+        def pick() -> Fault:
+            with lock:
+                failing = chance.random() < rate
+            return fault if failing else Fault(delay=delay)
+
+        self.otherwise = pick
+
     def _next_fault(self) -> Fault:
         try:
             return self.faults.popleft()
         except IndexError:
-            return Fault()
+            return self.otherwise()
 
     def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, body: bytes, status: int) -> None:
         try:
@@ -135,6 +157,7 @@ class CaptureServer:
         with self._changed:
             self.requests.clear()
             self.faults.clear()
+            self.otherwise = lambda: Fault()
 
 
 def free_port() -> int:

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
-import threading
 import time
 
 import pytest
 from opentelemetry.sdk._logs import LoggerProvider
-from opentelemetry.sdk._logs.export import LogRecordExportResult
 
 import posthog_otel as posthog
 from posthog_otel import PostHogLogExporter, RetryPolicy
@@ -19,7 +18,7 @@ from posthog_otel._encoding import MAX_EVENT_BYTES
 from .conftest import API_KEY
 from .support import Fault
 
-FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05, unauthorized_wait=0.05)
 
 
 @pytest.fixture
@@ -102,57 +101,62 @@ def test_invalid_key_is_logged_once_and_redacted(server, provider, caplog):
     assert "refused the project API key phc_...vw" in errors[0].getMessage()
     assert API_KEY not in caplog.text
     assert posthog.drop_counts() == {"unauthorized": 2}
+    assert len(server.requests) == 2
 
 
-def test_export_reports_success_only_when_posthog_accepted(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, timeout=1, spool=False)
-    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
-    assert exporter.export(records) is LogRecordExportResult.SUCCESS
-    server.fail_next(*[Fault(503)] * 10)
-    assert exporter.export(records) is LogRecordExportResult.FAILURE
-    server.fail_next(Fault(400))
-    assert exporter.export(records) is LogRecordExportResult.FAILURE
+def test_export_returns_while_posthog_holds_the_request(server, provider, tmp_path):
+    """A blackhole PostHog: the SDK's worker keeps exporting (nothing is lost in its queue,
+    which holds 2048 records), and what PostHog does not take goes to the spool."""
+    server.otherwise = lambda: Fault(hold=True)
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
+    uuids = [posthog.set("u", {"n": i}) for i in range(5000)]
+    assert pipeline.flush(timeout_millis=10_000) is False  # held, not delivered
+    stats = pipeline.exporter.stats()
+    assert stats["spooled"] == 5000 and stats["memory_events"] == 0
+    assert posthog.drop_counts() == {}
+    assert len(server.requests) <= 1 and None not in uuids  # one request, still held
 
 
-def test_one_deadline_bounds_all_attempts(server):
-    exporter = PostHogLogExporter(
-        api_key=API_KEY,
-        host=server.url,
-        timeout=0.5,
-        retry_policy=RetryPolicy(max_attempts=100, backoff_base=0.05),
-        spool=False,
+def test_without_the_spool_a_request_is_given_up_after_max_attempts(server, provider, caplog):
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(
+            api_key=API_KEY, host=server.url, retry_policy=dataclasses.replace(FAST, max_attempts=3), spool=False
+        ),
+        logger_provider=provider,
     )
-    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
     server.fail_next(*[Fault(503)] * 100)
-    started = time.monotonic()
-    assert exporter.export(records) is LogRecordExportResult.FAILURE
-    assert time.monotonic() - started < 2.0
-    assert 2 <= len(server.requests) < 100
+    posthog.set("u", {"a": 1})
+    assert pipeline.flush() is True  # nothing left waiting: given up
+    assert [r.answered for r in server.requests] == [503, 503, 503]
     assert posthog.drop_counts() == {"delivery_failed": 1}
+    assert "dropped because the spool is off" in caplog.text
 
 
-def test_a_retry_after_past_the_deadline_gives_up_at_once(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=2, spool=False)
-    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
-    server.fail_next(Fault(429, headers={"Retry-After": "20"}))
-    started = time.monotonic()
-    assert exporter.export(records) is LogRecordExportResult.FAILURE
-    assert time.monotonic() - started < 1.5
-    assert len(server.requests) == 1
-
-
-def test_shutdown_interrupts_a_retry_wait(server):
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, timeout=60, spool=False)
-    records = _records_for(exporter, lambda: posthog.set("u", {"a": 1}))
+def test_shutdown_during_a_long_backoff_spools_and_returns(server, provider, tmp_path):
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
     server.fail_next(Fault(503, headers={"Retry-After": "30"}))
-    result = {}
-    worker = threading.Thread(target=lambda: result.update(r=exporter.export(records)))
-    worker.start()
-    _wait_until(lambda: len(server.requests) == 1)
-    exporter.shutdown()
-    worker.join(timeout=5)
-    assert not worker.is_alive()
-    assert result["r"] is LogRecordExportResult.FAILURE
+    uuid = posthog.set("u", {"a": 1})
+    _wait_until(lambda: len(server.requests) == 1 and pipeline.exporter.stats()["retried"] == 1)
+    pipeline.shutdown()  # returns without waiting out the 30 s
+    assert len(server.requests) == 1
+    (batch,) = [p for p in tmp_path.rglob("*.json")]
+    assert [e["uuid"] for e in json.loads(batch.read_text())["events"]] == [uuid]
+
+
+def test_an_sdk_force_flush_waits_until_delivered(server, tmp_path):
+    """The SDK's processors never ask the exporter to flush; an application's force_flush on
+    a plain BatchLogRecordProcessor still means: delivered (or safe in the spool)."""
+    from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
+
+    provider = LoggerProvider(shutdown_on_exit=False)
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path))
+    provider.add_log_record_processor(BatchLogRecordProcessor(exporter))
+    posthog._emit.emitter.bind(provider)
+    server.otherwise = lambda: Fault(delay=0.3)
+    uuid = posthog.set("u", {"a": 1})
+    provider.force_flush()
+    assert [e["uuid"] for e in server.events] == [uuid]
+    provider.shutdown()
 
 
 def test_events_over_the_size_limit_are_dropped_alone(server, pipeline, caplog):
@@ -199,19 +203,6 @@ def test_forked_child_delivers_on_its_own_connection(server, provider, pipeline)
     pipeline.flush()
     assert sorted(e["$set"]["when"] for e in server.events) == ["after fork", "before fork", "in child"]
     assert all(r.answered == 200 for r in server.requests)
-
-
-def _records_for(exporter, emit):
-    """Records produced by the real SDK for the operations ``emit`` performs."""
-    from opentelemetry.sdk._logs.export import InMemoryLogRecordExporter, SimpleLogRecordProcessor
-
-    memory = InMemoryLogRecordExporter()
-    provider = LoggerProvider(shutdown_on_exit=False)
-    provider.add_log_record_processor(SimpleLogRecordProcessor(memory))
-    posthog.configure(exporter=exporter, logger_provider=provider).processor.detach()
-    posthog._emit.emitter.bind(provider)
-    emit()
-    return memory.get_finished_logs()
 
 
 def _wait_until(condition, timeout=5.0):

@@ -103,15 +103,15 @@ def test_report_prints_fixes_and_exit_status():
 
 
 def test_spool_backlog_is_reported(tmp_path):
-    from posthog_otel._dispatch import spool_directory
-    from posthog_otel._spool import DiskSpool
     from posthog_otel import Settings
+    from posthog_otel._encoding import EncodedBatch
+    from posthog_otel._spool import DiskSpool, spool_directory
 
     environ = {"POSTHOG_API_KEY": API_KEY, "POSTHOG_OTEL_SPOOL_DIR": str(tmp_path)}
     (empty,) = by_topic(diagnose(environ, check_network=False), "Spool")
     assert empty.level == OK
     directory = spool_directory(Settings.resolve(environ=environ))
-    DiskSpool(directory, 1 << 30, 3600).append([{"event": "e", "uuid": "u", "distinct_id": "d"}])
+    DiskSpool(directory, 1 << 30, 3600).append(EncodedBatch.encode([{"event": "e", "uuid": "u", "distinct_id": "d"}])[0])
     (waiting,) = by_topic(diagnose(environ, check_network=False), "Spool")
     assert waiting.level == WARN and "1 batch(es)" in waiting.message
 

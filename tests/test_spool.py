@@ -1,30 +1,45 @@
-"""The durable spool: order, claims across processes, bounds, corruption, recovery."""
+"""The durable spool: order, claims across processes, bounds, and whatever it finds on disk."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
+import signal
 import subprocess
 import sys
 import time
 
+import pytest
 
 import posthog_otel as posthog
-from posthog_otel import PostHogLogExporter, RetryPolicy
-from posthog_otel._dispatch import spool_directory
-from posthog_otel._spool import DiskSpool, MemorySpool, open_spool
+from posthog_otel import PostHogLogExporter, RetryPolicy, _dispatch
+from posthog_otel._encoding import EncodedBatch
+from posthog_otel._spool import BUSY, EMPTY, Claim, DiskSpool, SpoolUnavailable, spool_directory
 
 from .conftest import API_KEY
-from .support import CaptureServer, Fault, child_env, free_port
+from .support import Fault, child_env
 
-FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05)
+FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05, unauthorized_wait=0.05)
 BIG = 1 << 40
 WEEK = 7 * 24 * 3600.0
 
 
-def events(*names):
-    return [{"event": n, "uuid": n, "distinct_id": "u", "properties": {}, "timestamp": "t"} for n in names]
+def batch(*names):
+    encoded, _ = EncodedBatch.encode(
+        [{"event": n, "uuid": n, "distinct_id": "u", "properties": {}, "timestamp": "t"} for n in names]
+    )
+    return encoded
+
+
+def head_names(spool, max_bytes=BIG):
+    claim = spool.claim_head(max_bytes, 1 << 30)
+    assert isinstance(claim, Claim), claim
+    return claim, [e["event"] for e in claim.batch.events()]
+
+
+def entries(directory):
+    return sorted(n for n in os.listdir(directory) if n.endswith((".json", ".claimed")))
 
 
 # --- the spool on its own -------------------------------------------------------------------
@@ -32,101 +47,261 @@ def events(*names):
 
 def test_batches_come_out_oldest_first_and_are_deleted_when_done(tmp_path):
     spool = DiskSpool(tmp_path, BIG, WEEK)
-    spool.append(events("a"))
-    spool.append(events("b"))
-    first = spool.claim_oldest()
-    assert [e["event"] for e in first.events] == ["a"]
-    assert spool.claim_oldest() is None  # the oldest is taken: nobody may skip ahead of it
+    spool.append(batch("a"))
+    spool.append(batch("b"))
+    first, names = head_names(spool, max_bytes=1)  # one batch at most
+    assert names == ["a"]
+    assert spool.claim_head(BIG, 1 << 30) is BUSY  # the oldest is taken: nobody may skip ahead of it
     first.done()
-    second = spool.claim_oldest()
-    assert [e["event"] for e in second.events] == ["b"]
+    second, names = head_names(spool)
+    assert names == ["b"]
     second.release()
-    assert [e["event"] for e in spool.claim_oldest().events] == ["b"]
+    assert head_names(spool)[1] == ["b"]
+
+
+def test_a_backlog_leaves_in_large_requests(tmp_path):
+    spool = DiskSpool(tmp_path, BIG, WEEK)
+    for name in "abcdef":
+        spool.append(batch(name))
+    claim, names = head_names(spool)
+    assert names == list("abcdef") and len(claim.names) == 6
+    claim.done()
+    assert spool.claim_head(BIG, 1 << 30) is EMPTY
 
 
 def test_release_keeps_only_what_is_left(tmp_path):
     spool = DiskSpool(tmp_path, BIG, WEEK)
-    spool.append(events("a", "b", "c"))
-    spool.claim_oldest().release(events("c"))
-    assert [e["event"] for e in spool.claim_oldest().events] == ["c"]
+    spool.append(batch("a", "b"))
+    spool.append(batch("c"))
+    claim, _ = head_names(spool)
+    claim.release(batch("b", "c"))
+    assert head_names(spool)[1] == ["b", "c"]
+
+
+def test_order_does_not_follow_the_wall_clock(tmp_path, monkeypatch):
+    spool = DiskSpool(tmp_path, BIG, WEEK)
+    spool.append(batch("first"))
+    monkeypatch.setattr(time, "time", lambda: 0.0)  # the clock stepped back to 1970
+    monkeypatch.setattr(time, "time_ns", lambda: 0)
+    spool.append(batch("second"))
+    assert head_names(spool)[1] == ["first", "second"]
+
+
+CLAIM_AND_HOLD = """
+import sys, json
+from posthog_otel._spool import DiskSpool, Claim
+head = DiskSpool(sys.argv[1], 1 << 40, 1e9).claim_head(1 << 40, 1 << 30)
+print(json.dumps(isinstance(head, Claim) and [e["event"] for e in head.batch.events()]), flush=True)
+sys.stdin.readline()
+"""
 
 
 def test_two_processes_never_claim_the_same_batch(tmp_path):
     spool = DiskSpool(tmp_path, BIG, WEEK)
-    spool.append(events("a"))
-    script = (
-        "import sys, json; from posthog_otel._spool import DiskSpool;"
-        "c = DiskSpool(sys.argv[1], 1 << 40, 1e9).claim_oldest();"
-        "print(json.dumps(c.events if c else None))"
-    )
-    mine = spool.claim_oldest()
-    other = subprocess.run([sys.executable, "-c", script, str(tmp_path)], capture_output=True, text=True, timeout=30)
-    assert mine is not None and json.loads(other.stdout) is None
+    spool.append(batch("a"))
+    mine, _ = head_names(spool)
+    other = subprocess.run([sys.executable, "-c", CLAIM_AND_HOLD, str(tmp_path)], input="\n",
+                           capture_output=True, text=True, timeout=30)  # fmt: skip
+    assert json.loads(other.stdout) is False
+    mine.done()
 
 
-def test_claims_of_a_dead_process_are_released(tmp_path):
+def test_a_claim_of_a_live_process_is_respected_and_of_a_dead_one_released(tmp_path):
+    """Whatever the holder's pid (pid 1 in a container is always "alive"), a claim is held by
+    a lock the kernel releases when the holder dies."""
     spool = DiskSpool(tmp_path, BIG, WEEK)
-    spool.append(events("a"))
-    child = subprocess.run(
-        [sys.executable, "-c", "import sys; from posthog_otel._spool import DiskSpool;"
-         "DiskSpool(sys.argv[1], 1 << 40, 1e9).claim_oldest()", str(tmp_path)],
-        timeout=30,
-    )  # fmt: skip
-    assert child.returncode == 0
-    assert any(n.endswith(".claimed") for n in os.listdir(tmp_path))
-    assert [e["event"] for e in spool.claim_oldest().events] == ["a"]
+    spool.append(batch("a"))
+    holder = subprocess.Popen([sys.executable, "-c", CLAIM_AND_HOLD, str(tmp_path)],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)  # fmt: skip
+    assert json.loads(holder.stdout.readline()) == ["a"]
+    assert spool.claim_head(BIG, 1 << 30) is BUSY  # alive: it is sending
+    holder.kill()
+    holder.wait(timeout=30)
+    assert head_names(spool)[1] == ["a"]  # dead: back in line, ours
+
+
+def test_our_own_claim_that_nothing_holds_goes_back_in_line(tmp_path):
+    spool = DiskSpool(tmp_path, BIG, WEEK)
+    spool.append(batch("a"))
+    claim, _ = head_names(spool)
+    claim.names = []  # lost track of it (a release the disk refused)
+    spool._active.clear()
+    assert head_names(spool)[1] == ["a"]
+
+
+def test_claims_in_the_old_pid_format_or_made_up_are_released(tmp_path):
+    spool = DiskSpool(tmp_path, BIG, WEEK)
+    spool.append(batch("a"))
+    (name,) = entries(tmp_path)
+    os.rename(tmp_path / name, tmp_path / ("%s.1.claimed" % name))  # "claimed by pid 1"
+    assert head_names(spool)[1] == ["a"]
 
 
 def test_files_are_private_and_named_without_the_key(tmp_path):
     exporter = PostHogLogExporter(api_key=API_KEY, host="http://127.0.0.1:1", spool_dir=str(tmp_path))
     directory = spool_directory(exporter.settings)
-    DiskSpool(directory, BIG, WEEK).append(events("a"))
+    DiskSpool(directory, BIG, WEEK).append(batch("a"))
+    exporter.shutdown()
     assert API_KEY not in str(directory)
     assert directory.stat().st_mode & 0o777 == 0o700
-    (name,) = os.listdir(directory)
-    assert (directory / name).stat().st_mode & 0o777 == 0o600
-    assert API_KEY not in name
+    for name in os.listdir(directory):
+        assert (directory / name).stat().st_mode & 0o777 == 0o600
+        assert API_KEY not in name
 
 
 def test_size_cap_drops_the_oldest_and_says_how_many(tmp_path, caplog):
     spool = DiskSpool(tmp_path, 600, WEEK)
     for name in "abcdef":
-        spool.append(events(name * 50))
+        spool.append(batch(name * 50))
+        spool.enforce_bounds()
     assert spool.depth().bytes <= 600
-    remaining = spool.claim_oldest().events[0]["event"]
-    assert remaining != "a" * 50
+    assert head_names(spool)[1][0] != "a" * 50
     assert posthog.drop_counts()["spool_full_or_expired"] >= 1
     assert "dropped the" in caplog.text
 
 
 def test_age_limit_drops_old_batches(tmp_path):
-    spool = DiskSpool(tmp_path, BIG, 0.05)
-    spool.append(events("old"))
-    time.sleep(0.1)
-    spool.append(events("new"))
-    assert [e["event"] for e in spool.claim_oldest().events] == ["new"]
+    spool = DiskSpool(tmp_path, BIG, 3600)
+    spool.append(batch("old"))
+    (old,) = entries(tmp_path)
+    os.utime(tmp_path / old, (time.time() - 7200, time.time() - 7200))
+    spool.append(batch("new"))
+    spool.enforce_bounds()
+    assert head_names(spool)[1] == ["new"]
     assert posthog.drop_counts() == {"spool_full_or_expired": 1}
 
 
-def test_a_corrupt_file_is_moved_aside_and_reported(tmp_path, caplog):
+# --- what another process, user or accident can leave in the directory ----------------------
+
+
+def _plant(directory, name, how):
+    path = directory / name
+    if how == "not json":
+        path.write_text("{not json")
+    elif how == "wrong shape":
+        path.write_text(json.dumps({"batch": [1, 2]}))
+    elif how == "events without uuids":  # e.g. a Capture V1 batch from elsewhere
+        path.write_text(json.dumps({"events": [{"event": "x", "distinct_id": "u"}]}))
+    elif how == "directory":
+        path.mkdir()
+    elif how == "dangling symlink":
+        path.symlink_to(directory / "nowhere")
+    elif how == "symlink to a file":
+        target = directory.parent / "outside.json"
+        target.write_text(json.dumps({"events": []}))
+        path.symlink_to(target)
+    elif how == "fifo":
+        os.mkfifo(path)
+    elif how == "another user's file":
+        path.write_text(json.dumps({"events": []}))
+        os.chown(path, 12345, 12345)
+    elif how == "too large":
+        with open(path, "wb") as handle:
+            handle.truncate(17 * 1024 * 1024)
+
+
+HOSTILE = ["not json", "wrong shape", "events without uuids", "directory", "dangling symlink", "symlink to a file",
+           "fifo", "another user's file", "too large"]  # fmt: skip
+
+
+@pytest.mark.parametrize("how", HOSTILE)
+def test_an_unreadable_entry_ahead_of_real_batches_is_set_aside_and_delivery_goes_on(how, tmp_path, caplog):
+    if how == "another user's file" and os.geteuid() != 0:
+        pytest.skip("needs root to give a file to another user")
     spool = DiskSpool(tmp_path, BIG, WEEK)
-    name = "%020d-1-000000.json" % (time.time_ns() - 1000)
-    (tmp_path / name).write_text("{not json")
-    spool.append(events("good"))
-    assert [e["event"] for e in spool.claim_oldest().events] == ["good"]
-    assert os.listdir(tmp_path / "corrupt") == [name]
-    assert posthog.drop_counts() == {"spool_corrupt": 1}
-    assert "could not be read" in caplog.text
+    _plant(tmp_path, "%020d-planted.json" % 1, how)
+    spool.append(batch("good"))
+    assert head_names(spool)[1] == ["good"]
+    assert posthog.drop_counts().get("spool_corrupt", 0) >= 1
+    assert "not a batch we can send" in caplog.text
 
 
-def test_an_unwritable_directory_falls_back_to_memory_with_one_warning(tmp_path, caplog):
-    blocked = tmp_path / "file"
-    blocked.write_text("not a directory")
-    spool = open_spool(blocked / "spool", BIG, WEEK)
-    assert isinstance(spool, MemorySpool)
-    spool.append(events("a"))
-    assert [e["event"] for e in spool.claim_oldest().events] == ["a"]
-    assert caplog.text.count("kept in memory") == 1
+def test_a_claim_with_a_malformed_name_and_foreign_files_are_ignored(tmp_path, caplog):
+    spool = DiskSpool(tmp_path, BIG, WEEK)
+    (tmp_path / "00000000000000000001-x.json.claimed").write_text("{}")
+    (tmp_path / "notes.txt").write_text("hello")
+    spool.append(batch("good"))
+    assert head_names(spool)[1] == ["good"]
+    assert "not a spool file; ignored" in caplog.text
+
+
+def test_a_directory_others_could_tamper_with_is_refused(tmp_path):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)  # writable by everyone, no sticky bit
+    with pytest.raises(SpoolUnavailable, match="writable by other users"):
+        DiskSpool(shared / "spool", BIG, WEEK)
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "link").symlink_to(elsewhere)
+    with pytest.raises(SpoolUnavailable, match="symbolic link"):
+        DiskSpool(tmp_path / "link", BIG, WEEK)
+    if os.geteuid() == 0:
+        theirs = tmp_path / "theirs"
+        theirs.mkdir(mode=0o700)
+        os.chown(theirs, 12345, 12345)
+        with pytest.raises(SpoolUnavailable, match="another user"):
+            DiskSpool(theirs, BIG, WEEK)
+
+
+def test_a_refused_directory_means_memory_with_one_warning(server, provider, tmp_path, caplog):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    pipeline = configure(server.url, provider, spool_dir=str(shared))
+    uuid = posthog.set("u", {"a": 1})
+    assert pipeline.flush()
+    assert [e["uuid"] for e in server.events] == [uuid]
+    assert caplog.text.count("cannot use the spool directory") == 1
+
+
+@pytest.fixture
+def tmpfs(tmp_path):
+    """A real filesystem of our own, to remount read-only or fill (needs root, as in CI)."""
+    mount = tmp_path / "fs"
+    mount.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here")
+    yield mount
+    subprocess.run(["umount", "-l", str(mount)], capture_output=True)
+
+
+def test_a_read_only_remount_mid_run_falls_back_to_memory(server, provider, tmpfs, caplog, monkeypatch):
+    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
+    pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
+    server.otherwise = lambda: Fault(503)
+    first = posthog.set("u", {"n": 1})
+    _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 1)
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    second = posthog.set("u", {"n": 2})
+    assert pipeline.flush(timeout_millis=500) is False  # never raises
+    assert "cannot use the spool" in caplog.text
+    server.otherwise = lambda: Fault()
+    server.wait_for_events(2, timeout=30)  # both flow, in order, though the disk is read-only
+    assert [e["uuid"] for e in server.events] == [first, second]
+    subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+    assert pipeline.flush(timeout_millis=60_000)  # the delivered batch's file is removed, not sent again
+    assert [e["uuid"] for e in server.events] == [first, second]
+    assert pipeline.exporter.stats()["spool_batches"] == 0
+    assert posthog.drop_counts() == {}
+
+
+def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog):
+    pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
+    filler = os.open(str(tmpfs / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:  # leave no room for a batch
+        while os.write(filler, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+    server.otherwise = lambda: Fault(503)
+    uuid = posthog.set("u", {"pad": "y" * 8000})
+    _wait_until(lambda: "cannot use the spool" in caplog.text)
+    server.otherwise = lambda: Fault()
+    assert pipeline.flush(timeout_millis=20_000)
+    assert [e["uuid"] for e in server.events] == [uuid]
 
 
 # --- the exporter with its spool --------------------------------------------------------------
@@ -142,43 +317,37 @@ def configure(url, provider, **settings):
 
 def test_outage_spools_then_everything_arrives_in_order(server, provider):
     pipeline = configure(server.url, provider)
-    server.fail_next(*[Fault(503)] * 1000)
+    server.otherwise = lambda: Fault(503)
     first = [posthog.set("u", {"n": i}) for i in range(3)]
-    started = time.monotonic()
-    assert pipeline.flush() is False  # PostHog is down: the batch went to the spool
-    assert time.monotonic() - started < 3
+    _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 3)
     later = [posthog.set("u", {"n": i}) for i in range(3, 6)]
     pipeline.processor._batch.force_flush()  # queued behind the spool, not sent ahead of it
-    assert pipeline.exporter.stats()["spooled"] == 6
-    server.faults.clear()
+    _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 6)
+    server.otherwise = lambda: Fault()
     assert pipeline.flush() is True
     assert [e["uuid"] for e in server.events] == first + later
     assert pipeline.exporter.stats()["spool_batches"] == 0
     assert posthog.drop_counts() == {}
 
 
-def test_the_drainer_sends_on_its_own_when_posthog_is_back(provider):
-    port = free_port()
-    pipeline = configure("http://127.0.0.1:%d" % port, provider)
+def test_the_spool_is_sent_on_its_own_when_posthog_is_back(server, provider):
+    pipeline = configure(server.url, provider)
+    server.otherwise = lambda: Fault(drop_connection=True)
     uuid = posthog.set("u", {"a": 1})
-    pipeline.flush()
-    assert pipeline.exporter.stats()["spool_batches"] == 1
-    server = CaptureServer(port=port)
-    try:
-        server.wait_for_events(1, timeout=15)
-        assert [e["uuid"] for e in server.events] == [uuid]
-    finally:
-        server.close()
+    _wait_until(lambda: pipeline.exporter.stats()["spool_batches"] == 1)
+    server.otherwise = lambda: Fault()
+    server.wait_for_events(1, timeout=30)
+    assert [e["uuid"] for e in server.events] == [uuid]
 
 
 def test_a_refused_key_keeps_data_in_the_spool(server, provider, caplog):
     pipeline = configure(server.url, provider)
-    server.fail_next(*[Fault(401)] * 100)
+    server.otherwise = lambda: Fault(401)
     uuid = posthog.set("u", {"a": 1})
-    assert pipeline.flush() is False
-    assert pipeline.exporter.stats()["spool_batches"] == 1
+    assert pipeline.flush(timeout_millis=1000) is False
+    _wait_until(lambda: pipeline.exporter.stats()["spool_batches"] == 1)
     assert [r.levelno for r in caplog.records].count(logging.ERROR) == 1
-    server.faults.clear()  # the key is accepted again
+    server.otherwise = lambda: Fault()  # the key is accepted again
     assert pipeline.flush() is True
     assert [e["uuid"] for e in server.events] == [uuid]
 
@@ -191,7 +360,11 @@ for i in range(int(sys.argv[3])):
     posthog.set("user", {"n": i})
 if sys.argv[4] == "wait":
     print("ready", flush=True)
-    time.sleep(60)
+    while True:
+        try:
+            time.sleep(60)
+        except BaseException:  # a loop that swallows everything still ends on SIGTERM
+            pass
 """
 
 
@@ -202,37 +375,45 @@ def run_script(url, count, mode, spool_dir, **popen):
     )
 
 
-def test_a_script_that_exits_while_posthog_is_down_loses_nothing(tmp_path):
-    port = free_port()
-    url = "http://127.0.0.1:%d" % port
-    assert run_script(url, 5, "exit", str(tmp_path)).wait(timeout=60) == 0
-    server = CaptureServer(port=port)
-    try:
-        assert run_script(url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0  # the next run sends them
-        assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
-    finally:
-        server.close()
+def test_a_script_that_exits_while_posthog_is_down_loses_nothing(server, tmp_path):
+    server.otherwise = lambda: Fault(drop_connection=True)
+    assert run_script(server.url, 5, "exit", str(tmp_path)).wait(timeout=60) == 0
+    assert server.events == []
+    server.otherwise = lambda: Fault()
+    assert run_script(server.url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0  # the next run sends them
+    assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
 
 
-def test_sigterm_while_posthog_is_down_spools_the_queue(tmp_path):
-    port = free_port()
-    url = "http://127.0.0.1:%d" % port
-    process = run_script(url, 5, "wait", str(tmp_path), stdout=subprocess.PIPE)
+def test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would(server, tmp_path):
+    server.otherwise = lambda: Fault(drop_connection=True)
+    process = run_script(server.url, 5, "wait", str(tmp_path), stdout=subprocess.PIPE)
     assert process.stdout.readline().strip() == "ready"
     process.terminate()
-    assert process.wait(timeout=30) == 128 + 15
-    server = CaptureServer(port=port)
-    try:
-        assert run_script(url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0
-        assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
-    finally:
-        server.close()
+    assert process.wait(timeout=30) == -signal.SIGTERM  # killed by the signal, bare except or not
+    server.otherwise = lambda: Fault()
+    assert run_script(server.url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0
+    assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
+
+
+def test_sigterm_delivers_first_when_posthog_answers(server, tmp_path):
+    process = run_script(server.url, 5, "wait", str(tmp_path), stdout=subprocess.PIPE)
+    assert process.stdout.readline().strip() == "ready"
+    process.terminate()
+    assert process.wait(timeout=30) == -signal.SIGTERM
+    assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
 
 
 def test_spool_can_be_turned_off(server, provider):
     pipeline = configure(server.url, provider, spool=False)
-    server.fail_next(*[Fault(503)] * 100)
+    server.otherwise = lambda: Fault(503)
     posthog.set("u", {"a": 1})
     pipeline.flush()
     assert posthog.drop_counts() == {"delivery_failed": 1}
     assert pipeline.exporter.stats()["spool_batches"] == 0
+
+
+def _wait_until(condition, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "condition not met in time"
+        time.sleep(0.01)

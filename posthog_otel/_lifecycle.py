@@ -1,0 +1,178 @@
+"""The process around the exporters: fork, multiprocessing children, SIGTERM.
+
+- **fork.** A forked child gets copies of our locks (possibly held by a parent thread at
+  that instant: held forever in the child) and of what the parent still had to deliver (the
+  parent delivers it). After a fork every dispatcher renews its locks and forgets the
+  parent's backlog; its threads start again on the child's first operation.
+- **multiprocessing children** (``Process``, ``Pool``) end with ``os._exit``: no ``atexit``,
+  so the SDK's queue would die with them. A multiprocessing finalizer, registered in each
+  child, flushes the SDK's queue and delivers or spools it.
+- **SIGTERM** with Python's default disposition kills the process without ``atexit``. When
+  nothing else handles it, our handler delivers or spools what is queued, then restores the
+  default and sends the signal again, so the process ends exactly as it would have (and a
+  ``while True: try: ... except: pass`` loop still cannot swallow it). An application's own
+  handler is never replaced. A process that survives its own SIGTERM (pid 1 in a container
+  ignores it) carries on, ready for the next.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+import weakref
+from typing import Any, Callable, List
+
+from . import _log
+from ._log import logger
+
+#: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
+SIGTERM_BUDGET = 3.0
+#: Seconds a multiprocessing child's exit may spend delivering before spooling the rest.
+CHILD_EXIT_BUDGET = 5.0
+
+_lock = threading.Lock()
+_dispatchers: "weakref.WeakSet[Any]" = weakref.WeakSet()
+_hooks_installed = False
+
+
+class _Anchor:
+    """Something multiprocessing can hold a weak reference to."""
+
+
+_anchor = _Anchor()
+
+
+def register(dispatcher: Any, handle_sigterm: bool) -> None:
+    global _hooks_installed
+    with _lock:
+        _dispatchers.add(dispatcher)
+        first, _hooks_installed = not _hooks_installed, True
+    if first:
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _watch_multiprocessing()
+    if handle_sigterm:
+        _install_sigterm_handler()
+
+
+def unregister(dispatcher: Any) -> None:
+    with _lock:
+        _dispatchers.discard(dispatcher)
+
+
+def live() -> List[Any]:
+    with _lock:
+        return list(_dispatchers)
+
+
+def persist_all(budget: float, stop: bool) -> None:
+    """Flush the SDK's queues into our exporters, then deliver (or spool) what they hold."""
+    deadline = time.monotonic() + budget
+    dispatchers = live()
+    if not dispatchers:
+        return
+    _flush_sdk_queues(dispatchers, max(deadline - time.monotonic(), 0.1))
+    for dispatcher in dispatchers:
+        dispatcher.finish(max(deadline - time.monotonic(), 0.0), stop=stop)
+
+
+def _flush_sdk_queues(dispatchers: List[Any], timeout: float) -> None:
+    """``force_flush`` the providers feeding us, on a helper thread: the caller may be a signal
+    handler that interrupted the very thread holding the SDK's export lock."""
+    from opentelemetry import _logs, trace
+
+    from . import _setup
+
+    providers: List[Any] = []
+    if any(d.kind == "logs" for d in dispatchers):
+        providers.append(_logs.get_logger_provider())
+        if _setup._current is not None:
+            providers.append(_setup._current.logger_provider)
+    if any(d.kind == "traces" for d in dispatchers):
+        providers.append(trace.get_tracer_provider())
+    unique = {id(p): p for p in providers if callable(getattr(p, "force_flush", None))}
+    if unique:
+        _run_bounded(lambda: [p.force_flush(int(timeout * 1000)) for p in unique.values()], timeout)
+
+
+def _run_bounded(work: Callable[[], Any], timeout: float) -> None:
+    def run() -> None:
+        try:
+            work()
+        except Exception:
+            logger.debug("posthog_otel: flushing the SDK's queue failed", exc_info=True)
+
+    helper = threading.Thread(target=run, name="posthog-otel-flush", daemon=True)
+    helper.start()
+    helper.join(timeout)
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()
+    _log.after_fork()
+    for dispatcher in list(_dispatchers):
+        dispatcher.after_fork()
+
+
+# --- multiprocessing -------------------------------------------------------------------
+
+
+def _watch_multiprocessing() -> None:
+    try:
+        import multiprocessing.util as mp_util
+    except ImportError:  # pragma: no cover - some embedded interpreters
+        return
+    # Called in every multiprocessing child at start-up, after it cleared the parent's
+    # finalizers: register ours there.
+    mp_util.register_after_fork(_anchor, _in_multiprocessing_child)
+
+
+def _in_multiprocessing_child(anchor: Any) -> None:
+    import multiprocessing.util as mp_util
+
+    mp_util.Finalize(anchor, _at_multiprocessing_exit, exitpriority=100)
+
+
+def _at_multiprocessing_exit() -> None:
+    try:
+        persist_all(CHILD_EXIT_BUDGET, stop=True)
+    except Exception:  # never fail a child's exit
+        logger.debug("posthog_otel: error at multiprocessing child exit", exc_info=True)
+
+
+# --- SIGTERM ---------------------------------------------------------------------------
+
+
+def _install_sigterm_handler() -> None:
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _on_sigterm)
+    except (ValueError, OSError, AttributeError):  # no signals here (some embedded interpreters)
+        pass
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    try:
+        persist_all(SIGTERM_BUDGET, stop=False)
+    except Exception:
+        logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
+    # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _log.warn_limited(
+        "sigterm_survived",
+        "posthog_otel: SIGTERM did not end this process (pid %d; pid 1 ignores it unless the application "
+        "handles it); queued operations were delivered or spooled and it carries on",
+        os.getpid(),
+    )
+
+
+def sigterm_handler_installed() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm if hasattr(signal, "SIGTERM") else False
+
