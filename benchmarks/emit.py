@@ -1,9 +1,10 @@
 """Cost of one operation on the caller's thread: posthog_otel vs PostHog's SDK vs bare OTel emit.
 
-    python benchmarks/emit.py [--calls 20000] [--rounds 5] [--runs 5] > benchmarks/emit-latest.txt
+    python benchmarks/emit.py [--calls 10000] [--rounds 5] [--runs 5] > benchmarks/emit-latest.txt
 
 Every row runs in this process against the same loopback server (another process), with
-its background thread delivering while the caller is timed.  The floor row writes the
+its background thread delivering while the caller is timed; each round ends with a flush
+that waits until everything is delivered, so every round starts with an empty queue.  The floor row writes the
 same record ``posthog_otel.set`` writes, straight through OTel's ``Logger.emit``, into
 the same pipeline (the PostHog exporter under the same batch processor), so the gap
 between the two is what posthog_otel itself adds on the caller's thread.
@@ -92,21 +93,24 @@ def ours(calls: int, rounds: int, url: str) -> Tuple[Dict[str, Callable[[], floa
     return {SET: set_, CAPTURE: capture, FLOOR: floor}, close
 
 
-def theirs(calls: int, rounds: int, runs: int, url: str) -> Tuple[Dict[str, Callable[[], float]], Callable[[], None]]:
+def theirs(calls: int, rounds: int, url: str) -> Tuple[Dict[str, Callable[[], float]], Callable[[], None]]:
     try:
         import posthog
     except ImportError:
         return {}, lambda: None
-    client = posthog.Client(API_KEY, host=url, max_queue_size=calls * rounds * runs + 1)
+    client = posthog.Client(API_KEY, host=url, max_queue_size=calls + 1)
+
+    def flush() -> None:
+        client.flush(timeout_seconds=None)  # until delivered: its default 10 s budget leaves a backlog
 
     def set_() -> float:
-        return per_call_us(lambda i: client.set(distinct_id="user%d" % i, properties=PROPERTIES), calls, rounds, client.flush)
+        return per_call_us(lambda i: client.set(distinct_id="user%d" % i, properties=PROPERTIES), calls, rounds, flush)
 
     def capture() -> float:
         with posthog.new_context(capture_exceptions=False):
             posthog.identify_context("user1")
             posthog.tag("request_id", "r-1")
-            return per_call_us(lambda i: client.capture("viewed", properties=PROPERTIES), calls, rounds, client.flush)
+            return per_call_us(lambda i: client.capture("viewed", properties=PROPERTIES), calls, rounds, flush)
 
     return {SDK_SET: set_, SDK_CAPTURE: capture}, client.shutdown
 
@@ -118,16 +122,16 @@ def spread(values: List[float], unit: str = "", digits: int = 1) -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument("--calls", type=int, default=10000)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    sink = subprocess.Popen([sys.executable, str(HERE / "sink.py")], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     url = "http://127.0.0.1:%s" % sink.stdout.readline().strip()
     our_rows, close_ours = ours(args.calls, args.rounds, url)
-    their_rows, close_theirs = theirs(args.calls, args.rounds, args.runs, url)
+    their_rows, close_theirs = theirs(args.calls, args.rounds, url)
     rows = {**our_rows, **their_rows}
     results: Dict[str, List[float]] = {name: [] for name in rows}
     try:
