@@ -130,6 +130,7 @@ def main() -> None:
     sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True)
     assert sink.stdout is not None
     url = "http://127.0.0.1:%s" % sink.stdout.readline().strip()
+    load_before = _load()
     our_rows, close_ours = ours(args.calls, args.rounds, url)
     their_rows, close_theirs = theirs(args.calls, args.rounds, url)
     rows = {**our_rows, **their_rows}
@@ -142,10 +143,15 @@ def main() -> None:
         close_ours()
         close_theirs()
         sink.terminate()
-    report(args, results)
+    report(args, results, "%s before, %s after" % (load_before, _load()))
 
 
-def report(args: argparse.Namespace, results: Dict[str, List[float]]) -> None:
+def _load() -> str:
+    """The 1-minute load average: on a shared machine, what else was running."""
+    return "%.2f" % os.getloadavg()[0] if hasattr(os, "getloadavg") else "?"
+
+
+def report(args: argparse.Namespace, results: Dict[str, List[float]], load: str) -> None:
     try:
         import posthog
 
@@ -154,8 +160,8 @@ def report(args: argparse.Namespace, results: Dict[str, List[float]]) -> None:
         posthog_version = "not installed"
     print("python benchmarks/emit.py --calls %d --rounds %d --runs %d" % (args.calls, args.rounds, args.runs))
     print(
-        "%s cores, Python %s, opentelemetry-sdk %s, posthog %s"
-        % (os.cpu_count(), platform.python_version(), sdk_version, posthog_version)
+        "%s cores (load average %s), Python %s, opentelemetry-sdk %s, posthog %s"
+        % (os.cpu_count(), load, platform.python_version(), sdk_version, posthog_version)
     )
     print()
     width = max(len(name) for name in results)
