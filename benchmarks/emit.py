@@ -64,7 +64,7 @@ def per_call_us(call: Callable[[int], object], calls: int, rounds: int, flush: C
 
 def ours(calls: int, rounds: int, url: str) -> Tuple[Dict[str, Callable[[], float]], Callable[[], None]]:
     provider = LoggerProvider(shutdown_on_exit=False)
-    pipeline = posthog_otel.configure(api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=calls + 1)
+    pipeline = posthog_otel.configure(api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=max(calls + 1, 2048))
     floor_logger = provider.get_logger("benchmark")
 
     def set_() -> float:
@@ -131,17 +131,19 @@ def main() -> None:
     assert sink.stdout is not None
     url = "http://127.0.0.1:%s" % sink.stdout.readline().strip()
     load_before = _load()
-    our_rows, close_ours = ours(args.calls, args.rounds, url)
-    their_rows, close_theirs = theirs(args.calls, args.rounds, url)
-    rows = {**our_rows, **their_rows}
-    results: Dict[str, List[float]] = {name: [] for name in rows}
     try:
-        for _ in range(args.runs):
-            for name, measure in rows.items():
-                results[name].append(measure())
+        our_rows, close_ours = ours(args.calls, args.rounds, url)
+        their_rows, close_theirs = theirs(args.calls, args.rounds, url)
+        rows = {**our_rows, **their_rows}
+        results: Dict[str, List[float]] = {name: [] for name in rows}
+        try:
+            for _ in range(args.runs):
+                for name, measure in rows.items():
+                    results[name].append(measure())
+        finally:
+            close_ours()
+            close_theirs()
     finally:
-        close_ours()
-        close_theirs()
         sink.terminate()
     report(args, results, "%s before, %s after" % (load_before, _load()))
 
