@@ -3,9 +3,14 @@
     python benchmarks/fault_sink.py PORT EVENTS_FILE
 
 Listens on 127.0.0.1:PORT. Every event of an accepted /batch/ request is appended to
-EVENTS_FILE as a JSON line (so what arrived survives the sink being killed and
-restarted). ``POST /_mode`` with a body of ``ok``, ``503``, ``429``, ``drop`` or ``slow``
-switches how it answers. Prints ``ready`` when listening.
+EVENTS_FILE as a JSON line with its arrival time (so what arrived survives the sink being
+killed and restarted). ``POST /_mode`` switches how it answers:
+
+    ok | 503 | 429 (Retry-After: 2) | drop (closes the connection) | slow (1.5 s, then 200)
+    slow:SECONDS | hold (never answers) | flaky:RATE:SEED[:SECONDS] (a seeded RATE of 503s,
+    every answer after SECONDS)
+
+Prints ``ready`` when listening.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import gzip
 import json
 import os
+import random
 import sys
 import threading
 import time
@@ -21,8 +27,9 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 def main() -> None:
     port, path = int(sys.argv[1]), sys.argv[2]
-    state = {"mode": "ok"}
+    state = {"mode": "ok", "chance": random.Random(0)}
     lock = threading.Lock()
+    held = threading.Event()
     out = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 
     class Handler(BaseHTTPRequestHandler):
@@ -32,8 +39,21 @@ def main() -> None:
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
             if self.path == "/_mode":
                 state["mode"] = raw.decode()
+                if state["mode"].startswith("flaky:"):
+                    state["chance"] = random.Random(int(state["mode"].split(":")[2]))
                 return self._reply(200, b"{}")
             mode = state["mode"]
+            if mode == "hold":
+                held.wait()
+                return None
+            if mode.startswith("flaky:"):
+                parts = mode.split(":")
+                time.sleep(float(parts[3]) if len(parts) > 3 else 0.0)
+                with lock:
+                    failing = state["chance"].random() < float(parts[1])
+                mode = "503" if failing else "ok"
+            if mode.startswith("slow:"):
+                time.sleep(float(mode.split(":")[1]))
             if mode == "drop":
                 self.close_connection = True
                 self.connection.shutdown(2)

@@ -1,21 +1,27 @@
-"""Loss, duplication and reordering under a fixed fault schedule: posthog_otel vs PostHog's SDK.
+"""Loss, delay, order and exit time under faults: posthog_otel beside PostHog's SDK, same run.
 
-    python benchmarks/reliability.py [--rate 200] [--sdk both|ours|reference]
+    python benchmarks/reliability.py [--rounds 3] [--sdk both|ours|reference] [--only burst,slow,...]
 
-Each SDK runs in producer processes that call ``set(user-k, {"seq": n})`` for ten users
-round robin at ``--rate`` operations a second, against a sink on 127.0.0.1 (its own
-process, persisting what it accepts). The same schedule is applied to both:
+Each scenario runs each SDK in its own producer process against a sink on 127.0.0.1 (its
+own process, appending what it accepts to a file, so the sink can die and come back).
+Producers call ``set(user-k, {"seq": n})`` for ten users round robin and log every call
+(uuid or None, and when), unbuffered, so a SIGKILLed producer's log is complete.
 
-    0-5 s ok | 5-10 503s | 10-15 429 + Retry-After: 2 | 15-20 dropped connections
-    20-25 slow answers (1.5 s) | 25-55 the sink is down (process stopped)
-    40 s SIGTERM to the producer, a new producer at 42 s (still down)
-    55 s the sink is back | 65 s SIGKILL to the producer, a new one at 66 s
-    75 s that producer exits normally | results read at 90 s
+Scenarios (the issue's):
+  burst-5000 / burst-20000   N calls in a tight loop; a healthy sink
+  slow-2s                    20,000 at 2,000/s; every answer takes 2 s
+  flaky-30 / flaky-50        20,000 / 10,000 at 2,000 / 1,000 per s; 30% / 50% of answers are 503
+  slow-1.5s-flaky-30         10,000 at 2,000/s; every answer 1.5 s, 30% of them 503
+  blackhole-exit             100 calls, then the script ends; the sink never answers
+  backlog-drain              N calls while the sink is down, then it comes back: events/s
+  schedule                   90 s at 200/s: 503s, 429s, dropped connections, slow answers,
+                             30 s down, SIGTERM while down, SIGKILL, a normal exit
 
-Printed per SDK: operations emitted, delivered, lost (and lost around the SIGKILL),
-duplicated, order violations per distinct id, and how many users end in the state the
-in-order sequence implies. Sequence numbers of later producers continue past earlier
-ones, so order is judged across restarts too.
+Both SDKs run with their defaults: posthog_otel.configure(api_key=..., host=...) (the SDK's
+batch processor: queue 2048, batch 512, 1 s delay; spool on, spool_after 1 s) and
+posthog.Client(api_key, host=...) (queue 10,000, 100 per request, 0.5 s interval, 3
+retries, 15 s timeout; its shutdown registered at exit, as its docs say).
+Numbers are medians over the rounds, with [min-max] when they differ.
 """
 
 from __future__ import annotations
@@ -26,43 +32,58 @@ import os
 import pathlib
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.request
 from collections import defaultdict
+from typing import Any, Callable, Dict, List, Optional
 
 HERE = pathlib.Path(__file__).resolve().parent
 API_KEY = "phc_reliability0123456789abcdefghijklmnopq"
 USERS = 10
+SDK_NAMES = {"ours": "posthog_otel", "reference": "posthog SDK"}
 
 PRODUCER = r"""
 import os, sys, time
-sdk, url, rate, start, log_path, spool = sys.argv[1], sys.argv[2], float(sys.argv[3]), int(sys.argv[4]), sys.argv[5], sys.argv[6]
+sdk, url, rate, count, start, log_path, spool, key, end = sys.argv[1:10]
+rate, count, start = float(rate), int(count), int(start)
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 if sdk == "ours":
     import posthog_otel as api
-    api.configure(api_key=sys.argv[7], host=url, spool_dir=spool)
-    def emit(user, seq):
-        return api.set(user, {"seq": seq})
+    pipeline = api.configure(api_key=key, host=url, spool_dir=spool)
+    emit = lambda user, seq: api.set(user, {"seq": seq})
+    def stop():
+        pipeline.shutdown()
 else:
-    import posthog
-    client = posthog.Client(sys.argv[7], host=url)
-    def emit(user, seq):
-        return client.set(distinct_id=user, properties={"seq": seq})
-    import atexit
+    import atexit, posthog
+    client = posthog.Client(key, host=url)
     atexit.register(client.shutdown)
+    emit = lambda user, seq: client.set(distinct_id=user, properties={"seq": seq})
+    def stop():
+        client.shutdown()
 print("started", flush=True)
-seq = start
-next_at = time.monotonic()
-stop_at = time.monotonic() + float(sys.argv[8])
-while time.monotonic() < stop_at:
-    user = "user-%d" % (seq % 10)
-    uuid = emit(user, seq)
-    os.write(log, ("%s %s %d %.3f\n" % (uuid, user, seq, time.time())).encode())
-    seq += 1
-    next_at += 1.0 / rate
-    time.sleep(max(0.0, next_at - time.monotonic()))
+lines = []
+began = time.monotonic()
+for n in range(count):
+    seq = start + n
+    uuid = emit("user-%d" % (seq % 10), seq)
+    lines.append("%s %d %.6f\n" % (uuid, seq, time.time()))
+    if rate:
+        if len(lines) >= 20:
+            os.write(log, "".join(lines).encode())
+            lines = []
+        time.sleep(max(0.0, began + (n + 1) / rate - time.monotonic()))
+os.write(log, "".join(lines).encode())
+print("done %.6f" % time.time(), flush=True)
+if end == "wait":  # a service keeps running: told when to stop
+    sys.stdin.readline()
+    stop()
+elif end == "forever":
+    while True:
+        time.sleep(1)
 """
 
 
@@ -72,142 +93,251 @@ def free_port() -> int:
         return probe.getsockname()[1]
 
 
-class Run:
-    def __init__(self, sdk: str, rate: float, workdir: pathlib.Path) -> None:
-        self.sdk, self.rate, self.dir = sdk, rate, workdir
+class Sink:
+    def __init__(self, workdir: pathlib.Path, name: str) -> None:
         self.port = free_port()
         self.url = "http://127.0.0.1:%d" % self.port
-        self.sink_file = workdir / ("%s-received.jsonl" % sdk)
-        self.emitted_file = workdir / ("%s-emitted.log" % sdk)
-        self.spool = workdir / ("%s-spool" % sdk)
-        self.sink = None
-        self.kill_time = 0.0
+        self.file = workdir / ("%s-received.jsonl" % name)
+        self.process: Optional[subprocess.Popen] = None
 
-    def start_sink(self) -> None:
-        self.sink = subprocess.Popen(
-            [sys.executable, str(HERE / "fault_sink.py"), str(self.port), str(self.sink_file)],
-            stdout=subprocess.PIPE, text=True,
-        )  # fmt: skip
-        assert self.sink.stdout.readline().strip() == "ready"
+    def start(self) -> None:
+        self.process = subprocess.Popen([sys.executable, str(HERE / "fault_sink.py"), str(self.port), str(self.file)],
+                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+        assert self.process.stdout.readline().strip() == "ready"
 
-    def stop_sink(self) -> None:
-        self.sink.kill()
-        self.sink.wait()
+    def stop(self) -> None:
+        if self.process is not None:
+            self.process.kill()
+            self.process.wait()
+            self.process = None
 
     def mode(self, mode: str) -> None:
-        import urllib.request
-
         urllib.request.urlopen(urllib.request.Request(self.url + "/_mode", data=mode.encode()), timeout=5).read()
 
-    def producer(self, start_seq: int, seconds: float) -> subprocess.Popen:
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTHOG_")}
+    def received(self) -> List[Dict[str, Any]]:
+        if not self.file.exists():
+            return []
+        return [json.loads(line) for line in self.file.read_text().splitlines() if line]
+
+    def wait_for(self, uuids: set, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and not uuids <= {e["uuid"] for e in self.received()}:
+            time.sleep(0.25)
+
+
+class Run:
+    """One scenario for one SDK: a sink, producers, and what they logged."""
+
+    def __init__(self, sdk: str, workdir: pathlib.Path, name: str) -> None:
+        self.sdk = sdk
+        self.dir = workdir / ("%s-%s" % (name, sdk))
+        self.dir.mkdir()
+        self.sink = Sink(self.dir, "sink")
+        self.log = self.dir / "emitted.log"
+        self.spool = self.dir / "spool"
+
+    def producer(self, rate: float, count: int, start: int = 0, end: str = "wait") -> subprocess.Popen:
+        env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OTEL_"))}
         env["PYTHONPATH"] = str(HERE.parent)
         process = subprocess.Popen(
-            [sys.executable, "-c", PRODUCER, self.sdk, self.url, str(self.rate), str(start_seq),
-             str(self.emitted_file), str(self.spool), API_KEY, str(seconds)],
-            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
+            [sys.executable, "-c", PRODUCER, self.sdk, self.sink.url, str(rate), str(count), str(start),
+             str(self.log), str(self.spool), API_KEY, end],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True, env=env,
         )  # fmt: skip
         assert process.stdout.readline().strip() == "started"
         return process
 
-    def play(self) -> None:
-        begin = time.monotonic()
+    def emitted(self) -> Dict[str, tuple]:
+        calls = {}
+        for index, line in enumerate(self.log.read_text().splitlines()):
+            uuid, seq, when = line.split()
+            calls[uuid if uuid != "None" else "None-%d" % index] = (int(seq), float(when))
+        return calls
 
-        def at(second: float) -> None:
-            time.sleep(max(0.0, begin + second - time.monotonic()))
+    def finish(self, process: subprocess.Popen, wait_for_all: float = 60) -> None:
+        """Let the service run until the sink has everything (or time is up), then stop it."""
+        process.stdout.readline()  # "done"
+        self.sink.wait_for({u for u in self.emitted() if not u.startswith("None")}, wait_for_all)
+        process.stdin.write("\n")
+        process.stdin.flush()
+        process.wait(timeout=120)
 
-        self.start_sink()
-        first = self.producer(0, 1000)
-        for second, mode in ((5, "503"), (10, "429"), (15, "drop"), (20, "slow")):
-            at(second)
-            self.mode(mode)
-            print("  %5.1f s  sink answers %s" % (time.monotonic() - begin, mode), flush=True)
-        at(25)
-        self.stop_sink()
-        print("  %5.1f s  sink down" % (time.monotonic() - begin), flush=True)
-        at(40)
-        first.send_signal(signal.SIGTERM)
-        first.wait(timeout=60)
-        print("  %5.1f s  producer 1 got SIGTERM (exit %s)" % (time.monotonic() - begin, first.returncode), flush=True)
-        at(42)
-        second = self.producer(1_000_000, 1000)
-        at(55)
-        self.start_sink()
-        print("  %5.1f s  sink back" % (time.monotonic() - begin), flush=True)
-        at(65)
-        self.kill_time = time.time()
-        second.send_signal(signal.SIGKILL)
-        second.wait()
-        print("  %5.1f s  producer 2 got SIGKILL" % (time.monotonic() - begin), flush=True)
-        at(66)
-        third = self.producer(2_000_000, 9)
-        third.wait(timeout=120)
-        print("  %5.1f s  producer 3 exited (%s)" % (time.monotonic() - begin, third.returncode), flush=True)
-        at(90)
-        self.stop_sink()
-
-    def results(self) -> dict:
-        emitted = {}
-        for line in self.emitted_file.read_text().splitlines():
-            uuid, user, seq, when = line.split()
-            if uuid != "None":
-                emitted[uuid] = (user, int(seq), float(when))
-        received, duplicates = [], 0
-        seen = set()
-        for line in self.sink_file.read_text().splitlines() if self.sink_file.exists() else []:
-            event = json.loads(line)
+    def judge(self) -> Dict[str, Any]:
+        calls = self.emitted()
+        received = self.sink.received()
+        seen: Dict[str, float] = {}
+        duplicates = violations = 0
+        highest: Dict[str, int] = defaultdict(lambda: -1)
+        for event in received:
             if event["uuid"] in seen:
                 duplicates += 1
                 continue
-            seen.add(event["uuid"])
-            received.append(event)
-        lost = [u for u in emitted if u not in seen]
-        near_kill = [u for u in lost if self.kill_time - 3 <= emitted[u][2] <= self.kill_time]
-        violations, last_seq, highest = 0, {}, defaultdict(lambda: -1)
-        for event in received:
-            if event["seq"] is None:
-                continue
-            user = event["distinct_id"]
-            if event["seq"] < highest[user]:
-                violations += 1
-            highest[user] = max(highest[user], event["seq"])
-            last_seq[user] = event["seq"]
-        expected_final = defaultdict(lambda: -1)
-        for user, seq, _ in emitted.values():
-            expected_final[user] = max(expected_final[user], seq)
-        correct = sum(1 for user in expected_final if last_seq.get(user) == expected_final[user])
-        per_second = self.rate
+            seen[event["uuid"]] = event["at"]
+            if event["seq"] is not None:
+                violations += event["seq"] < highest[event["distinct_id"]]
+                highest[event["distinct_id"]] = max(highest[event["distinct_id"]], event["seq"])
+        delays = sorted(seen[u] - calls[u][1] for u in calls if u in seen)
         return {
-            "emitted": len(emitted),
-            "delivered": len(emitted) - len(lost),
-            "lost": len(lost),
-            "lost within 3 s before SIGKILL": len(near_kill),
-            "lost elsewhere": len(lost) - len(near_kill),
-            "SIGKILL bound (1 s queue delay + 1 batch in flight)": int(per_second * 1.0) + 512,
+            "calls": len(calls),
+            "lost": sum(1 for u in calls if u not in seen),
             "duplicated": duplicates,
             "order violations": violations,
-            "users in the in-order final state": "%d / %d" % (correct, len(expected_final)),
+            "delay p50 (s)": round(delays[len(delays) // 2], 2) if delays else "-",
+            "delay p99 (s)": round(delays[int(len(delays) * 0.99)], 2) if delays else "-",
+            "delay max (s)": round(delays[-1], 2) if delays else "-",
         }
+
+
+# --- scenarios ------------------------------------------------------------------------------
+
+
+def steady(count: int, rate: float, mode: str) -> Callable[[Run], Dict[str, Any]]:
+    def play(run: Run) -> Dict[str, Any]:
+        run.sink.start()
+        run.sink.mode(mode)
+        try:
+            run.finish(run.producer(rate, count), wait_for_all=90)
+        finally:
+            run.sink.stop()
+        return run.judge()
+
+    return play
+
+
+def blackhole_exit(run: Run) -> Dict[str, Any]:
+    run.sink.start()
+    run.sink.mode("hold")
+    producer = run.producer(0, 100, end="exit")
+    ended = float(producer.stdout.readline().split()[1])
+    producer.wait(timeout=120)
+    exit_seconds = time.time() - ended
+    run.sink.stop()
+    run.sink.start()  # PostHog answers again: does a later run deliver what was left?
+    if run.sdk == "ours":
+        run.producer(0, 0, end="exit").wait(timeout=120)
+    run.sink.wait_for({u for u in run.emitted() if not u.startswith("None")}, 15)
+    run.sink.stop()
+    result = run.judge()
+    return {"exit time (s)": round(exit_seconds, 2), "calls": result["calls"],
+            "delivered by a later run": result["calls"] - result["lost"], "lost": result["lost"]}  # fmt: skip
+
+
+def backlog_drain(count: int) -> Callable[[Run], Dict[str, Any]]:
+    def play(run: Run) -> Dict[str, Any]:
+        run.sink.start()
+        run.sink.mode("drop")  # down: every connection is closed unanswered
+        producer = run.producer(0, count, end="forever")
+        producer.stdout.readline()
+        time.sleep(3)  # what can wait, waits (spool, queue); the rest is given up
+        run.sink.mode("ok")
+        back = time.time()
+        run.sink.wait_for({u for u in run.emitted() if not u.startswith("None")}, 120)
+        producer.kill()
+        producer.wait()
+        run.sink.stop()
+        result = run.judge()
+        arrivals = [e["at"] for e in run.sink.received()]
+        delivered = result["calls"] - result["lost"]
+        span = max(arrivals) - back if arrivals else 0
+        return {"calls": result["calls"], "delivered": delivered, "lost": result["lost"],
+                "drain rate (events/s)": int(delivered / span) if span > 0 else "-"}  # fmt: skip
+
+    return play
+
+
+def schedule(run: Run, rate: float = 200) -> Dict[str, Any]:
+    """The 90 s fault schedule; a SIGKILL at 65 s, whose loss is judged against its window."""
+    begin = time.monotonic()
+
+    def at(second: float) -> None:
+        time.sleep(max(0.0, begin + second - time.monotonic()))
+
+    run.sink.start()
+    first = run.producer(rate, 1_000_000, end="forever")
+    for second, mode in ((5, "503"), (10, "429"), (15, "drop"), (20, "slow")):
+        at(second)
+        run.sink.mode(mode)
+    at(25)
+    run.sink.stop()
+    at(40)
+    first.send_signal(signal.SIGTERM)
+    first.wait(timeout=60)
+    at(42)
+    second = run.producer(rate, 1_000_000, start=1_000_000, end="forever")
+    at(55)
+    run.sink.start()
+    at(65)
+    kill_time = time.time()
+    second.send_signal(signal.SIGKILL)
+    second.wait()
+    at(66)
+    third = run.producer(rate, int(9 * rate), start=2_000_000, end="exit")
+    third.wait(timeout=120)
+    at(90)
+    run.sink.stop()
+    result = run.judge()
+    calls = run.emitted()
+    seen = {e["uuid"] for e in run.sink.received()}
+    window = 2.0 if run.sdk == "ours" else 0.0  # our stated window: the SDK's 1 s delay + spool_after 1 s
+    near = sum(1 for u, (_, when) in calls.items() if u not in seen and kill_time - 3 <= when <= kill_time)
+    inside = sum(1 for u, (_, when) in calls.items() if u not in seen and kill_time - window <= when <= kill_time)
+    return {**{k: result[k] for k in ("calls", "lost", "duplicated", "order violations")},
+            "lost within 3 s before SIGKILL": near,
+            "lost outside the stated window": result["lost"] - inside,
+            "SIGTERM exit": first.returncode}  # fmt: skip
+
+
+SCENARIOS: Dict[str, Callable[[Run], Dict[str, Any]]] = {
+    "burst-5000": steady(5_000, 0, "ok"),
+    "burst-20000": steady(20_000, 0, "ok"),
+    "slow-2s": steady(20_000, 2_000, "slow:2"),
+    "flaky-30": steady(20_000, 2_000, "flaky:0.3:1"),
+    "flaky-50": steady(10_000, 1_000, "flaky:0.5:2"),
+    "slow-1.5s-flaky-30": steady(10_000, 2_000, "flaky:0.3:3:1.5"),
+    "blackhole-exit": blackhole_exit,
+    "backlog-drain": backlog_drain(10_000),
+    "schedule": schedule,
+}
+
+
+def summarise(values: List[Any]) -> str:
+    numbers = [v for v in values if isinstance(v, (int, float))]
+    if len(numbers) != len(values):
+        return str(values[0])
+    middle = statistics.median(numbers)
+    middle = int(middle) if all(isinstance(v, int) for v in numbers) and middle == int(middle) else round(middle, 2)
+    low, high = min(numbers), max(numbers)
+    return str(middle) if low == high else "%s [%s-%s]" % (middle, low, high)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rate", type=float, default=200)
+    parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sdk", choices=("both", "ours", "reference"), default="both")
+    parser.add_argument("--only", default=",".join(SCENARIOS), help="comma-separated scenario names")
     args = parser.parse_args()
     sdks = ["ours", "reference"] if args.sdk == "both" else [args.sdk]
-    table = {}
+    chosen = [name for name in args.only.split(",") if name]
+    results: Dict[str, Dict[str, Dict[str, List[Any]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     with tempfile.TemporaryDirectory(prefix="posthog-otel-reliability-") as work:
-        for sdk in sdks:
-            print("== %s" % ("posthog_otel" if sdk == "ours" else "posthog SDK"), flush=True)
-            run = Run(sdk, args.rate, pathlib.Path(work))
-            run.play()
-            table[sdk] = run.results()
-    names = list(next(iter(table.values())))
-    width = max(len(n) for n in names)
-    print("\n%-*s  %14s  %14s" % (width, "", "posthog_otel", "posthog SDK"))
-    for name in names:
-        print("%-*s  %14s  %14s" % (width, name, table.get("ours", {}).get(name, "-"), table.get("reference", {}).get(name, "-")))
+        for round_ in range(args.rounds):
+            for name in chosen:
+                for sdk in sdks:
+                    workdir = pathlib.Path(work) / ("round%d" % round_)
+                    workdir.mkdir(exist_ok=True)
+                    started = time.monotonic()
+                    outcome = SCENARIOS[name](Run(sdk, workdir, name))
+                    print("round %d  %-20s %-13s %5.1f s  %s" % (round_ + 1, name, SDK_NAMES[sdk],
+                          time.monotonic() - started, outcome), flush=True)  # fmt: skip
+                    for metric, value in outcome.items():
+                        results[name][metric][sdk].append(value)
+    print("\n%d round(s); medians [min-max]\n" % args.rounds)
+    width = max(len(m) for metrics in results.values() for m in metrics) + 2
+    print("%-20s %-*s  %-22s  %-22s" % ("scenario", width, "", *[SDK_NAMES[s] for s in ("ours", "reference")]))
+    for name, metrics in results.items():
+        for index, (metric, per_sdk) in enumerate(metrics.items()):
+            cells = [summarise(per_sdk[s]) if per_sdk.get(s) else "-" for s in ("ours", "reference")]
+            print("%-20s %-*s  %-22s  %-22s" % (name if index == 0 else "", width, metric, *cells))
 
 
 if __name__ == "__main__":

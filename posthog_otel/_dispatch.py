@@ -173,7 +173,7 @@ class Dispatcher:
         if items:  # the thread is behind: encode here (costs this thread time, loses nothing)
             encoded = self._encode(items)
             with self._cond:
-                self._handoff.append((now, encoded))
+                self._handoff.append((now, encoded))  # in order: its numbers are judged in turn
         with self._cond:
             self._quiet = self._safe = False
             self._cond.notify_all()
@@ -270,6 +270,8 @@ class Dispatcher:
         self._threads = []
         self._inline = False
         self._stats.after_fork()
+        if self._spool is not None:
+            self._spool.after_fork()
         self._tracker.after_fork(_emit.emitter.checkpoint())
         after_fork = getattr(self._transport, "after_fork", None)
         if after_fork is not None:
@@ -307,10 +309,13 @@ class Dispatcher:
                     return
 
     def _step(self, taken: List[Tuple[float, Any]], answer: Optional[Tuple[Shipment, Verdict]], finish: Optional[_Finish]) -> None:
+        arrived: List[_Waiting] = []
         for born, items in taken:
-            batch = items if isinstance(items, EncodedBatch) else self._encode(items)
-            for piece in batch.requests(REQUEST_BYTES) if batch.count else ():
-                self._enqueue(_Waiting(piece, born))
+            batch, numbers = items if isinstance(items, tuple) else self._encode(items)
+            self._report_losses(self._tracker.saw(numbers))  # in hand-off order: late is not lost
+            arrived.extend(_Waiting(piece, born) for piece in batch.requests(REQUEST_BYTES) if piece.count)
+        if arrived:
+            self._enqueue(arrived)
         now = time.monotonic()
         if answer is not None:
             self._settle(*answer, now)
@@ -323,24 +328,33 @@ class Dispatcher:
         if finish is None or not finish.done.is_set():
             self._send_if_due(now)
 
-    def _encode(self, items: Sequence[Any]) -> EncodedBatch:
-        """Records to PostHog events to JSON; counts what was lost before, or cannot go."""
+    def _encode(self, items: Sequence[Any]) -> Tuple[EncodedBatch, List[int]]:
+        """Records to PostHog events to JSON, and the records' sequence numbers."""
         operations, numbers = self._read(items)
-        self._report_losses(self._tracker.saw(numbers))
         events, skipped = to_posthog_events(operations, self._defaults)
         for problem in skipped:
             count_drop(problem.reason)
             warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
         batch, oversized = EncodedBatch.encode(events)
         too_large(len(oversized), oversized[0].get("event") if oversized else None)
-        return batch
+        return batch, numbers
 
-    def _enqueue(self, waiting: _Waiting) -> None:
-        if self._disk_mode and self._spool_usable(waiting.born) and self._spool_write(waiting.batch):
-            return
-        self._memory.append(waiting)
-        self._memory_bytes += waiting.batch.size
-        self._memory_events += waiting.batch.count
+    def _enqueue(self, arrived: List[_Waiting]) -> None:
+        """New batches behind the spool (as few files as requests allow), or in memory."""
+        if self._disk_mode and self._spool_usable(arrived[0].born):
+            while arrived:
+                group: List[_Waiting] = []
+                size = 0
+                while arrived and (not group or size + arrived[0].batch.size < REQUEST_BYTES):
+                    size += arrived[0].batch.size
+                    group.append(arrived.pop(0))
+                if not self._spool_write(EncodedBatch.join([w.batch for w in group])):
+                    arrived[:0] = group
+                    break
+        for waiting in arrived:
+            self._memory.append(waiting)
+            self._memory_bytes += waiting.batch.size
+            self._memory_events += waiting.batch.count
 
     # --- sending ---------------------------------------------------------------------------
 

@@ -6,31 +6,33 @@ sanitized snapshot of the properties, and emits one OpenTelemetry log record fol
 encoding, delivery) happens later on the exporter's thread, so the caller pays only for
 the snapshot and ``Logger.emit``.
 
-No function here raises: bad input is dropped with a rate-limited warning and counted,
-and the return value (the operation's uuid, or None) tells the caller what happened.
+No function here raises: every public one runs under ``_guard.guarded``.  Input that
+cannot be sent as given is dropped with a warning (rate-limited per call and reason) and
+counted; the return value (the operation's uuid, or None) tells the caller what happened,
+and a returned uuid is always the one PostHog receives.
 """
 
 from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import logging
-import re
-import threading
 import sys
+import threading
 import time
-import uuid as _uuid
-from random import getrandbits as _getrandbits
 from collections.abc import Mapping
-from typing import Any, Dict, Optional, Tuple, Union
+from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 
 from . import _schema as schema
-from ._context import _Scope, current_scope, distinct_id_of, get_tags, session_of
+from ._context import Refused, _Scope, current_scope, distinct_id_of, get_tags, session_of
+from ._envelope import new_uuid7, operation_time, operation_uuid
+from ._guard import Dropped, guarded, report_drop
+from ._limits import LimitsSource
 from ._log import count_drop, logger, warn_limited
 from ._properties import sanitize_properties
+from ._text import Unusable, as_text, describe
 from ._version import __version__
 
 Timestamp = Union[_dt.datetime, str, None]
@@ -51,6 +53,7 @@ class _Emitter:
 
     def __init__(self) -> None:
         self.logger: Any = None
+        self.limits: Optional[LimitsSource] = None
         self.ready = False
         #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
         self.sequence = itertools.count(1)
@@ -61,14 +64,19 @@ class _Emitter:
 
     def bind(self, logger_provider: Any) -> None:
         self.logger = logger_provider.get_logger(schema.SCOPE, __version__)
+        self.limits = LimitsSource(self.logger)
         self.ready = True
 
     def unbind(self) -> None:
         """Forget the provider and every exporter (for tests and ``posthog_otel.testing``)."""
         self.logger = None
+        self.limits = None
         self.ready = False
         with self._lock:
             self._exporters, self.refusal = 0, None
+
+    def after_fork(self) -> None:
+        self._lock = threading.Lock()
 
     def checkpoint(self) -> int:
         """The first sequence number a record emitted from now on can carry."""
@@ -108,11 +116,16 @@ class _Emitter:
         self.bind(provider)
         return True
 
-    def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: int) -> bool:
+    def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: Optional[int]) -> bool:
         if self.refusal is not None:
             return self._refuse(self.refusal)
         if not self.ready and not self.resolve():
             return False
+        if self.limits is not None:
+            # Checked with posthog.seq in place (its value is an int: only its count matters),
+            # and before a number is taken: a refused record must not look like an SDK drop.
+            attributes[schema.SEQUENCE] = 0
+            self.limits.check(attributes)
         attributes[schema.SEQUENCE] = next(self.sequence)
         self.logger.emit(
             timestamp=timestamp,
@@ -167,6 +180,7 @@ emitter = _Emitter()
 # --- the operations ------------------------------------------------------------------
 
 
+@guarded("set")
 def set(
     distinct_id: Any = None,
     properties: Optional[Mapping] = None,
@@ -180,12 +194,10 @@ def set(
     Context tags are folded into the properties (explicit properties win).  Returns the
     operation's uuid, or None when nothing was sent (no distinct id, no properties).
     """
-    try:
-        return _person_update(schema.SET, "set", distinct_id, properties, timestamp, uuid, disable_geoip)
-    except Exception:
-        return _internal_error("set")
+    return _person_update(schema.SET, "set", distinct_id, properties, timestamp, uuid, disable_geoip)
 
 
+@guarded("set_once")
 def set_once(
     distinct_id: Any = None,
     properties: Optional[Mapping] = None,
@@ -194,14 +206,10 @@ def set_once(
     disable_geoip: Optional[bool] = None,
 ) -> Optional[str]:
     """Set properties on a person only where they are not set yet.  Otherwise as ``set``."""
-    try:
-        return _person_update(
-            schema.SET_ONCE, "set_once", distinct_id, properties, timestamp, uuid, disable_geoip
-        )
-    except Exception:
-        return _internal_error("set_once")
+    return _person_update(schema.SET_ONCE, "set_once", distinct_id, properties, timestamp, uuid, disable_geoip)
 
 
+@guarded("group_identify")
 def group_identify(
     group_type: Any,
     group_key: Any,
@@ -216,25 +224,20 @@ def group_identify(
     Without a distinct id (argument or context) PostHog's rule applies: the event is sent
     under a random one.  Returns the uuid, or None when the group type or key is missing.
     """
-    try:
-        group_type = _text(group_type)
-        group_key = _text(group_key)
-        if not group_type or not group_key:
-            return _dropped(
-                "no_group",
-                "group_identify() needs a group type and a group key; the call is dropped",
-            )
-        scope = current_scope()
-        attributes: Dict[str, Any] = {schema.GROUP_TYPE: group_type, schema.GROUP_KEY: group_key}
-        person = _resolve_id(distinct_id, scope)
-        if person is not None:
-            attributes[schema.DISTINCT_ID] = person
-        body = sanitize_properties(properties, what="group_identify() properties")
-        return _finish(schema.GROUP_IDENTIFY, attributes, body, scope, timestamp, uuid, disable_geoip)
-    except Exception:
-        return _internal_error("group_identify")
+    group_type = _id(group_type, "group type")
+    group_key = _id(group_key, "group key")
+    if not group_type or not group_key:
+        raise Dropped("no_group", "needs a group type and a group key")
+    scope = current_scope()
+    attributes: Dict[str, Any] = {schema.GROUP_TYPE: group_type, schema.GROUP_KEY: group_key}
+    person = _resolve(distinct_id, scope)
+    if person is not None:
+        attributes[schema.DISTINCT_ID] = person
+    body = sanitize_properties(properties, what="group_identify() properties")
+    return _finish(schema.GROUP_IDENTIFY, "group_identify", attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
+@guarded("alias")
 def alias(
     previous_id: Any,
     distinct_id: Any = None,
@@ -247,23 +250,18 @@ def alias(
     ``distinct_id`` falls back to the context's person.  Returns the uuid, or None when
     either id is missing.
     """
-    try:
-        previous = _text(previous_id)
-        if not previous:
-            return _dropped("no_distinct_id", "alias() needs a previous_id; the call is dropped")
-        scope = current_scope()
-        person = _resolve_id(distinct_id, scope)
-        if person is None:
-            return _dropped(
-                "no_distinct_id",
-                "alias() needs a distinct_id (argument or identify_context()); the call is dropped",
-            )
-        attributes = {schema.DISTINCT_ID: person, schema.PREVIOUS_ID: previous}
-        return _finish(schema.ALIAS, attributes, None, scope, timestamp, uuid, disable_geoip)
-    except Exception:
-        return _internal_error("alias")
+    previous = _id(previous_id, "previous_id")
+    if not previous:
+        raise Dropped("no_distinct_id", "needs a previous_id")
+    scope = current_scope()
+    person = _resolve(distinct_id, scope)
+    if person is None:
+        raise Dropped("no_distinct_id", "needs a distinct_id (argument or identify_context())")
+    attributes = {schema.DISTINCT_ID: person, schema.PREVIOUS_ID: previous}
+    return _finish(schema.ALIAS, "alias", attributes, None, scope, timestamp, uuid, disable_geoip)
 
 
+@guarded("capture")
 def capture(
     *args: Any,
     distinct_id: Any = None,
@@ -281,32 +279,19 @@ def capture(
     ``capture('signup', {...})`` and ``capture('signup', distinct_id='user123', ...)``.
     Without any distinct id the event is personless, as in PostHog's SDK.
     """
-    try:
-        parsed = _capture_arguments(args, distinct_id, event, properties)
-        if parsed is None:
-            return _dropped(
-                "no_event",
-                "capture() needs an event name, as capture(event) or capture(distinct_id, event, "
-                "properties); the call is dropped",
-            )
-        distinct_id, event, properties = parsed
-        scope = current_scope()
-        attributes: Dict[str, Any] = {schema.EVENT: event}
-        person = _resolve_id(distinct_id, scope)
-        if person is not None:
-            attributes[schema.DISTINCT_ID] = person
-        if groups:
-            _add_groups(attributes, groups)
-        if scope is None:
-            body = sanitize_properties(properties, what="capture() properties", keep_nested=_CAPTURE_NESTED)
-        else:
-            tags = get_tags()
-            merged = {**tags, **properties} if isinstance(properties, Mapping) else tags
-            body = sanitize_properties(merged, what="capture() properties", keep_nested=_CAPTURE_NESTED)
-            body["$context_tags"] = [key if type(key) is str else str(key) for key in tags]
-        return _finish(schema.CAPTURE, attributes, body, scope, timestamp, uuid, disable_geoip)
-    except Exception:
-        return _internal_error("capture")
+    distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
+    scope = current_scope()
+    attributes: Dict[str, Any] = {schema.EVENT: name}
+    person = _resolve(distinct_id, scope)
+    if person is not None:
+        attributes[schema.DISTINCT_ID] = person
+    if groups is not None:
+        _add_groups(attributes, groups)
+    tags = get_tags() if scope is not None else None
+    body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
+    if tags is not None:
+        body["$context_tags"] = list(tags)  # tag() keeps text keys only
+    return _finish(schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
 # --- shared steps -----------------------------------------------------------------------
@@ -324,26 +309,20 @@ def _person_update(
     if properties is None and distinct_id is not None and _is_map(distinct_id):
         distinct_id, properties = None, distinct_id  # set({...}): the context's person
     scope = current_scope()
-    person = _resolve_id(distinct_id, scope)
+    person = _resolve(distinct_id, scope)
     if person is None:
-        return _dropped(
-            "no_distinct_id",
-            "%s() without a distinct_id (argument or identify_context()) does nothing; the call is dropped",
-            call,
-        )
-    if scope is not None:
-        tags = get_tags()
-        if tags:
-            properties = {**tags, **properties} if isinstance(properties, Mapping) else tags
-    body = sanitize_properties(properties, what="%s() properties" % call)
+        raise Dropped("no_distinct_id", "without a distinct_id (argument or identify_context()) it does nothing")
+    tags = get_tags() if scope is not None else None
+    body = _with_tags(properties, tags, "%s() properties" % call)
     if not body:
-        return _dropped("no_properties", "%s() with no properties does nothing; the call is dropped", call)
+        raise Dropped("no_properties", "without properties it does nothing")
     attributes = {schema.DISTINCT_ID: person}
-    return _finish(operation, attributes, body, scope, timestamp, uuid, disable_geoip)
+    return _finish(operation, call, attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
 def _finish(
     operation: str,
+    call: str,
     attributes: Dict[str, Any],
     body: Any,
     scope: Optional[_Scope],
@@ -352,36 +331,67 @@ def _finish(
     disable_geoip: Optional[bool],
 ) -> Optional[str]:
     """Add what every operation carries, emit, and return the uuid (None if dropped)."""
-    time_ns = _timestamp_ns(timestamp)
-    operation_uuid = _operation_uuid(uuid, time_ns)
-    attributes[schema.UUID] = operation_uuid
+    time_ns, beyond_record = (time.time_ns(), None) if timestamp is None else operation_time(timestamp, call)
+    operation_uuid_ = new_uuid7(time_ns) if uuid is None else operation_uuid(uuid, time_ns, call)
+    attributes[schema.UUID] = operation_uuid_
+    if beyond_record is not None:  # a time the record's own timestamp cannot hold
+        attributes[schema.TIMESTAMP] = beyond_record
     if scope is not None:
         session = session_of(scope)
         if session:
             attributes[schema.SESSION_ID] = session
     if disable_geoip is not None:
-        attributes[schema.DISABLE_GEOIP] = bool(disable_geoip)
-    if emitter.emit(operation, attributes, body, time_ns):
-        return operation_uuid
+        geoip = _flag(disable_geoip, "disable_geoip", call)
+        if geoip is not None:
+            attributes[schema.DISABLE_GEOIP] = geoip
+    if emitter.emit(operation, attributes, body, time_ns if beyond_record is None else None):
+        return operation_uuid_
     return None
 
 
+def _id(value: Any, argument: str) -> Optional[str]:
+    """An id argument as text; None when absent or empty.  Unsendable: the call is dropped."""
+    if value is None:
+        return None
+    if type(value) is str and value.isascii():
+        return value or None
+    try:
+        return as_text(value) or None
+    except Unusable as problem:
+        raise Dropped("invalid_id", "the %s %s %s", argument, describe(value), problem) from None
+
+
+def _resolve(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
+    """The explicit distinct id if non-empty, else the nearest scope's, else None."""
+    person = _id(explicit, "distinct_id")
+    if person is not None:
+        return person
+    found = distinct_id_of(scope)
+    if isinstance(found, Refused):
+        raise Dropped("invalid_id", "the context's distinct id (identify_context) %s", found.why)
+    return found
+
+
 def _resolve_id(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
-    """Explicit id (stringified) if non-empty, else the nearest scope's, else None."""
-    if explicit is not None:
-        text = explicit if type(explicit) is str else _text(explicit)
-        if text:
-            return text
-    return distinct_id_of(scope)
+    """``_resolve`` for callers outside an operation (feature flags): an unsendable id is
+    said and counted here, and is None to the caller."""
+    try:
+        return _resolve(explicit, scope)
+    except Dropped as drop:
+        report_drop("feature_flag", drop)
+        return None
 
 
 def _capture_arguments(
-    args: Tuple[Any, ...], distinct_id: Any, event: Optional[str], properties: Any
-) -> Optional[Tuple[Any, str, Any]]:
+    args: Tuple[Any, ...], distinct_id: Any, event: Any, properties: Any
+) -> Tuple[Any, str, Any]:
     """Sort positional arguments into (distinct_id, event, properties), seed and SDK shapes alike."""
     positional = list(args)
     if len(positional) > 3:
-        return None
+        raise Dropped(
+            "invalid_arguments", "takes at most 3 positional arguments (distinct_id, event, properties), got %d",
+            len(positional),
+        )  # fmt: skip
     if event is None:
         if len(positional) >= 2 and not _is_map(positional[1]):
             distinct_id, event = positional[0], positional[1]  # capture(distinct_id, event, ...)
@@ -393,123 +403,88 @@ def _capture_arguments(
         distinct_id = positional.pop(0)  # capture('user123', event='signup')
     if positional:
         if properties is not None or len(positional) > 1:
-            return None
+            raise Dropped(
+                "invalid_arguments", "positional arguments %s do not fit (distinct_id, event, properties) beside "
+                "the keywords given", describe(tuple(args)),
+            )  # fmt: skip
         properties = positional[0]
-    if not isinstance(event, str) or not event:
-        return None
-    return distinct_id, event, properties
+    return distinct_id, _event_name(event), properties
+
+
+def _event_name(event: Any) -> str:
+    if type(event) is str and event.isascii() and event:
+        return event
+    if event is None:
+        raise Dropped("no_event", "needs an event name, as capture(event) or capture(distinct_id, event, properties)")
+    if not isinstance(event, str):
+        raise Dropped("invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event))
+    try:
+        name = as_text(event)
+    except Unusable as problem:
+        raise Dropped("invalid_event", "the event name %s %s", describe(event), problem) from None
+    if not name:
+        raise Dropped("invalid_event", "the event name is empty")
+    return name
 
 
 def _add_groups(attributes: Dict[str, Any], groups: Any) -> None:
-    if not _is_map(groups):
-        _dropped("invalid_groups", "capture() groups must be a map of group type to group key; ignored")
-        return
-    for group_type, group_key in groups.items():
-        key = _text(group_key)
-        if key:
-            attributes[schema.GROUPS_PREFIX + str(group_type)] = key
-
-
-def new_uuid7(time_ns: int) -> str:
-    """A version-7 uuid (RFC 9562): 48 bits of milliseconds, then 74 random bits.
-
-    Time-ordered ids are what PostHog's newer SDKs send; building the text directly costs
-    half of ``str(uuid.uuid4())``.  ``random`` reseeds itself in a forked child, so
-    parent and child never share a sequence.
-    """
-    ms = time_ns // 1_000_000
-    rand = _getrandbits(74)
-    return "%08x-%04x-%04x-%04x-%012x" % (
-        ms >> 16,
-        ms & 0xFFFF,
-        0x7000 | (rand >> 62),
-        0x8000 | ((rand >> 48) & 0x3FFF),
-        rand & 0xFFFFFFFFFFFF,
-    )
-
-
-def _operation_uuid(value: Any, time_ns: int) -> str:
-    if value is None:
-        return new_uuid7(time_ns)
-    if isinstance(value, _uuid.UUID):
-        return str(value)
-    text = value if isinstance(value, str) else None
-    if text is not None:
-        try:
-            _uuid.UUID(text)
-            return text
-        except ValueError:
-            pass
-    warn_limited("invalid_uuid", "posthog_otel: invalid uuid %s replaced by a new one", _short(value))
-    return new_uuid7(time_ns)
-
-
-_DATE_ONLY = re.compile(r"\d{4}-?\d{2}-?\d{2}")
-_COMPACT_OFFSET = re.compile(r"([+-]\d{2})(\d{2})$")
-_EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
-
-
-def _timestamp_ns(value: Timestamp) -> int:
-    """Nanoseconds since the epoch; now for None or an invalid value (with a warning)."""
-    if value is None:
-        return time.time_ns()
+    """``posthog.groups.<type> = <key>`` per group; an unsendable type or key drops the call."""
     try:
-        moment = _parse_timestamp(value)
-    except (TypeError, ValueError, OverflowError):
-        warn_limited("invalid_timestamp", "posthog_otel: invalid timestamp %s, using the current time", _short(value))
-        return time.time_ns()
-    delta = _as_utc(moment) - _EPOCH
-    return (delta.days * 86_400 + delta.seconds) * 1_000_000_000 + delta.microseconds * 1_000
-
-
-def _parse_timestamp(value: Any) -> _dt.datetime:
-    if isinstance(value, _dt.datetime):
-        return value
-    if isinstance(value, str):
-        if _DATE_ONLY.fullmatch(value):
-            raise ValueError("a date is not a timestamp")
-        text = _COMPACT_OFFSET.sub(r"\1:\2", value.replace("Z", "+00:00"))
-        return _dt.datetime.fromisoformat(text)
-    raise TypeError("not a datetime or ISO 8601 string")
-
-
-def _as_utc(moment: _dt.datetime) -> _dt.datetime:
-    """PostHog's SDK rule for naive datetimes: local time if it is about now, else UTC."""
-    if moment.tzinfo is None or moment.tzinfo.utcoffset(moment) is None:
-        if 0 <= (_dt.datetime.now() - moment).total_seconds() < 5:
-            moment = moment.astimezone()  # naive "now()": the system's local zone
+        items = list(groups.items()) if _is_map(groups) else None
+    except Exception:  # a map that cannot be read
+        items = None
+    if items is None:
+        count_drop("invalid_groups")
+        warn_limited(
+            "invalid_groups:capture",
+            "posthog_otel: capture(): groups must be a map of group type to group key, not %s; ignored",
+            describe(groups),
+        )
+        return
+    for group_type, group_key in items:
+        name = _id(group_type, "group type")
+        key = _id(group_key, "group key")
+        if name and key:
+            attributes[schema.GROUPS_PREFIX + name] = key
         else:
-            moment = moment.replace(tzinfo=_dt.timezone.utc)
-    return moment.astimezone(_dt.timezone.utc)
+            count_drop("invalid_group")
+            warn_limited(
+                "invalid_group:capture",
+                "posthog_otel: capture(): group %s: %s needs a type and a key; that group is left out",
+                describe(group_type),
+                describe(group_key),
+            )
+
+
+def _with_tags(properties: Any, tags: Optional[Dict[str, Any]], what: str, keep_nested: FrozenSet[str] = frozenset()) -> Dict[str, Any]:
+    """The body: sanitized properties over the context's tags (explicit properties win)."""
+    if tags:
+        if properties is None:
+            properties = tags
+        elif type(properties) is dict:
+            properties = {**tags, **properties}
+        else:  # another kind of map (or not a map): each side sanitized on its own
+            body = sanitize_properties(tags, what=what, keep_nested=keep_nested)
+            body.update(sanitize_properties(properties, what=what, keep_nested=keep_nested))
+            return body
+    return sanitize_properties(properties, what=what, keep_nested=keep_nested)
+
+
+def _flag(value: Any, argument: str, call: str) -> Optional[bool]:
+    if value is True or value is False:
+        return value
+    try:
+        return bool(value)
+    except Exception:
+        warn_limited(
+            "invalid_flag:%s:%s" % (call, argument),
+            "posthog_otel: %s(): %s=%s is not true or false; the exporter's setting applies",
+            call,
+            argument,
+            describe(value),
+        )
+        return None
 
 
 def _is_map(value: Any) -> bool:
     return type(value) is dict or isinstance(value, Mapping)
-
-
-def _text(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    if isinstance(value, str):
-        return value
-    return str(value)
-
-
-def _short(value: Any) -> str:
-    text = repr(value)
-    return text if len(text) <= 80 else text[:77] + "..."
-
-
-def _dropped(reason: str, message: str, *args: Any) -> Optional[str]:
-    count_drop(reason)
-    warn_limited("drop:" + reason, "posthog_otel: " + message, *args)
-    return None
-
-
-def _internal_error(call: str) -> Optional[str]:
-    count_drop("internal_error")
-    if RAISE_INTERNAL_ERRORS:
-        raise
-    warn_limited("internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR)
-    logger.debug("internal error in %s()", call, exc_info=True)
-    return None

@@ -13,7 +13,9 @@ import math
 from dataclasses import dataclass
 from typing import Any, Dict, List, Sequence, Tuple
 
+from ._log import count_drop, warn_limited
 from ._properties import sanitize_properties
+from ._text import SURROGATES, Unusable, as_text, is_sendable
 
 #: PostHog drops events larger than this (bytes of JSON).
 MAX_EVENT_BYTES = 900 * 1024
@@ -27,30 +29,51 @@ _ENVELOPE_OVERHEAD = 256  # api_key, sent_at and the field names around the even
 
 def encode_event(event: Any) -> bytes:
     """Compact UTF-8 JSON.  Values JSON cannot hold (NaN, objects in hand-written records,
-    lone surrogates) become null or U+FFFD-free text instead of failing the whole batch."""
+    text with surrogates) are converted or dropped, by the rules of our own properties,
+    instead of failing the whole batch; never replaced by ``?``, which would merge values
+    that differ."""
     try:
-        text = _ENCODER.encode(event)
-    except (TypeError, ValueError):
-        text = _ENCODER.encode(_scrub(event))
-    return text.encode("utf-8", "replace")
+        return _ENCODER.encode(event).encode("utf-8")
+    except (TypeError, ValueError):  # UnicodeEncodeError is a ValueError
+        return _ENCODER.encode(_scrub(event)).encode("utf-8")
 
 
 # One encoder, built once: json.dumps with options builds a new one per call.
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), allow_nan=False)
 
+_GONE = object()  # a value left out (already counted and said)
+_INT64 = range(-(2**63), 2**63)
+
 
 def _scrub(value: Any) -> Any:
     """A JSON-safe copy of a hand-written record's values (our own records never need it)."""
     if isinstance(value, dict):
-        return {str(k): _scrub(v) for k, v in value.items()}
+        out = {}
+        for key, item in value.items():
+            clean = _scrub(item)
+            if clean is _GONE:
+                continue
+            try:
+                out[as_text(key)] = clean
+            except Unusable as problem:
+                _left_out("a key that %s" % problem)
+        return out
     if isinstance(value, (list, tuple)):
-        return [_scrub(v) for v in value]
+        return [clean for clean in map(_scrub, value) if clean is not _GONE]
+    if isinstance(value, str):
+        return value if is_sendable(value) else _left_out("text that " + SURROGATES)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, (str, int, bool)):
+    if value is None or isinstance(value, bool) or (type(value) is int and value in _INT64):
         return value
-    converted = sanitize_properties({"value": value}, what="exported value")
-    return converted.get("value")
+    converted = sanitize_properties({"value": value}, what="exported value")  # counts what it drops
+    return converted.get("value", _GONE)
+
+
+def _left_out(what: str) -> Any:
+    count_drop("invalid_property")
+    warn_limited("encode:" + what, "posthog_otel: left out of an exported event: %s", what)
+    return _GONE
 
 
 def split_by_size(
@@ -83,8 +106,8 @@ def encode_events(
     and it is one request.
     """
     try:
-        whole = _ENCODER.encode(list(events)).encode("utf-8", "replace")
-    except (TypeError, ValueError):
+        whole = _ENCODER.encode(list(events)).encode("utf-8")
+    except (TypeError, ValueError):  # one event needs scrubbing: each on its own
         whole = b""
     if events and 2 < len(whole) <= max_event_bytes:
         return list(events), [whole[1:-1]], []

@@ -24,7 +24,7 @@ import time
 import weakref
 from typing import Any, Callable, List
 
-from . import _log
+from . import _emit, _log, _stats
 from ._log import logger
 
 #: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
@@ -113,6 +113,8 @@ def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
     _log.after_fork()
+    _stats.after_fork()
+    _emit.emitter.after_fork()
     for dispatcher in list(_dispatchers):
         dispatcher.after_fork()
 

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _schema as schema
+from ._text import Unusable, as_text
 
 NewId = Callable[[], str]
 
@@ -98,10 +99,10 @@ def to_posthog_event(operation: Operation, defaults: Defaults, new_id: NewId = n
     attributes = operation.attributes
     event, properties = build(operation, attributes, new_id)
     event["uuid"] = _valid_uuid(attributes.get(schema.UUID)) or new_id()
-    event["timestamp"] = iso_timestamp(operation.time_unix_nano)
+    event["timestamp"] = _timestamp(operation)
     session = _first(attributes, (schema.SESSION_ID, *schema.SESSION_ID_FALLBACKS))
     if session and "$session_id" not in properties:
-        properties["$session_id"] = str(session)
+        properties["$session_id"] = _id_text(session, "session id", operation)
     if operation.trace_id and "$trace_id" not in properties:
         properties["$trace_id"] = "%032x" % operation.trace_id
         properties["$span_id"] = "%016x" % operation.span_id
@@ -135,8 +136,8 @@ def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id:
         raise Skipped("no_group", "posthog.group_identify without group type or key")
     body = operation.body
     properties = {
-        "$group_type": str(group_type),
-        "$group_key": str(group_key),
+        "$group_type": _id_text(group_type, "group type", operation),
+        "$group_key": _id_text(group_key, "group key", operation),
         "$group_set": dict(body) if isinstance(body, Mapping) else {},
     }
     person = _distinct_id(operation) or new_id()  # PostHog's SDK: always personful, random id
@@ -148,7 +149,7 @@ def _alias(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
     person = _distinct_id(operation)
     if not previous or person is None:
         raise Skipped("no_distinct_id", "posthog.alias without both ids")
-    previous = str(previous)
+    previous = _id_text(previous, "previous id", operation)
     # PostHog's wire shape: the event belongs to the previous id; "alias" is the new one.
     properties = {"distinct_id": previous, "alias": person}
     return {"event": "$create_alias", "distinct_id": previous}, properties
@@ -158,10 +159,11 @@ def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId)
     name = attributes.get(schema.EVENT)
     if not name or not isinstance(name, str):
         raise Skipped("no_event", "posthog.capture without posthog.event")
+    name = _id_text(name, "event name", operation)
     body = operation.body
     properties = dict(body) if isinstance(body, Mapping) else {}
     groups = {
-        key[len(schema.GROUPS_PREFIX) :]: str(value)
+        _id_text(key[len(schema.GROUPS_PREFIX) :], "group type", operation): _id_text(value, "group key", operation)
         for key, value in attributes.items()
         if key.startswith(schema.GROUPS_PREFIX)
     }
@@ -191,8 +193,15 @@ def _distinct_id(operation: Operation) -> Optional[str]:
         value = _first(operation.resource, keys)
     if value is None:
         return None
-    text = str(value)
-    return text or None
+    return _id_text(value, "distinct id", operation) or None
+
+
+def _id_text(value: Any, what: str, operation: Operation) -> str:
+    """An id as text, by the one rule of ``_text``: an id that cannot be sent skips the record."""
+    try:
+        return as_text(value)
+    except Unusable as problem:
+        raise Skipped("invalid_id", "%s with a %s that %s" % (operation.name, what, problem)) from None
 
 
 def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
@@ -203,14 +212,24 @@ def _first(mapping: Mapping[str, Any], keys: Sequence[str]) -> Any:
     return None
 
 
-_UUID_TEXT = re.compile(r"[0-9a-fA-F]{8}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{4}-?[0-9a-fA-F]{12}")
+_CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 
 
 def _valid_uuid(value: Any) -> Optional[str]:
-    """The value if it is a uuid's canonical or hex text (a regex: 10x cheaper than UUID())."""
-    if isinstance(value, str) and _UUID_TEXT.fullmatch(value):
+    """The value as a canonical uuid (lowercase, hyphenated), None if it is not a uuid.
+
+    Our own records carry the canonical form, which a regex accepts 10x cheaper than
+    ``UUID()``; any other form ``UUID()`` reads (braces, ``urn:uuid:``, upper case, no
+    hyphens) is rewritten, so that every event carries PostHog's form.
+    """
+    if not isinstance(value, str):
+        return None
+    if _CANONICAL_UUID.fullmatch(value):
         return value
-    return None
+    try:
+        return str(_uuid.UUID(value))
+    except ValueError:
+        return None
 
 
 _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
@@ -219,3 +238,17 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 def iso_timestamp(time_unix_nano: int) -> str:
     """``2024-01-15T10:30:00.123456+00:00``: exact to the microsecond, as PostHog's SDK writes it."""
     return (_EPOCH + _dt.timedelta(microseconds=time_unix_nano // 1000)).isoformat()
+
+
+def _timestamp(operation: Operation) -> str:
+    """``posthog.timestamp`` when the record has it (times OTLP cannot hold), else the record's time."""
+    text = operation.attributes.get(schema.TIMESTAMP)
+    if text is None:
+        return iso_timestamp(operation.time_unix_nano)
+    try:
+        moment = _dt.datetime.fromisoformat(str(text).replace("Z", "+00:00"))
+        if moment.tzinfo is None:
+            moment = moment.replace(tzinfo=_dt.timezone.utc)
+        return moment.astimezone(_dt.timezone.utc).isoformat()
+    except (ValueError, OverflowError):
+        raise Skipped("invalid_timestamp", "%s with an invalid %s" % (operation.name, schema.TIMESTAMP)) from None

@@ -10,6 +10,9 @@ The value rules (``docs/schema.md`` has the full table) follow PostHog's own SDK
 except where the seed document asks otherwise: nested maps are flattened with ``.``
 (``{"a": {"b": 1}}`` -> ``{"a.b": 1}``) and values that cannot be serialized are
 dropped, with a rate-limited warning and a counted drop, instead of becoming ``null``.
+Text follows ``_text``'s rule (surrogates are refused, in keys and values alike), and
+ints follow OTel's ``AnyValue`` (64-bit): a larger int is sent as a float, and one too
+large even for a float (which no JSON reader could hold as a number) is dropped.
 """
 
 from __future__ import annotations
@@ -26,11 +29,13 @@ from collections.abc import Mapping
 from typing import Any, Dict, FrozenSet, List, Optional
 
 from ._log import count_drop, warn_limited
+from ._text import SURROGATES, Unusable, as_text, is_sendable
 
 #: Deeper nesting than this is dropped (it is almost always a cycle or a mistake).
 MAX_DEPTH = 20
 
-_PLAIN = frozenset({str, int, bool, type(None)})
+_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_SCALARS = frozenset({str, int, float, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
 _DROP = object()
 
@@ -44,21 +49,36 @@ def sanitize_properties(
     instead of being flattened into the parent: ``$set`` inside a capture's properties
     must reach PostHog as an object.
     """
-    if type(properties) is dict:  # fast path: a flat dict of plain values, copied as is
-        for key, value in properties.items():
-            kind = type(value)
-            if type(key) is not str or (kind not in _PLAIN and (kind is not float or not math.isfinite(value))):
-                break
-        else:
-            return properties.copy()
+    if type(properties) is dict and _all_plain(properties):
+        return properties.copy()  # the common case: a flat dict of plain values, copied as is
     out: Dict[str, Any] = {}
-    mapping = _as_mapping(properties)
+    mapping = _as_mapping(properties, what, None)
     if mapping is None:
-        if properties is not None:
+        if properties is not None and mapping is not _DROP:
             _dropped(what, type(properties), "is not a map of properties")
         return out
     _flatten_into(out, "", mapping, what, 0, {id(properties)}, keep_nested)
     return out
+
+
+def _all_plain(properties: Dict[Any, Any]) -> bool:
+    """True when every key is sendable text and every value is sent as it is."""
+    for key, value in properties.items():
+        if type(key) is not str or not (key.isascii() or is_sendable(key)):
+            return False
+        kind = type(value)
+        if kind is str:
+            if not (value.isascii() or is_sendable(value)):
+                return False
+        elif kind is int:
+            if not _INT_MIN <= value <= _INT_MAX:
+                return False
+        elif kind is float:
+            if not math.isfinite(value):
+                return False
+        elif kind is not bool and value is not None:
+            return False
+    return True
 
 
 def _flatten_into(
@@ -70,44 +90,65 @@ def _flatten_into(
     path: set,
     keep_nested: FrozenSet[str] = frozenset(),
 ) -> None:
-    for key, value in mapping.items():
-        name = prefix + (key if type(key) is str else _key(key))
-        kind = type(value)
-        if kind in _PLAIN:
-            out[name] = value
-        elif kind is float:
-            out[name] = value if math.isfinite(value) else None
+    for key, value in _items(mapping, what, prefix[:-1] or None):
+        if type(key) is str and is_sendable(key):
+            name = prefix + key
         else:
-            nested = value if kind is dict else _as_mapping(value)
-            if nested is None:
-                converted = _convert(value, what, name, depth, path)
-                if converted is not _DROP:
-                    out[name] = converted
-            elif depth >= MAX_DEPTH or id(value) in path:
-                _dropped(what, kind, "is nested too deeply or refers to itself", name)
-            elif depth == 0 and name in keep_nested:
-                path.add(id(value))
-                inner: Dict[str, Any] = {}
-                _flatten_into(inner, "", nested, what, depth + 1, path)
-                out[name] = inner
-                path.discard(id(value))
-            else:
-                path.add(id(value))
-                _flatten_into(out, name + ".", nested, what, depth + 1, path)
-                path.discard(id(value))
+            try:
+                name = prefix + as_text(key)
+            except Unusable as problem:
+                _dropped(what, type(key), "key " + str(problem), prefix + "<key>")
+                continue
+        kind = type(value)
+        nested = None if kind in _SCALARS else value if kind is dict else _as_mapping(value, what, name)
+        if nested is _DROP:
+            continue
+        if nested is None:
+            converted = _convert(value, what, name, depth, path)
+            if converted is not _DROP:
+                out[name] = converted
+        elif depth >= MAX_DEPTH or id(value) in path:
+            _dropped(what, kind, "is nested too deeply or refers to itself", name)
+        elif depth == 0 and name in keep_nested:
+            path.add(id(value))
+            inner: Dict[str, Any] = {}
+            _flatten_into(inner, "", nested, what, depth + 1, path)
+            out[name] = inner
+            path.discard(id(value))
+        else:
+            path.add(id(value))
+            _flatten_into(out, name + ".", nested, what, depth + 1, path)
+            path.discard(id(value))
 
 
 def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
     """Convert one non-map value; ``_DROP`` when it has no JSON form."""
+    kind = type(value)
+    if kind is str:
+        return value if is_sendable(value) else _dropped(what, kind, SURROGATES, name)
+    if kind is int:
+        return value if _INT_MIN <= value <= _INT_MAX else _big_int(value, what, name)
+    if kind is float:
+        return value if math.isfinite(value) else None
+    if kind is bool or value is None:
+        return value
+    if kind is dict:
+        return _map_value(value, value, what, name, depth, path)
+    try:
+        return _convert_object(value, what, name, depth, path)
+    except Exception as error:  # the value's own methods failed while we read it
+        return _dropped(what, kind, "could not be read (%s)" % type(error).__name__, name)
+
+
+def _convert_object(value: Any, what: str, name: str, depth: int, path: set) -> Any:
     if isinstance(value, enum.Enum):
-        inner = value.value
-        return inner if type(inner) in _PLAIN else _convert(inner, what, name, depth, path)
+        return _convert(value.value, what, name, depth, path)
     if isinstance(value, str):
-        return str.__str__(value)
+        return _convert(str.__str__(value), what, name, depth, path)
     if isinstance(value, bool):
         return bool(value)
     if isinstance(value, numbers.Integral) and not isinstance(value, float):
-        return int(value)
+        return _convert(int(value), what, name, depth, path)
     if isinstance(value, (numbers.Real, decimal.Decimal)):
         try:
             number = float(value)
@@ -115,89 +156,85 @@ def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
             return None
         return number if math.isfinite(number) else None
     if isinstance(value, (_dt.datetime, _dt.date, _dt.time)):
-        return value.isoformat()
+        return _convert(value.isoformat(), what, name, depth, path)
     if isinstance(value, uuid.UUID):
-        return str(value)
+        return str(uuid.UUID(int=value.int))
     if isinstance(value, (bytes, bytearray, memoryview)):
         try:
-            return bytes(value).decode("utf-8")
+            return _convert(bytes(value).decode("utf-8"), what, name, depth, path)
         except UnicodeDecodeError:
-            _dropped(what, type(value), "is not valid UTF-8", name)
-            return _DROP
-    if isinstance(value, _SEQUENCES) or _is_deque(value):
+            return _dropped(what, type(value), "is not valid UTF-8", name)
+    if isinstance(value, _SEQUENCES) or isinstance(value, deque):
         if depth >= MAX_DEPTH or id(value) in path:
-            _dropped(what, type(value), "is nested too deeply or refers to itself", name)
-            return _DROP
+            return _dropped(what, type(value), "is nested too deeply or refers to itself", name)
         path.add(id(value))
-        items = _convert_list(value, what, name, depth + 1, path)
+        items = [_convert(item, what, "%s[%d]" % (name, index), depth + 1, path) for index, item in enumerate(list(value))]
         path.discard(id(value))
-        return items
-    mapping = _as_mapping(value)
-    if mapping is not None:  # a map inside a list: kept as a (flattened) map
-        if depth >= MAX_DEPTH or id(value) in path:
-            _dropped(what, type(value), "is nested too deeply or refers to itself", name)
-            return _DROP
-        flat: Dict[str, Any] = {}
-        path.add(id(value))
-        _flatten_into(flat, "", mapping, what, depth + 1, path)
-        path.discard(id(value))
-        return flat
-    _dropped(what, type(value), "cannot be serialized", name)
-    return _DROP
+        return [item for item in items if item is not _DROP]
+    mapping = _as_mapping(value, what, name)
+    if mapping is None:
+        return _dropped(what, type(value), "cannot be serialized", name)
+    return mapping if mapping is _DROP else _map_value(value, mapping, what, name, depth, path)
 
 
-def _convert_list(values: Any, what: str, name: str, depth: int, path: set) -> List[Any]:
-    items: List[Any] = []
-    for index, item in enumerate(values):
-        kind = type(item)
-        if kind in _PLAIN:
-            items.append(item)
-        elif kind is float:
-            items.append(item if math.isfinite(item) else None)
-        else:
-            converted = _convert(item, what, "%s[%d]" % (name, index), depth, path)
-            if converted is not _DROP:
-                items.append(converted)
-    return items
+def _map_value(value: Any, mapping: Mapping, what: str, name: str, depth: int, path: set) -> Any:
+    """A map inside a list (or an enum's value): kept as a map, flattened inside."""
+    if depth >= MAX_DEPTH or id(value) in path:
+        return _dropped(what, type(value), "is nested too deeply or refers to itself", name)
+    flat: Dict[str, Any] = {}
+    path.add(id(value))
+    _flatten_into(flat, "", mapping, what, depth + 1, path)
+    path.discard(id(value))
+    return flat
 
 
-def _as_mapping(value: Any) -> Optional[Mapping]:
-    """A map view of ``value``: itself, a dataclass's fields, or a pydantic model's dump."""
-    if isinstance(value, Mapping):
-        return value
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
-    dump = getattr(type(value), "model_dump", None)  # pydantic v2
-    if callable(dump) and not isinstance(value, type):
-        try:
+def _big_int(value: int, what: str, name: str) -> Any:
+    try:
+        return float(value)  # past 64 bits OTel cannot carry an int; JSON readers commonly read a float
+    except OverflowError:
+        return _dropped(what, int, "is too large for any JSON number", name)
+
+
+def _items(mapping: Mapping, what: str, name: Optional[str]) -> List[Any]:
+    """A map's items, read once; a map whose reading fails gives none (said and counted)."""
+    if type(mapping) is dict:
+        return list(mapping.items())
+    try:
+        return list(mapping.items())
+    except Exception as error:
+        _dropped(what, type(mapping), "could not be read (%s)" % type(error).__name__, name)
+        return []
+
+
+def _as_mapping(value: Any, what: str, name: Optional[str]) -> Any:
+    """A map view of ``value`` (itself, a dataclass's fields, a pydantic model's dump), None
+    when it is not map-like, ``_DROP`` when it is but reading it failed (said and counted)."""
+    try:
+        if isinstance(value, Mapping):
+            return value
+        if dataclasses.is_dataclass(value) and not isinstance(value, type):
+            return {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        dump = getattr(type(value), "model_dump", None)  # pydantic v2
+        if callable(dump) and not isinstance(value, type):
             result = value.model_dump()
-        except Exception:  # a broken model is just an unserializable value
-            return None
-        return result if isinstance(result, Mapping) else None
+            return result if isinstance(result, Mapping) else None
+    except Exception as error:  # a broken model or field: an unserializable value
+        return _dropped(what, type(value), "could not be read (%s)" % type(error).__name__, name)
     return None
 
 
-def _is_deque(value: Any) -> bool:
-    return isinstance(value, deque)
-
-
-def _key(key: Any) -> str:
-    try:
-        return str(key)
-    except Exception:
-        return "<unprintable key>"
-
-
-def _dropped(what: str, kind: type, why: str, name: Optional[str] = None) -> None:
+def _dropped(what: str, kind: type, why: str, name: Optional[str] = None) -> Any:
+    """Count and say one dropped value; returns ``_DROP`` so callers can return it."""
     count_drop("invalid_property")
     if name is None:
-        warn_limited("property:" + why, "posthog_otel: dropped %s: a %s %s", what, kind.__name__, why)
+        warn_limited("property:%s:%s" % (what, why), "posthog_otel: dropped %s: a %s %s", what, kind.__name__, why)
     else:
         warn_limited(
-            "property:" + why,
+            "property:%s:%s" % (what, why),
             "posthog_otel: dropped %s value %r: a %s %s",
             what,
             name,
             kind.__name__,
             why,
         )
+    return _DROP

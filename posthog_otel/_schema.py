@@ -45,6 +45,10 @@ GROUPS_PREFIX: Final = "posthog.groups."
 #: PostHog session id (``$session_id``); ``session.id`` is read as a fallback.
 SESSION_ID: Final = "posthog.session_id"
 SESSION_ID_FALLBACKS: Final = ("session.id",)
+#: The operation's time as ISO 8601 text, only when the record's ``timestamp`` cannot hold
+#: it: OTLP times are unsigned nanoseconds after the epoch and 0 means unset, so a time at
+#: or before 1970-01-01T00:00:00Z (or after 2554) travels here.  It wins over ``timestamp``.
+TIMESTAMP: Final = "posthog.timestamp"
 #: ``false`` lets PostHog resolve GeoIP for the event; absent or ``true`` disables it.
 DISABLE_GEOIP: Final = "posthog.disable_geoip"
 

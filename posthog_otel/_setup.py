@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from typing import Any, Optional
 
@@ -13,6 +14,10 @@ from . import _emit
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
+
+
+#: The SDK's batch delay since 1.41 (up to 1.40 it waited 5 s): what a SIGKILL can lose, before the exporter.
+DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 
 
 class PostHogLogRecordProcessor(LogRecordProcessor):
@@ -103,6 +108,8 @@ def configure(
         exporter = PostHogLogExporter(api_key=api_key, host=host, **exporter_settings)
     elif api_key is not None or host is not None or exporter_settings:
         raise TypeError("configure(): pass either exporter=... or exporter settings, not both")
+    if schedule_delay_millis is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
+        schedule_delay_millis = DEFAULT_SCHEDULE_DELAY_MILLIS
     batch_options = {
         name: value
         for name, value in (

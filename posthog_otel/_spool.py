@@ -171,6 +171,13 @@ class DiskSpool:
     def __repr__(self) -> str:
         return "DiskSpool(%s)" % self.directory
 
+    def after_fork(self) -> None:
+        """In a forked child: the parent's claims are the parent's; a lock held by one of its
+        threads at fork time would stay held."""
+        self._lock = threading.Lock()
+        self._active = set()
+        self._undeleted = set()
+
     def __str__(self) -> str:
         return str(self.directory)
 

@@ -56,6 +56,11 @@ _registered: "weakref.WeakSet[Stats]" = weakref.WeakSet()
 _registration_lock = threading.Lock()
 
 
+def after_fork() -> None:
+    global _registration_lock
+    _registration_lock = threading.Lock()
+
+
 def register_metrics(stats: Stats) -> None:
     """Count ``stats`` in the meter's instruments, created once per process on the global
     MeterProvider (a no-op until one is set); several exporters add up."""

@@ -32,8 +32,18 @@ class Recorded:
     path: str
     headers: Dict[str, str]
     raw: bytes
-    payload: Any
     answered: int  # status sent, 0 when the connection was dropped
+
+    @property
+    def payload(self) -> Any:
+        """The decoded JSON body (decoded when asked: a retried 5 MiB batch costs nothing)."""
+        if "_payload" not in self.__dict__:
+            body = gzip.decompress(self.raw) if self.headers.get("Content-Encoding") == "gzip" else self.raw
+            try:
+                self.__dict__["_payload"] = json.loads(body)
+            except ValueError:
+                self.__dict__["_payload"] = None
+        return self.__dict__["_payload"]
 
 
 class CaptureServer:
@@ -53,7 +63,6 @@ class CaptureServer:
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
-                body = gzip.decompress(raw) if self.headers.get("Content-Encoding") == "gzip" else raw
                 fault = server._next_fault()
                 if fault.hold:
                     server._released.wait()
@@ -62,12 +71,12 @@ class CaptureServer:
                 if fault.delay:
                     time.sleep(fault.delay)
                 if fault.drop_connection:
-                    server._record(self, raw, body, 0)
+                    server._record(self, raw, 0)
                     self.close_connection = True
                     self.connection.shutdown(socket.SHUT_RDWR)
                     return
-                server._record(self, raw, body, fault.status)
-                reply = (fault.body or server._default_reply(self.path, body, fault.status)).encode()
+                recorded = server._record(self, raw, fault.status)
+                reply = (fault.body or server._default_reply(self.path, recorded, fault.status)).encode()
                 self.send_response(fault.status)
                 for name, value in fault.headers.items():
                     self.send_header(name, value)
@@ -86,13 +95,13 @@ class CaptureServer:
         self._thread = threading.Thread(target=self._httpd.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
         self._thread.start()
 
-    def _default_reply(self, path: str, body: bytes, status: int) -> str:
+    def _default_reply(self, path: str, recorded: "Recorded", status: int) -> str:
         if status != 200:
             return '{"error": "injected"}'
         if path.startswith("/flags"):
             return json.dumps({"flags": self.flags, "errorsWhileComputingFlags": False, "requestId": "req-1"})
         if path.startswith("/i/v1/"):  # Capture V1 answers per event
-            uuids = [e.get("uuid") for e in json.loads(body).get("batch", [])]
+            uuids = [e.get("uuid") for e in (recorded.payload or {}).get("batch", [])]
             return json.dumps({"results": {u: {"result": "ok"} for u in uuids}})
         return '{"status": 1}'
 
@@ -122,14 +131,14 @@ class CaptureServer:
         except IndexError:
             return self.otherwise()
 
-    def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, body: bytes, status: int) -> None:
-        try:
-            payload = json.loads(body)
-        except ValueError:
-            payload = None
+    def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, status: int) -> Recorded:
+        recorded = Recorded(handler.path, dict(handler.headers), raw, status)
+        if status == 200:
+            recorded.payload  # accepted requests are decoded as they arrive: events are read often
         with self._changed:
-            self.requests.append(Recorded(handler.path, dict(handler.headers), raw, payload, status))
+            self.requests.append(recorded)
             self._changed.notify_all()
+        return recorded
 
     @property
     def accepted(self) -> List[Recorded]:

@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import os
+import sys
 import time
 
 import pytest
@@ -136,7 +137,7 @@ def test_shutdown_during_a_long_backoff_spools_and_returns(server, provider, tmp
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
     server.fail_next(Fault(503, headers={"Retry-After": "30"}))
     uuid = posthog.set("u", {"a": 1})
-    _wait_until(lambda: len(server.requests) == 1 and pipeline.exporter.stats()["retried"] == 1)
+    _wait_until(lambda: len(server.requests) == 1 and pipeline.exporter.stats()["retried"] == 1, timeout=30)
     pipeline.shutdown()  # returns without waiting out the 30 s
     assert len(server.requests) == 1
     (batch,) = [p for p in tmp_path.rglob("*.json")]
@@ -181,8 +182,8 @@ def test_unicode_and_lone_surrogates_do_not_break_a_batch(server, pipeline):
     posthog.set("u", {"name": "Zoë 🦔", "broken": "a\ud800b"})
     pipeline.flush()
     (event,) = server.events
-    assert event["$set"]["name"] == "Zoë 🦔"
-    assert event["$set"]["broken"] in ("a?b", "a\ufffdb")
+    assert event["$set"] == {"name": "Zoë 🦔"}  # text with surrogates is dropped (docs/schema.md), never "a?b"
+    assert posthog.drop_counts()["invalid_property"] == 1
 
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
@@ -228,3 +229,127 @@ def test_413_for_a_single_event_drops_it_with_a_warning(server, pipeline, caplog
     assert server.events == []
     assert posthog.drop_counts() == {"too_large": 1}
     assert "too large for PostHog" in caplog.text
+
+
+def test_operations_after_shutdown_are_refused_and_counted(server, pipeline, caplog):
+    assert posthog.set("u", {"a": 1}) is not None
+    pipeline.shutdown()
+    assert posthog.set("u", {"a": 2}) is None
+    assert posthog.capture("u", "e") is None
+    assert posthog.drop_counts() == {"after_shutdown": 2}
+    assert "after the PostHog exporter shut down" in caplog.text
+    assert len(server.events) == 1
+
+
+class _HeldExporter(PostHogLogExporter):
+    """Holds the SDK's worker in its first export until told, so the SDK's queue overflows."""
+
+    def __init__(self, **settings):
+        super().__init__(**settings)
+        import threading
+
+        self.entered, self.release = threading.Event(), threading.Event()
+
+    def export(self, batch):
+        self.entered.set()
+        self.release.wait(30)
+        return super().export(batch)
+
+
+def test_what_the_sdks_queue_drops_is_counted(server, provider, caplog):
+    exporter = _HeldExporter(api_key=API_KEY, host=server.url)
+    pipeline = posthog.configure(exporter=exporter, logger_provider=provider, max_queue_size=100,
+                                 max_export_batch_size=10, schedule_delay_millis=10)  # fmt: skip
+    uuids = [posthog.set("u", {"n": 0})]
+    assert exporter.entered.wait(30)
+    uuids += [posthog.set("u", {"n": n}) for n in range(1, 1000)]  # the queue holds 100
+    exporter.release.set()
+    pipeline.flush()
+    arrived = {e["uuid"] for e in server.events}
+    assert 0 < len(arrived) < 1000
+    assert posthog.drop_counts() == {"otel_queue_full": 1000 - len(arrived)}
+    assert "OTEL_BLRP_MAX_QUEUE_SIZE" in caplog.text
+
+
+class _RecordingPolicy(RetryPolicy):
+    def wait_after(self, failures, retry_after, rand=None):
+        self.seen.append(failures)
+        return 0.01
+
+
+def test_backoff_starts_over_after_any_success(server, provider):
+    policy = _RecordingPolicy()
+    object.__setattr__(policy, "seen", [])
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=policy),
+        logger_provider=provider,
+    )
+    server.fail_next(Fault(503), Fault(503), Fault(503))
+    posthog.set("u", {"a": 1})
+    assert pipeline.flush()
+    server.fail_next(Fault(503))
+    posthog.set("u", {"a": 2})
+    assert pipeline.flush()
+    assert policy.seen == [1, 2, 3, 1]
+
+
+@pytest.mark.parametrize("status", [401, 403, 400])
+@pytest.mark.parametrize("spool", [True, False])
+def test_a_page_that_echoes_the_key_never_puts_it_in_the_log(status, spool, server, provider, caplog):
+    echo = json.dumps({"error": "refused", "request": {"api_key": API_KEY, "headers": {"Authorization": API_KEY}}})
+    server.fail_next(*[Fault(status, body=echo)] * 3)
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=FAST, spool=spool),
+        logger_provider=provider,
+    )
+    caplog.set_level(logging.DEBUG, logger="posthog_otel")
+    posthog.set("u", {"a": 1})
+    pipeline.flush(timeout_millis=2000)
+    pipeline.shutdown()
+    assert caplog.records and API_KEY not in caplog.text
+    assert API_KEY[4:-2] not in caplog.text
+
+
+@pytest.mark.parametrize("spool", [True, False])
+def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provider, tmp_path):
+    """PostHog down while 100,000 operations (33 MB of JSON) are made: with the spool they go
+    to disk, without it memory keeps at most MEMORY_MAX_BYTES of them and drops the oldest."""
+    import tracemalloc
+
+    from posthog_otel._dispatch import MEMORY_MAX_BYTES
+
+    server.otherwise = lambda: Fault(503)
+    policy = RetryPolicy(backoff_base=0.5, backoff_max=1.0, max_attempts=1 << 30)  # keep retrying: a backlog builds
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=policy, spool_after=0.2,
+                                    spool=spool, spool_dir=str(tmp_path)),  # fmt: skip
+        logger_provider=provider,
+    )
+    payload = {"plan": "enterprise", "seats": 250, "region": "eu-west-1", "note": "x" * 200}
+    ours = [tracemalloc.Filter(True, "*/posthog_otel/*")]
+    tracemalloc.start(1)  # the frame that allocated: ours, or not
+    try:
+        before = tracemalloc.take_snapshot().filter_traces(ours)
+        uuids = [posthog.set("user-%d" % (n % 1000), dict(payload, n=n)) for n in range(100_000)]
+        pipeline.processor._batch.force_flush()
+        _wait_until(lambda: pipeline.exporter.stats()["handoff_records"] == 0, timeout=120)
+        after = tracemalloc.take_snapshot().filter_traces(ours)
+    finally:
+        tracemalloc.stop()
+    held = sum(sys.getsizeof(u) for u in uuids)  # the returned uuids this test keeps
+    grown = sum(stat.size_diff for stat in after.compare_to(before, "filename")) - held
+    stats = pipeline.exporter.stats()
+    assert stats["memory_bytes"] <= MEMORY_MAX_BYTES
+    assert grown < (2 if spool else MEMORY_MAX_BYTES / 2**20 + 4) * 2**20, grown  # all in memory: 33 MB and more
+    server.otherwise = lambda: Fault()
+    assert pipeline.flush(timeout_millis=120_000)
+    arrived = [e["uuid"] for e in server.events]
+    if spool:
+        assert arrived == uuids  # all of them, in order
+        assert posthog.drop_counts() == {}
+    else:
+        dropped = posthog.drop_counts()["memory_full"]
+        assert dropped > 0 and len(arrived) + dropped == len(uuids)
+        head = next(i for i, (a, b) in enumerate(zip(arrived, uuids)) if a != b)
+        # the request being retried keeps its events; behind it, the oldest waiting went first
+        assert arrived == uuids[:head] + uuids[head + dropped :]

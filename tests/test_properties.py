@@ -35,6 +35,40 @@ class Opaque:
     pass
 
 
+class Shape(enum.Enum):
+    SQUARE = {"sides": 4}
+
+
+class Unprintable:
+    def __str__(self):
+        raise RuntimeError("str")
+
+
+class BrokenMap(dict):
+    def items(self):
+        raise RuntimeError("items")
+
+
+class BrokenList(list):
+    def __iter__(self):
+        raise RuntimeError("iter")
+
+
+@dataclasses.dataclass(repr=False)
+class BrokenField:
+    size: int = 0
+
+    def __getattribute__(self, name):
+        if name == "size":
+            raise RuntimeError("field")
+        return object.__getattribute__(self, name)
+
+
+class BrokenZone(dt.tzinfo):
+    def utcoffset(self, moment):
+        raise RuntimeError("utcoffset")
+
+
 UTC = dt.timezone.utc
 PLUS2 = dt.timezone(dt.timedelta(hours=2))
 
@@ -62,6 +96,13 @@ ROWS = [
     ("int_enum", Level.HIGH, 3),
     ("list_of_maps", [{"a": {"b": 1}}], [{"a.b": 1}]),
     ("list_with_nan", [1.0, float("nan")], [1.0, None]),
+    ("int64_max", 2**63 - 1, 2**63 - 1),
+    ("int64_min", -(2**63), -(2**63)),
+    ("past_int64", 2**64, float(2**64)),
+    ("past_int64_negative", -(2**70), -float(2**70)),
+    ("surrogate_pair_as_one_char", "\U0001f994", "\U0001f994"),
+    ("enum_of_a_map", Shape.SQUARE, {"sides": 4}),
+    ("list_without_surrogate_items", ["a", "b\udcff", 2**64], ["a", float(2**64)]),
 ]
 
 
@@ -90,6 +131,10 @@ def test_pydantic_like_models_are_dumped_and_flattened():
 
 def test_non_string_keys_become_strings():
     assert sanitize_properties({1: "a", None: "b", ("t",): "c"}) == {"1": "a", "None": "b", "('t',)": "c"}
+
+
+def test_a_string_and_a_non_string_key_with_the_same_text_later_wins():
+    assert sanitize_properties({1: "int", "1": "str"}) == {"1": "str"}
 
 
 def test_unserializable_values_are_dropped_warned_and_counted(caplog):
@@ -144,3 +189,36 @@ def test_string_subclass_becomes_plain_string():
 
     result = sanitize_properties({"n": Name("x")})
     assert type(result["n"]) is str
+
+
+DROPS = [
+    ("surrogate_value", {"k": "a\udcff", "ok": 1}, "contains surrogate code points"),
+    ("surrogate_pair_as_two_chars", {"k": "\ud83e\udd94", "ok": 1}, "contains surrogate code points"),
+    ("surrogate_key", {"k\udc80": 1, "ok": 1}, "key contains surrogate code points"),
+    ("unprintable_key", {Unprintable(): 1, "ok": 1}, "key cannot be turned into text"),
+    ("past_any_float", {"k": 10**400, "ok": 1}, "too large for any JSON number"),
+    ("unprintable_int", {"k": 10**5000, "ok": 1}, "too large for any JSON number"),
+    ("map_that_fails", {"k": BrokenMap(a=1), "ok": 1}, "could not be read (RuntimeError)"),
+    ("list_that_fails", {"k": BrokenList([1]), "ok": 1}, "could not be read (RuntimeError)"),
+    ("dataclass_that_fails", {"k": BrokenField(), "ok": 1}, "could not be read (RuntimeError)"),
+    ("datetime_that_fails", {"k": dt.datetime(2024, 1, 1, tzinfo=BrokenZone()), "ok": 1}, "could not be read"),
+]
+
+
+@pytest.mark.parametrize("name, properties, why", DROPS, ids=[row[0] for row in DROPS])
+def test_values_that_cannot_be_sent_are_dropped_alone_and_counted(name, properties, why, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    assert sanitize_properties(properties) == {"ok": 1}
+    assert drop_counts() == {"invalid_property": 1}
+    assert why in caplog.text
+
+
+def test_a_map_that_fails_when_read_gives_nothing():
+    assert sanitize_properties(BrokenMap(a=1)) == {}
+    assert drop_counts() == {"invalid_property": 1}
+
+
+def test_the_fast_path_still_copies_plain_dicts():
+    source = {"a": "x", "b": 1, "c": 1.5, "d": True, "e": None}
+    result = sanitize_properties(source)
+    assert result == source and result is not source

@@ -1,0 +1,273 @@
+"""Processes: multiprocessing children, fork with locks held, exits that PostHog never answers,
+SIGKILLs among processes sharing a spool, pid 1, and a set-up without a key."""
+
+from __future__ import annotations
+
+import json
+import os
+import pathlib
+import random
+import select
+import shutil
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections import defaultdict
+
+import pytest
+
+from .conftest import API_KEY
+from .support import Fault, child_env
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
+
+
+def run(script, server, spool, *args, **popen):
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(spool))
+    return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=env,
+                            cwd=str(ROOT), text=True, **popen)  # fmt: skip
+
+
+MULTIPROCESSING = """
+    import json, multiprocessing, sys
+    import posthog_otel as posthog
+
+    posthog.configure()
+
+    def work(i):
+        return posthog.set("child-%d" % i, {"i": i})  # no flush: children end with os._exit
+
+    def in_process(queue):
+        queue.put(work(100))
+
+    if __name__ == "__main__":
+        fork = multiprocessing.get_context("fork")
+        queue = fork.Queue()
+        child = fork.Process(target=in_process, args=(queue,))
+        child.start()
+        uuids = [queue.get()]
+        child.join()
+        pool = fork.Pool(2)
+        uuids += pool.map(work, range(10))
+        pool.close()
+        pool.join()
+        with fork.Pool(2) as pool:  # __exit__ terminates the workers: SIGTERM
+            uuids += pool.map(work, range(10, 20))
+        print(json.dumps(uuids), flush=True)
+"""
+
+
+@needs_fork
+def test_multiprocessing_children_deliver_what_they_emit(server, tmp_path):
+    app = run(MULTIPROCESSING, server, tmp_path, stdout=subprocess.PIPE)
+    uuids = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0
+    assert len(uuids) == 21 and None not in uuids
+    events = server.wait_for_events(21, timeout=60)
+    assert sorted(e["uuid"] for e in events) == sorted(uuids)
+
+
+FORK_WHILE_LOCKED = """
+    import os, sys, threading
+    import posthog_otel as posthog
+    from posthog_otel import _emit, _log
+
+    pipeline = posthog.configure()
+    posthog.set("parent", {"a": 1})
+    assert pipeline.flush()
+    dispatcher = pipeline.exporter._dispatcher
+    held, release = threading.Event(), threading.Event()
+
+    def hold():  # a thread of ours in the middle of its work when the fork happens
+        with dispatcher._cond, _log._lock, dispatcher._spool._lock, _emit.emitter._lock:
+            held.set()
+            release.wait()
+
+    threading.Thread(target=hold, daemon=True).start()
+    held.wait()
+    pid = os.fork()
+    if pid == 0:
+        posthog.set("child", {"a": 2})
+        os._exit(0 if pipeline.flush(timeout_millis=20000) else 3)
+    release.set()
+    _, status = os.waitpid(pid, 0)
+    print(os.waitstatus_to_exitcode(status), flush=True)
+"""
+
+
+@needs_fork
+def test_a_child_forked_while_our_locks_are_held_delivers_and_exits(server, tmp_path):
+    app = run(FORK_WHILE_LOCKED, server, tmp_path, stdout=subprocess.PIPE)
+    assert app.stdout.readline().strip() == "0"  # the child finished (a hang never prints)
+    assert app.wait(timeout=60) == 0
+    assert sorted(e["distinct_id"] for e in server.wait_for_events(2)) == ["child", "parent"]
+
+
+EMIT_AND_EXIT = """
+    import json, sys
+    import posthog_otel as posthog
+
+    posthog.configure()
+    print(json.dumps([posthog.set("user", {"n": n}) for n in range(int(sys.argv[1]))]), flush=True)
+"""
+
+
+def test_a_script_exits_while_posthog_never_answers_and_the_next_run_delivers(server, tmp_path):
+    server.otherwise = lambda: Fault(hold=True)  # accepts the connection, never answers
+    app = run(EMIT_AND_EXIT, server, tmp_path, 50, stdout=subprocess.PIPE)
+    uuids = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0  # exits although its request is still held
+    assert server.events == []
+    server.otherwise = lambda: Fault()
+    assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0
+    assert sorted(e["uuid"] for e in server.wait_for_events(50)) == sorted(uuids)
+
+
+NO_KEY = """
+    import json
+    import posthog_otel as posthog
+    print(json.dumps([posthog.set("u", {"a": 1}), posthog.capture("u", "e"), posthog.drop_counts()]), flush=True)
+"""
+
+
+def test_without_a_key_under_opentelemetry_instrument_operations_are_refused_and_counted(tmp_path):
+    instrument = shutil.which("opentelemetry-instrument", path=os.path.dirname(sys.executable))
+    if instrument is None:
+        pytest.skip("opentelemetry-instrument is not installed")
+    env = child_env(OTEL_LOGS_EXPORTER="posthog", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none")
+    done = subprocess.run([instrument, sys.executable, "-c", textwrap.dedent(NO_KEY)], env=env, cwd=str(tmp_path),
+                          capture_output=True, text=True, timeout=60)  # fmt: skip
+    first, second, dropped = json.loads(done.stdout.splitlines()[-1])
+    assert first is None and second is None
+    assert dropped == {"no_api_key": 2}
+    assert "POSTHOG_API_KEY" in done.stderr
+
+
+PID_ONE = """
+    import os, sys, time
+    import posthog_otel as posthog
+
+    posthog.configure()
+    for n in range(5):
+        posthog.set("user", {"n": n})
+    outer = [line.split()[1] for line in open("/proc/self/status") if line.startswith("NSpid:")][0]
+    print(os.getpid(), outer, flush=True)
+    while True:
+        time.sleep(0.1)
+"""
+
+
+def test_pid_1_survives_its_own_sigterm_with_the_queue_delivered(server, tmp_path):
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
+        pytest.skip("cannot make a PID namespace here")
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path))
+    app = subprocess.Popen([unshare, "-p", "-f", "--kill-child", sys.executable, "-c", textwrap.dedent(PID_ONE)],
+                           env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    inner, outer = app.stdout.readline().split()
+    try:
+        assert inner == "1"
+        os.kill(int(outer), signal.SIGTERM)
+        assert [e["$set"]["n"] for e in server.wait_for_events(5, timeout=30)] == [0, 1, 2, 3, 4]
+        said = _line_containing(app.stderr, "SIGTERM did not end this process", timeout=30)
+        assert "pid 1" in said
+        assert app.poll() is None  # pid 1 ignores a SIGTERM it does not handle: it carries on
+    finally:
+        os.kill(int(outer), signal.SIGKILL)
+        app.communicate(timeout=30)
+
+
+def _line_containing(stream, text, timeout):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        ready, _, _ = select.select([stream], [], [], max(deadline - time.monotonic(), 0))
+        line = stream.readline() if ready else ""
+        if text in line:
+            return line
+        if ready and not line:
+            break  # the stream closed
+    raise AssertionError("no line containing %r" % text)
+
+
+# --- four processes sharing a spool, killed at random --------------------------------------
+
+PRODUCER = """
+    import os, sys, time
+    import posthog_otel as posthog
+
+    name, log_path, rate = sys.argv[1], sys.argv[2], float(sys.argv[3])
+    posthog.configure(schedule_delay_millis=200)
+    log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    print("started", flush=True)
+    n = 0
+    started = time.monotonic()
+    while not os.path.exists(sys.argv[4]):
+        uuid = posthog.set("%s-%d" % (name, n % 5), {"n": n})
+        os.write(log, ("%s %.4f\\n" % (uuid, time.monotonic())).encode())  # unbuffered: survives SIGKILL
+        n += 1
+        time.sleep(max(0.0, started + n / rate - time.monotonic()))
+"""
+SPOOL_AFTER = 1.0
+SCHEDULE_DELAY = 0.2
+#: What a SIGKILL may lose: the SDK's delay plus the hand-off's spool_after, and scheduling slack.
+WINDOW = SCHEDULE_DELAY + SPOOL_AFTER + 1.0
+
+
+def test_four_processes_sharing_a_spool_lose_only_what_sigkill_can_reach(server, tmp_path):
+    chance = random.Random(7)
+    spool, logs, stop = tmp_path / "spool", tmp_path / "logs", tmp_path / "stop"
+    logs.mkdir()
+    server.fail_randomly(0.3, Fault(drop_connection=True), seed=3)
+    started = {}
+    killed = defaultdict(list)  # log file -> monotonic kill times
+
+    def start(slot, generation):
+        log = logs / ("p%d-%d.log" % (slot, generation))
+        process = run(PRODUCER, server, spool, "p%d-%d" % (slot, generation), log, 150, stop, stdout=subprocess.PIPE)
+        assert process.stdout.readline().strip() == "started"
+        started[slot] = (process, log, generation)
+
+    for slot in range(4):
+        start(slot, 0)
+    begin = time.monotonic()
+    while time.monotonic() - begin < 12:
+        time.sleep(chance.uniform(0.5, 1.5))
+        if chance.random() < 0.5:  # PostHog goes down for a while, or comes back
+            server.otherwise = lambda: Fault(drop_connection=True)
+        else:
+            server.fail_randomly(0.3, Fault(drop_connection=True), seed=chance.randrange(1000))
+        slot = chance.randrange(4)
+        process, log, generation = started[slot]
+        process.kill()
+        killed[log].append(time.monotonic())
+        process.wait()
+        start(slot, generation + 1)
+    server.otherwise = lambda: Fault()
+    stop.write_text("")
+    for process, _, _ in started.values():
+        assert process.wait(timeout=60) == 0
+    drain = run(EMIT_AND_EXIT, server, spool, 0, stdout=subprocess.PIPE)
+    assert drain.wait(timeout=60) == 0
+
+    emitted = {}
+    for log in logs.iterdir():
+        for line in log.read_text().splitlines():
+            uuid, at = line.split()
+            emitted[uuid] = (log, float(at))
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not set(emitted) <= {e["uuid"] for e in server.events}:
+        lost = set(emitted) - {e["uuid"] for e in server.events}
+        if all(any(0 <= kill - emitted[u][1] <= WINDOW for kill in killed[emitted[u][0]]) for u in lost):
+            break  # what is left was within reach of a SIGKILL: nothing more will come
+        time.sleep(0.5)
+    arrived = [e["uuid"] for e in server.events]
+    assert set(arrived) <= set(emitted), "an event nobody emitted"
+    lost = set(emitted) - set(arrived)
+    outside = [u for u in lost if not any(0 <= kill - emitted[u][1] <= WINDOW for kill in killed[emitted[u][0]])]
+    assert not outside, "%d of %d lost outside a SIGKILL window" % (len(outside), len(emitted))
+    assert len(emitted) > 4000 and len(killed) >= 5
+    leftovers = [n for d in spool.iterdir() for n in os.listdir(d) if n.endswith((".json", ".claimed"))]
+    assert leftovers == [], "the spool still holds %s" % leftovers
