@@ -21,6 +21,7 @@ Request handlers subclass ``BoundedHandler`` and read the body with ``read_body(
 from __future__ import annotations
 
 import collections
+import json
 import logging
 import queue
 import re
@@ -212,7 +213,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
         except HTTPError as error:
             self._fail(error.status, str(error), close=error.close)
         except Exception:  # a bug of ours: answer, log, keep serving
-            logger.exception("posthog-otel local server: internal error on %s %s", self.command, self.path)
+            logger.exception(
+                "posthog-otel local server: internal error on %s %s", getattr(self, "command", "-"), getattr(self, "path", "-")
+            )
             self._fail(500, "internal error in the local server (see its log)")
         if not self._body_read and self._declares_body():
             self.close_connection = True  # the unread body would be taken for the next request
@@ -243,8 +246,6 @@ class BoundedHandler(BaseHTTPRequestHandler):
         self.reply(code, {"type": "request_error", "error": message or self.responses.get(code, ("",))[0]})
 
     def reply(self, status: int, body: Dict[str, Any]) -> None:
-        import json
-
         data = json.dumps(body).encode("utf-8")
         self._answered = True
         self.send_response(status)
@@ -263,9 +264,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
         if self._answered:
             self.close_connection = True
             return
-        if not hasattr(self, "request_version"):
-            self.request_version = self.default_request_version
-            self.requestline = ""
+        if getattr(self, "request_version", "HTTP/0.9") == "HTTP/0.9":  # no request line yet: answer in 1.1
+            self.request_version = self.protocol_version
+            self.requestline = getattr(self, "requestline", "")
         try:
             self.reply(status, {"type": "request_error", "error": message})
         except OSError:
