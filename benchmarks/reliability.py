@@ -160,7 +160,11 @@ class Run:
         self.sink.wait_for({u for u in self.emitted() if not u.startswith("None")}, wait_for_all)
         process.stdin.write("\n")
         process.stdin.flush()
-        process.wait(timeout=120)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:  # still flushing to a slow PostHog: it is stopped, as a deploy would
+            process.kill()
+            process.wait()
 
     def judge(self) -> Dict[str, Any]:
         calls = self.emitted()
@@ -209,7 +213,7 @@ def blackhole_exit(run: Run) -> Dict[str, Any]:
     run.sink.mode("hold")
     producer = run.producer(0, 100, end="exit")
     ended = float(producer.stdout.readline().split()[1])
-    producer.wait(timeout=120)
+    producer.wait(timeout=300)
     exit_seconds = time.time() - ended
     run.sink.stop()
     run.sink.start()  # PostHog answers again: does a later run deliver what was left?

@@ -320,8 +320,9 @@ class Dispatcher:
         if answer is not None:
             self._settle(*answer, now)
         self._poll_spool(now)
-        if self._spill_due(now):
-            self._spill_all()
+        why = self._spill_due(now)
+        if why is not None:
+            self._spill_all(why)
         self._limit_memory(now)
         if finish is not None:
             self._finish_step(finish, now)
@@ -378,9 +379,9 @@ class Dispatcher:
             except OSError as error:
                 self._spool_failed(error, now)
             else:
+                self._busy = head is BUSY
                 if isinstance(head, Claim):
                     return self._shipment_of(head.batch, head, now)
-                self._busy = head is BUSY
                 if self._busy:
                     self._send_at = now + BUSY_POLL
                     return None
@@ -433,9 +434,9 @@ class Dispatcher:
             pass
 
     def _settle(self, shipment: Shipment, verdict: Verdict, now: float) -> None:
+        self._in_flight = False
         if shipment is not self._shipment:
             return  # an answer for a shipment abandoned at exit
-        self._in_flight = False
         step = shipment.settle(verdict)
         delivered, shipment.delivered = shipment.delivered, 0
         if delivered:
@@ -482,17 +483,21 @@ class Dispatcher:
 
     # --- memory and spool --------------------------------------------------------------------
 
-    def _spill_due(self, now: float) -> bool:
+    def _spill_due(self, now: float) -> Optional[str]:
+        """Why what waits in memory must go to the spool now, or None."""
         if not self._spool_usable(now):
-            return False
-        if self._memory and (self._disk_mode or now - self._memory[0].born >= self.settings.spool_after):
-            return True
-        if self._memory_bytes > MEMORY_MAX_BYTES:
-            return True
+            return None
         shipment = self._shipment
-        return shipment is not None and not isinstance(shipment.source, Claim) and now - shipment.born >= self.settings.spool_after
+        late = self._memory and now - self._memory[0].born >= self.settings.spool_after
+        if late or shipment is not None and not isinstance(shipment.source, Claim) and now - shipment.born >= self.settings.spool_after:
+            return "late"
+        if self._memory_bytes > MEMORY_MAX_BYTES:
+            return "full"
+        if self._memory and self._disk_mode:
+            return "behind"
+        return None
 
-    def _spill_all(self) -> bool:
+    def _spill_all(self, why: str = "late") -> bool:
         """Everything waiting in memory to the spool, the shipment first: order kept, and the
         process may now die without losing it. False when the spool cannot be written."""
         assert self._spool is not None
@@ -518,13 +523,18 @@ class Dispatcher:
             self._memory_events -= waiting.batch.count
             spilled += waiting.batch.count
         self._disk_mode = True
-        if spilled:
-            warn_limited(
-                "spooled",
-                "posthog_otel: PostHog has not taken %d event(s) within %.3g s (%s); kept in the spool %s, "
-                "sent in order as soon as it does",
-                spilled, self.settings.spool_after, self._waiting_for(), self._spool,
-            )  # fmt: skip
+        if not spilled:
+            return True
+        if why == "behind":  # PostHog is fine: earlier batches (another process's, a past run's) go first
+            logger.debug("posthog_otel: %d event(s) queued in the spool %s behind earlier batches", spilled, self._spool)
+            return True
+        warn_limited(
+            "spooled",
+            "posthog_otel: PostHog has not taken %d event(s) within %.3g s (%s); kept in the spool %s, "
+            "sent in order as soon as it does",
+            spilled, self.settings.spool_after,
+            self._waiting_for() if why == "late" else "%d MiB wait in memory" % (MEMORY_MAX_BYTES >> 20), self._spool,
+        )  # fmt: skip
         return True
 
     def _spool_write(self, batch: EncodedBatch) -> bool:

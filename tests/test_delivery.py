@@ -118,6 +118,18 @@ def test_export_returns_while_posthog_holds_the_request(server, provider, tmp_pa
     assert len(server.requests) <= 1 and None not in uuids  # one request, still held
 
 
+def test_a_request_posthog_holds_is_spooled_after_spool_after(server, provider, tmp_path):
+    """Nothing else to do, one request held: after spool_after it is on disk all the same,
+    claimed by us, so a SIGKILL now would not lose it."""
+    server.otherwise = lambda: Fault(hold=True)
+    pipeline = posthog.configure(exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, spool_after=0.2,
+                                 spool_dir=str(tmp_path)), logger_provider=provider, schedule_delay_millis=50)  # fmt: skip
+    uuids = [posthog.set("u", {"n": n}) for n in range(3)]
+    _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 3, timeout=30)
+    (claimed,) = [p for p in tmp_path.rglob("*.claimed")]
+    assert [e["uuid"] for e in json.loads(claimed.read_text())["events"]] == uuids
+
+
 def test_without_the_spool_a_request_is_given_up_after_max_attempts(server, provider, caplog):
     pipeline = posthog.configure(
         exporter=PostHogLogExporter(

@@ -25,8 +25,10 @@ ROOT = pathlib.Path(__file__).resolve().parent.parent
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
-def run(script, server, spool, *args, **popen):
+def run(script, server, spool, *args, timeout=None, **popen):
     env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(spool))
+    if timeout is not None:
+        env["POSTHOG_OTEL_TIMEOUT"] = str(timeout)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=env,
                             cwd=str(ROOT), text=True, **popen)  # fmt: skip
 
@@ -91,7 +93,9 @@ FORK_WHILE_LOCKED = """
     pid = os.fork()
     if pid == 0:
         posthog.set("child", {"a": 2})
-        os._exit(0 if pipeline.flush(timeout_millis=20000) else 3)
+        posthog.set("child", {})  # dropped: counted, and said, under the log's lock
+        ok = pipeline.flush(timeout_millis=20000) and posthog.drop_counts() == {"no_properties": 1}
+        os._exit(0 if ok else 3)
     release.set()
     _, status = os.waitpid(pid, 0)
     print(os.waitstatus_to_exitcode(status), flush=True)
@@ -117,9 +121,11 @@ EMIT_AND_EXIT = """
 
 def test_a_script_exits_while_posthog_never_answers_and_the_next_run_delivers(server, tmp_path):
     server.otherwise = lambda: Fault(hold=True)  # accepts the connection, never answers
-    app = run(EMIT_AND_EXIT, server, tmp_path, 50, stdout=subprocess.PIPE)
+    app = run(EMIT_AND_EXIT, server, tmp_path, 50, stdout=subprocess.PIPE, timeout=60)
     uuids = json.loads(app.stdout.readline())
-    assert app.wait(timeout=60) == 0  # exits although its request is still held
+    # It exits although its request is still held, about a second after its last line (the
+    # stall rule), well before the request's 60 s timeout or the SDK's 30 s shutdown deadline.
+    assert app.wait(timeout=15) == 0
     assert server.events == []
     server.otherwise = lambda: Fault()
     assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0

@@ -286,22 +286,26 @@ def test_a_read_only_remount_mid_run_falls_back_to_memory(server, provider, tmpf
     assert posthog.drop_counts() == {}
 
 
-def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog):
+def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog, monkeypatch):
+    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
+    server.otherwise = lambda: Fault(503)
+    first = posthog.set("u", {"n": 1})
+    _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 1)  # the spool is in use
     filler = os.open(str(tmpfs / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
-    try:  # leave no room for a batch
+    try:  # then the disk fills up
         while os.write(filler, b"x" * 4096):
             pass
     except OSError:
         pass
     finally:
         os.close(filler)
-    server.otherwise = lambda: Fault(503)
-    uuid = posthog.set("u", {"pad": "y" * 8000})
+    second = posthog.set("u", {"n": 2, "pad": "y" * 8000})
     _wait_until(lambda: "cannot use the spool" in caplog.text)
     server.otherwise = lambda: Fault()
     assert pipeline.flush(timeout_millis=20_000)
-    assert [e["uuid"] for e in server.events] == [uuid]
+    assert [e["uuid"] for e in server.events] == [first, second]
+    assert posthog.drop_counts() == {}
 
 
 # --- the exporter with its spool --------------------------------------------------------------
@@ -380,8 +384,12 @@ def test_a_script_that_exits_while_posthog_is_down_loses_nothing(server, tmp_pat
     assert run_script(server.url, 5, "exit", str(tmp_path)).wait(timeout=60) == 0
     assert server.events == []
     server.otherwise = lambda: Fault()
-    assert run_script(server.url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0  # the next run sends them
-    assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
+    second = run_script(server.url, 5, "exit", str(tmp_path), stderr=subprocess.PIPE)  # sends them first
+    _, said = second.communicate(timeout=60)
+    assert second.returncode == 0
+    assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4, 0, 1, 2, 3, 4]
+    assert "has not taken" not in said  # its own operations waited behind the spool: PostHog was fine
+    assert [e["uuid"] for e in server.events[:5]] != [e["uuid"] for e in server.events[5:]]
 
 
 def test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would(server, tmp_path):

@@ -1,0 +1,243 @@
+"""Break the code one way at a time and check that the tests guarding it fail.
+
+    python tools/mutate.py [part of a mutation's name ...]
+
+Each mutation replaces one exact piece of code (which must occur once) in a throwaway copy of
+the working tree, runs the tests named beside it there, and reports CAUGHT (they failed, or
+hung) or MISSED. A MISSED line means the promise it names is not guarded: strengthen the test,
+not the list. The working tree itself is never touched. Mutations whose name mentions 1.39
+run under .venv-oldest (the lower bounds of .ci/run) when it exists.
+"""
+
+from __future__ import annotations
+
+import pathlib
+import shutil
+import subprocess
+import sys
+import tempfile
+
+ROOT = pathlib.Path(__file__).resolve().parent.parent
+
+MUTATIONS = [
+    ('queued behind a backlog, warned as late', 'posthog_otel/_dispatch.py',
+     '        if why == "behind":',
+     '        if False:',
+     'tests/test_spool.py::test_a_script_that_exits_while_posthog_is_down_loses_nothing'),
+    ('export waits for delivery', 'posthog_otel/_exporter.py',
+     '        if ok and not threading.current_thread().name.startswith(_OWN_THREADS):',
+     '        if ok:',
+     'tests/test_delivery.py::test_export_returns_while_posthog_holds_the_request'),
+    ('backoff never resets', 'posthog_otel/_dispatch.py',
+     '            self._backoff.succeeded()\n',
+     '            pass\n',
+     'tests/test_delivery.py::test_backoff_starts_over_after_any_success'),
+    ('SDK queue drops not counted', 'posthog_otel/_dispatch.py',
+     '        if lost:\n            count_drop("otel_queue_full", lost)',
+     '        if False:\n            count_drop("otel_queue_full", lost)',
+     'tests/test_delivery.py::test_what_the_sdks_queue_drops_is_counted'),
+    ('log lock kept at fork', 'posthog_otel/_lifecycle.py',
+     '    _log.after_fork()\n',
+     '',
+     'tests/test_processes.py::test_a_child_forked_while_our_locks_are_held_delivers_and_exits'),
+    ('dispatcher lock kept at fork', 'posthog_otel/_dispatch.py',
+     '        self._cond = threading.Condition()\n        self._handoff.clear()',
+     '        self._handoff.clear()',
+     'tests/test_processes.py::test_a_child_forked_while_our_locks_are_held_delivers_and_exits'),
+    ('no multiprocessing finalizer', 'posthog_otel/_lifecycle.py',
+     '        _watch_multiprocessing()\n',
+     '',
+     'tests/test_processes.py::test_multiprocessing_children_deliver_what_they_emit'),
+    ('SIGTERM raises SystemExit', 'posthog_otel/_lifecycle.py',
+     '    signal.signal(signal.SIGTERM, signal.SIG_DFL)\n    os.kill(os.getpid(), signal.SIGTERM)',
+     '    raise SystemExit(143)',
+     'tests/test_spool.py::test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would'),
+    ('owners always alive', 'posthog_otel/_spool.py',
+     '        if not re.fullmatch(r"[0-9a-f]{16}", owner):\n            return False',
+     '        return True',
+     'tests/test_spool.py::test_a_claim_of_a_live_process_is_respected_and_of_a_dead_one_released'),
+    ('keys from the wall clock', 'posthog_otel/_spool.py',
+     '                key = max(self._largest_key(), self._last_key) + 1',
+     '                key = time.time_ns() // 1000',
+     'tests/test_spool.py::test_order_does_not_follow_the_wall_clock'),
+    ('in-flight shipment never spilled', 'posthog_otel/_dispatch.py',
+     '        return shipment is not None and not isinstance(shipment.source, Claim) and now - shipment.born >= self.settings.spool_after',
+     '        return False',
+     'tests/test_delivery.py::test_a_request_posthog_holds_is_spooled_after_spool_after'),
+    ('answers not scrubbed', 'posthog_otel/_config.py',
+     '    if api_key:\n        text = text.replace(api_key, redact(api_key) or "")',
+     '    return text\n    if api_key:\n        text = text.replace(api_key, redact(api_key) or "")',
+     'tests/test_delivery.py::test_a_page_that_echoes_the_key_never_puts_it_in_the_log'),
+    ('memory unbounded without a spool', 'posthog_otel/_dispatch.py',
+     '        if self._spool_usable(now):\n            return\n        dropped = 0',
+     '        return\n        dropped = 0',
+     'tests/test_delivery.py::test_memory_stays_bounded_under_a_100000_event_backlog[False]'),
+    ('new batches overtake the spool', 'posthog_otel/_dispatch.py',
+     '        if self._disk_mode or now < self._next_poll or not self._spool_usable(now):\n            return',
+     '        return',
+     'tests/test_spool.py::test_a_script_that_exits_while_posthog_is_down_loses_nothing'),
+    ('exit waits for the answer', 'posthog_otel/_dispatch.py',
+     'EXIT_STALL = 1.0',
+     'EXIT_STALL = 1000.0',
+     'tests/test_processes.py::test_a_script_exits_while_posthog_never_answers_and_the_next_run_delivers'),
+    ('no refusal after shutdown', 'posthog_otel/_emit.py',
+     '        if self.refusal is not None:\n            return self._refuse(self.refusal)',
+     '        if False:\n            return self._refuse(self.refusal)',
+     'tests/test_delivery.py::test_operations_after_shutdown_are_refused_and_counted'),
+    ('undeletable delivered claim forgotten', 'posthog_otel/_spool.py',
+     '                self._undeleted.add(name)  # removed at a later scan, never sent again',
+     '                pass',
+     'tests/test_spool.py::test_a_read_only_remount_mid_run_falls_back_to_memory'),
+    ('filesystem errors escape', 'posthog_otel/_dispatch.py',
+     '        except OSError as error:\n            self._spool_failed(error, time.monotonic())\n            return False\n        self._stats.add("spooled", batch.count)',
+     '        except ZeroDivisionError as error:\n            self._spool_failed(error, time.monotonic())\n            return False\n        self._stats.add("spooled", batch.count)',
+     'tests/test_spool.py::test_a_full_disk_falls_back_to_memory'),
+    ('hostile entries block delivery', 'posthog_otel/_spool.py',
+     '            except _Unreadable as why:\n                self._quarantine(claimed, str(why))\n                continue',
+     '            except _Unreadable as why:\n                self._rename(claimed, found.entry)\n                break',
+     'tests/test_spool.py -k unreadable_entry'),
+    ('one attempt only, no retries', 'posthog_otel/_dispatch.py',
+     '        if not self.settings.spool and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):',
+     '        if step is Step.UNAUTHORIZED or shipment.attempts >= 1:',
+     'tests/test_load.py::test_configure_loses_nothing[flaky-30pct-503]'),
+    ('seq taken before the limits check', 'posthog_otel/_emit.py',
+     '            attributes[schema.SEQUENCE] = 0\n            self.limits.check(attributes)\n        attributes[schema.SEQUENCE] = next(self.sequence)',
+     '            attributes[schema.SEQUENCE] = next(self.sequence)\n            self.limits.check(attributes)',
+     'tests/test_limits.py'),
+    ('text rule off', 'posthog_otel/_text.py',
+     '    return text.isascii() or _SURROGATE.search(text) is None',
+     '    return True',
+     'tests/test_bad_input.py::test_ids_differing_only_in_surrogates_are_refused_never_merged tests/test_properties.py::test_values_that_cannot_be_sent_are_dropped_alone_and_counted tests/test_context.py'),
+    ('encoding replaces', 'posthog_otel/_encoding.py',
+     '        return _ENCODER.encode(event).encode("utf-8")\n',
+     '        return _ENCODER.encode(event).encode("utf-8", "replace")\n',
+     'tests/test_bad_input.py::test_handwritten_records_with_surrogates_lose_the_value_not_the_batch'),
+    ('encoding fast path replaces', 'posthog_otel/_encoding.py',
+     '        whole = _ENCODER.encode(list(events)).encode("utf-8")\n',
+     '        whole = _ENCODER.encode(list(events)).encode("utf-8", "replace")\n',
+     'tests/test_bad_input.py::test_handwritten_records_with_surrogates_lose_the_value_not_the_batch'),
+    ('limits unchecked', 'posthog_otel/_emit.py',
+     '            self.limits.check(attributes)',
+     '            pass',
+     'tests/test_limits.py'),
+    ('limits: 1.39 source fixed at bind', 'posthog_otel/_limits.py',
+     '        if self._fixed is not None:\n            return self._fixed',
+     '        if self._by_env:\n            return next(iter(self._by_env.values()))',
+     'tests/test_limits.py'),
+    ('uuid7 clock not clamped', 'posthog_otel/_envelope.py',
+     '    ms = min(max(time_ns // 1_000_000, 0), _MS_MAX)',
+     '    ms = time_ns // 1_000_000',
+     'tests/test_emit.py::test_any_datetime_arrives_as_given_under_the_returned_uuid'),
+    ('no posthog.timestamp', 'posthog_otel/_envelope.py',
+     '    return time_ns, (None if 0 < time_ns < _RECORD_TIME_MAX else iso)',
+     '    return time_ns, None',
+     'tests/test_emit.py::test_any_datetime_arrives_as_given_under_the_returned_uuid tests/test_emit.py::test_records_before_1970_stay_encodable_by_otlp'),
+    ('uuid as given', 'posthog_otel/_envelope.py',
+     '        return str(_uuid.UUID(as_text(value)))',
+     '        _uuid.UUID(as_text(value)); return as_text(value)',
+     'tests/test_emit.py::test_a_given_uuid_is_returned_and_sent_in_canonical_form'),
+    ('mapping uuid regex only', 'posthog_otel/_mapping.py',
+     '        return str(_uuid.UUID(value))',
+     '        return None',
+     'tests/test_mapping.py'),
+    ('mapping ignores posthog.timestamp', 'posthog_otel/_mapping.py',
+     '    if text is None:\n        return iso_timestamp',
+     '    if True:\n        return iso_timestamp',
+     'tests/test_mapping.py tests/test_emit.py::test_any_datetime_arrives_as_given_under_the_returned_uuid'),
+    ('mapping ids unchecked', 'posthog_otel/_mapping.py',
+     '        return as_text(value)\n    except Unusable',
+     '        return str(value)\n    except Unusable',
+     'tests/test_mapping.py tests/test_bad_input.py::test_handwritten_records_with_surrogates_lose_the_value_not_the_batch'),
+    ('warn key per reason only', 'posthog_otel/_guard.py',
+     '        "drop:%s:%s" % (call, drop.reason),',
+     '        "drop:%s" % drop.reason,',
+     'tests/test_emit.py::test_warnings_are_rate_limited_per_call_not_only_per_reason'),
+    ('property warn key per reason only', 'posthog_otel/_properties.py',
+     '        warn_limited(\n            "property:%s:%s" % (what, why),',
+     '        warn_limited(\n            "property:%s" % why,',
+     'tests/test_emit.py::test_property_warnings_are_said_per_call'),
+    ('generic capture message', 'posthog_otel/_emit.py',
+     '        raise Dropped("invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event))',
+     '        raise Dropped("no_event", "needs an event name")',
+     'tests/test_emit.py::test_capture_says_what_is_actually_wrong'),
+    ('drop not counted', 'posthog_otel/_guard.py',
+     '    count_drop(drop.reason)\n',
+     '',
+     'tests/test_bad_input.py::test_every_call_in_any_context_never_raises_and_accounts_for_itself'),
+    ('tags win over properties', 'posthog_otel/_emit.py',
+     '            properties = {**tags, **properties}',
+     '            properties = {**properties, **tags}',
+     'tests/test_bad_input.py::test_every_call_in_any_context_never_raises_and_accounts_for_itself'),
+    ('internal errors swallowed in tests', 'posthog_otel/_guard.py',
+     '    if _raise_internal_errors():\n        raise\n',
+     '',
+     'tests/test_emit.py::test_internal_errors_reraise_under_the_test_suite'),
+    ('refused context id falls back to parent', 'posthog_otel/_context.py',
+     '        return Refused("%s %s" % (describe(value), problem))',
+     '        return None',
+     'tests/test_context.py tests/test_bad_input.py::test_every_call_in_any_context_never_raises_and_accounts_for_itself'),
+    ('refused session falls back to parent', 'posthog_otel/_context.py',
+     '        if session:\n            return None if isinstance(session, Refused) else session',
+     '        if session and not isinstance(session, Refused):\n            return session',
+     'tests/test_context.py'),
+    ('fresh= read with bool()', 'posthog_otel/_context.py',
+     '    parent = None if _is_fresh(fresh) else _current.get()',
+     '    parent = None if fresh else _current.get()',
+     'tests/test_context.py'),
+    ('tag keys raw', 'posthog_otel/_context.py',
+     '    scope.tags[name] = value',
+     '    scope.tags[key] = value',
+     'tests/test_context.py'),
+    ('identify_context str()', 'posthog_otel/_context.py',
+     '        scope.distinct_id = _scope_id("identify_context", "distinct id", distinct_id)',
+     '        scope.distinct_id = None if distinct_id is None else str(distinct_id)',
+     'tests/test_context.py'),
+    ('big ints kept', 'posthog_otel/_properties.py',
+     '        return value if _INT_MIN <= value <= _INT_MAX else _big_int(value, what, name)',
+     '        return value',
+     'tests/test_bad_input.py::test_ints_past_64_bits_become_floats_and_past_floats_are_dropped tests/test_properties.py'),
+    ('fast path ignores surrogates', 'posthog_otel/_properties.py',
+     '        if kind is str:\n            if not (value.isascii() or is_sendable(value)):\n                return False',
+     '        if kind is str:\n            pass',
+     'tests/test_properties.py tests/test_bad_input.py::test_undecodable_bytes_and_their_surrogateescape_text_are_treated_alike'),
+    ('map items read unguarded', 'posthog_otel/_properties.py',
+     '    try:\n        return list(mapping.items())\n    except Exception as error:',
+     '    if True:\n        return list(mapping.items())\n    if True:',
+     'tests/test_properties.py tests/test_bad_input.py::test_maps_and_values_that_fail_when_read_are_dropped_alone'),
+]
+
+
+def main() -> None:
+    only = sys.argv[1:]
+    chosen = [m for m in MUTATIONS if not only or any(o in m[0] for o in only)]
+    missed = 0
+    with tempfile.TemporaryDirectory(prefix="posthog-otel-mutate-") as work:
+        copy = pathlib.Path(work) / "tree"
+        files = subprocess.run(["git", "ls-files", "-z"], cwd=ROOT, capture_output=True, check=True).stdout
+        for name in filter(None, files.decode().split("\0")):
+            target = copy / name
+            target.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(ROOT / name, target)
+        for name, path, old, new, tests in chosen:
+            file = copy / path
+            original = file.read_text()
+            assert original.count(old) == 1, "%s: the code to break is not there (once)" % name
+            file.write_text(original.replace(old, new))
+            oldest = ROOT / ".venv-oldest/bin/python"
+            python = oldest if "1.39" in name and oldest.exists() else ROOT / ".venv/bin/python"
+            try:
+                done = subprocess.run([str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
+                                      cwd=copy, capture_output=True, text=True, timeout=300)
+                verdict = "CAUGHT" if done.returncode else "MISSED"
+            except subprocess.TimeoutExpired:
+                verdict = "CAUGHT (hung)"
+            finally:
+                file.write_text(original)
+            missed += verdict == "MISSED"
+            print("%-14s %-42s %s" % (verdict, name, tests), flush=True)
+    print("%d of %d caught" % (len(chosen) - missed, len(chosen)))
+    sys.exit(1 if missed else 0)
+
+
+if __name__ == "__main__":
+    main()
