@@ -1,4 +1,5 @@
-# Seed example "Combined User and Group Tracking", adapted only by the import.
+# "Combined User and Group Tracking",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Set up user with group associations

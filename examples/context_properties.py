@@ -1,4 +1,5 @@
-# Seed example "Context-Based Property Management", adapted only by the import.
+# "Context-Based Property Management",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 with posthog.new_context():

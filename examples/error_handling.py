@@ -1,4 +1,5 @@
-# Seed example "Validation and Fallbacks", adapted only by the import.
+# "Validation and Fallbacks",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Properties are automatically validated

@@ -1,4 +1,5 @@
-# Seed example "Group Association Patterns", adapted only by the import.
+# "Group Association Patterns",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Multi-level organization structure

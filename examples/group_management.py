@@ -1,4 +1,5 @@
-# Seed example "Group Management", adapted only by the import.
+# "Group Management",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Identify a company/organization

@@ -1,4 +1,5 @@
-# Seed example "User Identity Linking", adapted only by the import.
+# "User Identity Linking",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # User starts as anonymous visitor

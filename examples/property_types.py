@@ -1,4 +1,5 @@
-# Seed examples "Supported Property Types" and "Property Naming Conventions", adapted only by the import.
+# "Supported Property Types" and "Property Naming Conventions",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Strings

@@ -1,4 +1,5 @@
-# Seed example "User Property Management", adapted only by the import.
+# "User Property Management",
+# from the user and group management docs this API follows (only the import changed).
 import posthog_otel as posthog
 
 # Configure PostHog

@@ -5,6 +5,8 @@ documents them; each becomes an OpenTelemetry log record that ``PostHogLogExport
 delivers to PostHog from the SDK's batch processor.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from ._config import Settings
 from ._context import (
     get_context_distinct_id,
@@ -40,7 +42,7 @@ from ._retry import RetryPolicy
 from ._setup import Pipeline, PostHogLogRecordProcessor, configure
 from ._version import __version__
 
-#: The seed's style of set-up: ``posthog.api_key = 'phc_...'`` (and optionally
+#: The PostHog SDK's style of set-up: ``posthog.api_key = 'phc_...'`` (and optionally
 #: ``posthog.host``) before the first operation configures the pipeline with them,
 #: when no LoggerProvider is installed.  ``configure()`` is the explicit way.
 api_key = None
@@ -88,3 +90,16 @@ __all__ = [
     "set_once",
     "tag",
 ]
+
+if TYPE_CHECKING:
+    from . import testing
+else:
+
+    def __getattr__(name: str) -> Any:
+        """``posthog_otel.testing`` on first use: it brings the local server and SQLite,
+        which an application that never tests against them should not pay for."""
+        if name == "testing":
+            import importlib
+
+            return importlib.import_module(".testing", __name__)
+        raise AttributeError("module %r has no attribute %r" % (__name__, name))

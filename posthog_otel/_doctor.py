@@ -1,16 +1,23 @@
 """``posthog-otel doctor`` / ``posthog_otel.doctor()``: check a set-up, say how to fix it.
 
-Run from the command line it checks the environment (key, host, the
-``opentelemetry-instrument`` variables and their traps); called inside an application
-(``posthog_otel.doctor()``) or run as ``opentelemetry-instrument posthog-otel doctor`` it
-also sees the process's LoggerProvider and what is attached to it.
+Each finding is judged against how the process is actually configured:
+
+- called inside an application (``posthog_otel.doctor()``), or run as
+  ``opentelemetry-instrument posthog-otel doctor``, it reads the PostHog exporter that is
+  really installed (its key, host and spool, whatever the environment says);
+- the ``OTEL_*_EXPORTER`` traps only matter to ``opentelemetry-instrument``: they are
+  checked when the process runs under it or the environment is set up for it
+  (``OTEL_LOGS_EXPORTER`` names posthog), and only mentioned otherwise;
+- a fix never switches PostHog off (no ``OTEL_LOGS_EXPORTER=none``).
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 from typing import Any, Iterable, List, Mapping, Optional, TextIO
+from urllib.parse import urlsplit
 
 import requests
 from opentelemetry import _logs as otel_logs
@@ -20,6 +27,9 @@ from ._emit import is_placeholder
 
 OK, WARN, PROBLEM = "ok", "warn", "problem"
 _LABEL = {OK: "  ok ", WARN: "warn ", PROBLEM: "FAIL "}
+_SIGNALS = (("traces", "OTEL_TRACES_EXPORTER"), ("metrics", "OTEL_METRICS_EXPORTER"), ("logs", "OTEL_LOGS_EXPORTER"))
+_OTLP_PACKAGES = {"otlp_proto_grpc": "opentelemetry-exporter-otlp-proto-grpc", "otlp_proto_http": "opentelemetry-exporter-otlp-proto-http"}  # fmt: skip
+_OTLP_PROTOCOLS = {"grpc": "otlp_proto_grpc", "http/protobuf": "otlp_proto_http"}
 
 
 @dataclass(frozen=True)
@@ -30,14 +40,25 @@ class Finding:
     fix: str = ""
 
 
+@dataclass(frozen=True)
+class _Process:
+    """What this process really has, as opposed to what the environment suggests."""
+
+    exporter: Optional[Any]  # the PostHog exporter operations go to, if any
+    provider: Any  # the global LoggerProvider
+    under_instrument: bool  # set up by opentelemetry-instrument (its sitecustomize ran)
+
+
 def diagnose(environ: Optional[Mapping[str, str]] = None, check_network: bool = True) -> List[Finding]:
     environ = os.environ if environ is None else environ
-    findings = [_api_key(environ)]
-    findings += _host(environ, check_network)
+    process = _observe()
+    settings = process.exporter.settings if process.exporter is not None else None
+    findings = [_api_key(environ, settings)]
+    findings += _host(environ, settings, check_network)
     findings += _sdk_disabled(environ)
-    findings.append(_provider())
-    findings += _spool(environ)
-    findings += _instrument_variables(environ)
+    findings.append(_provider(process))
+    findings += _spool(environ, settings)
+    findings += _auto_config(environ, process)
     return findings
 
 
@@ -57,13 +78,48 @@ def report(findings: Iterable[Finding], out: TextIO) -> int:
 
 def doctor(out: Optional[TextIO] = None, check_network: bool = True) -> int:
     """Check this process's set-up and print the findings (to stdout by default)."""
-    import sys
-
     return report(diagnose(check_network=check_network), out or sys.stdout)
 
 
-def _api_key(environ: Mapping[str, str]) -> Finding:
-    key = (environ.get("POSTHOG_API_KEY") or environ.get("POSTHOG_PROJECT_API_KEY") or "").strip()
+# --- what the process has ------------------------------------------------------------------
+
+
+def _observe() -> _Process:
+    from . import _setup
+
+    provider = otel_logs.get_logger_provider()
+    exporter = None
+    if _setup._current is not None:  # configure() in code, on whichever provider it was given
+        exporter = _setup._current.exporter
+    elif not is_placeholder(provider):
+        exporter = next((e for e in _exporters_of(provider) if type(e).__name__ == "PostHogLogExporter"), None)
+    under = "opentelemetry.instrumentation.auto_instrumentation" in sys.modules
+    return _Process(exporter, provider, under)
+
+
+def _exporters_of(provider: Any) -> List[Any]:
+    """Best effort: the SDK keeps processors in private attributes, which may change."""
+    found = []
+    multi = getattr(provider, "_multi_log_record_processor", None)
+    for processor in getattr(multi, "_log_record_processors", ()) or ():
+        exporter = getattr(processor, "exporter", None) or getattr(processor, "_exporter", None)
+        inner = getattr(processor, "_batch_processor", None)
+        if exporter is None and inner is not None:
+            exporter = getattr(inner, "_exporter", None)
+        if exporter is not None:
+            found.append(exporter)
+    return found
+
+
+# --- key, host, spool -------------------------------------------------------------------------
+
+
+def _api_key(environ: Mapping[str, str], settings: Optional[Settings]) -> Finding:
+    if settings is not None:
+        key, source = settings.api_key or "", "the installed exporter's API key"
+    else:
+        key = (environ.get("POSTHOG_API_KEY") or environ.get("POSTHOG_PROJECT_API_KEY") or "").strip()
+        source = "POSTHOG_API_KEY"
     if not key:
         return Finding(
             PROBLEM, "API key", "POSTHOG_API_KEY is not set",
@@ -71,24 +127,41 @@ def _api_key(environ: Mapping[str, str]) -> Finding:
         )  # fmt: skip
     if key.startswith("phx_"):
         return Finding(
-            PROBLEM, "API key", "POSTHOG_API_KEY holds a personal API key (%s), which ingestion refuses" % redact(key),
+            PROBLEM, "API key", "%s is a personal API key (%s), which ingestion refuses" % (source, redact(key)),
             "use the project API key, which starts with phc_",
         )  # fmt: skip
-    if not key.startswith("phc_") or len(key) < 20:
+    if not key.startswith("phc_") and not _is_loopback(_host_of(environ, settings)):
         return Finding(
-            WARN, "API key", "POSTHOG_API_KEY (%s) does not look like a project key" % redact(key),
-            "project API keys start with phc_ and are about 47 characters long",
+            WARN, "API key", "%s (%s) does not look like a project key" % (source, redact(key)),
+            "project API keys start with phc_ (Project settings > Project API key)",
         )  # fmt: skip
-    return Finding(OK, "API key", "POSTHOG_API_KEY is set (%s)" % redact(key))
+    return Finding(OK, "API key", "%s is set (%s)" % (source, redact(key)))
 
 
-def _host(environ: Mapping[str, str], check_network: bool) -> List[Finding]:
-    text = environ.get("POSTHOG_HOST")
+def _host_of(environ: Mapping[str, str], settings: Optional[Settings]) -> str:
+    if settings is not None:
+        return settings.host
     try:
-        host = Settings.resolve(environ={}, host=text).host if text else Settings.resolve(environ={}).host
-    except ValueError as error:
-        return [Finding(PROBLEM, "Host", "POSTHOG_HOST=%r is invalid: %s" % (text, error), "use https://us.i.posthog.com, https://eu.i.posthog.com or your instance's URL")]
-    findings = [Finding(OK, "Host", "sending to %s%s" % (host, "" if text else " (the default)"))]
+        return Settings.resolve(environ={}, host=environ.get("POSTHOG_HOST") or None).host
+    except ValueError:
+        return ""
+
+
+def _is_loopback(host: str) -> bool:
+    return (urlsplit(host).hostname or "") in ("127.0.0.1", "localhost", "::1")
+
+
+def _host(environ: Mapping[str, str], settings: Optional[Settings], check_network: bool) -> List[Finding]:
+    text = environ.get("POSTHOG_HOST")
+    if settings is not None:
+        host, origin = settings.host, " (the installed exporter's)"
+    else:
+        try:
+            host = Settings.resolve(environ={}, host=text).host if text else Settings.resolve(environ={}).host
+        except ValueError as error:
+            return [Finding(PROBLEM, "Host", "POSTHOG_HOST=%r is invalid: %s" % (text, error), "use https://us.i.posthog.com, https://eu.i.posthog.com or your instance's URL")]  # fmt: skip
+        origin = "" if text else " (the default)"
+    findings = [Finding(OK, "Host", "sending to %s%s" % (host, origin))]
     if not check_network:
         return findings
     try:
@@ -105,15 +178,16 @@ def _host(environ: Mapping[str, str], check_network: bool) -> List[Finding]:
     return findings
 
 
-def _spool(environ: Mapping[str, str]) -> List[Finding]:
+def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
     """Batches an earlier process could not deliver, waiting for this key and host."""
     from ._spool import spool_directory
     from ._spool import DiskSpool
 
-    try:
-        settings = Settings.resolve(environ=environ)
-    except (TypeError, ValueError):
-        return []
+    if settings is None:
+        try:
+            settings = Settings.resolve(environ=environ)
+        except (TypeError, ValueError):
+            return []
     if not settings.api_key or not settings.spool:
         return []
     directory = spool_directory(settings)
@@ -135,90 +209,126 @@ def _spool(environ: Mapping[str, str]) -> List[Finding]:
     ]
 
 
+# --- the OpenTelemetry set-up -------------------------------------------------------------------
+
+
 def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return [Finding(PROBLEM, "SDK", "OTEL_SDK_DISABLED=true turns every OTel provider into a no-op", "unset OTEL_SDK_DISABLED")]
     return []
 
 
-def _provider() -> Finding:
-    provider = otel_logs.get_logger_provider()
-    if is_placeholder(provider):
+def _provider(process: _Process) -> Finding:
+    from . import _setup
+
+    if process.exporter is not None:
+        how = "posthog_otel.configure()" if _setup._current is not None else "the global LoggerProvider"
+        return Finding(OK, "Provider", "the PostHog exporter is installed (by %s)" % how)
+    if is_placeholder(process.provider) and process.under_instrument:
+        return Finding(
+            PROBLEM, "Provider", "opentelemetry-instrument installed no LoggerProvider: its set-up failed",
+            "see the Auto-config findings below (and opentelemetry-instrument's own error above)",
+        )  # fmt: skip
+    if is_placeholder(process.provider):
         return Finding(
             WARN, "Provider", "no OpenTelemetry LoggerProvider in this process: operations would be dropped",
             "call posthog_otel.configure() at start-up, or run under opentelemetry-instrument "
             "(`opentelemetry-instrument posthog-otel doctor` checks that set-up)",
         )  # fmt: skip
-    exporters = [type(e).__name__ for e in _exporters_of(provider)]
-    if "PostHogLogExporter" in exporters:
-        return Finding(OK, "Provider", "an SDK LoggerProvider with the PostHog exporter is installed")
+    exporters = [type(e).__name__ for e in _exporters_of(process.provider)]
     return Finding(
         PROBLEM, "Provider", "the LoggerProvider has no PostHog exporter (exporters: %s)" % (", ".join(exporters) or "none"),
         "call posthog_otel.configure(), or add posthog to OTEL_LOGS_EXPORTER",
     )  # fmt: skip
 
 
-def _exporters_of(provider: Any) -> List[Any]:
-    """Best effort: the SDK keeps processors in private attributes, which may change."""
-    found = []
-    multi = getattr(provider, "_multi_log_record_processor", None)
-    for processor in getattr(multi, "_log_record_processors", ()) or ():
-        exporter = getattr(processor, "exporter", None) or getattr(processor, "_exporter", None)
-        inner = getattr(processor, "_batch_processor", None)
-        if exporter is None and inner is not None:
-            exporter = getattr(inner, "_exporter", None)
-        if exporter is not None:
-            found.append(exporter)
-    return found
-
-
-def _instrument_variables(environ: Mapping[str, str]) -> List[Finding]:
-    distro = _has_module("opentelemetry.distro")
-    findings = []
+def _auto_config(environ: Mapping[str, str], process: _Process) -> List[Finding]:
+    """``opentelemetry-instrument``'s variables: checked when they are in play."""
     logs = _names(environ.get("OTEL_LOGS_EXPORTER"))
+    in_play = process.under_instrument or "posthog" in logs
+    if not in_play:
+        if process.exporter is not None or not any(environ.get(v) for _, v in _SIGNALS):
+            return [
+                Finding(
+                    OK, "Auto-config",
+                    "not set up for opentelemetry-instrument (OTEL_LOGS_EXPORTER does not name posthog): "
+                    "fine when the application calls posthog_otel.configure()",
+                )  # fmt: skip
+            ]
+        return [
+            Finding(
+                WARN, "Auto-config",
+                "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument would not load the PostHog exporter"
+                % ("is not set" if not logs else "is %s" % ",".join(logs)),
+                "export OTEL_LOGS_EXPORTER=posthog (or otlp,posthog); not needed if you call posthog_otel.configure()",
+            )  # fmt: skip
+        ]
+    findings = []
     if "posthog" in logs:
         findings.append(
             Finding(OK, "Auto-config", "OTEL_LOGS_EXPORTER includes posthog")
             if _entry_point("opentelemetry_logs_exporter", "posthog")
-            else Finding(PROBLEM, "Auto-config", "OTEL_LOGS_EXPORTER names posthog but its entry point is missing", "pip install posthog-otel in this environment")
+            else Finding(PROBLEM, "Auto-config", "OTEL_LOGS_EXPORTER names posthog but its entry point is missing",
+                         "install posthog-otel in this environment (the one opentelemetry-instrument runs)")  # fmt: skip
         )
-    else:
+    elif process.exporter is None:
         findings.append(
             Finding(
-                WARN, "Auto-config",
-                "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument will not load the PostHog exporter"
+                PROBLEM, "Auto-config", "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument does not load the PostHog exporter"
                 % ("is not set" if not logs else "is %s" % ",".join(logs)),
-                "export OTEL_LOGS_EXPORTER=posthog (or otlp,posthog); not needed if you call posthog_otel.configure()",
+                "export OTEL_LOGS_EXPORTER=posthog (or otlp,posthog)",
             )  # fmt: skip
         )
-    for signal, variable in (("traces", "OTEL_TRACES_EXPORTER"), ("metrics", "OTEL_METRICS_EXPORTER"), ("logs", "OTEL_LOGS_EXPORTER")):
+    distro = _has_module("opentelemetry.distro")
+    for signal, variable in _SIGNALS:
         names = _names(environ.get(variable))
         implied = not names and distro
         for name in names or (["otlp"] if implied else []):
-            entry = _entry_name(name, signal, environ)
-            if name == "none" or _entry_point("opentelemetry_%s_exporter" % signal, entry):
-                continue
-            cause = "defaults to" if implied else "names"
-            shown = name if entry == name else "%s (entry point %s)" % (name, entry)
-            findings.append(
-                Finding(
-                    PROBLEM, "Auto-config",
-                    "%s %s %s, which is not installed: opentelemetry-instrument's set-up fails and configures "
-                    "nothing, PostHog included" % (variable, cause, shown),
-                    "export %s=none (or install the exporter it names)" % variable,
-                )  # fmt: skip
-            )
+            finding = _exporter_finding(signal, variable, name, implied, environ)
+            if finding is not None:
+                findings.append(finding)
     return findings
 
 
-def _entry_name(name: str, signal: str, environ: Mapping[str, str]) -> str:
-    """The entry point the SDK looks up: ``otlp`` means gRPC unless a protocol says http."""
+def _exporter_finding(signal: str, variable: str, name: str, implied: bool, environ: Mapping[str, str]) -> Optional[Finding]:
+    """A PROBLEM when ``name`` cannot be loaded: the distro's set-up then fails whole."""
+    if name == "none":
+        return None
+    entry = _entry_name(name, signal, environ)
+    if entry is None:
+        protocol = _protocol(signal, environ)
+        return Finding(
+            PROBLEM, "Auto-config", "the OTLP protocol %r (for %s) is not one the SDK supports: its set-up fails" % (protocol, variable),
+            "export OTEL_EXPORTER_OTLP_PROTOCOL=grpc or http/protobuf",
+        )  # fmt: skip
+    if _entry_point("opentelemetry_%s_exporter" % signal, entry):
+        return None
+    package = _OTLP_PACKAGES.get(entry, "the package that provides the %r exporter" % entry)
+    shown = name if entry == name else "%s (entry point %s)" % (name, entry)
+    if signal == "logs":  # never propose none here: that would switch PostHog off
+        fix = "pip install %s, or leave it out: export OTEL_LOGS_EXPORTER=posthog" % package
+    else:
+        fix = "export %s=none, or pip install %s" % (variable, package)
+    return Finding(
+        PROBLEM, "Auto-config",
+        "%s %s %s, which is not installed: opentelemetry-instrument's set-up fails and configures "
+        "nothing, PostHog included" % (variable, "defaults to" if implied else "is", shown),
+        fix,
+    )  # fmt: skip
+
+
+def _protocol(signal: str, environ: Mapping[str, str]) -> str:
+    return (
+        environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal.upper()) or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+    ).strip()
+
+
+def _entry_name(name: str, signal: str, environ: Mapping[str, str]) -> Optional[str]:
+    """The entry point the SDK looks up: ``otlp`` is gRPC unless a protocol says
+    http/protobuf; None for a protocol the SDK refuses."""
     if name != "otlp":
         return name
-    protocol = (
-        environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal.upper()) or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
-    )
-    return "otlp_proto_http" if protocol.strip().startswith("http") else "otlp_proto_grpc"
+    return _OTLP_PROTOCOLS.get(_protocol(signal, environ))
 
 
 def _names(value: Optional[str]) -> List[str]:

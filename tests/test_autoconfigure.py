@@ -69,3 +69,29 @@ def test_declarative_configuration_file(server, tmp_path):
     assert result.returncode == 0, result.stderr
     (event,) = server.events
     assert event["$set"] == {"via": "config file"} and event["distinct_id"] == "declared"
+
+
+def test_declarative_configuration_file_under_opentelemetry_instrument(server, tmp_path):
+    """docs/configuration.md: OTEL_CONFIG_FILE=otel.yaml opentelemetry-instrument python app.py"""
+    pytest.importorskip("opentelemetry.configuration")
+    instrument = BIN / "opentelemetry-instrument"
+    if not instrument.exists():
+        pytest.skip("opentelemetry-instrumentation is not installed")
+    config = tmp_path / "otel.yaml"
+    config.write_text(
+        "file_format: '1.0'\n"
+        "logger_provider:\n"
+        "  processors:\n"
+        "    - batch:\n"
+        "        exporter:\n"
+        "          posthog:\n"
+        "            api_key: ${POSTHOG_API_KEY}\n"
+        "            host: %s\n" % server.url
+    )
+    result = run(
+        [str(instrument), sys.executable, str(APPS / "plain_app.py")],
+        OTEL_CONFIG_FILE=str(config), OTEL_LOGS_EXPORTER="console", POSTHOG_API_KEY=API_KEY,  # the file wins
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    (event,) = server.events
+    assert event["$set"] == {"via": "OTEL_CONFIG_FILE"} and event["distinct_id"] == "declared"

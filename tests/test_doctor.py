@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import io
+import pathlib
+import subprocess
+import sys
 
 import pytest
 from opentelemetry import _logs
 
 import posthog_otel
-from posthog_otel._doctor import OK, PROBLEM, WARN, diagnose, report
+from posthog_otel._doctor import OK, PROBLEM, WARN, _entry_point, diagnose, report
 
 from .conftest import API_KEY
-from .support import free_port
+from .support import child_env, free_port
+
+BIN = pathlib.Path(sys.executable).parent
 
 
 def by_topic(findings, topic):
@@ -109,3 +114,103 @@ def test_spool_backlog_is_reported(tmp_path):
     DiskSpool(directory, 1 << 30, 3600).append(EncodedBatch.encode([{"event": "e", "uuid": "u", "distinct_id": "d"}])[0])
     (waiting,) = by_topic(diagnose(environ, check_network=False), "Spool")
     assert waiting.level == WARN and "1 batch(es)" in waiting.message
+
+
+# --- judged against how the process is configured: no false failures ---------------------------
+
+
+def test_a_correct_in_code_set_up_has_no_failure(server, provider):
+    """configure(api_key=..., host=...) in code, nothing in the environment, the distro installed."""
+    posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+    out = io.StringIO()
+    assert posthog_otel.doctor(out) == 0, out.getvalue()
+    text = out.getvalue()
+    assert "FAIL" not in text and "0 problem(s)" in text
+    assert "the installed exporter's API key is set" in text and "sending to %s" % server.url in text
+
+
+def test_the_installed_exporter_wins_over_the_environment(server, provider):
+    posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+    findings = diagnose({"POSTHOG_API_KEY": "phx_personal0123456789abcdefghijkl", "POSTHOG_HOST": "nope"}, check_network=False)
+    assert [f.level for f in by_topic(findings, "API key") + by_topic(findings, "Host")] == [OK, OK]
+
+
+@pytest.mark.parametrize("host", [None, "http://127.0.0.1:8010"])
+def test_the_readme_key_for_the_local_server_is_not_flagged(host):
+    environ = {"POSTHOG_API_KEY": "phc_anything", **({"POSTHOG_HOST": host} if host else {})}
+    (finding,) = by_topic(diagnose(environ, check_network=False), "API key")
+    assert finding.level == OK
+
+
+def test_any_key_is_fine_for_a_local_server():
+    environ = {"POSTHOG_API_KEY": "dev", "POSTHOG_HOST": "http://localhost:8010"}
+    (finding,) = by_topic(diagnose(environ, check_network=False), "API key")
+    assert finding.level == OK
+
+
+def test_without_opentelemetry_instrument_variables_the_traps_are_not_failures():
+    pytest.importorskip("opentelemetry.distro")  # the distro's defaults are what made these fail
+    findings = diagnose({"POSTHOG_API_KEY": API_KEY}, check_network=False)
+    (finding,) = by_topic(findings, "Auto-config")
+    assert finding.level == OK and "posthog_otel.configure()" in finding.message
+
+
+ENVIRONMENTS = [
+    {},
+    {"OTEL_LOGS_EXPORTER": "posthog"},
+    {"OTEL_LOGS_EXPORTER": "otlp,posthog"},
+    {"OTEL_LOGS_EXPORTER": "otlp,posthog", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"},
+    {"OTEL_LOGS_EXPORTER": "otlp"},
+    {"OTEL_TRACES_EXPORTER": "otlp"},
+]
+
+
+@pytest.mark.parametrize("environ", ENVIRONMENTS)
+def test_no_fix_switches_posthog_off(environ):
+    fixes = [f.fix for f in diagnose(environ, check_network=False)]
+    assert not any("OTEL_LOGS_EXPORTER=none" in fix for fix in fixes)
+
+
+def test_otlp_beside_posthog_needs_its_exporter_package_and_protocol():
+    findings = diagnose(
+        {"OTEL_LOGS_EXPORTER": "otlp,posthog", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none",
+         "OTEL_EXPORTER_OTLP_PROTOCOL": "http/protobuf"}, check_network=False,
+    )  # fmt: skip
+    if _entry_point("opentelemetry_logs_exporter", "otlp_proto_http"):
+        pytest.skip("the OTLP/HTTP exporter is installed here")
+    (problem,) = [f for f in by_topic(findings, "Auto-config") if f.level == PROBLEM]
+    assert "otlp_proto_http" in problem.message and "opentelemetry-exporter-otlp-proto-http" in problem.fix
+    assert "OTEL_LOGS_EXPORTER=posthog" in problem.fix
+    unsupported = diagnose({"OTEL_LOGS_EXPORTER": "otlp,posthog", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, check_network=False)
+    assert any("http/json" in f.message and f.level == PROBLEM for f in unsupported)
+
+
+def instrument_doctor(**env):
+    instrument = BIN / "opentelemetry-instrument"
+    if not instrument.exists():
+        pytest.skip("opentelemetry-instrumentation is not installed")
+    return subprocess.run(
+        [str(instrument), str(BIN / "posthog-otel"), "doctor", "--offline"],
+        env=child_env(**env), capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+
+
+def test_under_opentelemetry_instrument_it_reads_what_was_installed(server):
+    result = instrument_doctor(
+        OTEL_LOGS_EXPORTER="posthog", OTEL_TRACES_EXPORTER="none", OTEL_METRICS_EXPORTER="none",
+        POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "the PostHog exporter is installed (by the global LoggerProvider)" in result.stdout
+    assert "the installed exporter's API key" in result.stdout
+
+
+def test_under_opentelemetry_instrument_a_failed_set_up_is_a_failure_with_fixes(server):
+    pytest.importorskip("opentelemetry.distro")
+    if _entry_point("opentelemetry_traces_exporter", "otlp_proto_grpc"):
+        pytest.skip("the OTLP/gRPC exporters are installed here")
+    result = instrument_doctor(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)  # no OTEL_* at all
+    assert result.returncode == 1
+    assert "opentelemetry-instrument installed no LoggerProvider: its set-up failed" in result.stdout
+    assert "OTEL_TRACES_EXPORTER" in result.stdout and "OTEL_LOGS_EXPORTER=none" not in result.stdout
+    assert "export OTEL_LOGS_EXPORTER=posthog" in result.stdout

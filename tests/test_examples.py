@@ -107,3 +107,68 @@ def test_every_example_runs_clean(server, name):
     _, stderr = run_example(server, name)
     if name != "error_handling.py":
         assert "posthog_otel" not in stderr, stderr
+
+
+# --- the README's own snippets and claims, run as written --------------------------------------
+
+README = EXAMPLES.parent / "README.md"
+
+
+def readme_python(containing):
+    """The README's ```python block that contains ``containing``, as written."""
+    blocks = README.read_text().split("```python\n")[1:]
+    (block,) = [b.split("```", 1)[0] for b in blocks if containing in b]
+    return block
+
+
+def run_snippet(server, code, tmp_path):
+    script = tmp_path / "snippet.py"
+    script.write_text(code)
+    result = run([sys.executable, str(script)], POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
+    assert result.returncode == 0, result.stderr
+    return server.events
+
+
+def test_readme_quickstart_in_code_runs_as_written(server, tmp_path):
+    events = run_snippet(server, readme_python("posthog.configure()"), tmp_path)  # no flush: exit delivers
+    assert [e["event"] for e in events] == [
+        "$set", "$set_once", "$groupidentify", "$create_alias", "feature_used", "$set", "dashboard_viewed"
+    ]  # fmt: skip
+    assert events[-1]["properties"]["ab_test_group"] == "variant_b" and events[-1]["distinct_id"] == "user123"
+
+
+def test_readme_sdk_snippet_runs_as_written(server, tmp_path):
+    code = readme_python("PostHogLogRecordProcessor(PostHogLogExporter())") + (
+        "import posthog_otel\nposthog_otel.set('u', {'a': 1})\nprovider.shutdown()\n"
+    )
+    (event,) = run_snippet(server, code, tmp_path)
+    assert event["$set"] == {"a": 1}
+
+
+def test_readme_contexts_follow_asyncio_tasks_not_threads():
+    """What the README says where contexts are introduced."""
+    import asyncio
+    import contextvars
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    import posthog_otel
+
+    seen = {}
+    with posthog_otel.new_context():
+        posthog_otel.identify_context("user123")
+        thread = threading.Thread(target=lambda: seen.update(thread=posthog_otel.get_context_distinct_id()))
+        thread.start()
+        thread.join()
+        with ThreadPoolExecutor(1) as pool:
+            seen["pool"] = pool.submit(posthog_otel.get_context_distinct_id).result()
+            seen["copied"] = pool.submit(contextvars.copy_context().run, posthog_otel.get_context_distinct_id).result()
+
+        async def probe():
+            return posthog_otel.get_context_distinct_id()
+
+        async def in_a_task():
+            return await asyncio.create_task(probe())
+
+        seen["task"] = asyncio.run(in_a_task())
+    assert seen == {"thread": None, "pool": None, "copied": "user123", "task": "user123"}

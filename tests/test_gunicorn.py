@@ -1,4 +1,8 @@
-"""gunicorn --preload with several workers: every operation emitted in every worker arrives."""
+"""gunicorn --preload with several workers: every operation emitted in every worker arrives.
+
+Which workers serve is the kernel's choice (often several, sometimes one): the test
+checks, for each request, that the worker that served it delivered its operations.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +30,7 @@ def test_every_worker_delivers_with_preload(server, tmp_path):
         cwd=str(APPS), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
     )  # fmt: skip
     try:
-        workers = set()
+        served_by = {}  # request number -> pid of the worker that answered it
         deadline = time.monotonic() + 30
         served = 0
         while served < 60:
@@ -36,16 +40,14 @@ def test_every_worker_delivers_with_preload(server, tmp_path):
             except requests.ConnectionError:
                 time.sleep(0.1)
                 continue
-            workers.add(reply.text)
+            served_by["request-%d" % served] = reply.text
             served += 1
     finally:
         master.send_signal(signal.SIGTERM)
         stderr = master.communicate(timeout=60)[1]
     assert master.returncode == 0, stderr
-    assert len(workers) >= 2, "requests should spread over several workers"
     events = server.wait_for_events(120, timeout=10)
-    assert sorted(e["distinct_id"] for e in events if e["event"] == "$set") == sorted(
-        "request-%d" % i for i in range(60)
-    )
-    assert len([e for e in events if e["event"] == "served"]) == 60
-    assert {str(e["$set"]["worker"]) for e in events if e["event"] == "$set"} == workers
+    person_updates = {e["distinct_id"]: str(e["$set"]["worker"]) for e in events if e["event"] == "$set"}
+    captures = {e["distinct_id"]: str(e["properties"]["worker"]) for e in events if e["event"] == "served"}
+    assert person_updates == served_by and captures == served_by
+    assert len(events) == 120  # nothing twice

@@ -4,13 +4,17 @@ from __future__ import annotations
 
 import gzip
 import json
+import socket
 import threading
+import tracemalloc
 import uuid
+import zlib
 
 import pytest
 import requests
 
 from posthog_otel._local.server import LocalServer
+from posthog_otel._local.serving import HTTPError, Limits, inflate
 from posthog_otel._local.store import Store
 
 KEY = "phc_local_test_key_0123456789"
@@ -234,3 +238,217 @@ def test_flags_come_from_the_flag_file(store):
         flags = requests.post(server.url + "/flags/?v=4", json=body, timeout=5).json()["flags"]
     assert flags["new_dashboard"]["enabled"] is True and flags["checkout"]["variant"] == "test"
     assert flags["off"]["enabled"] is False and "x" not in flags
+
+
+# --- what a peer can cost: bounded size, time and connections (real sockets) ----------------
+
+SMALL = Limits(max_body_bytes=64 * 1024, max_inflated_bytes=1024 * 1024, max_header_bytes=4096,
+               read_timeout=0.2, idle_timeout=0.2, max_connections=20, workers=2)  # fmt: skip
+
+
+@pytest.fixture
+def bounded(store):
+    with LocalServer(store, limits=SMALL) as server:
+        yield server
+
+
+def connect(server):
+    sock = socket.create_connection(("127.0.0.1", server.port), timeout=10)  # 10 s: a safety net, not the test
+    return sock
+
+
+def read_until_closed(sock):
+    """Everything the server sends until it closes the connection."""
+    chunks = []
+    while True:
+        data = sock.recv(65536)
+        if not data:
+            return b"".join(chunks)
+        chunks.append(data)
+
+
+def status_of(answer):
+    return int(answer.split(b" ", 2)[1]) if answer else None
+
+
+def head(path="/batch/", **headers):
+    lines = ["POST %s HTTP/1.1" % path, "Host: 127.0.0.1"] + ["%s: %s" % (k.replace("_", "-"), v) for k, v in headers.items()]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode()
+
+
+def still_serving(server):
+    assert post(server, [ev("after", "u")]).status_code == 200
+
+
+def test_a_gzip_bomb_stops_at_the_inflated_limit_without_inflating_it(bounded, store):
+    bomb = gzip.compress(b"\0" * (32 * 1024 * 1024), 9)  # 32 MiB inflated, ~32 KiB sent
+    assert len(bomb) < SMALL.max_body_bytes
+    tracemalloc.start()
+    try:
+        response = requests.post(bounded.url + "/batch/", data=bomb, headers={"Content-Encoding": "gzip"}, timeout=10)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert response.status_code == 413 and "inflates to more than 1 MiB" in response.json()["error"]
+    assert peak < 4 * SMALL.max_inflated_bytes  # gzip.decompress would hold all 32 MiB
+    still_serving(bounded)
+    assert [e["event"] for e in store.events()] == ["after"]
+
+
+def test_a_deflate_bomb_and_an_unknown_encoding_are_refused(bounded):
+    bomb = zlib.compress(b"\0" * (8 * 1024 * 1024), 9)
+    answer = requests.post(bounded.url + "/batch/", data=bomb, headers={"Content-Encoding": "deflate"}, timeout=10)
+    assert answer.status_code == 413
+    answer = requests.post(bounded.url + "/batch/", data=b"x", headers={"Content-Encoding": "br"}, timeout=10)
+    assert answer.status_code == 415 and "gzip or deflate" in answer.json()["error"]
+    still_serving(bounded)
+
+
+def test_inflate_accepts_concatenated_gzip_members_and_refuses_truncated_ones():
+    whole = json.dumps({"a": 1}).encode()
+    assert inflate(gzip.compress(whole[:3]) + gzip.compress(whole[3:]), "gzip", 1000) == whole
+    with pytest.raises(HTTPError) as truncated:
+        inflate(gzip.compress(whole)[:-6], "gzip", 1000)
+    assert truncated.value.status == 400
+    with pytest.raises(HTTPError) as trailing:
+        inflate(zlib.compress(whole) + b"junk", "deflate", 1000)
+    assert trailing.value.status == 400
+    assert inflate(whole, "", 1000) == whole
+    with pytest.raises(HTTPError) as large:
+        inflate(whole, "identity", 3)
+    assert large.value.status == 413
+
+
+def test_a_body_over_the_limit_is_answered_413_to_a_client_still_sending_it(bounded):
+    body = b"x" * (16 * 1024 * 1024)  # far more than socket buffers hold: still sending when refused
+    with connect(bounded) as sock:
+        sock.sendall(head(Content_Length=len(body)))
+        sock.sendall(body)  # a reset here (the refused body left unread) would lose the answer
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 413 and b"larger than 65536 bytes" in answer
+    response = requests.post(bounded.url + "/batch/", data=body, timeout=10)
+    assert response.status_code == 413
+    still_serving(bounded)
+
+
+def test_a_huge_content_length_is_refused_before_any_body_is_read(bounded):
+    with connect(bounded) as sock:
+        sock.sendall(head(Content_Length=10**12))
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 413
+    still_serving(bounded)
+
+
+@pytest.mark.parametrize(
+    "length,message", [("-1", "is not a number of bytes"), ("ten", "is not a number of bytes"), ("1e3", "is not a number")]
+)
+def test_a_content_length_that_is_not_a_number_is_answered_400(bounded, store, length, message):
+    with connect(bounded) as sock:
+        sock.sendall(head(Content_Length=length) + b'{"api_key": "k", "batch": [')  # and keeps streaming
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 400 and message.encode() in answer
+    assert store.events() == []
+    still_serving(bounded)
+
+
+def test_conflicting_content_lengths_are_answered_400(bounded):
+    with connect(bounded) as sock:
+        sock.sendall(b"POST /batch/ HTTP/1.1\r\nContent-Length: 2\r\nContent-Length: 3\r\n\r\n{}")
+        assert status_of(read_until_closed(sock)) == 400
+
+
+@pytest.mark.parametrize("headers", [{}, {"Transfer_Encoding": "chunked"}])
+def test_a_body_without_content_length_is_answered_411(bounded, headers):
+    with connect(bounded) as sock:
+        sock.sendall(head(**headers) + b"5\r\nhello\r\n0\r\n\r\n")
+        answer = read_until_closed(sock)
+    assert status_of(answer) == 411 and b"Content-Length" in answer
+    still_serving(bounded)
+
+
+def test_a_connection_that_sends_nothing_is_closed(bounded):
+    with connect(bounded) as sock:
+        assert sock.recv(1) == b""  # closed after idle_timeout, without an answer
+
+
+@pytest.mark.parametrize("sent", [b"POST /batch/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-", b"POST /bat"])
+def test_a_head_that_stops_arriving_is_answered_408(bounded, sent):
+    with connect(bounded) as sock:
+        sock.sendall(sent)
+        answer = read_until_closed(sock)
+    assert answer.startswith(b"HTTP/1.1 408 ") and b"did not arrive within 0.2 s" in answer
+    still_serving(bounded)
+
+
+def test_a_body_that_stops_arriving_is_answered_408(bounded, store):
+    with connect(bounded) as sock:
+        sock.sendall(head(Content_Length=1000) + b'{"api_key": ')
+        assert status_of(read_until_closed(sock)) == 408
+    assert store.events() == []
+
+
+def test_a_head_over_the_limit_is_answered_431(bounded):
+    with connect(bounded) as sock:
+        sock.sendall(b"POST /batch/ HTTP/1.1\r\n" + b"X-Pad: " + b"x" * 5000 + b"\r\n\r\n")
+        assert status_of(read_until_closed(sock)) == 431
+    still_serving(bounded)
+
+
+def test_idle_connections_cost_no_thread_and_do_not_starve_requests(store):
+    limits = Limits(max_connections=20, workers=2, idle_timeout=60)
+    with LocalServer(store, limits=limits) as server:
+        assert post(server, [ev("first", "u")]).status_code == 200  # once served, every worker has started
+        before = threading.active_count()
+        idle = [connect(server) for _ in range(100)]
+        try:
+            assert post(server, [ev("real", "u")]).status_code == 200  # the 101st connection is served
+            serving = [t for t in threading.enumerate() if t.name.startswith("posthog-otel-local")]
+            assert len(serving) == limits.workers + 1  # the workers and the one accept loop
+            assert threading.active_count() <= before + 5  # not one per connection (other tests' threads may come and go)
+            evicted = idle[: 100 - limits.max_connections]  # the longest idle make room, oldest first
+            assert all(sock.recv(1) == b"" for sock in evicted)
+        finally:
+            for sock in idle:
+                sock.close()
+    assert [e["event"] for e in store.events()] == ["first", "real"]
+
+
+def test_keep_alive_and_pipelined_requests_are_all_answered(bounded, store):
+    one = json.dumps({"api_key": KEY, "batch": [ev("one", "u")]}).encode()
+    two = json.dumps({"api_key": KEY, "batch": [ev("two", "u")]}).encode()
+    with connect(bounded) as sock:
+        sock.sendall(head(Content_Length=len(one)) + one + head(Content_Length=len(two)) + two)
+        answers = b""
+        while answers.count(b"HTTP/1.1 200") < 2:
+            data = sock.recv(65536)
+            assert data, answers
+            answers += data
+    assert [e["event"] for e in store.events()] == ["one", "two"]
+    with requests.Session() as session:  # one connection, kept alive between requests
+        for name in ("three", "four"):
+            body = {"api_key": KEY, "batch": [ev(name, "u")]}
+            assert session.post(bounded.url + "/batch/", json=body, timeout=5).status_code == 200
+    assert len(store.events()) == 4
+
+
+class BrokenStore(Store):
+    def ingest(self, api_key, events):
+        raise RuntimeError("disk on fire")
+
+
+def test_an_internal_error_is_answered_500_and_the_server_keeps_serving(tmp_path, caplog):
+    broken = BrokenStore(tmp_path / "broken.sqlite3")
+    with LocalServer(broken, limits=SMALL) as server:
+        response = post(server, [ev("e", "u")])
+        assert response.status_code == 500 and "internal error" in response.json()["error"]
+        assert requests.get(server.url + "/", timeout=5).status_code == 200
+    assert "disk on fire" in caplog.text
+    broken.close()
+
+
+def test_requests_are_reported_one_line_each(store):
+    lines = []
+    with LocalServer(store, limits=SMALL, on_request=lines.append) as server:
+        post(server, [ev("e", "u")])
+        requests.post(server.url + "/batch/", json={"batch": []}, timeout=5)
+    assert lines == ["POST /batch/ 200 1 event(s) stored, 0 duplicate(s)", "POST /batch/ 400 api_key is missing: put the project API key in the body's api_key field"]

@@ -50,3 +50,19 @@ def test_plugin_is_registered_for_users_test_suites_and_the_example_passes():
     )  # fmt: skip
     assert result.returncode == 0, result.stdout + result.stderr
     assert "1 passed" in result.stdout
+
+
+def test_the_documented_form_works_after_a_plain_import_and_costs_nothing_until_used(tmp_path):
+    """README: ``with posthog_otel.testing.LocalPostHog() as local:``, outside pytest."""
+    script = (
+        "import sys\n"
+        "import posthog_otel\n"
+        "heavy = [m for m in ('sqlite3', 'pytest', 'posthog_otel.testing') if m in sys.modules]\n"
+        "assert heavy == [], heavy\n"
+        "with posthog_otel.testing.LocalPostHog() as local:\n"
+        "    posthog_otel.set('u', {'a': 1})\n"
+        "    assert local.person('u')['properties'] == {'a': 1}\n"
+        "print('ok')\n"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(tmp_path))
+    assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

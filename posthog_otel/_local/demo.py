@@ -1,13 +1,15 @@
-"""``posthog-otel demo``: the seed's scenarios through a real OTel pipeline, end to end.
+"""``posthog-otel demo``: a user and group story through a real OTel pipeline, end to end.
 
-Without ``POSTHOG_API_KEY`` it starts the local server in-process and prints the persons
-and groups PostHog would hold; with one it sends the same scenario to that PostHog.
+Without ``POSTHOG_API_KEY`` it starts the local server in-process, under a project of
+its own that each run starts afresh, and prints the persons and groups PostHog would
+hold after this run; with a key it sends the same story to that PostHog.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shlex
 import time
 from typing import Any, Callable, List, Optional, TextIO, Tuple
 
@@ -19,7 +21,7 @@ import posthog_otel as posthog
 from .._config import Settings
 from .render import groups_table, persons_table
 from .server import LocalServer
-from .store import Store
+from .store import Store, project_of
 
 ANONYMOUS = "demo-anonymous-abc123"
 USER = "demo-user-456"
@@ -27,7 +29,7 @@ LOCAL_KEY = "phc_local_demo_project_key"
 
 
 def scenario() -> List[Tuple[str, Callable[[], Any]]]:
-    """The seed's user and group management story, step by step."""
+    """A user and group management story, step by step (the README's calls)."""
 
     def anonymous_visitor() -> None:
         posthog.capture(ANONYMOUS, "page_viewed", {"page": "landing"})
@@ -89,6 +91,7 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
         out.write("POSTHOG_API_KEY is set: sending the demo to %s\n\n" % host)
     else:
         store = Store(db_path)
+        store.clear_project(project_of(LOCAL_KEY))  # what this run produces, nothing older
         server = LocalServer(store).start()
         api_key, host = LOCAL_KEY, server.url
         out.write("No POSTHOG_API_KEY: using the embedded local PostHog at %s\n" % host)
@@ -118,13 +121,16 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
     if server is None:
         out.write("\nLook for %s in %s/persons and for acme_corp under Groups.\n" % (USER, _app_url(host)))
         return 1 if drops else 0
+    project = project_of(LOCAL_KEY)
     out.write("\nWhat PostHog would hold now:\n\nPersons\n%s\n\nGroups\n%s\n" % (
-        _indent(persons_table(server.store.persons())), _indent(groups_table(server.store.groups()))
+        _indent(persons_table(server.store.persons(project))), _indent(groups_table(server.store.groups(project)))
     ))
     server.stop()
+    options = " --key %s%s" % (LOCAL_KEY, " --db %s" % shlex.quote(db_path) if db_path else "")
     out.write(
-        "\nKeep exploring: posthog-otel persons | person %s | groups | events\n"
-        "Run your own app against it: posthog-otel server, then POSTHOG_HOST=http://127.0.0.1:8010\n" % USER
+        "\nKeep exploring: posthog-otel person %s%s   (also: persons, groups, events)\n"
+        "Run your own app against a local PostHog: posthog-otel server, then\n"
+        "  POSTHOG_HOST=http://127.0.0.1:8010 POSTHOG_API_KEY=phc_anything python app.py\n" % (USER, options)
     )
     server.store.close()
     return 1 if drops else 0

@@ -24,6 +24,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple
 from .._flags.definitions import Definitions, Flag
 from .._flags.errors import Undecidable
 from .._flags.evaluator import Evaluation
+from .serving import HTTPError
 
 Reply = Tuple[int, Dict[str, Any], Dict[str, str]]
 
@@ -134,19 +135,21 @@ class LocalFlags:
 
     # --- the HTTP side: the server routes here, these read and answer ---------------------------
 
-    def handle_get(self, handler: Any) -> None:
-        """``GET /flags/definitions?token=...`` on an ``http.server`` handler."""
+    def handle_get(self, handler: Any) -> int:
+        """``GET /flags/definitions?token=...`` on an ``http.server`` handler; the status sent."""
         reply = self.definitions_reply(handler.headers.get("Authorization"), handler.headers.get("If-None-Match"))
-        respond(handler, *reply)
+        return respond(handler, *reply)
 
-    def handle_post(self, handler: Any, read_json: Any) -> None:
-        """``POST /flags/`` on an ``http.server`` handler; ``read_json`` reads its body (or raises, saying why)."""
+    def handle_post(self, handler: Any, read_json: Any) -> int:
+        """``POST /flags/`` on an ``http.server`` handler; ``read_json`` reads its body (or raises,
+        saying why); the status sent. Transport problems (size, time) keep their own answer."""
         try:
             request = read_json()
+        except HTTPError:
+            raise
         except Exception as problem:
-            respond(handler, 400, {"type": "validation_error", "error": str(problem)}, {})
-            return
-        respond(handler, *self.flags_reply(request))
+            return respond(handler, 400, {"type": "validation_error", "error": str(problem)}, {})
+        return respond(handler, *self.flags_reply(request))
 
 
 def _object(container: Mapping[str, Any], key: str) -> Dict[str, Any]:
@@ -154,15 +157,16 @@ def _object(container: Mapping[str, Any], key: str) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def respond(handler: Any, status: int, body: Dict[str, Any], headers: Dict[str, str]) -> None:
+def respond(handler: Any, status: int, body: Dict[str, Any], headers: Dict[str, str]) -> int:
     handler.send_response(status)
     for name, value in headers.items():
         handler.send_header(name, value)
     if status == 304:  # no body, by definition
         handler.end_headers()
-        return
+        return status
     data = json.dumps(body).encode("utf-8")
     handler.send_header("Content-Type", "application/json")
     handler.send_header("Content-Length", str(len(data)))
     handler.end_headers()
     handler.wfile.write(data)
+    return status

@@ -43,7 +43,7 @@ def summary(properties: Dict[str, Any], skip_system: bool = True) -> str:
     return " ".join(shown) if shown else "-"
 
 
-def persons_table(persons: List[Dict[str, Any]]) -> str:
+def persons_table(persons: List[Dict[str, Any]], show_project: bool = False) -> str:
     rows = [
         (
             p["id"],
@@ -54,28 +54,47 @@ def persons_table(persons: List[Dict[str, Any]]) -> str:
         )
         for p in persons
     ]
-    return table(("person", "distinct ids", "properties", "events", "last seen"), rows) + "\n%s" % _count(
-        len(persons), "person"
-    )
+    headers = ("person", "distinct ids", "properties", "events", "last seen")
+    return _with_project(headers, rows, persons, show_project) + "\n" + _count(len(persons), "person")
 
 
-def groups_table(groups: List[Dict[str, Any]]) -> str:
+def groups_table(groups: List[Dict[str, Any]], show_project: bool = False) -> str:
     rows = [(g["type"], g["key"], summary(g["properties"]), g["events"], when(g["updated_at"])) for g in groups]
-    return table(("type", "key", "properties", "events", "updated"), rows) + "\n%s" % _count(len(groups), "group")
+    headers = ("type", "key", "properties", "events", "updated")
+    return _with_project(headers, rows, groups, show_project) + "\n" + _count(len(groups), "group")
 
 
-def events_table(events: List[Dict[str, Any]], header: bool = True) -> str:
+def events_table(events: List[Dict[str, Any]], header: bool = True, show_project: bool = False) -> str:
     rows = [
         (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", _event_summary(e))
         for e in events
     ]
-    text = table(("time", "event", "distinct id", "person", "properties"), rows)
+    text = _with_project(("time", "event", "distinct id", "person", "properties"), rows, events, show_project)
     return text if header else "\n".join(text.splitlines()[1:])
+
+
+def projects_table(projects: List[Dict[str, Any]]) -> str:
+    rows = [
+        (p["project"], p["key"] or "-", p["events"], p["persons"], p["groups"], when(p["last_received"]))
+        for p in projects
+    ]
+    headers = ("project", "key", "events", "persons", "groups", "last received")
+    return table(headers, rows) + "\n" + _count(len(projects), "project")
+
+
+def _with_project(
+    headers: Sequence[str], rows: Sequence[Sequence[Any]], records: List[Dict[str, Any]], show_project: bool
+) -> str:
+    """The table, led by a PROJECT column when records of several projects are shown together."""
+    if not show_project:
+        return table(headers, rows)
+    return table(("project", *headers), [(r["project"], *row) for r, row in zip(records, rows)])
 
 
 def person_detail(person: Dict[str, Any]) -> str:
     lines = [
         "Person %s%s" % (person["id"], " (identified)" if person["is_identified"] else ""),
+        "  project      %s" % person["project"],
         "  created      %s" % when(person["created_at"]),
         "  last seen    %s" % when(person["last_seen"]),
         "  events       %d" % person["events"],
@@ -107,6 +126,8 @@ def _event_summary(event: Dict[str, Any]) -> str:
         )
     if event["event"] == "$create_alias":
         parts.append("alias=%s" % properties.get("alias"))
+    if event["event"] == "$feature_flag_called":
+        parts.append("flag %s=%s" % (properties.get("$feature_flag"), _value(properties.get("$feature_flag_response"))))
     if isinstance(properties.get("$groups"), dict):
         parts.append("groups{%s}" % summary(properties["$groups"]))
     rest = summary(properties)

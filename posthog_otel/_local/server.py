@@ -3,23 +3,21 @@
 It validates like PostHog's capture service: a request with any invalid event is refused
 whole with 400 and a message saying which event and what is wrong (nothing is half
 accepted); a valid one is stored in one transaction and answered ``{"status": 1}``.
+What a peer can cost it (body and inflated size, read time, connections) is bounded by
+``serving.Limits``.
 """
 
 from __future__ import annotations
 
-import gzip
 import json
 import threading
 import uuid as _uuid
-import zlib
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .flags import LocalFlags
+from .serving import BoundedHandler, BoundedHTTPServer, HTTPError, Limits, inflate
 from .store import Store, parse_timestamp
 
-#: PostHog's capture refuses bodies over 20 MiB.
-MAX_BODY_BYTES = 20 * 1024 * 1024
 BATCH_PATHS = ("/batch", "/batch/")
 V1_PATH = "/i/v1/analytics/events"
 
@@ -116,27 +114,40 @@ def _event_problem(event: Any) -> Optional[str]:
 
 
 class LocalServer:
-    """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``."""
+    """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``.
 
-    def __init__(self, store: Store, port: int = 0, host: str = "127.0.0.1", flags: Optional[Any] = None):
+    ``flags`` are the feature flags ``/flags/`` answers and ``/flags/definitions`` serves:
+    PostHog's definitions format, or ``{"new_dashboard": True, "checkout": "variant-b"}``;
+    ``limits`` bound what one peer may cost; ``on_request``, when given, is called with one
+    line per request (``POST /batch/ 200 3 event(s)...``). Binding fails with ``OSError``
+    (a port in use, say), here, not later.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        port: int = 0,
+        host: str = "127.0.0.1",
+        flags: Optional[Any] = None,
+        limits: Optional[Limits] = None,
+        on_request: Optional[Callable[[str], None]] = None,
+    ):
         self.store = store
-        #: Feature flags: PostHog's definitions format, or ``{"new_dashboard": True, "checkout": "variant-b"}``.
         self.flags = LocalFlags.of(flags, store)
-        self._httpd = ThreadingHTTPServer((host, port), _handler_for(store, self.flags))
-        self._httpd.daemon_threads = True
+        self.limits = limits or Limits()
+        self._httpd = BoundedHTTPServer((host, port), _handler_for(store, self.flags), self.limits, on_request)
         self.port = self._httpd.server_address[1]
         self.url = "http://%s:%d" % (host, self.port)
         self._thread: Optional[threading.Thread] = None
 
     def start(self) -> "LocalServer":
-        self._thread = threading.Thread(
-            target=self._httpd.serve_forever, kwargs={"poll_interval": 0.1}, name="posthog-otel-local", daemon=True
-        )
+        self._thread = threading.Thread(target=self._httpd.serve_forever, name="posthog-otel-local", daemon=True)
         self._thread.start()
         return self
 
     def serve_forever(self) -> None:
-        self._httpd.serve_forever(poll_interval=0.2)
+        """Serve in this thread until ``KeyboardInterrupt`` (the CLI's way)."""
+        self._httpd.serve_forever()
 
     def stop(self) -> None:
         if self._thread is not None:
@@ -153,17 +164,15 @@ class LocalServer:
 
 
 def _handler_for(store: Store, flags: LocalFlags) -> type:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    class Handler(BoundedHandler):
         server_version = "posthog-otel-local"
 
         def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
             path = self.path.split("?", 1)[0]
             if path in ("/flags", "/flags/"):
-                flags.handle_post(self, self._read_json)
+                self.report(flags.handle_post(self, self._read_json), "flags")
                 return
             if path not in BATCH_PATHS and path != V1_PATH:
-                self._drain()
                 self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/ and %s" % (path, V1_PATH)})
                 return
             v1 = path == V1_PATH
@@ -177,52 +186,29 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
                 self._reply(400, {"type": "validation_error", "error": str(problem)})
                 return
             result = store.ingest(api_key, events)
+            detail = "%d event(s) stored, %d duplicate(s)" % (result.accepted, result.duplicates)
             if v1:
-                self._reply(200, {"results": {e["uuid"]: {"result": "ok"} for e in events}})
+                self._reply(200, {"results": {e["uuid"]: {"result": "ok"} for e in events}}, detail)
             else:
-                self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates})
+                self._reply(200, {"status": 1, "accepted": result.accepted, "duplicates": result.duplicates}, detail)
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/flags/definitions"):
-                flags.handle_get(self)
+                self.report(flags.handle_get(self), "flag definitions")
                 return
             self._reply(200, {"server": "posthog-otel local", "status": "ok"})
 
         def _read_json(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
-                self._drain()
-                raise Invalid("the body is larger than 20 MiB")
-            raw = self.rfile.read(length)
-            encoding = (self.headers.get("Content-Encoding") or "").lower()
-            try:
-                if encoding == "gzip" or raw[:2] == b"\x1f\x8b":
-                    raw = gzip.decompress(raw)
-                elif encoding == "deflate":
-                    raw = zlib.decompress(raw)
-            except (OSError, zlib.error, EOFError):
-                raise Invalid("the body is not valid %s" % (encoding or "gzip")) from None
+            """The body, decoded and parsed; ``HTTPError`` for transport problems (size, time,
+            encoding), ``Invalid`` for a body that is not JSON."""
+            raw = inflate(self.read_body(), self.headers.get("Content-Encoding") or "", self.limits.max_inflated_bytes)
             try:
                 return json.loads(raw)
             except ValueError:
                 raise Invalid("the body is not valid JSON") from None
 
-        def _drain(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length <= MAX_BODY_BYTES:
-                self.rfile.read(length)
-            else:
-                self.close_connection = True
-
-        def _reply(self, status: int, body: Dict[str, Any]) -> None:
-            data = json.dumps(body).encode("utf-8")
-            self.send_response(status)
-            self.send_header("Content-Type", "application/json")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def log_message(self, *args: Any) -> None:
-            pass
+        def _reply(self, status: int, body: Dict[str, Any], detail: str = "") -> None:
+            self.reply(status, body)
+            self.report(status, detail or str(body.get("error", "")))
 
     return Handler

@@ -24,62 +24,15 @@ from __future__ import annotations
 import datetime as _dt
 import hashlib
 import json
-import os
 import sqlite3
-import sys
 import threading
 import uuid as _uuid
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS events (
-    seq INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    uuid TEXT NOT NULL,
-    event TEXT NOT NULL,
-    distinct_id TEXT NOT NULL,
-    person_id INTEGER,
-    timestamp TEXT NOT NULL,
-    properties TEXT NOT NULL,
-    received_at TEXT NOT NULL,
-    UNIQUE (project, uuid)
-);
-CREATE INDEX IF NOT EXISTS events_by_person ON events (person_id);
-CREATE INDEX IF NOT EXISTS events_by_distinct_id ON events (project, distinct_id);
-CREATE TABLE IF NOT EXISTS persons (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    project TEXT NOT NULL,
-    properties TEXT NOT NULL DEFAULT '{}',
-    is_identified INTEGER NOT NULL DEFAULT 0,
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS person_distinct_ids (
-    project TEXT NOT NULL,
-    distinct_id TEXT NOT NULL,
-    person_id INTEGER NOT NULL,
-    PRIMARY KEY (project, distinct_id)
-);
-CREATE TABLE IF NOT EXISTS groups (
-    project TEXT NOT NULL,
-    group_type TEXT NOT NULL,
-    group_key TEXT NOT NULL,
-    properties TEXT NOT NULL DEFAULT '{}',
-    created_at TEXT NOT NULL,
-    updated_at TEXT NOT NULL,
-    PRIMARY KEY (project, group_type, group_key)
-);
-CREATE TABLE IF NOT EXISTS event_groups (
-    seq INTEGER NOT NULL,
-    project TEXT NOT NULL,
-    group_type TEXT NOT NULL,
-    group_key TEXT NOT NULL
-);
-CREATE INDEX IF NOT EXISTS event_groups_by_group ON event_groups (project, group_type, group_key);
-CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
-"""
+from .._config import redact
+from .database import DatabaseError, default_path, open_database
 
 #: Distinct ids PostHog refuses to merge (they name a class of users, not one).
 ILLEGAL_IDS = frozenset(
@@ -95,20 +48,6 @@ def project_of(api_key: str) -> str:
     return hashlib.sha256(api_key.encode("utf-8")).hexdigest()[:12]
 
 
-def default_path() -> Path:
-    """``$POSTHOG_OTEL_LOCAL_DB``, else ``<user data dir>/posthog-otel/local.sqlite3``."""
-    explicit = os.environ.get("POSTHOG_OTEL_LOCAL_DB")
-    if explicit:
-        return Path(explicit).expanduser()
-    if os.name == "nt":
-        base = Path(os.environ.get("LOCALAPPDATA") or Path.home() / "AppData" / "Local")
-    elif sys.platform == "darwin":
-        base = Path.home() / "Library" / "Application Support"
-    else:
-        base = Path(os.environ.get("XDG_DATA_HOME") or Path.home() / ".local" / "share")
-    return base / "posthog-otel" / "local.sqlite3"
-
-
 @dataclass
 class IngestResult:
     accepted: int = 0
@@ -117,18 +56,17 @@ class IngestResult:
 
 
 class Store:
-    def __init__(self, path: Any = None) -> None:
-        self.path = Path(path) if path is not None else default_path()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-            if not self.path.exists():
-                self.path.touch(mode=0o600)
+    """The database at ``path`` (default: ``default_path()``), kept per project.
+
+    ``create=False`` opens an existing database without writing to it (the inspection
+    commands); a path that cannot be used raises ``DatabaseError`` saying why.  Reads
+    take ``project`` (``project_of(api_key)``); ``None`` reads every project.
+    """
+
+    def __init__(self, path: Any = None, create: bool = True) -> None:
+        self.path = Path(path).expanduser() if path is not None else default_path()
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(str(self.path), check_same_thread=False, timeout=30, isolation_level=None)
-        self._db.row_factory = sqlite3.Row
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=30000")
-        self._db.executescript(SCHEMA)
+        self._db = open_database(self.path, create)
 
     def close(self) -> None:
         with self._lock:
@@ -144,6 +82,10 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
+                self._db.execute(
+                    "INSERT OR IGNORE INTO projects (project, key_hint, first_seen) VALUES (?, ?, ?)",
+                    (project, redact(api_key), received),
+                )
                 for event in events:
                     self._ingest_one(project, event, received, result)
                 self._bump("duplicates", result.duplicates)
@@ -323,35 +265,95 @@ class Store:
 
     # --- reading ------------------------------------------------------------------
 
-    def _query(self, sql: str, args: Tuple[Any, ...] = ()) -> List[sqlite3.Row]:
+    def _query(self, sql: str, args: Sequence[Any] = ()) -> List[sqlite3.Row]:
         with self._lock:
-            return self._db.execute(sql, args).fetchall()
+            return self._db.execute(sql, tuple(args)).fetchall()
 
-    def persons(self) -> List[Dict[str, Any]]:
+    def clear_project(self, project: str) -> None:
+        """Forget everything one project holds (the demo starts its own project afresh)."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for table in ("events", "persons", "person_distinct_ids", "groups", "event_groups"):
+                    self._db.execute("DELETE FROM %s WHERE project = ?" % table, (project,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def projects(self) -> List[Dict[str, Any]]:
+        """Every project with data, with the redacted key it was sent with and its counts."""
+        rows = self._query(
+            "SELECT ids.project, pr.key_hint,"
+            " (SELECT count(*) FROM events e WHERE e.project = ids.project) AS events,"
+            " (SELECT count(*) FROM persons p WHERE p.project = ids.project) AS persons,"
+            " (SELECT count(*) FROM groups g WHERE g.project = ids.project) AS groups,"
+            " (SELECT max(received_at) FROM events e WHERE e.project = ids.project) AS last_received"
+            " FROM (SELECT project FROM events UNION SELECT project FROM persons UNION SELECT project FROM groups) ids"
+            " LEFT JOIN projects pr ON pr.project = ids.project ORDER BY last_received"
+        )
+        return [
+            {
+                "project": row["project"],
+                "key": row["key_hint"],
+                "events": row["events"],
+                "persons": row["persons"],
+                "groups": row["groups"],
+                "last_received": row["last_received"],
+            }
+            for row in rows
+        ]
+
+    def persons(self, project: Optional[str] = None) -> List[Dict[str, Any]]:
+        where, args = _in_project("p", project)
         rows = self._query(
             "SELECT p.*, (SELECT group_concat(distinct_id, char(31)) FROM person_distinct_ids d WHERE d.person_id = p.id)"
             " AS ids, (SELECT count(*) FROM events e WHERE e.person_id = p.id) AS events,"
             " (SELECT max(timestamp) FROM events e WHERE e.person_id = p.id) AS last_seen"
-            " FROM persons p ORDER BY p.id"
+            " FROM persons p %s ORDER BY p.id" % where,
+            args,
         )
         return [_person(row) for row in rows]
 
-    def person(self, distinct_id: str) -> Optional[Dict[str, Any]]:
-        """The person a distinct id belongs to (in any project), with its recent events."""
-        for person in self.persons():
-            if distinct_id in person["distinct_ids"]:
-                person["recent_events"] = self.events(person_id=person["id"], limit=20)
-                return person
-        return None
+    def persons_with_id(self, distinct_id: str, project: Optional[str] = None) -> List[Dict[str, Any]]:
+        """The person ``distinct_id`` belongs to in each project (one at most per project)."""
+        where, args = _in_project("d", project)
+        rows = self._query(
+            "SELECT d.person_id FROM person_distinct_ids d %s %s d.distinct_id = ?"
+            % (where, "AND" if where else "WHERE"),
+            [*args, distinct_id],
+        )
+        wanted = {row[0] for row in rows}
+        found = [p for p in self.persons(project) if p["id"] in wanted]
+        for person in found:
+            person["recent_events"] = self.events(person_id=person["id"], limit=20)
+        return found
 
-    def groups(self) -> List[Dict[str, Any]]:
+    def person(self, distinct_id: str, project: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The person a distinct id belongs to, with its recent events; None if none.
+
+        Without ``project``, the id must be known in one project only (``ValueError``
+        naming the projects otherwise): persons of different projects are different people.
+        """
+        found = self.persons_with_id(distinct_id, project)
+        if len(found) > 1:
+            raise ValueError(
+                "the distinct id %r is in %d projects (%s)"
+                % (distinct_id, len(found), ", ".join(p["project"] for p in found))
+            )
+        return found[0] if found else None
+
+    def groups(self, project: Optional[str] = None) -> List[Dict[str, Any]]:
+        where, args = _in_project("g", project)
         rows = self._query(
             "SELECT g.*, (SELECT count(*) FROM event_groups eg WHERE eg.project = g.project AND"
             " eg.group_type = g.group_type AND eg.group_key = g.group_key) AS events"
-            " FROM groups g ORDER BY g.group_type, g.group_key"
+            " FROM groups g %s ORDER BY g.group_type, g.group_key, g.project" % where,
+            args,
         )
         return [
             {
+                "project": row["project"],
                 "type": row["group_type"],
                 "key": row["group_key"],
                 "properties": json.loads(row["properties"]),
@@ -362,15 +364,16 @@ class Store:
             for row in rows
         ]
 
-    def group(self, group_type: str, group_key: str) -> Optional[Dict[str, Any]]:
-        for group in self.groups():
-            if (group["type"], group["key"]) == (group_type, group_key):
-                return group
-        return None
+    def group(self, group_type: str, group_key: str, project: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        found = [g for g in self.groups(project) if (g["type"], g["key"]) == (group_type, group_key)]
+        if len(found) > 1:
+            raise ValueError("the group %s %r is in %d projects" % (group_type, group_key, len(found)))
+        return found[0] if found else None
 
     def events(
         self,
         *,
+        project: Optional[str] = None,
         after_seq: int = 0,
         limit: Optional[int] = None,
         person_id: Optional[int] = None,
@@ -380,27 +383,27 @@ class Store:
         """Events in arrival order; with ``limit``, the most recent ``limit`` of them."""
         where: List[str] = ["seq > ?"]
         args: List[Any] = [after_seq]
-        if person_id is not None:
-            where.append("person_id = ?")
-            args.append(person_id)
-        if distinct_id is not None:
-            where.append("distinct_id = ?")
-            args.append(distinct_id)
-        if event is not None:
-            where.append("event = ?")
-            args.append(event)
+        for column, value in (("project", project), ("person_id", person_id), ("distinct_id", distinct_id), ("event", event)):
+            if value is not None:
+                where.append("%s = ?" % column)
+                args.append(value)
         sql = "SELECT * FROM events WHERE %s ORDER BY seq DESC" % " AND ".join(where)
         if limit is not None:
             sql += " LIMIT %d" % int(limit)
-        rows = self._query(sql, tuple(args))
+        rows = self._query(sql, args)
         return [_event(row) for row in reversed(rows)]
 
     def counters(self) -> Dict[str, int]:
         return {row["name"]: row["value"] for row in self._query("SELECT * FROM counters")}
 
 
+def _in_project(alias: str, project: Optional[str]) -> Tuple[str, List[Any]]:
+    return ("WHERE %s.project = ?" % alias, [project]) if project is not None else ("", [])
+
+
 def _person(row: sqlite3.Row) -> Dict[str, Any]:
     return {
+        "project": row["project"],
         "id": row["id"],
         "distinct_ids": sorted((row["ids"] or "").split(chr(31))) if row["ids"] else [],
         "properties": json.loads(row["properties"]),
@@ -413,6 +416,7 @@ def _person(row: sqlite3.Row) -> Dict[str, Any]:
 
 def _event(row: sqlite3.Row) -> Dict[str, Any]:
     return {
+        "project": row["project"],
         "seq": row["seq"],
         "uuid": row["uuid"],
         "event": row["event"],
