@@ -13,7 +13,8 @@ Scenarios (the issue's):
   flaky-30 / flaky-50        20,000 / 10,000 at 2,000 / 1,000 per s; 30% / 50% of answers are 503
   slow-1.5s-flaky-30         10,000 at 2,000/s; every answer 1.5 s, 30% of them 503
   blackhole-exit             100 calls, then the script ends; the sink never answers
-  backlog-drain              N calls while the sink is down, then it comes back: events/s
+  backlog-drain              N calls while the sink is down, then it comes back: seconds until
+                             the first event arrives, then events/s from first to last
   schedule                   90 s at 200/s: 503s, 429s, dropped connections, slow answers,
                              30 s down, SIGTERM while down, SIGKILL, a normal exit
 
@@ -240,10 +241,11 @@ def backlog_drain(count: int) -> Callable[[Run], Dict[str, Any]]:
         producer.wait()
         run.sink.stop()
         result = run.judge()
-        arrivals = [e["at"] for e in run.sink.received()]
+        arrivals = sorted(e["at"] for e in run.sink.received())
         delivered = result["calls"] - result["lost"]
-        span = max(arrivals) - back if arrivals else 0
+        span = arrivals[-1] - arrivals[0] if len(arrivals) > 1 else 0
         return {"calls": result["calls"], "delivered": delivered, "lost": result["lost"],
+                "recovery (s)": round(arrivals[0] - back, 2) if arrivals else "-",
                 "drain rate (events/s)": int(delivered / span) if span > 0 else "-"}  # fmt: skip
 
     return play

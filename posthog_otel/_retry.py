@@ -3,9 +3,14 @@
 Retried: connection errors, timeouts, 408, 429 and 5xx.  The wait after the n-th failure in
 a row is ``base * 2**(n-1)`` with +/-20% jitter (so workers that failed together do not retry
 together), capped; a ``Retry-After`` header (seconds or HTTP-date) is a floor, capped too.
-Any success resets the count: a PostHog that fails one request in three is answered at the
-base pace, not at the cap.  The loop that applies this is the dispatcher's (one attempt at a
-time, on its own thread), so nothing here sleeps.
+
+Any success resets the count.  And while PostHog has taken something within ``flaky_window``
+seconds, it is flaky rather than down (a load balancer with one bad backend): each retry has
+a fair chance, so the wait stays at most ``flaky_max``.  Without that, a streak of six
+failures in a PostHog failing half the requests left operations waiting half a minute.  A
+PostHog that has taken nothing for longer is down, and gets the full backoff.  The loop that
+applies this is the dispatcher's (one attempt at a time, on its own thread), so nothing here
+sleeps.
 """
 
 from __future__ import annotations
@@ -13,6 +18,7 @@ from __future__ import annotations
 import datetime as _dt
 import enum
 import random
+import time
 from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Callable, FrozenSet, NamedTuple, Optional
@@ -31,6 +37,9 @@ class RetryPolicy:
     retryable_statuses: FrozenSet[int] = frozenset({408, 429})
     #: The wait after PostHog refused the project key (401/403): it will not change soon.
     unauthorized_wait: float = 60.0
+    #: While PostHog took something within this many seconds, waits stay under ``flaky_max``.
+    flaky_window: float = 30.0
+    flaky_max: float = 1.0
 
     def is_retryable(self, status: int) -> bool:
         return status in self.retryable_statuses or 500 <= status <= 599
@@ -40,8 +49,12 @@ class RetryPolicy:
         delay = min(self.backoff_base * 2 ** min(failures - 1, 62), self.backoff_max)
         return delay * (1 - self.jitter + 2 * self.jitter * rand())
 
-    def wait_after(self, failures: int, retry_after: Optional[float], rand: Callable[[], float] = random.random) -> float:
+    def wait_after(
+        self, failures: int, retry_after: Optional[float], rand: Callable[[], float] = random.random, flaky: bool = False
+    ) -> float:
         wait = self.backoff(failures, rand)
+        if flaky:
+            wait = min(wait, self.flaky_max * (1 + self.jitter))
         if retry_after is not None:
             wait = max(wait, min(retry_after, self.retry_after_cap))
         return wait
@@ -50,17 +63,23 @@ class RetryPolicy:
 class Backoff:
     """Failures in a row, and the wait they call for; ``succeeded()`` starts over."""
 
-    def __init__(self, policy: RetryPolicy, rand: Callable[[], float] = random.random) -> None:
+    def __init__(
+        self, policy: RetryPolicy, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic
+    ) -> None:
         self.policy = policy
         self.failures = 0
         self._rand = rand
+        self._clock = clock
+        self._last_success: Optional[float] = None
 
     def failed(self, retry_after: Optional[float] = None) -> float:
         self.failures += 1
-        return self.policy.wait_after(self.failures, retry_after, self._rand)
+        recent = self._last_success is not None and self._clock() - self._last_success < self.policy.flaky_window
+        return self.policy.wait_after(self.failures, retry_after, self._rand, flaky=recent)
 
     def succeeded(self) -> None:
         self.failures = 0
+        self._last_success = self._clock()
 
 
 def parse_retry_after(value: Optional[str], now: Optional[_dt.datetime] = None) -> Optional[float]:

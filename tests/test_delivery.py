@@ -284,7 +284,7 @@ def test_what_the_sdks_queue_drops_is_counted(server, provider, caplog):
 
 
 class _RecordingPolicy(RetryPolicy):
-    def wait_after(self, failures, retry_after, rand=None):
+    def wait_after(self, failures, retry_after, rand=None, flaky=False):
         self.seen.append(failures)
         return 0.01
 

@@ -30,11 +30,32 @@ def test_retry_after_is_a_floor_and_is_capped():
     assert NO_JITTER.wait_after(1, retry_after=3600.0) == 30.0
 
 
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
 def test_backoff_starts_over_after_any_success():
-    backoff = Backoff(NO_JITTER)
-    assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 8.0]
+    clock = Clock()
+    backoff = Backoff(NO_JITTER, clock=clock)
+    assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 8.0]  # never took anything: down
     backoff.succeeded()
+    clock.now += 60  # and long ago
     assert backoff.failed() == 0.5
+
+
+def test_a_posthog_that_took_something_lately_is_flaky_not_down():
+    clock = Clock()
+    backoff = Backoff(NO_JITTER, clock=clock)
+    backoff.succeeded()
+    clock.now += 5
+    assert [backoff.failed() for _ in range(7)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # a streak stays short
+    clock.now += 30  # nothing taken for 35 s: down after all
+    assert backoff.failed() == 10.0
+    assert NO_JITTER.wait_after(6, retry_after=5.0, flaky=True) == 5.0  # asked to wait: it waits
 
 
 @pytest.mark.parametrize(
