@@ -5,7 +5,7 @@ a row is ``base * 2**(n-1)`` with +/-20% jitter (so workers that failed together
 together), capped; a ``Retry-After`` header (seconds or HTTP-date) is a floor, capped too.
 
 Any success resets the count.  And while PostHog has taken something within ``flaky_window``
-seconds, it is flaky rather than down (a load balancer with one bad backend): each retry has
+seconds (or the exporter started within it), it is flaky rather than down (a load balancer with one bad backend): each retry has
 a fair chance, so the wait stays at most ``flaky_max``.  Without that, a streak of six
 failures in a PostHog failing half the requests left operations waiting half a minute.  A
 PostHog that has taken nothing for longer is down, and gets the full backoff.  The loop that
@@ -39,7 +39,7 @@ class RetryPolicy:
     unauthorized_wait: float = 60.0
     #: While PostHog took something within this many seconds, waits stay under ``flaky_max``.
     flaky_window: float = 30.0
-    flaky_max: float = 1.0
+    flaky_max: float = 0.5
 
     def is_retryable(self, status: int) -> bool:
         return status in self.retryable_statuses or 500 <= status <= 599
@@ -70,11 +70,11 @@ class Backoff:
         self.failures = 0
         self._rand = rand
         self._clock = clock
-        self._last_success: Optional[float] = None
+        self._last_success = clock()  # a process just started has no evidence of an outage yet
 
     def failed(self, retry_after: Optional[float] = None) -> float:
         self.failures += 1
-        recent = self._last_success is not None and self._clock() - self._last_success < self.policy.flaky_window
+        recent = self._clock() - self._last_success < self.policy.flaky_window
         return self.policy.wait_after(self.failures, retry_after, self._rand, flaky=recent)
 
     def succeeded(self) -> None:

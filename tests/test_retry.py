@@ -41,10 +41,19 @@ class Clock:
 def test_backoff_starts_over_after_any_success():
     clock = Clock()
     backoff = Backoff(NO_JITTER, clock=clock)
-    assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 8.0]  # never took anything: down
+    clock.now += 60  # nothing taken since the start, a minute ago: down
+    assert [backoff.failed() for _ in range(5)] == [0.5, 1.0, 2.0, 4.0, 8.0]
     backoff.succeeded()
     clock.now += 60  # and long ago
     assert backoff.failed() == 0.5
+
+
+def test_a_process_that_just_started_assumes_posthog_is_up():
+    clock = Clock()
+    backoff = Backoff(NO_JITTER, clock=clock)
+    assert [backoff.failed() for _ in range(4)] == [0.5] * 4
+    clock.now += 30
+    assert backoff.failed() == 8.0
 
 
 def test_a_posthog_that_took_something_lately_is_flaky_not_down():
@@ -52,7 +61,7 @@ def test_a_posthog_that_took_something_lately_is_flaky_not_down():
     backoff = Backoff(NO_JITTER, clock=clock)
     backoff.succeeded()
     clock.now += 5
-    assert [backoff.failed() for _ in range(7)] == [0.5, 1.0, 1.0, 1.0, 1.0, 1.0, 1.0]  # a streak stays short
+    assert [backoff.failed() for _ in range(7)] == [0.5] * 7  # a streak stays short
     clock.now += 30  # nothing taken for 35 s: down after all
     assert backoff.failed() == 10.0
     assert NO_JITTER.wait_after(6, retry_after=5.0, flaky=True) == 5.0  # asked to wait: it waits
