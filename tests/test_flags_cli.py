@@ -16,9 +16,10 @@ from .test_flags import DEFINITIONS, PERSONAL_KEY
 
 
 def run(*argv):
-    out = io.StringIO()
-    code = cli.main(list(argv), out=out)
-    return code, out.getvalue()
+    """(exit status, what was said: standard output, or standard error after a mistake)."""
+    out, err = io.StringIO(), io.StringIO()
+    code = cli.main(list(argv), out=out, err=err)
+    return code, out.getvalue() if code == 0 else err.getvalue()
 
 
 @pytest.fixture

@@ -18,6 +18,7 @@ import json
 from typing import Any, Dict, List, Mapping, Optional, TextIO, Tuple
 
 from .._config import Settings
+from ..cli import CommandError
 from .definitions import Definitions, Flag
 from .errors import Undecidable
 from .evaluator import Evaluation
@@ -76,12 +77,11 @@ def load_definitions(path: Optional[str]) -> Definitions:
     return poller.definitions
 
 
-def run_list(args: argparse.Namespace, out: TextIO) -> int:
+def run_list(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         definitions = load_definitions(args.definitions)
     except Failure as problem:
-        out.write("posthog-otel flags: %s\n" % problem)
-        return 1
+        raise CommandError(str(problem)) from None
     if args.json:
         out.write(json.dumps(definitions.to_response(), indent=2) + "\n")
         return 0
@@ -106,18 +106,16 @@ def _row(flag: Flag, definitions: Definitions) -> Tuple[str, str, str, str, str]
     return (str(flag.key), "yes" if flag.active else "no", audience, "; ".join(conditions) or "none", variants or "-")
 
 
-def run_explain(args: argparse.Namespace, out: TextIO) -> int:
+def run_explain(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     try:
         definitions = load_definitions(args.definitions)
         request = _request(args)
     except Failure as problem:
-        out.write("posthog-otel flags explain: %s\n" % problem)
-        return 1
+        raise CommandError(str(problem)) from None
     flag = definitions.by_key.get(args.key)
     if flag is None:
         known = ", ".join(str(f.key) for f in definitions.flags) or "none"
-        out.write("No flag %r in the definitions (flags: %s).\n" % (args.key, known))
-        return 1
+        raise CommandError("No flag %r in the definitions (flags: %s)." % (args.key, known))
     explain(definitions, flag, request, out)
     return 0
 
