@@ -52,7 +52,7 @@ from ._version import __version__
 LIBRARY = "posthog-otel"
 
 #: Records the hand-off holds before ``export()`` encodes batches itself (the thread is behind).
-HANDOFF_MAX_RECORDS = 8192
+HANDOFF_MAX_RECORDS = 16384
 #: Encoded events waiting in memory: past it they are spilled (spool on) or the oldest dropped.
 MEMORY_MAX_BYTES = 16 * 1024 * 1024
 #: Request body budget: PostHog takes 20 MiB; the envelope needs a little.
