@@ -105,6 +105,7 @@ def test_invalid_key_is_logged_once_and_redacted(server, provider, caplog):
     assert len(server.requests) == 2
 
 
+@pytest.mark.xdist_group("timing")
 def test_export_returns_while_posthog_holds_the_request(server, provider, tmp_path):
     """A blackhole PostHog: the SDK's worker keeps exporting (nothing is lost in its queue,
     which holds 2048 records), and what PostHog does not take goes to the spool."""
@@ -322,6 +323,8 @@ def test_a_page_that_echoes_the_key_never_puts_it_in_the_log(status, spool, serv
     assert API_KEY[4:-2] not in caplog.text
 
 
+@pytest.mark.slow
+@pytest.mark.xdist_group("timing")
 @pytest.mark.parametrize("spool", [True, False])
 def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provider, tmp_path):
     """PostHog down while 100,000 operations (33 MB of JSON) are made: with the spool they go

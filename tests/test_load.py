@@ -25,6 +25,10 @@ import posthog_otel as posthog
 from .conftest import API_KEY
 from .support import Fault, child_env
 
+#: Timing matters here (a tight loop against the SDK's queue): these run one after another on
+#: one pytest-xdist worker, never beside each other.
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("timing")]
+
 USERS = 10
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 

@@ -22,6 +22,8 @@ from .conftest import API_KEY
 from .support import Fault, child_env
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
+#: Windows and exits are judged in seconds: one after another, on one pytest-xdist worker.
+pytestmark = pytest.mark.xdist_group("timing")
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
@@ -222,6 +224,7 @@ SCHEDULE_DELAY = 0.2
 WINDOW = SCHEDULE_DELAY + SPOOL_AFTER + 1.0
 
 
+@pytest.mark.slow
 def test_four_processes_sharing_a_spool_lose_only_what_sigkill_can_reach(server, tmp_path):
     chance = random.Random(7)
     spool, logs, stop = tmp_path / "spool", tmp_path / "logs", tmp_path / "stop"

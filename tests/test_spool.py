@@ -266,6 +266,7 @@ def tmpfs(tmp_path):
     subprocess.run(["umount", "-l", str(mount)], capture_output=True)
 
 
+@pytest.mark.slow
 def test_a_read_only_remount_mid_run_falls_back_to_memory(server, provider, tmpfs, caplog, monkeypatch):
     monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))

@@ -226,7 +226,7 @@ def main() -> None:
             oldest = ROOT / ".venv-oldest/bin/python"
             python = oldest if "1.39" in name and oldest.exists() else ROOT / ".venv/bin/python"
             try:
-                done = subprocess.run([str(python), "-m", "pytest", "-q", "-x", "-p", "no:cacheprovider", *tests.split()],
+                done = subprocess.run([str(python), "-m", "pytest", "-q", "-x", "-n", "0", "-p", "no:cacheprovider", *tests.split()],
                                       cwd=copy, capture_output=True, text=True, timeout=300)
                 verdict = "CAUGHT" if done.returncode else "MISSED"
             except subprocess.TimeoutExpired:
