@@ -72,6 +72,11 @@ SPOOL_RETRY = 30.0
 Read = Callable[[Sequence[Any]], Tuple[List[Operation], List[int]]]
 
 
+class MappedEvents(List[Dict[str, Any]]):
+    """PostHog events mapped by the caller (the gateway maps on its request threads, to say
+    at once which records it refused): ``hand_off`` takes them as they are, no ``read``."""
+
+
 @dataclass
 class _Waiting:
     batch: EncodedBatch
@@ -331,11 +336,15 @@ class Dispatcher:
 
     def _encode(self, items: Sequence[Any]) -> Tuple[EncodedBatch, List[int]]:
         """Records to PostHog events to JSON, and the records' sequence numbers."""
-        operations, numbers = self._read(items)
-        events, skipped = to_posthog_events(operations, self._defaults)
-        for problem in skipped:
-            count_drop(problem.reason)
-            warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
+        if isinstance(items, MappedEvents):  # the gateway's: mapped (and refusals said) already
+            events: List[Dict[str, Any]] = items
+            numbers: List[int] = []
+        else:
+            operations, numbers = self._read(items)
+            events, skipped = to_posthog_events(operations, self._defaults)
+            for problem in skipped:
+                count_drop(problem.reason)
+                warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
         batch, oversized = EncodedBatch.encode(events)
         too_large(len(oversized), oversized[0].get("event") if oversized else None)
         return batch, numbers
@@ -757,7 +766,7 @@ class Dispatcher:
             self._settle(shipment, verdict, time.monotonic())
 
     def _refuse(self, items: Sequence[Any]) -> None:
-        operations, _ = self._read(items)
+        operations = items if isinstance(items, MappedEvents) else self._read(items)[0]
         if operations:
             count_drop("after_shutdown", len(operations))
             warn_limited("export_after_shutdown", "posthog_otel: %d operation(s) exported after shutdown; dropped",
