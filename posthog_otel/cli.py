@@ -1,4 +1,4 @@
-"""The ``posthog-otel`` command: a local PostHog, its inspection commands, demo, doctor.
+"""The ``posthog-otel`` command: a local PostHog, its inspection commands, demo, doctor, gateway.
 
 A problem the user can fix (a port in use, a database that cannot be used, a bad flag
 file) ends the command with one line on stderr saying what is wrong and what to do, and
@@ -98,7 +98,21 @@ def _parser() -> argparse.ArgumentParser:
     from ._flags.cli import add_flags_command
 
     add_flags_command(commands)
+    _add_gateway_command(commands)
     return parser
+
+
+def _add_gateway_command(commands: Any) -> None:
+    about = ("receive OTLP/HTTP logs from any OpenTelemetry SDK or Collector and send the PostHog operations "
+             "among them to PostHog (needs posthog-otel[gateway]; settings: docs/gateway.md)")  # fmt: skip
+    gateway = commands.add_parser("gateway", help=about, description=about)
+    gateway.set_defaults(run=_gateway)
+    gateway.add_argument("--bind", help="HOST:PORT to listen on (default 127.0.0.1:4318; any non-loopback address "
+                         "needs an allow-list)")  # fmt: skip
+    gateway.add_argument("--workers", help="worker processes (default: one per core)")
+    gateway.add_argument("--threads", help="requests each worker reads at once (default 4)")
+    gateway.add_argument("--allow-key", action="append", metavar="KEY",
+                         help="a project key the gateway accepts (repeat for several; also POSTHOG_OTEL_GATEWAY_KEYS)")  # fmt: skip
 
 
 def _port(text: str) -> int:
@@ -167,6 +181,12 @@ def _request_log(out: TextIO) -> Callable[[str], None]:
             out.flush()
 
     return log
+
+
+def _gateway(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
+    from .gateway._serve import run
+
+    return run(args, out)
 
 
 def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:

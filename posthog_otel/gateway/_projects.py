@@ -1,0 +1,190 @@
+"""Projects: which key a request is for, whether it may use it, and the delivery behind each.
+
+One ``Dispatcher`` per project key, made on the key's first request in each worker: its own
+memory, HTTP thread and spool (the spool directory is derived from key and host, so a
+worker's siblings and its next start share it, and batches leave in order across them).
+
+**Never an open relay.** With an allow-list, only its keys (and ``POSTHOG_API_KEY``) are
+taken, from anyone who can reach the gateway. Without one, any well-formed key is taken,
+but only from this machine's own addresses: a gateway bound to a public address by a
+server it does not control (``gunicorn --bind 0.0.0.0``) still relays nothing for others.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import threading
+import time
+from typing import Any, Dict, List, Optional, Tuple
+
+from .._config import Settings, redact
+from .._dispatch import MEMORY_MAX_BYTES, Dispatcher
+from .._mapping import Defaults
+from .._version import __version__
+from ._settings import GatewaySettings, is_loopback_address, key_problem
+
+#: ``$lib`` of the events the gateway sends: PostHog shows which road an event took.
+LIBRARY = "posthog-otel-gateway"
+#: Seconds a project's fullness is trusted before the spool directory is read again.
+PRESSURE_TTL = 0.5
+
+
+class Refused(Exception):
+    """A request the gateway will not take: ``status`` and a message for the client."""
+
+    def __init__(self, status: int, message: str, retry_after: Optional[int] = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retry_after = retry_after
+
+
+class Project:
+    """One key's delivery, and how full it is."""
+
+    def __init__(self, dispatcher: Dispatcher, spool_mark: Optional[int], memory_mark: int) -> None:
+        self.dispatcher = dispatcher
+        self._spool_mark = spool_mark
+        self._memory_mark = memory_mark
+        self._checked = -PRESSURE_TTL
+        self._full = False
+
+    def full(self, now: float) -> bool:
+        """Past the high-water mark: the spool is nearly full, or memory (the spool is off, or
+        the disk refuses it)."""
+        if now - self._checked >= PRESSURE_TTL:
+            stats = self.dispatcher.stats()
+            spool_full = self._spool_mark is not None and stats["spool_bytes"] >= self._spool_mark
+            self._full = spool_full or stats["memory_bytes"] >= self._memory_mark
+            self._checked = now
+        return self._full
+
+
+class Projects:
+    def __init__(
+        self,
+        gateway: GatewaySettings,
+        delivery: Settings,
+        transport: Any = None,
+        retry_policy: Any = None,
+    ) -> None:
+        self.gateway = gateway
+        self.delivery = dataclasses.replace(delivery, handle_sigterm=False)  # the server owns signals
+        self.default_key = delivery.api_key
+        self.allowed = frozenset(gateway.allowed_keys | ({delivery.api_key} if delivery.api_key else set()))
+        self._transport = transport
+        self._retry_policy = retry_policy
+        self._defaults = Defaults(
+            library={"$lib": LIBRARY, "$lib_version": __version__, "$is_server": True},
+            system={},  # the gateway's own OS and Python say nothing about the service that sent the record
+            disable_geoip=delivery.disable_geoip,
+        )
+        self._lock = threading.Lock()
+        self._projects: Dict[str, Project] = {}
+        self._closed = False
+
+    @property
+    def defaults(self) -> Defaults:
+        return self._defaults
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    def key_for(self, authorization: Optional[str], peer: Optional[str]) -> str:
+        """The project key of a request; ``Refused`` (401/403) when there is none it may use."""
+        key = _bearer(authorization) if authorization else None
+        if key is None:
+            if authorization:
+                raise Refused(401, "the Authorization header is not 'Bearer <project API key>'")
+            if not self.default_key:
+                raise Refused(401, "no project key: send 'Authorization: Bearer phc_...' (or start the gateway "
+                                   "with POSTHOG_API_KEY)")  # fmt: skip
+            return self.default_key
+        problem = key_problem(key)
+        if problem:
+            raise Refused(401, "the bearer token is %s" % problem)
+        if self.allowed:
+            if key not in self.allowed:
+                raise Refused(403, "project key %s is not on this gateway's allow-list (POSTHOG_OTEL_GATEWAY_KEYS)"
+                                   % redact(key))  # fmt: skip
+        elif not (peer and is_loopback_address(peer)):
+            raise Refused(403, "this gateway has no allow-list (POSTHOG_OTEL_GATEWAY_KEYS): it takes keys only "
+                               "from its own machine")  # fmt: skip
+        return key
+
+    def project(self, key: str) -> Project:
+        project = self._projects.get(key)
+        if project is not None:
+            return project
+        with self._lock:
+            project = self._projects.get(key)
+            if project is None:
+                if self._closed:
+                    raise Refused(503, "the gateway is stopping", retry_after=self.gateway.retry_after)
+                if len(self._projects) >= self.gateway.max_projects:
+                    raise Refused(403, "this gateway serves %d project keys at most (POSTHOG_OTEL_GATEWAY_MAX_PROJECTS)"
+                                       % self.gateway.max_projects)  # fmt: skip
+                project = self._open(key)
+                self._projects[key] = project
+        return project
+
+    def open_known(self) -> None:
+        """Open the project of every key on the allow-list (and ``POSTHOG_API_KEY``): each
+        dispatcher sends what an earlier run left in its spool as soon as it is made. Keys
+        the gateway learns from requests only are opened at their first request."""
+        for key in sorted(self.allowed)[: self.gateway.max_projects]:
+            try:
+                self.project(key)
+            except Refused:  # stopping already
+                return
+
+    def _open(self, key: str) -> Project:
+        settings = dataclasses.replace(self.delivery, api_key=key)
+        dispatcher = Dispatcher(settings, "gateway", _no_records, self._retry_policy, self._transport)
+        mark = self.gateway.high_water
+        spool_mark = int(settings.spool_max_bytes * mark) if settings.spool else None
+        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark))
+
+    def pressure(self, project: Project) -> None:
+        """``Refused`` (503, ``Retry-After``) while the project's spool is past the high-water mark."""
+        if project.full(time.monotonic()):
+            raise Refused(
+                503,
+                "PostHog is not taking events as fast as they come and this gateway's spool is nearly full; "
+                "retry later",
+                retry_after=self.gateway.retry_after,
+            )
+
+    def snapshot(self) -> List[Tuple[str, Dict[str, Any]]]:
+        """(redacted key, the dispatcher's stats) for each project this worker serves."""
+        with self._lock:
+            projects = list(self._projects.items())
+        return [(redact(key) or "", project.dispatcher.stats()) for key, project in projects]
+
+    def close(self, budget: float) -> None:
+        """Deliver what each project holds while PostHog answers, spool the rest; all at once,
+        within about ``budget`` seconds."""
+        with self._lock:
+            self._closed = True
+            projects = list(self._projects.values())
+        deadline = time.monotonic() + budget
+        threads = [
+            threading.Thread(target=p.dispatcher.shutdown, args=(budget * 1000,), name="posthog-otel-close", daemon=True)
+            for p in projects
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(max(deadline - time.monotonic(), 0.0) + 1.0)
+
+
+def _bearer(authorization: str) -> Optional[str]:
+    scheme, _, token = authorization.strip().partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        return None
+    return token.strip()
+
+
+def _no_records(items: Any) -> Tuple[List[Any], List[int]]:
+    """The gateway hands over mapped events only (``MappedEvents``)."""
+    return [], []
