@@ -125,7 +125,7 @@ def test_raw_otlp_json_chunked_and_gzipped(gateway, server):
 
 
 def test_the_command_refuses_to_be_an_open_relay(tmp_path):
-    done = subprocess.run([sys.executable, "-m", "posthog_otel.cli", "gateway", "--bind", "0.0.0.0:0"],
+    done = subprocess.run([sys.executable, "-m", "posthog_otel.cli", "gateway", "--bind", "192.0.2.1:0"],
                           env=child_env(POSTHOG_OTEL_SPOOL_DIR=str(tmp_path)), capture_output=True, text=True,
                           timeout=60)  # fmt: skip
     assert done.returncode == 1

@@ -210,7 +210,9 @@ def _json_attributes(message: Any) -> Dict[str, Any]:
 def _json_pairs(pairs: List[Any]) -> Dict[str, Any]:
     out: Dict[str, Any] = {}
     for pair in pairs:
-        key = pair["key"]
+        if not isinstance(pair, dict):
+            raise Malformed("not an OTLP/JSON logs request: an attribute is not a {key, value} object")
+        key = pair.get("key", "")  # protobuf's JSON leaves out fields at their default ("")
         if not isinstance(key, str):
             raise Malformed("not an OTLP/JSON logs request: a key is not a string")
         value = pair.get("value")
