@@ -7,6 +7,7 @@ import gzip
 import json
 import time
 import zlib
+from pathlib import Path
 
 import pytest
 import requests
@@ -298,3 +299,9 @@ def test_settings_name_what_is_wrong_and_never_show_keys():
     assert GatewaySettings.resolve({"POSTHOG_OTEL_GATEWAY_BIND": "[::1]:4000"}).bind == ("::1", 4000)
     assert GatewaySettings.resolve({}).loopback
     assert not GatewaySettings.resolve({"POSTHOG_OTEL_GATEWAY_BIND": "0.0.0.0"}).loopback
+
+
+def test_docs_list_every_gateway_setting():
+    docs = (Path(__file__).resolve().parent.parent / "docs" / "gateway.md").read_text()
+    for name, (variable,), default, _ in GatewaySettings.table():
+        assert "`%s`" % variable in docs, "docs/gateway.md does not list %s" % variable
