@@ -139,6 +139,7 @@ class Dispatcher:
         self._in_flight = False
         self._sent_at = 0.0
         self._send_at = 0.0
+        self._asked_to_wait_until = 0.0  # a Retry-After's end: exit does not come back before it
         self._backoff = Backoff(self._policy)
         self._disk_mode = False
         self._busy = False  # the spool's oldest batch is another sender's
@@ -273,6 +274,7 @@ class Dispatcher:
         self._memory.clear()
         self._memory_bytes = self._memory_events = 0
         self._shipment, self._in_flight, self._send_at, self._disk_mode = None, False, 0.0, False
+        self._asked_to_wait_until = 0.0
         self._threads = []
         self._inline = False
         self._stats.after_fork()
@@ -467,6 +469,8 @@ class Dispatcher:
         else:
             self._stats.add("retried")
             wait = self._backoff.failed(verdict.retry_after)
+            if verdict.retry_after is not None:
+                self._asked_to_wait_until = now + wait
         if not self.settings.spool and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):
             self._give_up(shipment, verdict, "unauthorized" if step is Step.UNAUTHORIZED else "delivery_failed")
         self._send_at = now + wait
@@ -632,6 +636,9 @@ class Dispatcher:
         if self._in_flight:
             if now - max(finish.last_progress, self._sent_at) >= EXIT_STALL:
                 self._abandon(now)
+            return
+        if now < self._asked_to_wait_until and self._spool_usable(now):
+            self._abandon(now)  # PostHog said when to come back (Retry-After): the spool keeps it till then
             return
         shipment = self._shipment
         if self._memory or (shipment is not None and not isinstance(shipment.source, Claim)):
