@@ -121,11 +121,12 @@ class _Emitter:
             return self._refuse(self.refusal)
         if not self.ready and not self.resolve():
             return False
-        if self.limits is not None:
+        limits = self.limits
+        if limits is not None and limits.may_refuse(len(attributes) + 1):
             # Checked with posthog.seq in place (its value is an int: only its count matters),
             # and before a number is taken: a refused record must not look like an SDK drop.
             attributes[schema.SEQUENCE] = 0
-            self.limits.check(attributes)
+            limits.check(attributes)
         attributes[schema.SEQUENCE] = next(self.sequence)
         self.logger.emit(
             timestamp=timestamp,

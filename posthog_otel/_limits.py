@@ -77,6 +77,14 @@ class LimitsSource:
         return limits
 
 
+    def may_refuse(self, count: int) -> bool:
+        """False when ``count`` attributes pass for certain (the usual case: no length limit and
+        the count well under its limit), so that ``check`` is skipped on the emit path."""
+        fixed = self._fixed
+        if fixed is None:
+            return True
+        return fixed.max_length is not None or (fixed.max_count is not None and count > fixed.max_count)
+
     def check(self, attributes: Dict[str, Any]) -> None:
         """Raise ``Dropped`` when the SDK would evict or cut any of ``attributes``."""
         check(attributes, self._fixed if self._fixed is not None else self.current())

@@ -123,7 +123,8 @@ def _person_update(key: str) -> Callable[..., Tuple[Dict[str, Any], Dict[str, An
             raise Skipped("no_distinct_id", "%s without a distinct id" % operation.name)
         if not isinstance(operation.body, Mapping) or not operation.body:
             raise Skipped("no_properties", "%s without properties" % operation.name)
-        event = {"event": "$" + key, "distinct_id": person, "$" + key: dict(operation.body)}
+        body = operation.body  # read-only from here on: copied only if it is not a plain dict
+        event = {"event": "$" + key, "distinct_id": person, "$" + key: body if type(body) is dict else dict(body)}
         return event, {}
 
     return build
@@ -236,8 +237,19 @@ _EPOCH = _dt.datetime(1970, 1, 1, tzinfo=_dt.timezone.utc)
 
 
 def iso_timestamp(time_unix_nano: int) -> str:
-    """``2024-01-15T10:30:00.123456+00:00``: exact to the microsecond, as PostHog's SDK writes it."""
-    return (_EPOCH + _dt.timedelta(microseconds=time_unix_nano // 1000)).isoformat()
+    """``2024-01-15T10:30:00.123456+00:00``: exact to the microsecond, as PostHog's SDK writes it
+    (``datetime.isoformat``, which leaves out a zero fraction). A batch's records mostly share
+    their second, so its text is kept from one record to the next."""
+    global _last_second
+    seconds, micros = divmod(time_unix_nano // 1000, 1_000_000)
+    second, text = _last_second
+    if second != seconds:
+        text = (_EPOCH + _dt.timedelta(seconds=seconds)).isoformat()[:-6]  # without "+00:00"
+        _last_second = (seconds, text)
+    return "%s.%06d+00:00" % (text, micros) if micros else text + "+00:00"
+
+
+_last_second = (-1, "")
 
 
 def _timestamp(operation: Operation) -> str:

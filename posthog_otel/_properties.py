@@ -35,6 +35,7 @@ from ._text import SURROGATES, Unusable, as_text, is_sendable
 MAX_DEPTH = 20
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
+_isfinite = math.isfinite
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
 _DROP = object()
@@ -62,10 +63,13 @@ def sanitize_properties(
 
 
 def _all_plain(properties: Dict[Any, Any]) -> bool:
-    """True when every key is sendable text and every value is sent as it is."""
-    for key, value in properties.items():
-        if type(key) is not str or not (key.isascii() or is_sendable(key)):
+    """True when every key is ASCII text and every value is sent as it is (else: the full walk)."""
+    try:
+        if not "".join(properties).isascii():  # one pass in C over all the keys
             return False
+    except TypeError:  # a key that is not text
+        return False
+    for value in properties.values():
         kind = type(value)
         if kind is str:
             if not (value.isascii() or is_sendable(value)):
@@ -74,7 +78,7 @@ def _all_plain(properties: Dict[Any, Any]) -> bool:
             if not _INT_MIN <= value <= _INT_MAX:
                 return False
         elif kind is float:
-            if not math.isfinite(value):
+            if not _isfinite(value):
                 return False
         elif kind is not bool and value is not None:
             return False
