@@ -21,7 +21,8 @@ our GIL). Figures are medians over the rounds with [lowest - highest].
 
 Rows, all with each SDK's defaults: ``posthog_otel.configure(api_key=..., host=...)`` (the OTel
 SDK's batch processor: queue 2048, batch 512, 1 s delay; gzip; spool on) and
-``posthog.Client(api_key, host=...)`` (its queue, 100 per request, no gzip, shutdown at exit). The
+``posthog.Client(api_key, host=...)`` (100 per request, no gzip, shutdown at exit; its queue made
+large enough for every call, as otherwise it drops what is past 10,000). The
 "OTel SDK alone" row is ``Logger.emit`` of the record ``set()`` writes, built inline, into the
 OTel SDK's ``BatchLogRecordProcessor`` with an exporter that does nothing: the part of our cost
 that belongs to the OTel SDK itself. The spool's drain rate is in ``benchmarks/reliability.py``
@@ -82,7 +83,8 @@ def worker(sdk: str, mode: str, url: str, calls: int, props: int, spool: str) ->
     elif sdk == "posthog":
         import atexit
 
-        client = posthog.Client(API_KEY, host=url)
+        # Its queue holds every call (default 10,000, and the rest would be dropped, not measured).
+        client = posthog.Client(API_KEY, host=url, max_queue_size=max(calls + 1, 10000))
         atexit.register(client.shutdown)  # as its docs say
 
         def call(i: int) -> None:
@@ -174,10 +176,10 @@ class Sink:
 def run_worker(sdk: str, mode: str, url: str, calls: int, props: int) -> Dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OTEL_"))}
     env["PYTHONPATH"] = str(HERE.parent)
-    with tempfile.TemporaryDirectory() as spool:
+    with tempfile.TemporaryDirectory() as spool, tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
             [sys.executable, __file__, "--worker", sdk, mode, url, str(calls), str(props), spool],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+            stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
         )  # fmt: skip
         assert process.stdout is not None
         result = json.loads(process.stdout.readline() or "{}")
@@ -185,9 +187,10 @@ def run_worker(sdk: str, mode: str, url: str, calls: int, props: int) -> Dict[st
             done = float(process.stdout.readline().split()[1])
             process.wait()
             result["exit_s"] = time.time() - done
-        _, errors = process.communicate()
+        process.communicate()
         if process.returncode or not result:
-            raise SystemExit("%s %s failed (%s): %s" % (sdk, mode, process.returncode, errors[-2000:]))
+            errors.seek(0)
+            raise SystemExit("%s %s failed (%s): %s" % (sdk, mode, process.returncode, errors.read()[-2000:]))
     return result
 
 
