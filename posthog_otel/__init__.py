@@ -5,7 +5,7 @@ documents them; each becomes an OpenTelemetry log record that ``PostHogLogExport
 delivers to PostHog from the SDK's batch processor.
 """
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, List
 
 from ._config import Settings
 from ._context import (
@@ -17,25 +17,7 @@ from ._context import (
     set_context_session,
     tag,
 )
-from ._doctor import doctor
 from ._emit import alias, capture, group_identify, set, set_once
-from ._flags import (
-    FeatureFlagEvaluations,
-    evaluate_flags,
-    evaluate_flags_async,
-    feature_enabled,
-    feature_enabled_async,
-    feature_flag_definitions,
-    get_all_flags,
-    get_all_flags_and_payloads,
-    get_all_flags_and_payloads_async,
-    get_all_flags_async,
-    get_feature_flag,
-    get_feature_flag_async,
-    get_feature_flag_payload,
-    get_feature_flag_payload_async,
-    load_feature_flags,
-)
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._log import drop_counts
 from ._retry import RetryPolicy
@@ -91,15 +73,62 @@ __all__ = [
     "tag",
 ]
 
+#: Imported on first use (PEP 562): feature flags and the doctor bring asyncio, regular
+#: expressions and the flag evaluator, which an application that only sends operations
+#: should not pay for at start-up (``benchmarks/perf.py``, import time).
+_LAZY = {
+    "doctor": "._doctor",
+    "testing": None,
+    "FeatureFlagEvaluations": "._flags",
+    "evaluate_flags": "._flags",
+    "evaluate_flags_async": "._flags",
+    "feature_enabled": "._flags",
+    "feature_enabled_async": "._flags",
+    "feature_flag_definitions": "._flags",
+    "get_all_flags": "._flags",
+    "get_all_flags_and_payloads": "._flags",
+    "get_all_flags_and_payloads_async": "._flags",
+    "get_all_flags_async": "._flags",
+    "get_feature_flag": "._flags",
+    "get_feature_flag_async": "._flags",
+    "get_feature_flag_payload": "._flags",
+    "get_feature_flag_payload_async": "._flags",
+    "load_feature_flags": "._flags",
+}
+
 if TYPE_CHECKING:
     from . import testing
+    from ._doctor import doctor
+    from ._flags import (
+        FeatureFlagEvaluations,
+        evaluate_flags,
+        evaluate_flags_async,
+        feature_enabled,
+        feature_enabled_async,
+        feature_flag_definitions,
+        get_all_flags,
+        get_all_flags_and_payloads,
+        get_all_flags_and_payloads_async,
+        get_all_flags_async,
+        get_feature_flag,
+        get_feature_flag_async,
+        get_feature_flag_payload,
+        get_feature_flag_payload_async,
+        load_feature_flags,
+    )
 else:
 
     def __getattr__(name: str) -> Any:
-        """``posthog_otel.testing`` on first use: it brings the local server and SQLite,
-        which an application that never tests against them should not pay for."""
-        if name == "testing":
-            import importlib
+        if name not in _LAZY:
+            raise AttributeError("module %r has no attribute %r" % (__name__, name))
+        import importlib
 
-            return importlib.import_module(".testing", __name__)
-        raise AttributeError("module %r has no attribute %r" % (__name__, name))
+        module = _LAZY[name]
+        if module is None:  # a submodule: ``posthog_otel.testing`` (the local server, SQLite)
+            return importlib.import_module("." + name, __name__)
+        value = getattr(importlib.import_module(module, __name__), name)
+        globals()[name] = value
+        return value
+
+    def __dir__() -> List[str]:
+        return sorted({*globals(), *_LAZY})
