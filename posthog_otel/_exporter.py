@@ -111,8 +111,16 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
             _emit.emitter.exporter_closed()
 
     def _read(self, records: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
-        operations = [Operation.from_log_record(r) for r in records if _is_posthog_record(r)]
-        numbers = [n for n in (op.attributes.get(schema.SEQUENCE) for op in operations) if type(n) is int]
+        operations = []
+        numbers = []
+        is_operation, from_log_record = schema.is_operation, Operation.from_log_record
+        for readable in records:
+            if is_operation(getattr(readable.log_record, "event_name", None)):
+                operation = from_log_record(readable)
+                operations.append(operation)
+                number = operation.attributes.get(schema.SEQUENCE)
+                if type(number) is int:
+                    numbers.append(number)
         return operations, numbers
 
 
@@ -170,6 +178,3 @@ def _span_operations(span: Any) -> List[Operation]:
         )
     return operations
 
-
-def _is_posthog_record(readable: Any) -> bool:
-    return schema.is_operation(getattr(readable.log_record, "event_name", None))
