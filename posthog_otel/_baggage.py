@@ -14,6 +14,7 @@ parties included.
 from __future__ import annotations
 
 from typing import Any, Optional
+from urllib.parse import quote_plus
 
 from opentelemetry import baggage as otel_baggage
 from opentelemetry import context as otel_context
@@ -25,6 +26,9 @@ from ._text import Unusable, as_text, describe
 #: The W3C baggage entries that carry the context's person and session between services.
 DISTINCT_ID = "posthog.distinct_id"
 SESSION_ID = "posthog.session_id"
+
+#: W3C baggage's limit for one entry, key and encoded value (OTel's propagator drops longer ones).
+MAX_ENTRY = 4096
 
 #: Whether identity travels in baggage; None until first needed, then the environment's
 #: ``POSTHOG_OTEL_PROPAGATE_IDENTITY``, or what a PostHog exporter was configured with.
@@ -54,8 +58,22 @@ def carry(key: str, value: Optional[str]) -> None:
     """Make ``value`` this context's baggage entry ``key`` (None takes an enclosing one out).
 
     The context attached here is undone with the scope's own when the scope closes; a
-    scope that cannot send its id must not pass an enclosing scope's on instead.
+    scope that cannot send its id must not pass an enclosing scope's on instead.  An id
+    that would not arrive as itself is not carried (said, counted ``not_propagated``):
+    the other service must see no person rather than another one.
     """
+    if value is not None:
+        problem = _would_change(key, value)
+        if problem:
+            count_drop("not_propagated")
+            warn_limited(
+                "baggage:carry:" + key,
+                "posthog_otel: %s %s cannot travel in W3C baggage (%s); other services get none",
+                key,
+                describe(value),
+                problem,
+            )
+            value = None
     context = otel_context.get_current()
     if value is not None:
         context = otel_baggage.set_baggage(key, value, context)
@@ -64,6 +82,15 @@ def carry(key: str, value: Optional[str]) -> None:
     else:
         return
     otel_context.attach(context)
+
+
+def _would_change(key: str, value: str) -> Optional[str]:
+    """Why ``value`` would not come out of W3C baggage as it went in, or None."""
+    if value != value.strip():
+        return "receivers strip whitespace at its ends"
+    if len(quote_plus(key)) + 1 + len(quote_plus(value)) > MAX_ENTRY:
+        return "longer than baggage's %d-byte entry" % MAX_ENTRY
+    return None
 
 
 def without_identity(context: otel_context.Context) -> otel_context.Context:
