@@ -1,7 +1,8 @@
 """A PostHog stand-in for benchmarks, run as its own process so it does not share our GIL.
 
 Listens on 127.0.0.1 (free port, printed on the first line of stdout), reads each request
-body, counts the events in /batch/ requests and answers 200.  Stops after --seconds.
+body, counts the events in /batch/ requests and the bytes read (request line, headers,
+body), and answers 200.  Stops after --seconds.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--seconds", type=float, default=600)
     args = parser.parse_args()
-    counts = {"events": 0}
+    counts = {"events": 0, "bytes": 0}
     lock = threading.Lock()
 
     class Handler(BaseHTTPRequestHandler):
@@ -31,8 +32,10 @@ def main() -> None:
                 n = len(json.loads(body).get("batch", []))
             except ValueError:
                 n = 0
+            head = len(self.raw_requestline) + sum(len(k) + len(v) + 4 for k, v in self.headers.items()) + 2
             with lock:
                 counts["events"] += n
+                counts["bytes"] += head + len(raw)
             reply = b'{"status": 1}'
             self.send_response(200)
             self.send_header("Content-Length", str(len(reply)))

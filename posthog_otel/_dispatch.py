@@ -86,6 +86,7 @@ class _Finish:
     stop: bool
     started: float
     last_progress: float
+    stepped: float = 0.0  # when the dispatcher last looked at it (0: not yet: at once)
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -615,6 +616,7 @@ class Dispatcher:
         (briefly) the spool's backlog; spool the rest when the answers stop or time is up."""
         if finish.done.is_set():
             return
+        finish.stepped = now
         if now >= finish.deadline:
             self._abandon(now)
             return
@@ -681,8 +683,8 @@ class Dispatcher:
             if self._finish.done.is_set():
                 return now if self._finish.stop else times[0]
             times.append(min(self._finish.deadline, max(self._finish.last_progress, self._sent_at) + EXIT_STALL))
-            if not self._in_flight:
-                times.append(now + 0.02)
+            if not self._in_flight:  # look again shortly (measured from the last look, not from now)
+                times.append(self._finish.stepped + 0.02)
         if spool_up and self._memory:
             times.append(self._memory[0].born + self.settings.spool_after)
         shipment = self._shipment

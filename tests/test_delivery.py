@@ -7,6 +7,7 @@ import json
 import logging
 import os
 import sys
+import threading
 import time
 
 import pytest
@@ -155,6 +156,21 @@ def test_shutdown_during_a_long_backoff_spools_and_returns(server, provider, tmp
     assert len(server.requests) == 1
     (batch,) = [p for p in tmp_path.rglob("*.json")]
     assert [e["uuid"] for e in json.loads(batch.read_text())["events"]] == [uuid]
+
+
+def test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit(server, provider, tmp_path, monkeypatch):
+    # The stall limit and the spool's poll set to an hour: if shutdown waited for either (as it once did, 1 s at
+    # every exit), the join fails.
+    monkeypatch.setattr("posthog_otel._dispatch.EXIT_STALL", 3600.0)
+    monkeypatch.setattr("posthog_otel._dispatch.SPOOL_POLL", 3600.0)
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
+    posthog.set("u", {"a": 1})
+    pipeline.flush()
+    closing = threading.Thread(target=pipeline.exporter.shutdown, args=(3_600_000,))
+    closing.start()
+    closing.join(60)  # a safety net: the shutdown itself takes milliseconds
+    assert not closing.is_alive()
+    assert len(server.events) == 1
 
 
 def test_an_sdk_force_flush_waits_until_delivered(server, tmp_path):

@@ -413,6 +413,26 @@ def test_idle_connections_cost_no_thread_and_do_not_starve_requests(store):
     assert [e["event"] for e in store.events()] == ["first", "real"]
 
 
+def test_a_connection_evicted_while_it_was_ready_is_not_served(store):
+    # One turn of the accept loop can see both a new connection (which evicts the oldest idle one) and that idle
+    # one ready to read. Turns are driven by hand here, so the order of events is the test's, not the scheduler's.
+    server = LocalServer(store, limits=Limits(max_connections=1, workers=1, idle_timeout=60))
+    httpd = server._httpd
+    try:
+        first = connect(server)
+        while not httpd._idle:
+            httpd._turn(5)
+        second = connect(server)  # waits in the listen backlog: the listener is ready
+        first.close()  # and now the idle connection is ready too (end of stream)
+        httpd._turn(5)  # accepts the second, evicting the first, and must not then dispatch the first
+        assert [c.peer for c in httpd._idle] == [second.getsockname()]
+        assert httpd._ready.empty()
+        second.close()
+    finally:
+        httpd._close_everything()
+        httpd.server_close()
+
+
 def test_keep_alive_and_pipelined_requests_are_all_answered(bounded, store):
     one = json.dumps({"api_key": KEY, "batch": [ev("one", "u")]}).encode()
     two = json.dumps({"api_key": KEY, "batch": [ev("two", "u")]}).encode()

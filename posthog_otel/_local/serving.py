@@ -320,18 +320,25 @@ class BoundedHTTPServer:
             worker.start()
         try:
             while not self._stopping.is_set():
-                for key, _ in self._selector.select(self._until_next_expiry()):
-                    if key.fileobj is self.socket:
-                        self._accept()
-                    elif key.fileobj is self._wake_read:
-                        self._drain_wakeups()
-                    else:
-                        self._dispatch(key.data)
-                self._take_back()
-                self._expire_idle()
+                try:
+                    self._turn(self._until_next_expiry())
+                except Exception:  # a bug here must not leave every client waiting on a dead loop
+                    logger.exception("posthog-otel local server: the accept loop failed; carrying on")
+                    time.sleep(0.05)
         finally:
             self._close_everything()
             self._stopped.set()
+
+    def _turn(self, timeout: Optional[float]) -> None:
+        for key, _ in self._selector.select(timeout):
+            if key.fileobj is self.socket:
+                self._accept()
+            elif key.fileobj is self._wake_read:
+                self._drain_wakeups()
+            elif key.data in self._idle:  # not evicted by an accept earlier in this same batch
+                self._dispatch(key.data)
+        self._take_back()
+        self._expire_idle()
 
     def shutdown(self) -> None:
         """Stop ``serve_forever`` (from another thread) and wait until it has."""
