@@ -5,6 +5,8 @@ A real worker, in this process, on Celery's in-memory broker.
 
 from __future__ import annotations
 
+import logging
+
 import pytest
 
 import posthog_otel as posthog
@@ -27,8 +29,14 @@ def report(event):
 
 @pytest.fixture(scope="module")
 def running_worker():
-    with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
-        yield
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            yield
+    finally:  # the worker sets up logging (root at ERROR, a handler): later tests read warnings
+        root.setLevel(level)
+        root.handlers[:] = handlers
 
 
 @pytest.fixture
