@@ -166,3 +166,29 @@ def test_group_identify_without_a_person_is_not_warned_about(server, pipeline, c
     (event,) = sent(server, pipeline)
     assert event["event"] == "$groupidentify"
     assert "personless" not in caplog.text  # PostHog's own rule: group updates need no person
+
+
+def test_asyncio_tasks_beside_an_identified_one_are_not_warned_about(server, pipeline, caplog):
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    import asyncio
+
+    async def main():
+        entered, done = asyncio.Event(), asyncio.Event()
+
+        async def identified():
+            with posthog.new_context():
+                posthog.identify_context("user_456")
+                entered.set()
+                await done.wait()
+
+        async def anonymous():  # not started from that context: asyncio cannot lose a context
+            await entered.wait()
+            posthog.capture("anonymous")
+            done.set()
+
+        await asyncio.gather(identified(), anonymous())
+
+    asyncio.run(main())
+    (event,) = sent(server, pipeline)
+    assert event["properties"]["$process_person_profile"] is False
+    assert posthog.drop_counts() == {} and "personless" not in caplog.text

@@ -322,3 +322,22 @@ def test_asgi_any_headers_reach_the_app_with_a_context_that_closes(headers, path
     assert person is None or (0 < len(person) <= 1000 and not CONTROL.search(person))
     assert all(isinstance(value, str) for value in tags.values())
     assert posthog.get_context_distinct_id() is None
+
+
+def test_a_finished_request_leaves_no_open_context_behind(server, pipeline, caplog):
+    """Closed means closed: a later personless capture in another thread is not taken for
+    work that left this request's context behind."""
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+
+    async def app(scope, receive, send):
+        posthog.capture("in_request")
+
+    scope = {"type": "http", "headers": [(b"x-posthog-distinct-id", b"user_456")]}
+    asyncio.run(PostHogASGIMiddleware(app)(scope, None, None))
+    environ = {"REQUEST_METHOD": "GET", "PATH_INFO": "/", "HTTP_X_POSTHOG_DISTINCT_ID": "user_456"}
+    PostHogWSGIMiddleware(lambda environ, start_response: [b""])(environ, lambda *a: None).close()
+    worker = threading.Thread(target=posthog.capture, args=("background",))
+    worker.start()
+    worker.join()
+    assert len(by_event(server, pipeline, 2)) == 2
+    assert posthog.drop_counts() == {} and "personless" not in caplog.text
