@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Union, cast
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Union
 
 from opentelemetry import context as otel_context
 
@@ -95,7 +95,7 @@ def enter_scope(fresh: bool = False) -> Opened:
     """Make a new scope current in OTel's context (``new_context`` and the integrations,
     whose requests and tasks begin and end in separate calls)."""
     current = otel_context.get_current()
-    enclosing = cast(Optional[_Scope], otel_context.get_value(_SCOPE, current))
+    enclosing: Optional[_Scope] = otel_context.get_value(_SCOPE, current)  # type: ignore[assignment]
     scope = _Scope(None if fresh else enclosing, enclosing)
     entered = otel_context.set_value(_SCOPE, scope, current)
     if fresh and _baggage.propagating():
@@ -149,7 +149,7 @@ def _is_fresh(fresh: Any) -> bool:
 
 def current_scope() -> Optional[_Scope]:
     """The innermost scope, or None outside any ``new_context`` (cheap; for the emit path)."""
-    return cast(Optional[_Scope], otel_context.get_value(_SCOPE))
+    return otel_context.get_value(_SCOPE)  # type: ignore[return-value]  # (no cast(): it costs a typing lookup per call)
 
 
 def _scope_or_warn(call: str) -> Optional[_Scope]:

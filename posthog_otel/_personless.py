@@ -10,7 +10,9 @@ A thread that opens its own ``new_context()`` (even without a person) is taken t
 it, and is not warned about.
 
 The other sign: incoming W3C baggage names a person while ``propagate_identity`` is off,
-so it is ignored, as it should be, but the caller may have expected otherwise.
+so it is ignored, as it should be, but the caller may have expected otherwise.  That one
+is said where a request's context opens, and in the warning of an operation dropped for
+want of a person, not on every personless ``capture`` (which is the emit path).
 """
 
 from __future__ import annotations
@@ -60,9 +62,9 @@ THREAD_HINT = (
     "opentelemetry-instrumentation-threading (ThreadingInstrumentor().instrument()) or "
     "contextvars.copy_context().run(job); a `with new_context()` in the thread makes it deliberate"
 )
-BAGGAGE_HINT = (
-    "the incoming W3C baggage names a person (posthog.distinct_id), which is ignored because "
-    "propagate_identity is off (POSTHOG_OTEL_PROPAGATE_IDENTITY=true uses it; only for trusted callers)"
+BAGGAGE_IGNORED = (
+    "names a person (posthog.distinct_id), which is ignored because propagate_identity is off "
+    "(POSTHOG_OTEL_PROPAGATE_IDENTITY=true uses it; only for trusted callers)"
 )
 
 
@@ -71,15 +73,14 @@ def hint(scope: Any) -> str:
     if left_behind(scope):
         return "; " + THREAD_HINT % threading.current_thread().name
     if not _baggage.propagating() and _baggage.names_a_person():
-        return "; " + BAGGAGE_HINT
+        return "; the incoming W3C baggage " + BAGGAGE_IGNORED
     return ""
 
 
 def note(call: str, scope: Any) -> None:
-    """An operation is sent personless (a random id): say so once where the caller likely had a person.
-
-    Left behind by a thread: counted (``context_not_in_thread``, the event is still sent)
-    and said; baggage ignored: said, not counted, since that is the setting working.
+    """An operation is sent personless (a random id) from a thread that left its context
+    behind: counted (``context_not_in_thread``, the event is still sent) and said, once a
+    minute at most.  Cheap when no scope with a person is open: this is on the emit path.
     """
     if left_behind(scope):
         count_drop("context_not_in_thread")
@@ -89,8 +90,14 @@ def note(call: str, scope: Any) -> None:
             call,
             threading.current_thread().name,
         )
-    elif not _baggage.propagating() and _baggage.names_a_person():
-        warn_limited("personless:baggage:" + call, "posthog_otel: %s() is sent personless: " + BAGGAGE_HINT, call)
+
+
+def note_request() -> None:
+    """A request's context opened: if its incoming baggage names a person while
+    ``propagate_identity`` is off, say once that it is ignored (the setting working, not
+    counted).  Said here, once per request at most, rather than on every operation."""
+    if not _baggage.propagating() and _baggage.names_a_person():
+        warn_limited("personless:baggage", "posthog_otel: a request's W3C baggage " + BAGGAGE_IGNORED)
 
 
 if hasattr(os, "register_at_fork"):  # a forked child has only the forking thread: the rest are gone

@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from opentelemetry import trace
 
-from .. import _context
+from .. import _context, _personless
 from .._guard import guarded
 from .._log import warn_limited
 from .._text import describe
@@ -80,6 +80,7 @@ def begin(
         for key, value in tags.items():
             _context.tag(key, value)
         mark_span()
+        _personless.note_request()
     except BaseException:
         _context.exit_scope(opened)
         raise
