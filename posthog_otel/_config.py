@@ -213,6 +213,15 @@ class Settings:
         doc="Evaluate flags locally when a personal key is set; `false` asks PostHog's `/flags` for every flag.",
     )
 
+    propagate_identity: bool = setting(
+        False,
+        "POSTHOG_OTEL_PROPAGATE_IDENTITY",
+        parse=parse_bool,
+        doc="Carry the context's distinct id and session id to other services in W3C baggage, and use "
+        "incoming baggage's for operations without a person. Off: baggage travels in request headers, "
+        "and a caller could name any person. Read where operations are emitted.",
+    )
+
     def __repr__(self) -> str:
         shown = ", ".join(
             "%s=%r" % (f.name, redact(v) if f.name in SECRET_SETTINGS else v)
@@ -265,6 +274,15 @@ def _from_environment(environ: Mapping[str, str], names: Tuple[str, ...], parse:
             logger.warning("posthog_otel: ignoring %s=%s (%s); using the default", name, shown, error)
             return None
     return None
+
+
+def from_environment(name: str, environ: Optional[Mapping[str, str]] = None) -> Any:
+    """One setting from the environment, else its default: for the emit side, which may run
+    in a process that has no PostHog exporter (its records go to a Collector)."""
+    spec = next(f for f in dataclasses.fields(Settings) if f.name == name)
+    environ = os.environ if environ is None else environ
+    found = _from_environment(environ, spec.metadata["env"], spec.metadata["parse"], name in SECRET_SETTINGS)
+    return spec.default if found is None else found
 
 
 def exporter_settings(**arguments: Any) -> Settings:

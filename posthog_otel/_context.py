@@ -1,19 +1,25 @@
 """Context scopes: a default distinct id, tags and a session for every call in a block.
 
-Scopes live in a ``contextvars.ContextVar``, so they follow threads and asyncio tasks
-exactly the way contextvars do: a task or a ``contextvars.copy_context().run`` sees the
-scope that was current when it was created; a plain new thread starts with none.
+A scope is a value of OpenTelemetry's context, so it goes wherever that context goes: the
+code of the ``with`` block, asyncio tasks created inside it, and, with
+``opentelemetry-instrumentation-threading``, threads and ``ThreadPoolExecutor`` jobs started
+inside it (``contextvars.copy_context().run(job)`` does the same without the
+instrumentation).  A thread that is handed no context starts with no scope.
 
 Semantics are PostHog's own SDK's: a scope inherits its parent's distinct id, session
-and tags unless ``fresh=True``; explicit arguments to an operation always win.
+and tags unless ``fresh=True``; explicit arguments to an operation always win.  Across
+services, opt-in, the ids also travel in W3C baggage (``_baggage``).
 """
 
 from __future__ import annotations
 
 import contextvars
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, Optional, Tuple, Union
+from typing import Any, Dict, Iterator, NamedTuple, Optional, Union
 
+from opentelemetry import context as otel_context
+
+from . import _baggage, _personless
 from ._guard import guarded
 from ._log import count_drop, warn_limited
 from ._text import Unusable, as_text, describe
@@ -33,16 +39,29 @@ class Refused:
 
 
 class _Scope:
-    __slots__ = ("parent", "distinct_id", "session_id", "tags")
+    __slots__ = ("parent", "enclosing", "distinct_id", "session_id", "tags")
 
-    def __init__(self, parent: Optional["_Scope"]) -> None:
+    def __init__(self, parent: Optional["_Scope"], enclosing: Optional["_Scope"]) -> None:
+        #: Where ids and tags are inherited from: None for a fresh scope.
         self.parent = parent
+        #: The scope that was current when this one opened (fresh or not): for closing.
+        self.enclosing = enclosing
         self.distinct_id: Union[str, Refused, None] = None
         self.session_id: Union[str, Refused, None] = None
         self.tags: Dict[str, Any] = {}
 
 
-_current: contextvars.ContextVar[Optional[_Scope]] = contextvars.ContextVar("posthog_otel_scope", default=None)
+class Opened(NamedTuple):
+    """An entered scope, and what leaving it needs."""
+
+    token: object
+    scope: _Scope
+
+
+_SCOPE = otel_context.create_key("posthog_otel.scope")
+
+
+# --- scopes ------------------------------------------------------------------------------
 
 
 @contextmanager
@@ -50,29 +69,67 @@ def new_context(fresh: bool = False) -> Iterator[None]:
     """Open a scope for the ``with`` block.
 
     ``fresh=False`` (the default) inherits the enclosing scope's distinct id, session and
-    tags; ``fresh=True`` starts empty.  Exceptions of the block pass through untouched;
-    nothing of ours raises.
+    tags; ``fresh=True`` starts empty (with ``propagate_identity``, also without the
+    person and session of incoming baggage).  Exceptions of the block pass through
+    untouched; nothing of ours raises.
     """
     opened = _open_scope(fresh)
     try:
         yield
     finally:
         if opened is not None:
-            _close_scope(*opened)
+            _close_scope(opened)
 
 
 @guarded("new_context")
-def _open_scope(fresh: Any) -> Optional[Tuple[contextvars.Token, Optional[_Scope]]]:
-    parent = None if _is_fresh(fresh) else _current.get()
-    return _current.set(_Scope(parent)), parent
+def _open_scope(fresh: Any) -> Optional[Opened]:
+    return enter_scope(_is_fresh(fresh))
 
 
 @guarded("new_context")
-def _close_scope(token: contextvars.Token, parent: Optional[_Scope]) -> None:
+def _close_scope(opened: Opened) -> None:
+    exit_scope(opened)
+
+
+def enter_scope(fresh: bool = False) -> Opened:
+    """Make a new scope current in OTel's context (``new_context`` and the integrations,
+    whose requests and tasks begin and end in separate calls)."""
+    current = otel_context.get_current()
+    enclosing: Optional[_Scope] = otel_context.get_value(_SCOPE, current)  # type: ignore[assignment]
+    scope = _Scope(None if fresh else enclosing, enclosing)
+    entered = otel_context.set_value(_SCOPE, scope, current)
+    if fresh and _baggage.propagating():
+        entered = _baggage.without_identity(entered)
+    return Opened(otel_context.attach(entered), scope)
+
+
+def exit_scope(opened: Opened) -> None:
+    """Restore the context ``enter_scope`` replaced, with what ``identify_context`` added since.
+
+    Tolerant of other code that attaches and detaches OTel contexts around ours (a task
+    queue's instrumentation, whose signals may run before or after ours): if the context
+    has already gone back past this scope, nothing is undone twice.
+    """
+    _personless.release(opened.scope)
+    if not _is_within(current_scope(), opened.scope):
+        return
+    token: Any = opened.token
+    var = getattr(token, "var", None)
+    if not isinstance(var, contextvars.ContextVar):  # a runtime context other than OTel's default
+        otel_context.detach(token)
+        return
     try:
-        _current.reset(token)
-    except ValueError:  # exited in another context (e.g. a generator moved between tasks)
-        _current.set(parent)
+        var.reset(token)
+    except (ValueError, RuntimeError):  # left in another context (a generator moved between tasks)
+        otel_context.attach(otel_context.set_value(_SCOPE, opened.scope.enclosing))
+
+
+def _is_within(scope: Optional[_Scope], outer: _Scope) -> bool:
+    while scope is not None:
+        if scope is outer:
+            return True
+        scope = scope.enclosing
+    return False
 
 
 def _is_fresh(fresh: Any) -> bool:
@@ -90,15 +147,23 @@ def _is_fresh(fresh: Any) -> bool:
         return True
 
 
+def current_scope() -> Optional[_Scope]:
+    """The innermost scope, or None outside any ``new_context`` (cheap; for the emit path)."""
+    return otel_context.get_value(_SCOPE)  # type: ignore[return-value]  # (no cast(): it costs a typing lookup per call)
+
+
 def _scope_or_warn(call: str) -> Optional[_Scope]:
-    scope = _current.get()
+    scope = current_scope()
     if scope is None:
         warn_limited(
             "context:" + call,
-            "posthog_otel.%s() was called outside `with new_context():` and has no effect",
+            "posthog_otel: %s() was called outside `with new_context():`; it has no effect",
             call,
         )
     return scope
+
+
+# --- what a scope is told ------------------------------------------------------------------
 
 
 @guarded("identify_context")
@@ -107,28 +172,38 @@ def identify_context(distinct_id: Any) -> None:
 
     A value that cannot be sent as an id (see ``docs/schema.md``) is refused with a
     warning, and the operations that would use it are dropped and counted: they do not
-    fall back to an enclosing scope's person.  None clears this scope's id.
+    fall back to an enclosing scope's person.  None clears this scope's id.  With
+    ``propagate_identity`` the id also goes into W3C baggage (``posthog.distinct_id``).
     """
     scope = _scope_or_warn("identify_context")
-    if scope is not None:
-        scope.distinct_id = _scope_id(
-            "identify_context", "distinct id", distinct_id, "operations in this context that need a person are dropped"
-        )
+    if scope is None:
+        return
+    scope.distinct_id = _scope_id(
+        "identify_context", "distinct id", distinct_id, "operations in this context that need a person are dropped"
+    )
+    _personless.hold(scope, isinstance(scope.distinct_id, str) and bool(scope.distinct_id))
+    if _baggage.propagating():
+        person = distinct_id_of(scope)
+        _baggage.carry(_baggage.DISTINCT_ID, person if isinstance(person, str) else None)
 
 
 @guarded("set_context_session")
 def set_context_session(session_id: Any) -> None:
-    """Attach ``$session_id`` to every operation in this scope and below.
+    """Make ``session_id`` the ``$session_id`` of every operation in this scope and below.
 
     A value that cannot be sent is refused with a warning and counted
     (``invalid_session_id``); operations then carry no session (not an enclosing one).
+    With ``propagate_identity`` the id also goes into W3C baggage (``posthog.session_id``).
     """
     scope = _scope_or_warn("set_context_session")
-    if scope is not None:
-        session = _scope_id("set_context_session", "session id", session_id, "operations here carry no session")
-        if isinstance(session, Refused):
-            count_drop("invalid_session_id")
-        scope.session_id = session
+    if scope is None:
+        return
+    session = _scope_id("set_context_session", "session id", session_id, "operations here carry no session")
+    if isinstance(session, Refused):
+        count_drop("invalid_session_id")
+    scope.session_id = session
+    if _baggage.propagating():
+        _baggage.carry(_baggage.SESSION_ID, session_of(scope))
 
 
 def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, Refused, None]:
@@ -169,6 +244,9 @@ def tag(key: str, value: Any) -> None:
     scope.tags[name] = value
 
 
+# --- what operations see -------------------------------------------------------------------
+
+
 def distinct_id_of(scope: Optional[_Scope]) -> Union[str, Refused, None]:
     """The distinct id ``scope`` (or the nearest parent that has one) provides."""
     while scope is not None:
@@ -179,32 +257,51 @@ def distinct_id_of(scope: Optional[_Scope]) -> Union[str, Refused, None]:
 
 
 def session_of(scope: Optional[_Scope]) -> Optional[str]:
-    """The session id ``scope`` (or the nearest parent that has one) provides; a refused one is none."""
+    """The session ``scope`` (or the nearest parent that has one) provides; a refused one is None."""
     while scope is not None:
-        session = scope.session_id
-        if session:
-            return None if isinstance(session, Refused) else session
+        if scope.session_id:
+            return scope.session_id if isinstance(scope.session_id, str) else None
         scope = scope.parent
     return None
 
 
-def get_context_distinct_id() -> Optional[str]:
-    """The distinct id the current scope (or the nearest parent that has one) provides.
+def context_distinct_id(scope: Optional[_Scope]) -> Union[str, Refused, None]:
+    """The person of an operation given none: the scopes', else (with ``propagate_identity``)
+    the incoming baggage's, unless a fresh scope stands in between."""
+    found = distinct_id_of(scope)
+    if found is None and _baggage.propagating():
+        return _baggage.incoming(_baggage.DISTINCT_ID)
+    return found
 
-    None when there is none, or when this scope's ``identify_context`` value was refused.
+
+def context_session_id(scope: Optional[_Scope]) -> Optional[str]:
+    """The session an operation carries: the scopes', else (opt-in) the incoming baggage's."""
+    found = session_of(scope)
+    if found is None and _baggage.propagating():
+        return _baggage.incoming(_baggage.SESSION_ID)
+    return found
+
+
+def get_context_distinct_id() -> Optional[str]:
+    """The distinct id operations here use when given none.
+
+    The current scope's (or the nearest parent's that has one); with
+    ``propagate_identity``, else the incoming baggage's.  None when there is none, or
+    when this scope's ``identify_context`` value was refused.
     """
-    found = distinct_id_of(_current.get())
+    found = context_distinct_id(current_scope())
     return None if isinstance(found, Refused) else found
 
 
 def get_context_session_id() -> Optional[str]:
-    """The session id the current scope (or the nearest parent that has one) provides."""
-    return session_of(_current.get())
+    """The session id operations here carry: the current scope's (or the nearest parent's
+    that has one); with ``propagate_identity``, else the incoming baggage's."""
+    return context_session_id(current_scope())
 
 
 def get_tags() -> Dict[str, Any]:
     """All tags in effect, nearest scope winning; a new dict the caller may change."""
-    scope = _current.get()
+    scope = current_scope()
     if scope is None:
         return {}
     if scope.parent is None:
@@ -217,8 +314,3 @@ def get_tags() -> Dict[str, Any]:
     for layer in reversed(chain):
         tags.update(layer)
     return tags
-
-
-def current_scope() -> Optional[_Scope]:
-    """The innermost scope, or None outside any ``new_context`` (cheap; for the emit path)."""
-    return _current.get()

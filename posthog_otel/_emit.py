@@ -26,7 +26,9 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 
 from . import _schema as schema
-from ._context import Refused, _Scope, current_scope, distinct_id_of, get_tags, session_of
+from . import _personless
+from ._baggage import set_propagation
+from ._context import Refused, _Scope, context_distinct_id, context_session_id, current_scope, get_tags
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
 from ._limits import LimitsSource
@@ -72,6 +74,7 @@ class _Emitter:
         self.logger = None
         self.limits = None
         self.ready = False
+        set_propagation(None)
         with self._lock:
             self._exporters, self.refusal = 0, None
 
@@ -82,7 +85,10 @@ class _Emitter:
         """The first sequence number a record emitted from now on can carry."""
         return next(self.sequence) + 1
 
-    def exporter_opened(self) -> None:
+    def exporter_opened(self, settings: Any = None) -> None:
+        """A PostHog exporter started; its ``propagate_identity`` applies to the operations."""
+        if settings is not None:
+            set_propagation(settings.propagate_identity)
         with self._lock:
             self._exporters += 1
             self.refusal = None
@@ -257,7 +263,9 @@ def alias(
     scope = current_scope()
     person = _resolve(distinct_id, scope)
     if person is None:
-        raise Dropped("no_distinct_id", "needs a distinct_id (argument or identify_context())")
+        raise Dropped(
+            "no_distinct_id", "needs a distinct_id (argument or identify_context())%s", _personless.hint(scope)
+        )
     attributes = {schema.DISTINCT_ID: person, schema.PREVIOUS_ID: previous}
     return _finish(schema.ALIAS, "alias", attributes, None, scope, timestamp, uuid, disable_geoip)
 
@@ -292,6 +300,8 @@ def capture(
     person = _resolve(distinct_id, scope)
     if person is not None:
         attributes[schema.DISTINCT_ID] = person
+    else:
+        _personless.note("capture", scope)
     if groups is not None:
         _add_groups(attributes, groups)
     tags = get_tags() if scope is not None else None
@@ -318,7 +328,10 @@ def _person_update(
     scope = current_scope()
     person = _resolve(distinct_id, scope)
     if person is None:
-        raise Dropped("no_distinct_id", "without a distinct_id (argument or identify_context()) it does nothing")
+        raise Dropped(
+            "no_distinct_id", "without a distinct_id (argument or identify_context()) it does nothing%s",
+            _personless.hint(scope),
+        )  # fmt: skip
     tags = get_tags() if scope is not None else None
     body = _with_tags(properties, tags, "%s() properties" % call)
     if not body:
@@ -343,10 +356,9 @@ def _finish(
     attributes[schema.UUID] = operation_uuid_
     if beyond_record is not None:  # a time the record's own timestamp cannot hold
         attributes[schema.TIMESTAMP] = beyond_record
-    if scope is not None:
-        session = session_of(scope)
-        if session:
-            attributes[schema.SESSION_ID] = session
+    session = context_session_id(scope)
+    if session:
+        attributes[schema.SESSION_ID] = session
     if disable_geoip is not None:
         geoip = _flag(disable_geoip, "disable_geoip", call)
         if geoip is not None:
@@ -369,11 +381,12 @@ def _id(value: Any, argument: str) -> Optional[str]:
 
 
 def _resolve(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
-    """The explicit distinct id if non-empty, else the nearest scope's, else None."""
+    """The explicit distinct id if non-empty, else the nearest scope's (or, opt-in, the
+    incoming baggage's), else None."""
     person = _id(explicit, "distinct_id")
     if person is not None:
         return person
-    found = distinct_id_of(scope)
+    found = context_distinct_id(scope)
     if isinstance(found, Refused):
         raise Dropped("invalid_id", "the context's distinct id (identify_context) %s", found.why)
     return found

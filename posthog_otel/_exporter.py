@@ -97,7 +97,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         except ValueError:
             _emit.emitter.exporter_failed("no_api_key")
             raise
-        _emit.emitter.exporter_opened()
+        _emit.emitter.exporter_opened(self.settings)
         self._open = True
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:

@@ -181,3 +181,20 @@ def test_explicit_properties_win_over_tags_whatever_the_map(server, pipeline):
     person, event = sent(server, pipeline)
     assert person["$set"] == {"plan": "explicit", "seen": 1}
     assert (event["properties"]["plan"], event["properties"]["seen"]) == ("explicit", 1)
+
+
+def test_closing_after_other_code_restored_an_earlier_context_undoes_nothing_twice():
+    """Signal-based instrumentations (Celery's OTel one) attach and detach around ours in
+    an order we do not control: theirs may restore the context from before both first."""
+    from opentelemetry import context
+
+    from posthog_otel._context import enter_scope, exit_scope
+
+    before = context.get_current()
+    theirs = context.attach(context.set_value("their-span", "span"))
+    ours = enter_scope(fresh=True)
+    posthog.identify_context("task-user")
+    context.detach(theirs)  # theirs ends first: back to before both
+    exit_scope(ours)
+    assert context.get_current() == before  # not their context brought back by ours
+    assert posthog.get_context_distinct_id() is None

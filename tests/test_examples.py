@@ -145,8 +145,9 @@ def test_readme_sdk_snippet_runs_as_written(server, tmp_path):
     assert event["$set"] == {"a": 1}
 
 
-def test_readme_contexts_follow_asyncio_tasks_not_threads():
-    """What the README says where contexts are introduced."""
+def test_readme_contexts_follow_asyncio_tasks_and_copied_contexts_not_plain_threads():
+    """What the README says where contexts are introduced (threads: with the threading
+    instrumentation, tests/test_threads.py)."""
     import asyncio
     import contextvars
     import threading

@@ -1,0 +1,82 @@
+"""Celery: a task runs under the person, session and tags of the context that sent it.
+
+A real worker, in this process, on Celery's in-memory broker.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+
+import posthog_otel as posthog
+
+celery = pytest.importorskip("celery")
+from celery.contrib.testing.worker import start_worker  # noqa: E402
+
+from posthog_otel.integrations.celery import instrument_celery, uninstrument_celery  # noqa: E402
+
+
+app = celery.Celery("identity-tests", broker="memory://", backend="cache+memory://")
+app.conf.update(worker_hijack_root_logger=False, broker_transport_options={"polling_interval": 0.01})
+
+
+@app.task(name="identity.report")
+def report(event):
+    posthog.capture(event)
+    return [posthog.get_context_distinct_id(), posthog.get_context_session_id(), posthog.get_tags()]
+
+
+@pytest.fixture(scope="module")
+def running_worker():
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    try:
+        with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
+            yield
+    finally:  # the worker sets up logging (root at ERROR, a handler): later tests read warnings
+        root.setLevel(level)
+        root.handlers[:] = handlers
+
+
+@pytest.fixture
+def worker(running_worker):
+    instrument_celery()
+    yield report
+    uninstrument_celery()
+
+
+def test_a_task_runs_under_the_senders_person_session_and_tags(worker, server, pipeline):
+    with posthog.new_context():
+        posthog.identify_context("user_456")
+        posthog.set_context_session("session-1")
+        posthog.tag("plan", "pro")
+        posthog.tag("nested", {"a": 1})
+        result = worker.delay("task_ran")
+    assert result.get(timeout=30) == ["user_456", "session-1", {"plan": "pro", "nested.a": 1}]
+    pipeline.flush()
+    (event,) = server.wait_for_events(1)
+    assert event["distinct_id"] == "user_456"
+    assert event["properties"]["$session_id"] == "session-1"
+    assert event["properties"]["plan"] == "pro"
+
+
+def test_tasks_do_not_inherit_from_each_other_on_the_worker(worker, server, pipeline):
+    with posthog.new_context():
+        posthog.identify_context("user_456")
+        first = worker.delay("first")
+    assert first.get(timeout=30)[0] == "user_456"
+    second = worker.delay("second")  # sent outside any context
+    assert second.get(timeout=30) == [None, None, {}]
+    pipeline.flush()
+    events = {e["event"]: e for e in server.wait_for_events(2)}
+    assert events["second"]["properties"]["$process_person_profile"] is False
+    assert posthog.get_context_distinct_id() is None  # nothing left behind in this thread either
+
+
+def test_uninstrumented_the_person_does_not_travel(worker):
+    uninstrument_celery()
+    with posthog.new_context():
+        posthog.identify_context("user_456")
+        result = worker.delay("untracked")
+    assert result.get(timeout=30)[0] is None
