@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Optional
+from typing import Any, Optional, Protocol
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
@@ -20,6 +20,15 @@ from ._schema import is_operation
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 
 
+class ProviderWithProcessors(Protocol):
+    """What ``configure`` needs of a logger provider: the SDK's ``LoggerProvider``, or any
+    provider that takes processors and hands out loggers as it does."""
+
+    def add_log_record_processor(self, processor: LogRecordProcessor) -> None: ...
+
+    def get_logger(self, name: str, version: Optional[str] = ...) -> Any: ...
+
+
 class PostHogLogRecordProcessor(LogRecordProcessor):
     """A batch processor that only queues PostHog operation records.
 
@@ -31,7 +40,7 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
     ``BatchLogRecordProcessor``.
     """
 
-    def __init__(self, exporter: Any, **batch_options: Any) -> None:
+    def __init__(self, exporter: PostHogLogExporter, **batch_options: Any) -> None:
         self.exporter = exporter
         self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
@@ -60,7 +69,7 @@ class Pipeline:
     both still delivers what it emitted.
     """
 
-    def __init__(self, logger_provider: Any, processor: PostHogLogRecordProcessor):
+    def __init__(self, logger_provider: ProviderWithProcessors, processor: PostHogLogRecordProcessor):
         self.logger_provider = logger_provider
         self.processor = processor
         self.exporter: PostHogLogExporter = processor.exporter
@@ -86,7 +95,7 @@ def configure(
     *,
     api_key: Optional[str] = None,
     host: Optional[str] = None,
-    logger_provider: Optional[Any] = None,
+    logger_provider: Optional[ProviderWithProcessors] = None,
     exporter: Optional[PostHogLogExporter] = None,
     schedule_delay_millis: Optional[float] = None,
     max_queue_size: Optional[int] = None,
@@ -132,7 +141,7 @@ def configure(
         return _current
 
 
-def _choose_provider(given: Optional[Any]) -> Any:
+def _choose_provider(given: Optional[ProviderWithProcessors]) -> ProviderWithProcessors:
     if given is not None:
         return given
     existing = otel_logs.get_logger_provider()
