@@ -193,6 +193,18 @@ def test_without_an_allow_list_keys_are_taken_from_this_machine_only():
     assert listed.key_for("Bearer " + KEY, "203.0.113.9") == KEY
 
 
+@pytest.mark.parametrize("header", ["Forwarded", "X-Forwarded-For", "X-Real-IP"])
+def test_without_an_allow_list_a_request_a_local_proxy_relays_is_refused(server, header):
+    running = start(server)
+    try:
+        body = request([set_record("u", {"x": 1})]).SerializeToString()
+        relayed = post(running, body, {**protobuf_headers(OTHER_KEY), header: "203.0.113.9"})
+        assert relayed.status_code == 403 and "proxy" in relayed.text and OTHER_KEY not in relayed.text
+        assert post(running, body, protobuf_headers(OTHER_KEY)).ok  # the same key, sent from this machine
+    finally:
+        running.close()
+
+
 # --- backpressure, order, health, stop ------------------------------------------------------------
 
 

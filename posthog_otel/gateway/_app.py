@@ -51,6 +51,10 @@ _ENCODINGS = {
 StartResponse = Callable[..., Any]
 
 
+#: Headers a proxy adds to name the client it relays for (RFC 7239, and the two common older ones).
+_PROXY_HEADERS = ("HTTP_FORWARDED", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")
+
+
 class Gateway:
     """The WSGI application. ``start()`` runs in each worker process before (or at) its first
     request; ``close()`` delivers or spools what it holds (a server's worker-exit hook calls
@@ -132,7 +136,8 @@ class Gateway:
             return self._refuse(environ, "json", Refused(415, "Content-Type must be application/x-protobuf or "
                                                               "application/json, not %r" % media[:60]))  # fmt: skip
         try:
-            key = self.projects.key_for(environ.get("HTTP_AUTHORIZATION"), environ.get("REMOTE_ADDR"))
+            forwarded = any(environ.get(header) for header in _PROXY_HEADERS)
+            key = self.projects.key_for(environ.get("HTTP_AUTHORIZATION"), environ.get("REMOTE_ADDR"), forwarded)
             project = self.projects.project(key)
             self.projects.pressure(project)
         except Refused as refusal:

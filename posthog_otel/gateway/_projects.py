@@ -90,8 +90,12 @@ class Projects:
     def closed(self) -> bool:
         return self._closed
 
-    def key_for(self, authorization: Optional[str], peer: Optional[str]) -> str:
-        """The project key of a request; ``Refused`` (401/403) when there is none it may use."""
+    def key_for(self, authorization: Optional[str], peer: Optional[str], forwarded: bool = False) -> str:
+        """The project key of a request; ``Refused`` (401/403) when there is none it may use.
+
+        ``forwarded``: the request names a client beyond the peer (``Forwarded``,
+        ``X-Forwarded-For``, ``X-Real-IP``): a proxy on this machine relays it, so a loopback
+        peer says nothing about who sent it."""
         key = _bearer(authorization) if authorization else None
         if key is None:
             if authorization:
@@ -110,6 +114,9 @@ class Projects:
         elif not (peer and is_loopback_address(peer)):
             raise Refused(403, "this gateway has no allow-list (POSTHOG_OTEL_GATEWAY_KEYS): it takes keys only "
                                "from its own machine")  # fmt: skip
+        elif forwarded:
+            raise Refused(403, "this gateway has no allow-list (POSTHOG_OTEL_GATEWAY_KEYS): it takes keys only "
+                               "from its own machine, and this request was relayed by a proxy for another one")  # fmt: skip
         return key
 
     def project(self, key: str) -> Project:
