@@ -6,6 +6,8 @@ from __future__ import annotations
 import base64
 import json
 
+import pytest
+
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -98,3 +100,12 @@ def test_any_json_document_is_a_request_or_malformed(document):
             decode_json(json.dumps(candidate).encode(), RECEIVED)
         except Malformed:
             pass
+
+
+def test_json_nested_past_the_stack_is_malformed_not_an_internal_error():
+    deep_value = '{"kvlistValue":{"values":[{"key":"k","value":' * 3000 + '{"stringValue":"x"}' + "}]}}" * 3000
+    body = '{"resourceLogs":[{"scopeLogs":[{"logRecords":[{"eventName":"posthog.set","body":%s}]}]}]}' % deep_value
+    with pytest.raises(Malformed, match="nested too deeply"):
+        decode_json(body.encode(), 1)  # parsed, then too deep to walk
+    with pytest.raises(Malformed, match="nested too deeply"):
+        decode_json(b"[" * 100000 + b"]" * 100000, 1)  # too deep for the JSON parser itself

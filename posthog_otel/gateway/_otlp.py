@@ -150,10 +150,14 @@ def decode_json(body: bytes, received_unix_nano: int) -> Decoded:
         raise Malformed("not UTF-8 text (OTLP/JSON)") from None
     except ValueError as error:
         raise Malformed("not JSON: %s" % error) from None
+    except RecursionError:  # nested deeper than Python's stack: protobuf's parser stops at 100 levels too
+        raise Malformed("not OTLP/JSON: nested too deeply") from None
     try:
         return _json_request(document, received_unix_nano)
     except Malformed:
         raise
+    except RecursionError:
+        raise Malformed("not an OTLP/JSON logs request: values nested too deeply") from None
     except (TypeError, ValueError, AttributeError, KeyError, OverflowError) as error:
         raise Malformed("not an OTLP/JSON logs request: %s" % _describe(error)) from None
 
