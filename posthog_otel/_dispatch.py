@@ -469,8 +469,8 @@ class Dispatcher:
         else:
             self._stats.add("retried")
             wait = self._backoff.failed(verdict.retry_after)
-            if verdict.retry_after is not None:
-                self._asked_to_wait_until = now + wait
+            if verdict.retry_after:  # PostHog's own word, not our backoff: 0 means "now"
+                self._asked_to_wait_until = now + min(verdict.retry_after, self._policy.retry_after_cap)
         if not self.settings.spool and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):
             self._give_up(shipment, verdict, "unauthorized" if step is Step.UNAUTHORIZED else "delivery_failed")
         self._send_at = now + wait

@@ -7,6 +7,7 @@ request size without re-encoding anything.
 
 from __future__ import annotations
 
+import enum
 import gzip as _gzip
 import json
 import math
@@ -69,7 +70,7 @@ except ImportError:  # pragma: no cover - exercised by the lower-bound run, whic
     dumps = _stdlib_dumps
 
 _GONE = object()  # a value left out (already counted and said)
-_INT64 = range(-(2**63), 2**63)
+_JSON_INTS = range(-(2**63), 2**64)  # what orjson writes as an int (64 bits, signed or not)
 
 
 def _scrub(value: Any) -> Any:
@@ -91,8 +92,10 @@ def _scrub(value: Any) -> Any:
         return value if is_sendable(value) else _left_out("text that " + SURROGATES)
     if isinstance(value, float):
         return value if math.isfinite(value) else None
-    if value is None or isinstance(value, bool) or (type(value) is int and value in _INT64):
+    if value is None or isinstance(value, bool) or (type(value) is int and value in _JSON_INTS):
         return value
+    if isinstance(value, enum.Enum):  # its value, as orjson writes it (the extra must not change what is sent)
+        return _scrub(value.value)
     converted = sanitize_properties({"value": value}, what="exported value")  # counts what it drops
     return converted.get("value", _GONE)
 

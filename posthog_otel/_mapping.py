@@ -249,7 +249,7 @@ def iso_timestamp(time_unix_nano: int) -> str:
     return "%s.%06d+00:00" % (text, micros) if micros else text + "+00:00"
 
 
-_last_second = (-1, "")
+_last_second: Tuple[Optional[int], str] = (None, "")  # (a second since the epoch, its text)
 
 
 def _timestamp(operation: Operation) -> str:

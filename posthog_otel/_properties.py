@@ -36,6 +36,7 @@ MAX_DEPTH = 20
 
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _isfinite = math.isfinite
+_STR_KEYS = frozenset({str})
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
 _DROP = object()
@@ -68,6 +69,8 @@ def _all_plain(properties: Dict[Any, Any]) -> bool:
         if not "".join(properties).isascii():  # one pass in C over all the keys
             return False
     except TypeError:  # a key that is not text
+        return False
+    if not _STR_KEYS.issuperset(map(type, properties)):  # a str subclass (a str Enum) is converted
         return False
     for value in properties.values():
         kind = type(value)

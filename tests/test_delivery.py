@@ -173,6 +173,21 @@ def test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit(server,
     assert len(server.events) == 1
 
 
+@pytest.mark.parametrize("header", [None, "0"], ids=["no-retry-after", "retry-after-0"])
+def test_exit_tries_once_more_at_once_unless_posthog_said_to_wait(header, server, provider, tmp_path):
+    slow = RetryPolicy(backoff_base=30.0, backoff_max=30.0, flaky_max=30.0)  # our own backoff: far away
+    pipeline = posthog.configure(
+        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=slow, spool_dir=str(tmp_path)),
+        logger_provider=provider, schedule_delay_millis=50,
+    )  # fmt: skip
+    server.fail_next(Fault(503, headers={"Retry-After": header} if header else {}))
+    uuid = posthog.set("u", {"a": 1})
+    _wait_until(lambda: pipeline.exporter.stats()["retried"] == 1, timeout=30)
+    pipeline.shutdown()  # PostHog is back, and did not ask for time: delivered at exit, not spooled
+    assert [e["uuid"] for e in server.events] == [uuid]
+    assert not list(tmp_path.rglob("*.json"))
+
+
 def test_an_sdk_force_flush_waits_until_delivered(server, tmp_path):
     """The SDK's processors never ask the exporter to flush; an application's force_flush on
     a plain BatchLogRecordProcessor still means: delivered (or safe in the spool)."""

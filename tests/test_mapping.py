@@ -7,10 +7,16 @@ test_conformance.py.)
 
 from __future__ import annotations
 
+import datetime as dt
 import itertools
+import subprocess
+import sys
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
+from posthog_otel import _mapping
 from posthog_otel._mapping import Defaults, Operation, Skipped, to_posthog_event, to_posthog_events
 
 LIBRARY = {"$lib": "posthog-otel", "$lib_version": "9.9.9", "$is_server": True}
@@ -239,3 +245,18 @@ def test_fresh_ids_come_only_from_the_generator():
     first = to_posthog_event(op("posthog.capture", {"posthog.event": "e"}), DEFAULTS, new_ids)
     second = to_posthog_event(op("posthog.capture", {"posthog.event": "e", "posthog.uuid": "bad"}), DEFAULTS, new_ids)
     assert (first["distinct_id"], second["distinct_id"], second["uuid"]) == ("pinned-1", "pinned-2", "pinned-3")
+
+
+@settings(max_examples=500, deadline=None)
+@given(times=st.lists(st.integers(min_value=-(10**18), max_value=2**64 - 1), min_size=1, max_size=4))
+def test_record_times_are_written_as_datetime_would(times):
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+    for time_unix_nano in times:  # several in a row: the text of the last second is reused
+        expected = (epoch + dt.timedelta(microseconds=time_unix_nano // 1000)).isoformat()
+        assert _mapping.iso_timestamp(time_unix_nano) == expected
+
+
+def test_a_first_time_in_the_second_before_the_epoch():
+    code = "from posthog_otel._mapping import iso_timestamp; print(iso_timestamp(-500_000_000))"
+    first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert first.strip() == "1969-12-31T23:59:59.500000+00:00"  # the first call of a process: no cached second

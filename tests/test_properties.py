@@ -222,3 +222,14 @@ def test_the_fast_path_still_copies_plain_dicts():
     source = {"a": "x", "b": 1, "c": 1.5, "d": True, "e": None}
     result = sanitize_properties(source)
     assert result == source and result is not source
+
+
+def test_keys_that_are_str_subclasses_become_plain_text():
+    # The body is what every exporter on the provider reads: OTLP writes str(key), and for a
+    # str Enum that is "Field.PLAN", not "plan".
+    class Field(str, enum.Enum):
+        PLAN = "plan"
+
+    body = sanitize_properties({Field.PLAN: "pro", "seats": 3})
+    assert body == {"plan": "pro", "seats": 3}
+    assert [type(key) for key in body] == [str, str]
