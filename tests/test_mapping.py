@@ -260,3 +260,13 @@ def test_a_first_time_in_the_second_before_the_epoch():
     code = "from posthog_otel._mapping import iso_timestamp; print(iso_timestamp(-500_000_000))"
     first = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
     assert first.strip() == "1969-12-31T23:59:59.500000+00:00"  # the first call of a process: no cached second
+
+
+def test_ids_made_for_records_without_one_are_distinct_version_4_uuids():
+    import uuid
+
+    made = [_mapping.new_uuid() for _ in range(2000)]
+    assert len(set(made)) == len(made)
+    for text in made:
+        parsed = uuid.UUID(text)
+        assert (parsed.version, parsed.variant, str(parsed)) == (4, uuid.RFC_4122, text)
