@@ -316,6 +316,17 @@ def summarise(values: List[Any]) -> str:
     return str(middle) if low == high else "%s [%s-%s]" % (middle, low, high)
 
 
+def _header(args: argparse.Namespace) -> str:
+    import platform
+
+    versions = subprocess.run(
+        [sys.executable, "-c", "import opentelemetry.sdk.version as o, posthog; print(o.__version__, posthog.VERSION)"],
+        capture_output=True, text=True,
+    ).stdout.split() or ["?", "?"]  # fmt: skip
+    return "python benchmarks/reliability.py --rounds %d\n%s cores, Python %s, opentelemetry-sdk %s, posthog %s\n" % (
+        args.rounds, os.cpu_count(), platform.python_version(), *versions[:2])
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=3)
@@ -324,6 +335,7 @@ def main() -> None:
     args = parser.parse_args()
     sdks = ["ours", "reference"] if args.sdk == "both" else [args.sdk]
     chosen = [name for name in args.only.split(",") if name]
+    print(_header(args), flush=True)
     results: Dict[str, Dict[str, Dict[str, List[Any]]]] = defaultdict(lambda: defaultdict(lambda: defaultdict(list)))
     with tempfile.TemporaryDirectory(prefix="posthog-otel-reliability-") as work:
         for round_ in range(args.rounds):
