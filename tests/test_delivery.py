@@ -165,7 +165,8 @@ def test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit(server,
     monkeypatch.setattr("posthog_otel._dispatch.SPOOL_POLL", 3600.0)
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
     posthog.set("u", {"a": 1})
-    pipeline.flush()
+    _wait_until(lambda: len(server.events) == 1, timeout=30)  # delivered by the schedule: no flush, whose
+    # "look at the spool now" would also wake the dispatcher and hide the bug
     closing = threading.Thread(target=pipeline.exporter.shutdown, args=(3_600_000,))
     closing.start()
     closing.join(60)  # a safety net: the shutdown itself takes milliseconds

@@ -205,6 +205,10 @@ MUTATIONS = [
      '    if True:\n        return list(mapping.items())\n    if True:',
      'tests/test_properties.py tests/test_bad_input.py::test_maps_and_values_that_fail_when_read_are_dropped_alone'),
     # performance work, review fixes, and the local server's accept loop
+    ('exit looks again only from now', 'posthog_otel/_dispatch.py',
+     '                times.append(self._finish.stepped + 0.02)',
+     '                times.append(now + 0.02)',
+     'tests/test_delivery.py::test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit'),
     ('exit ignores Retry-After', 'posthog_otel/_dispatch.py',
      '        if now < self._asked_to_wait_until and self._spool_usable(now):',
      '        if False:',
