@@ -53,6 +53,7 @@ class CaptureServer:
         #: What requests get once ``faults`` is empty: a plain 200, or a schedule (see ``fail_randomly``).
         self.otherwise: Any = lambda: Fault()
         self._released = threading.Event()
+        self.held = 0  # requests kept unanswered (Fault(hold=True)) so far
         self.flags: Dict[str, Any] = {}  # what /flags/ answers: {"key": {"enabled": ..., "variant": ...}}
         self._changed = threading.Condition()
         server = self
@@ -65,6 +66,8 @@ class CaptureServer:
                 raw = self.rfile.read(length)
                 fault = server._next_fault()
                 if fault.hold:
+                    with server._changed:
+                        server.held += 1
                     server._released.wait()
                     self.close_connection = True
                     return

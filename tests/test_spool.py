@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 
 import pytest
 
@@ -426,3 +427,24 @@ def _wait_until(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_batches_queued_behind_another_process_backlog_are_not_called_late(server, provider, tmp_path, monkeypatch, caplog):
+    """Memory holds a batch (one request is in flight) when the spool turns out to hold another
+    process's backlog: the batch goes in behind it, and PostHog is not blamed for being late."""
+    monkeypatch.setattr("posthog_otel._dispatch.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path), spool_after=3600, timeout=600)
+    posthog.configure(exporter=exporter, logger_provider=provider, schedule_delay_millis=50)
+    server.fail_next(Fault(hold=True))
+    posthog.set("u", {"n": 1})
+    _wait_until(lambda: server.held == 1)  # the one request in flight, unanswered
+    posthog.set("u", {"n": 2})
+    _wait_until(lambda: exporter.stats()["memory_events"] == 1)
+    other = DiskSpool(spool_directory(exporter.settings), exporter.settings.spool_max_bytes, exporter.settings.spool_max_age)
+    other.append(EncodedBatch.encode([{"event": "$set", "distinct_id": "x", "$set": {"n": 0}, "uuid": str(uuid.uuid4())}])[0])
+    with caplog.at_level(logging.DEBUG, logger="posthog_otel"):
+        exporter.force_flush(0)  # "look at the spool now"
+        _wait_until(lambda: exporter.stats()["memory_events"] == 0)
+    assert "behind earlier batches" in caplog.text
+    assert "has not taken" not in caplog.text
+

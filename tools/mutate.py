@@ -23,7 +23,7 @@ MUTATIONS = [
     ('queued behind a backlog, warned as late', 'posthog_otel/_dispatch.py',
      '        if why == "behind":',
      '        if False:',
-     'tests/test_spool.py::test_a_script_that_exits_while_posthog_is_down_loses_nothing'),
+     'tests/test_spool.py::test_batches_queued_behind_another_process_backlog_are_not_called_late'),
     ('export waits for delivery', 'posthog_otel/_exporter.py',
      '        if ok and not threading.current_thread().name.startswith(_OWN_THREADS):',
      '        if ok:',
