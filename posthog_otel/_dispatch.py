@@ -288,6 +288,7 @@ class Dispatcher:
     # --- the dispatcher thread ------------------------------------------------------------
 
     def _run(self) -> None:
+        _lifecycle.leave_signals_to_the_main_thread()
         while True:
             with self._cond:
                 now = time.monotonic()
@@ -414,6 +415,7 @@ class Dispatcher:
         return Shipment(batch, source, born, self.settings, self._policy, self._transport.post)
 
     def _http_run(self) -> None:
+        _lifecycle.leave_signals_to_the_main_thread()
         while True:
             with self._cond:
                 while self._job is None:

@@ -148,6 +148,69 @@ def _at_multiprocessing_exit() -> None:
 # --- SIGTERM ---------------------------------------------------------------------------
 
 
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGTERM in the calling (background) thread, so that the kernel delivers it to the
+    main thread.
+
+    A Python-level handler (ours) runs only in the main thread, and only when that thread gets
+    back to Python. A SIGTERM the kernel hands to a background thread instead only sets a flag;
+    if the main thread is blocked in C meanwhile (a multiprocessing pool worker waiting on a lock
+    that a terminated sibling held), nothing ever runs the handler and the process never ends,
+    where without a handler it would have died. Delivered to the main thread, the same signal
+    interrupts that wait (EINTR) and the handler runs.
+    """
+    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM"):
+        try:
+            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+        except (OSError, ValueError):
+            pass
+
+
+class threads_leave_signals_to_the_main_thread:
+    """``with ...:`` threads started inside (the OTel SDK's batch worker, which we cannot reach
+    otherwise) inherit a mask that blocks SIGTERM; so do the ones the SDK starts again in a
+    forked child, through a pair of fork hooks around its own."""
+
+    def __enter__(self) -> None:
+        self._saved = _block_sigterm()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_block_in_child)
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_unblock_in_child)
+        _restore_mask(self._saved)
+
+
+_child_saved: List[Any] = []
+
+
+def _block_sigterm() -> Any:
+    if not (hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM")):
+        return None
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (OSError, ValueError):
+        return None
+
+
+def _restore_mask(saved: Any) -> None:
+    if saved is not None:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+        except (OSError, ValueError):
+            pass
+
+
+def _block_in_child() -> None:
+    _child_saved.append(_block_sigterm())
+
+
+def _unblock_in_child() -> None:
+    if _child_saved:
+        _restore_mask(_child_saved.pop())
+
+
 def _install_sigterm_handler() -> None:
     if threading.current_thread() is not threading.main_thread():
         return

@@ -10,7 +10,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit
+from . import _emit, _lifecycle
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
@@ -42,7 +42,8 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
 
     def __init__(self, exporter: PostHogLogExporter, **batch_options: Any) -> None:
         self.exporter = exporter
-        self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
+        with _lifecycle.threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
+            self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
 
     def on_emit(self, log_record: Any) -> None:

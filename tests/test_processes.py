@@ -280,3 +280,48 @@ def test_four_processes_sharing_a_spool_lose_only_what_sigkill_can_reach(server,
     assert len(emitted) > 4000 and len(killed) >= 5
     leftovers = [n for d in spool.iterdir() for n in os.listdir(d) if n.endswith((".json", ".claimed"))]
     assert leftovers == [], "the spool still holds %s" % leftovers
+
+
+SIGNAL_MASKS = r"""
+import json, os, sys, threading
+import posthog_otel as posthog
+
+pipeline = posthog.configure(api_key=sys.argv[1], host=sys.argv[2])
+posthog.set("u", {"n": 1})
+pipeline.flush()
+
+def masks():
+    blocked = {}
+    for thread in threading.enumerate():
+        tid = threading.get_native_id() if thread is threading.current_thread() else thread.native_id
+        with open("/proc/self/task/%d/status" % tid) as status:
+            line = next(l for l in status if l.startswith("SigBlk:"))
+        blocked[thread.name.split("-")[0] if thread.name.startswith("posthog") else thread.name] = bool(
+            int(line.split()[1], 16) & (1 << (15 - 1)))  # SIGTERM is 15
+    return blocked
+
+mine = masks()
+child = os.fork()
+if child == 0:  # the SDK starts its worker again here; ours start on demand
+    posthog.set("u", {"n": 2})
+    pipeline.flush()
+    print(json.dumps({"child": masks()}), flush=True)
+    os._exit(0)
+os.waitpid(child, 0)
+print(json.dumps({"parent": mine}), flush=True)
+"""
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").is_dir(), reason="reads thread signal masks from /proc (Linux)")
+def test_sigterm_goes_to_the_main_thread_not_to_our_threads_or_the_sdks(server):
+    # A SIGTERM handed to a background thread only sets a flag for the main thread's handler; a
+    # main thread blocked in C (a pool worker waiting on a dead sibling's lock) would never run it.
+    out = subprocess.run([sys.executable, "-c", SIGNAL_MASKS, API_KEY, server.url], env=child_env(),
+                         capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    seen = {key: value for line in out.stdout.splitlines() for key, value in json.loads(line).items()}
+    for process in ("parent", "child"):
+        masks = seen[process]
+        assert masks["MainThread"] is False, (process, masks)
+        assert masks["OtelBatchLogRecordProcessor"] is True, (process, masks)
+        assert masks["posthog"] is True, (process, masks)
