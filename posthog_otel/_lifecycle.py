@@ -159,11 +159,7 @@ def leave_signals_to_the_main_thread() -> None:
     where without a handler it would have died. Delivered to the main thread, the same signal
     interrupts that wait (EINTR) and the handler runs.
     """
-    if hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM"):
-        try:
-            signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
-        except (OSError, ValueError):
-            pass
+    _block_sigterm()
 
 
 class threads_leave_signals_to_the_main_thread:

@@ -10,31 +10,20 @@ from __future__ import annotations
 
 import datetime as _dt
 import uuid as _uuid
-from random import getrandbits as _getrandbits
 from collections.abc import Mapping
 import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
 from . import _schema as schema
+from ._envelope import new_uuid4
 from ._text import Unusable, as_text
 
 NewId = Callable[[], str]
 
 
-def new_uuid() -> str:
-    """A random (version 4) uuid for events and personless ids that come without one.
-
-    From ``random`` rather than ``uuid.uuid4()``'s ``os.urandom``: a third of the cost (no system
-    call per record), and these ids need uniqueness, not secrecy. ``random`` reseeds itself in a
-    forked child, so parent and child never share a sequence.
-    """
-    text = "%032x" % ((_getrandbits(128) & _UUID4_KEEP) | _UUID4_SET)
-    return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
-
-
-_UUID4_SET = (0x4 << 76) | (0b10 << 62)  # version 4, RFC 4122 variant
-_UUID4_KEEP = ((1 << 128) - 1) ^ ((0xF << 76) | (0b11 << 62))
+#: The ids of events (and personless persons) that come without one: random, version 4.
+new_uuid: NewId = new_uuid4
 
 
 class Operation(NamedTuple):
