@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import io
 import json
 import os
@@ -344,10 +345,16 @@ def test_a_port_in_use_is_one_line(tmp_path):
 
 @contextmanager
 def unprivileged():
-    """Permissions apply (root ignores them): a nobody effective uid while inside."""
+    """Permissions apply (root ignores them): a nobody effective uid while inside.
+
+    What the commands import on first use is imported first, as root: nobody may not be able to
+    read the checkout (a clone in a private temporary directory, as CI's may be).
+    """
     if os.geteuid() != 0:
         yield
         return
+    for module in ("demo", "server", "store", "flag_file", "database", "render"):
+        importlib.import_module("posthog_otel._local." + module)
     os.seteuid(65534)
     try:
         yield
