@@ -5,37 +5,56 @@ documents them; each becomes an OpenTelemetry log record that ``PostHogLogExport
 delivers to PostHog from the SDK's batch processor.
 """
 
-from typing import TYPE_CHECKING, Any, List
+import sys
+import types
+from typing import TYPE_CHECKING, Any, List, Optional
 
+from . import _module, _options
 from ._config import Settings
 from ._context import (
+    get_context_device_id,
     get_context_distinct_id,
     get_context_session_id,
     get_tags,
     identify_context,
     new_context,
+    scoped,
+    set_context_device_id,
     set_context_session,
     tag,
 )
 from ._emit import alias, capture, group_identify, set, set_once
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
+from ._hooks import DeliveryError
 from ._log import drop_counts
 from ._retry import RetryPolicy
-from ._setup import Pipeline, PostHogLogRecordProcessor, configure
+from ._setup import Pipeline, PostHogLogRecordProcessor, configure, flush, join, setup, shutdown
 from ._version import __version__
 
-#: The PostHog SDK's style of set-up: ``posthog.api_key = 'phc_...'`` (and optionally
-#: ``posthog.host``) before the first operation configures the pipeline with them,
-#: when no LoggerProvider is installed.  ``configure()`` is the explicit way.
-api_key = None
-host = None
-#: With ``api_key``: a personal API key (or its newer name, a secret key) for local flag evaluation.
-personal_api_key = None
-secret_key = None
+# PostHog's options as module attributes, with PostHog's defaults: ``posthog.api_key = 'phc_...'``,
+# ``posthog.host``, ``posthog.disabled = True``, ``posthog.before_send = scrub``... Each assignment
+# is checked as it runs (see ``_module``); ``configure()`` is the explicit way.
+api_key: Optional[str] = None
+host: Optional[str] = None
+personal_api_key: Optional[str] = None
+secret_key: Optional[str] = None
+project_api_key: Optional[str] = None
+debug = False
+send = True
+disabled = False
+sync_mode = False
+on_error: Any = None
+before_send: Any = None
+super_properties: Any = None
+default_client: Any = None
+globals().update({o.name: o.default for o in _options.OPTIONS if o.module and o.name not in globals()})
 
 __all__ = [
+    "Client",
+    "DeliveryError",
     "FeatureFlagEvaluations",
     "Pipeline",
+    "Posthog",
     "PostHogLogExporter",
     "PostHogLogRecordProcessor",
     "PostHogSpanExporter",
@@ -49,6 +68,7 @@ __all__ = [
     "drop_counts",
     "evaluate_flags",
     "evaluate_flags_async",
+    "flush",
     "feature_enabled",
     "feature_enabled_async",
     "feature_flag_definitions",
@@ -60,16 +80,22 @@ __all__ = [
     "get_feature_flag_async",
     "get_feature_flag_payload",
     "get_feature_flag_payload_async",
+    "get_context_device_id",
     "get_context_distinct_id",
     "get_context_session_id",
     "get_tags",
     "group_identify",
     "identify_context",
+    "join",
     "load_feature_flags",
     "new_context",
+    "scoped",
     "set",
+    "set_context_device_id",
     "set_context_session",
     "set_once",
+    "setup",
+    "shutdown",
     "tag",
 ]
 
@@ -77,6 +103,8 @@ __all__ = [
 #: expressions and the flag evaluator, which an application that only sends operations
 #: should not pay for at start-up (``benchmarks/perf.py``, import time).
 _LAZY = {
+    "Client": "._posthog",
+    "Posthog": "._posthog",
     "doctor": "._doctor",
     "testing": None,
     "FeatureFlagEvaluations": "._flags",
@@ -96,9 +124,40 @@ _LAZY = {
     "load_feature_flags": "._flags",
 }
 
+#: PostHog calls posthog-otel does not have: reaching for one says why, and what to use.
+_NOT_HERE = {
+    "capture_ai": "PostHog's AI capture lane is not in posthog-otel; capture() the $ai_* events instead",
+    "capture_exception": "error tracking is not in posthog-otel yet",
+    "get_feature_flag_result": "not in posthog-otel yet; get_feature_flag() and get_feature_flag_payload() answer the "
+    "same questions",
+    "get_remote_config_payload": "remote config payloads are not in posthog-otel yet",
+    "get_feature_flag_evaluation_runtime": "evaluation runtimes are not in posthog-otel",
+    "get_feature_flag_keys_by_evaluation_runtime": "evaluation runtimes are not in posthog-otel",
+    "start_span": "trace with OpenTelemetry's own tracer (opentelemetry.trace.get_tracer(...).start_as_current_span)",
+    "get_active_span": "use opentelemetry.trace.get_current_span()",
+    "AsyncPosthog": "not in posthog-otel: the operations never block, and the flag calls have *_async twins",
+    "AsyncClient": "not in posthog-otel: the operations never block, and the flag calls have *_async twins",
+    "set_capture_exception_code_variables_context": "error tracking is not in posthog-otel yet",
+    "set_code_variables_mask_patterns_context": "error tracking is not in posthog-otel yet",
+    "set_code_variables_ignore_patterns_context": "error tracking is not in posthog-otel yet",
+    "set_code_variables_mask_url_credentials_context": "error tracking is not in posthog-otel yet",
+    "set_code_variables_detect_secrets_context": "error tracking is not in posthog-otel yet",
+}
+
+
+class _Package(types.ModuleType):
+    """The package, whose attributes are PostHog's options: each assignment is checked as it
+    runs (a typo or an option posthog-otel cannot honour raises, naming it)."""
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        _module.assign(self, name, value)
+        super().__setattr__(name, value)
+
+
 if TYPE_CHECKING:
     from . import testing
     from ._doctor import doctor
+    from ._posthog import Client, Posthog
     from ._flags import (
         FeatureFlagEvaluations,
         evaluate_flags,
@@ -120,6 +179,8 @@ else:
 
     def __getattr__(name: str) -> Any:
         if name not in _LAZY:
+            if name in _NOT_HERE:
+                raise AttributeError("posthog_otel has no %s: %s" % (name, _NOT_HERE[name]))
             raise AttributeError("module %r has no attribute %r" % (__name__, name))
         import importlib
 
@@ -132,3 +193,6 @@ else:
 
     def __dir__() -> List[str]:
         return sorted({*globals(), *_LAZY})
+
+
+sys.modules[__name__].__class__ = _Package

@@ -14,10 +14,11 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from typing import Any, Deque, Optional
+from typing import Any, Callable, Deque, Optional
 
 from ._config import Settings, scrub
 from ._encoding import EncodedBatch
+from ._hooks import DeliveryError
 from ._http import Post, TransportError
 from ._log import count_drop, warn_limited
 from ._protocol import Exchange, exchange_class
@@ -33,7 +34,14 @@ class Step(enum.Enum):
 
 class Shipment:
     def __init__(
-        self, batch: EncodedBatch, source: Any, born: float, settings: Settings, policy: RetryPolicy, post: Post
+        self,
+        batch: EncodedBatch,
+        source: Any,
+        born: float,
+        settings: Settings,
+        policy: RetryPolicy,
+        post: Post,
+        report: Optional[Callable[[DeliveryError, Callable[[], Any]], None]] = None,
     ) -> None:
         #: Where the events wait meanwhile: memory (a list of pending batches) or a spool claim.
         self.source = source
@@ -42,6 +50,8 @@ class Shipment:
         self._settings = settings
         self._policy = policy
         self._post = post
+        #: Tells the application (``on_error``) about events dropped undelivered.
+        self._report = report or (lambda error, events: None)
         self._requests: Deque[EncodedBatch] = deque(batch.requests())
         self._exchange: Optional[Exchange] = None
         self._counted = 0  # of the current exchange's deliveries, how many are in ``delivered``
@@ -83,11 +93,13 @@ class Shipment:
         self._exchange, self.attempts, self._counted = None, 0, 0
         if verdict.outcome is Outcome.REJECTED:
             count_drop("rejected", exchange.pending)
+            detail = scrub(verdict.detail, self._settings.api_key)
             warn_limited(
                 "rejected",
                 "posthog_otel: PostHog rejected %d event(s) (%s); dropped",
-                exchange.pending, scrub(verdict.detail, self._settings.api_key), level=logging.ERROR,
+                exchange.pending, detail, level=logging.ERROR,
             )  # fmt: skip
+            self._report(DeliveryError("rejected", detail, verdict.status), exchange.remaining().events)
         elif verdict.outcome is Outcome.TOO_LARGE:
             self._halve(exchange.remaining())
         return Step.NEXT if self._requests else Step.DONE
@@ -99,18 +111,21 @@ class Shipment:
             pieces[0] = self._exchange.remaining()
         return EncodedBatch.join([p for p in pieces if p.count]) if pieces else EncodedBatch.of((), 0)
 
-    def drop(self, reason: str) -> int:
+    def drop(self, reason: str, detail: str = "", status: Optional[int] = None) -> int:
         """Give up on what is left (the spool is off); returns how many events that was."""
-        lost = self.remaining().count
-        count_drop(reason, lost)
+        left = self.remaining()
+        count_drop(reason, left.count)
         self._requests.clear()
         self._exchange = None
-        return lost
+        if left.count:
+            self._report(DeliveryError(reason, detail, status), left.events)
+        return left.count
 
     def _halve(self, piece: EncodedBatch) -> None:
         """413: send the halves, in order, ahead of the rest; one event alone is dropped."""
         if piece.count <= 1:
             too_large(piece.count)
+            self._report(DeliveryError("too_large", "refused with 413 even alone", 413), piece.events)
             return
         first, second = piece.split(piece.count // 2)
         self._requests.appendleft(second)
@@ -120,11 +135,14 @@ class Shipment:
         dropped, exchange.server_dropped = exchange.server_dropped, []
         if dropped:
             count_drop("server_drop", len(dropped))
+            detail = scrub(dropped[0][1], self._settings.api_key)
             warn_limited(
                 "server_drop",
                 "posthog_otel: PostHog dropped %d event(s) (first: %s %s)",
-                len(dropped), dropped[0][0], scrub(dropped[0][1], self._settings.api_key), level=logging.ERROR,
+                len(dropped), dropped[0][0], detail, level=logging.ERROR,
             )  # fmt: skip
+            uuids = {uuid for uuid, _ in dropped}
+            self._report(DeliveryError("server_drop", detail), lambda: [e for e in exchange.batch.events() if e.get("uuid") in uuids])
 
 
 def too_large(count: int, first: Any = None) -> None:

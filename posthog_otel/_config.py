@@ -9,12 +9,14 @@ is logged (naming the variable) and the default is used, because an exporter bui
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import json
 import os
 import re
 from typing import Any, Callable, Dict, Mapping, Optional, Tuple
 from urllib.parse import urlsplit
 
-from ._log import logger
+from ._log import logger, warn_limited
 
 DEFAULT_HOST = "https://us.i.posthog.com"
 
@@ -49,6 +51,13 @@ def parse_seconds(text: Any) -> float:
     return value
 
 
+def parse_retries(text: Any) -> int:
+    value = int(text)
+    if value < 0:
+        raise ValueError("expected 0 or more")
+    return value
+
+
 def parse_count(text: Any) -> int:
     value = int(text)
     if value < 1:
@@ -66,11 +75,18 @@ def parse_key(text: Any) -> str:
 
 
 def parse_host(text: Any) -> str:
+    """A PostHog host as a URL. A host without a scheme (``eu.i.posthog.com``) keeps its region:
+    it gets ``https://`` (``http://`` for a loopback name, where the local PostHog listens), and
+    one line says so; it never falls back to another host."""
     if not isinstance(text, str):
         raise ValueError("expected a URL string")
     value = text.strip().rstrip("/")
+    if value and "://" not in value:
+        name = urlsplit("//" + value).hostname or ""
+        value = ("http://" if _is_loopback_name(name) else "https://") + value
+        warn_limited("host_scheme:" + value, "posthog_otel: the host %r has no scheme; using %s", text.strip(), value)
     parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.netloc:
+    if parts.scheme not in ("http", "https") or not parts.netloc or not parts.hostname or " " in value:
         raise ValueError("expected an http:// or https:// URL")
     return APP_HOSTS.get(value, value)
 
@@ -91,8 +107,60 @@ def parse_path(text: Any) -> str:
     return os.path.expanduser(value)
 
 
-def setting(default: Any, *env: str, parse: Callable[[Any], Any], doc: str) -> Any:
-    return dataclasses.field(default=default, metadata={"env": env, "parse": parse, "doc": doc})
+def parse_hooks(value: Any) -> Tuple[Callable[..., Any], ...]:
+    """``before_send``: one callable or a list of them (applied in order); from the environment,
+    ``module:function`` names, comma-separated."""
+    if isinstance(value, str):
+        return tuple(_import_callable(name) for name in value.split(",") if name.strip())
+    hooks = tuple(value) if isinstance(value, (list, tuple)) else (value,)
+    for hook in hooks:
+        if not callable(hook):
+            raise ValueError("expected a callable or a list of callables, not %s" % type(hook).__name__)
+    return hooks
+
+
+def parse_callback(value: Any) -> Callable[..., Any]:
+    """``on_error``: a callable; from the environment, a ``module:function`` name."""
+    if isinstance(value, str):
+        return _import_callable(value)
+    if not callable(value):
+        raise ValueError("expected a callable, not %s" % type(value).__name__)
+    return value
+
+
+def _import_callable(name: str) -> Callable[..., Any]:
+    module_name, _, attribute = name.strip().partition(":")
+    if not module_name or not attribute:
+        raise ValueError("expected module:function, not %r" % name.strip())
+    try:
+        found: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            found = getattr(found, part)
+    except Exception as error:  # an import error, a missing name: said with the name asked for
+        raise ValueError("cannot import %s (%s: %s)" % (name.strip(), type(error).__name__, error)) from None
+    if not callable(found):
+        raise ValueError("%s is not callable" % name.strip())
+    return found
+
+
+def parse_properties(value: Any) -> Dict[str, Any]:
+    """``super_properties``: a map of properties; from the environment, a JSON object."""
+    if isinstance(value, str):
+        try:
+            value = json.loads(value)
+        except ValueError:
+            raise ValueError("expected a JSON object") from None
+    if not isinstance(value, Mapping):
+        raise ValueError("expected a map of properties, not %s" % type(value).__name__)
+    return {str(key): item for key, item in value.items()}
+
+
+def setting(default: Any, *env: str, parse: Callable[[Any], Any], doc: str, fatal: bool = False) -> Any:
+    """One setting. ``fatal``: a bad environment value is an error, not a warning and the default
+    (for settings whose default would send data somewhere else: the key, the host)."""
+    return dataclasses.field(
+        default=default, hash=False, metadata={"env": env, "parse": parse, "doc": doc, "fatal": fatal}
+    )
 
 
 @dataclasses.dataclass(frozen=True)
@@ -105,12 +173,15 @@ class Settings:
         "POSTHOG_PROJECT_API_KEY",
         parse=parse_key,
         doc="PostHog project API key (`phc_...`). Required.",
+        fatal=True,
     )
     host: str = setting(
         DEFAULT_HOST,
         "POSTHOG_HOST",
         parse=parse_host,
-        doc="PostHog ingestion host. App hosts (`https://eu.posthog.com`...) map to their ingestion host.",
+        doc="PostHog ingestion host. App hosts (`https://eu.posthog.com`...) map to their ingestion host; "
+        "a host without a scheme gets `https://` (`http://` for loopback).",
+        fatal=True,
     )
     timeout: float = setting(
         10.0,
@@ -213,6 +284,56 @@ class Settings:
         doc="Evaluate flags locally when a personal key is set; `false` asks PostHog's `/flags` for every flag.",
     )
 
+    flags_timeout: float = setting(
+        3.0,
+        "POSTHOG_OTEL_FLAGS_TIMEOUT",
+        parse=parse_seconds,
+        doc="Seconds one `/flags` request may take, and the first flag read's wait for definitions "
+        "(PostHog's `feature_flags_request_timeout_seconds`).",
+    )
+    flags_max_retries: int = setting(
+        1,
+        "POSTHOG_OTEL_FLAGS_MAX_RETRIES",
+        parse=parse_retries,
+        doc="Retries of a `/flags` request after a network failure, a timeout or a 502/503/504, each "
+        "after a short pause (PostHog's `feature_flags_request_max_retries`); 0 turns them off.",
+    )
+    is_server: bool = setting(
+        True,
+        "POSTHOG_OTEL_IS_SERVER",
+        parse=parse_bool,
+        doc="Mark events `$is_server` (PostHog's `is_server`); `false` for a CLI or desktop program.",
+    )
+    trace_context: bool = setting(
+        True,
+        "POSTHOG_OTEL_TRACE_CONTEXT",
+        parse=parse_bool,
+        doc="Add `$trace_id`/`$span_id` of the span an operation was emitted in (PostHog's "
+        "`capture_trace_context`, which defaults to off there).",
+    )
+    super_properties: Optional[Dict[str, Any]] = setting(
+        None,
+        "POSTHOG_OTEL_SUPER_PROPERTIES",
+        parse=parse_properties,
+        doc="Properties merged into every event, over the operation's own (PostHog's "
+        "`super_properties`); from the environment, a JSON object.",
+    )
+    before_send: Tuple[Callable[..., Any], ...] = setting(
+        (),
+        "POSTHOG_OTEL_BEFORE_SEND",
+        parse=parse_hooks,
+        doc="A function (or a list, applied in order) given each PostHog event before it is written to "
+        "the spool or sent; it returns the event, changed or not, or None to drop it (counted). From the "
+        "environment, `module:function` names, comma-separated.",
+    )
+    on_error: Optional[Callable[..., Any]] = setting(
+        None,
+        "POSTHOG_OTEL_ON_ERROR",
+        parse=parse_callback,
+        doc="Called as `on_error(error, events)` on the exporter's thread when PostHog refuses events "
+        "for good or they are dropped undelivered. From the environment, a `module:function` name.",
+    )
+
     propagate_identity: bool = setting(
         False,
         "POSTHOG_OTEL_PROPAGATE_IDENTITY",
@@ -232,8 +353,13 @@ class Settings:
 
     @classmethod
     def resolve(cls, environ: Optional[Mapping[str, str]] = None, **arguments: Any) -> "Settings":
-        """Build settings from keyword arguments (None = not given), the environment, defaults."""
+        """Build settings from keyword arguments (None = not given), the environment, defaults.
+
+        While ``posthog_otel.testing`` runs a local PostHog, it wins over all of them: whatever
+        the application under test configures goes there, never to a real project."""
         environ = os.environ if environ is None else environ
+        if REDIRECT is not None:
+            arguments = _redirected(arguments)
         known = {f.name: f for f in dataclasses.fields(cls)}
         unknown = set(arguments) - set(known)
         if unknown:
@@ -249,10 +375,31 @@ class Settings:
                     shown = "<redacted>" if name in SECRET_SETTINGS else repr(given)
                     raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
                 continue
-            found = _from_environment(environ, spec.metadata["env"], parse, name in SECRET_SETTINGS)
+            found = _from_environment(
+                environ, spec.metadata["env"], parse, name in SECRET_SETTINGS, spec.metadata["fatal"]
+            )
             if found is not None:
                 values[name] = found
-        return cls(**values)
+        resolved = cls(**values)
+        resolved._check_keys()
+        return resolved
+
+    def _check_keys(self) -> None:
+        """Keys put in each other's place: refused, naming both settings (PostHog's own prefixes:
+        ``phc_`` project keys, ``phx_`` personal keys, ``phs_`` project secret keys)."""
+        if self.api_key and self.api_key.startswith(("phx_", "phs_")):
+            raise ValueError(
+                "posthog_otel: api_key (POSTHOG_API_KEY) holds a personal or secret key (%s...); the project "
+                "API key starts with phc_. Put this one in personal_api_key (POSTHOG_PERSONAL_API_KEY) or "
+                "secret_key (POSTHOG_SECRET_KEY), and the project key in api_key" % self.api_key[:4]
+            )
+        for name, variable in (("personal_api_key", "POSTHOG_PERSONAL_API_KEY"), ("secret_key", "POSTHOG_SECRET_KEY")):
+            key = getattr(self, name)
+            if key and key.startswith("phc_"):
+                raise ValueError(
+                    "posthog_otel: %s (%s) holds a project API key (phc_...); it takes a personal (phx_) or "
+                    "secret (phs_) key. Put the project key in api_key (POSTHOG_API_KEY)" % (name, variable)
+                )
 
     @classmethod
     def table(cls) -> Tuple[Tuple[str, Tuple[str, ...], Any, str], ...]:
@@ -262,7 +409,23 @@ class Settings:
         )
 
 
-def _from_environment(environ: Mapping[str, str], names: Tuple[str, ...], parse: Callable, secret: bool) -> Any:
+#: Set by ``posthog_otel.testing`` while its local PostHog runs: settings every resolution takes
+#: (``api_key``, ``host``, ``spool_dir``...), whatever it was given.
+REDIRECT: Optional[Dict[str, Any]] = None
+
+
+def _redirected(arguments: Dict[str, Any]) -> Dict[str, Any]:
+    assert REDIRECT is not None
+    given = arguments.get("host")
+    if given is not None and given != REDIRECT["host"]:
+        warn_limited("testing:redirect:%s" % given, "posthog_otel.testing: host %s is redirected to the local "
+                     "PostHog at %s while posthog_local is active", given, REDIRECT["host"])  # fmt: skip
+    return {**arguments, **REDIRECT}
+
+
+def _from_environment(
+    environ: Mapping[str, str], names: Tuple[str, ...], parse: Callable, secret: bool, fatal: bool = False
+) -> Any:
     for name in names:
         text = environ.get(name)
         if text is None or not text.strip():
@@ -271,6 +434,8 @@ def _from_environment(environ: Mapping[str, str], names: Tuple[str, ...], parse:
             return parse(text)
         except (TypeError, ValueError) as error:
             shown = "<redacted>" if secret else repr(text)
+            if fatal:  # the default would send the data elsewhere (another region, no project)
+                raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
             logger.warning("posthog_otel: ignoring %s=%s (%s); using the default", name, shown, error)
             return None
     return None
@@ -302,7 +467,10 @@ def exporter_settings(**arguments: Any) -> Settings:
 
 
 def is_loopback(host: str) -> bool:
-    name = urlsplit(host).hostname or ""
+    return _is_loopback_name(urlsplit(host).hostname or "")
+
+
+def _is_loopback_name(name: str) -> bool:
     return name in ("localhost", "::1") or name.startswith("127.")
 
 

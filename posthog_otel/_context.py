@@ -14,15 +14,19 @@ services, opt-in, the ids also travel in W3C baggage (``_baggage``).
 from __future__ import annotations
 
 import contextvars
+import functools
 from contextlib import contextmanager
-from typing import Any, Dict, Iterator, NamedTuple, Optional, Union
+from typing import Any, Callable, ContextManager, Dict, Iterator, NamedTuple, Optional, TypeVar, Union
 
 from opentelemetry import context as otel_context
 
 from . import _baggage, _personless
 from ._guard import guarded
 from ._log import count_drop, warn_limited
+from ._options import unknown as _unknown_option
 from ._text import Unusable, as_text, describe
+
+F = TypeVar("F", bound=Callable[..., Any])
 
 
 class Refused:
@@ -39,7 +43,7 @@ class Refused:
 
 
 class _Scope:
-    __slots__ = ("parent", "enclosing", "distinct_id", "session_id", "tags")
+    __slots__ = ("parent", "enclosing", "distinct_id", "session_id", "device_id", "tags")
 
     def __init__(self, parent: Optional["_Scope"], enclosing: Optional["_Scope"]) -> None:
         #: Where ids and tags are inherited from: None for a fresh scope.
@@ -48,6 +52,7 @@ class _Scope:
         self.enclosing = enclosing
         self.distinct_id: Union[str, Refused, None] = None
         self.session_id: Union[str, Refused, None] = None
+        self.device_id: Optional[str] = None
         self.tags: Dict[str, Any] = {}
 
 
@@ -64,21 +69,65 @@ _SCOPE = otel_context.create_key("posthog_otel.scope")
 # --- scopes ------------------------------------------------------------------------------
 
 
-@contextmanager
-def new_context(fresh: bool = False) -> Iterator[None]:
+def new_context(
+    fresh: bool = False, capture_exceptions: Optional[bool] = None, client: Any = None, **unexpected: Any
+) -> ContextManager[None]:
     """Open a scope for the ``with`` block.
 
     ``fresh=False`` (the default) inherits the enclosing scope's distinct id, session and
     tags; ``fresh=True`` starts empty (with ``propagate_identity``, also without the
     person and session of incoming baggage).  Exceptions of the block pass through
-    untouched; nothing of ours raises.
+    untouched; nothing of ours raises, not even for a keyword it does not know (said and
+    counted; the scope still opens, so the ``with`` block runs).
+
+    ``capture_exceptions`` and ``client`` are PostHog's: which client captures the block's
+    exceptions, and whether it does.
     """
+    if unexpected:
+        count_drop("invalid_argument")
+        for name in unexpected:
+            warn_limited("argument:new_context:" + name, "%s; ignored, the context opens without it",
+                         _unknown_option(name, "new_context()", ["fresh", "capture_exceptions", "client"]))  # fmt: skip
+    if capture_exceptions:
+        warn_limited("new_context:capture_exceptions", "posthog_otel: new_context(capture_exceptions=True): "
+                     "posthog-otel does not capture exceptions yet; the block's exceptions pass through, not "
+                     "sent to PostHog")  # fmt: skip
+    return _scope_block(fresh)
+
+
+@contextmanager
+def _scope_block(fresh: Any) -> Iterator[None]:
     opened = _open_scope(fresh)
     try:
         yield
     finally:
         if opened is not None:
             _close_scope(opened)
+
+
+def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Callable[[F], F]:
+    """A decorator: each call of the function (or coroutine function) runs in ``new_context()``."""
+
+    def decorate(function: F) -> F:
+        import inspect  # here: the operations' import does not pay for it
+
+        if inspect.iscoroutinefunction(function):
+
+            @functools.wraps(function)
+            async def run_async(*args: Any, **kwargs: Any) -> Any:
+                with new_context(fresh, capture_exceptions):
+                    return await function(*args, **kwargs)
+
+            return run_async  # type: ignore[return-value]
+
+        @functools.wraps(function)
+        def run(*args: Any, **kwargs: Any) -> Any:
+            with new_context(fresh, capture_exceptions):
+                return function(*args, **kwargs)
+
+        return run  # type: ignore[return-value]
+
+    return decorate
 
 
 @guarded("new_context")
@@ -222,6 +271,27 @@ def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, 
             consequence,
         )
         return Refused("%s %s" % (describe(value), problem))
+
+
+@guarded("set_context_device_id")
+def set_context_device_id(device_id: Any) -> None:
+    """Make ``device_id`` the device of every feature flag call in this scope and below
+    (PostHog's: flag conditions on the device id, and ``/flags`` requests, use it)."""
+    scope = _scope_or_warn("set_context_device_id")
+    if scope is None:
+        return
+    device = _scope_id("set_context_device_id", "device id", device_id, "flag calls here carry no device id")
+    scope.device_id = device if isinstance(device, str) else None
+
+
+def get_context_device_id() -> Optional[str]:
+    """The device id flag calls here use when given none (the nearest scope's), or None."""
+    scope = current_scope()
+    while scope is not None:
+        if scope.device_id:
+            return scope.device_id
+        scope = scope.parent
+    return None
 
 
 @guarded("tag")

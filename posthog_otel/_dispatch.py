@@ -38,6 +38,7 @@ from . import _emit, _lifecycle
 from ._client import Shipment, Step, too_large
 from ._config import Settings, redact, scrub
 from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
+from ._hooks import DeliveryError, Hooks
 from ._http import HttpTransport, Transport
 from ._log import count_drop, logger, warn_limited
 from ._mapping import Defaults, Operation, to_posthog_events
@@ -105,20 +106,27 @@ class Dispatcher:
         read: Read,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
+        hooks: Optional[Hooks] = None,
+        emitter: Any = None,
     ) -> None:
         self.settings = settings
         self.kind = kind  # "logs" or "traces": which SDK provider feeds it
         self._read = read
+        #: super_properties, before_send, on_error: applied to events before they are encoded.
+        self.hooks = hooks if hooks is not None else Hooks(is_server=settings.is_server)
+        #: Whose records these are (their sequence numbers): the module's operations, or a Client's.
+        self._emitter = emitter if emitter is not None else _emit.emitter
         self._policy = policy_for(settings.capture_mode, retry_policy or RetryPolicy(max_attempts=settings.max_attempts))
         self._transport: Transport = transport if transport is not None else HttpTransport()
         self._defaults = Defaults(
-            library={"$lib": LIBRARY, "$lib_version": __version__, "$is_server": True},
+            library={"$lib": LIBRARY, "$lib_version": __version__, **({"$is_server": True} if settings.is_server else {})},
             system=system_properties(),
             disable_geoip=settings.disable_geoip,
+            trace_context=settings.trace_context,
         )
         self._spool = self._open_spool()
         self._stats = Stats(self._spool, self._gauges)
-        self._tracker = SequenceTracker(_emit.emitter.checkpoint())
+        self._tracker = SequenceTracker(self._emitter.checkpoint())
         self._cond = threading.Condition()
         # Shared with the SDK's worker and the HTTP thread (under _cond):
         self._handoff: Deque[Tuple[float, Any]] = deque()
@@ -280,7 +288,7 @@ class Dispatcher:
         self._stats.after_fork()
         if self._spool is not None:
             self._spool.after_fork()
-        self._tracker.after_fork(_emit.emitter.checkpoint())
+        self._tracker.after_fork(self._emitter.checkpoint())
         after_fork = getattr(self._transport, "after_fork", None)
         if after_fork is not None:
             after_fork()
@@ -349,9 +357,16 @@ class Dispatcher:
             for problem in skipped:
                 count_drop(problem.reason)
                 warn_limited("skip:" + problem.reason, "posthog_otel: record dropped: %s", problem)
+        events = self.hooks.apply(events)
         batch, oversized = EncodedBatch.encode(events)
-        too_large(len(oversized), oversized[0].get("event") if oversized else None)
+        if oversized:
+            too_large(len(oversized), oversized[0].get("event"))
+            self.report_error(DeliveryError("too_large", "over PostHog's 900 KiB per event"), lambda: oversized)
         return batch, numbers
+
+    def report_error(self, error: DeliveryError, events: Callable[[], List[Dict[str, Any]]]) -> None:
+        """Events dropped undelivered: the application's ``on_error``, if it has one."""
+        self.hooks.report(error, events)
 
     def _enqueue(self, arrived: List[_Waiting]) -> None:
         """New batches behind the spool (as few files as requests allow), or in memory."""
@@ -412,7 +427,7 @@ class Dispatcher:
         return self._shipment_of(EncodedBatch.join([w.batch for w in taken]), taken, taken[0].born)
 
     def _shipment_of(self, batch: EncodedBatch, source: Any, born: float) -> Shipment:
-        return Shipment(batch, source, born, self.settings, self._policy, self._transport.post)
+        return Shipment(batch, source, born, self.settings, self._policy, self._transport.post, self.report_error)
 
     def _http_run(self) -> None:
         _lifecycle.leave_signals_to_the_main_thread()
@@ -488,7 +503,7 @@ class Dispatcher:
                 self._spool_failed(error, time.monotonic())
 
     def _give_up(self, shipment: Shipment, verdict: Verdict, reason: str) -> None:
-        lost = shipment.drop(reason)
+        lost = shipment.drop(reason, scrub(verdict.detail, self.settings.api_key), verdict.status)
         self._shipment = None
         warn_limited(  # a refused key was already reported, loudly
             "gave_up:" + reason,

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import datetime as _dt
 import itertools
-import sys
+import logging
+import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
@@ -32,7 +33,7 @@ from ._context import Refused, _Scope, context_distinct_id, context_session_id, 
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
 from ._limits import LimitsSource
-from ._log import count_drop, logger, warn_limited
+from ._log import count_drop, warn_limited
 from ._properties import sanitize_properties
 from ._text import Unusable, as_text, describe
 from ._version import __version__
@@ -46,21 +47,40 @@ _CAPTURE_NESTED = frozenset({"$set", "$set_once", "$feature_flag_payload"})
 
 
 class _Emitter:
-    """Holds the logger the operations write to.
+    """Holds the logger the operations of one client write to, and whether they may.
 
-    By default that is the global LoggerProvider's; ``configure(logger_provider=...)``
-    binds another.  Until an SDK provider exists the API hands out a proxy that drops
-    records, so the first operation checks once and warns instead of losing data quietly.
+    The module's operations use ``emitter``: the global LoggerProvider's logger by default,
+    ``configure(logger_provider=...)``'s when given. Until an SDK provider exists the API hands
+    out a proxy that drops records, so the first operation checks once, builds the pipeline
+    from the module's attributes (``posthog_otel.api_key = ...``) if they say how, and
+    otherwise warns instead of losing data quietly. A ``Client`` has an emitter of its own,
+    bound to its own provider.
+
+    ``blocked`` is why operations are refused right now (a drop-counter reason), or None: the
+    application's own switches (``disabled``, ``send=False``) first, then the pipeline's state
+    (the OTel SDK disabled, the exporter shut down or unable to start). It is computed when
+    one of them changes, so the emit path reads one attribute.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, module: bool = True) -> None:
+        #: The module's emitter resolves the provider itself; a Client's is bound at construction.
+        self.module = module
         self.logger: Any = None
         self.limits: Optional[LimitsSource] = None
         self.ready = False
         #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
         self.sequence = itertools.count(1)
-        #: Why operations are refused right now (a drop reason), or None.
-        self.refusal: Optional[str] = None
+        self.blocked: Optional[str] = None
+        #: ``sync_mode``: called after each operation, returns once it is delivered (or not).
+        self.sync: Optional[Callable[[], Any]] = None
+        self.sync_mode = False
+        #: The application's switches, PostHog's ``disabled`` and ``send``.
+        self.disabled = False
+        self.send = True
+        self._switch: Optional[str] = None  # "disabled" or "not_sent"
+        self._sdk_disabled = False  # OTEL_SDK_DISABLED: the provider hands out no-op loggers
+        self._refusal: Optional[str] = None  # "after_shutdown", "exporter_failed"
+        self._failure = ""  # why the exporter could not start
         self._exporters = 0
         self._lock = threading.Lock()
 
@@ -68,15 +88,21 @@ class _Emitter:
         self.logger = logger_provider.get_logger(schema.SCOPE, __version__)
         self.limits = LimitsSource(self.logger)
         self.ready = True
+        self._sdk_disabled = type(self.logger).__name__ == "NoOpLogger" or sdk_disabled()
+        if self._sdk_disabled:
+            warn_sdk_disabled()
+        self._update()
 
     def unbind(self) -> None:
         """Forget the provider and every exporter (for tests and ``posthog_otel.testing``)."""
         self.logger = None
         self.limits = None
         self.ready = False
+        self.sync = None
         set_propagation(None)
         with self._lock:
-            self._exporters, self.refusal = 0, None
+            self._exporters, self._refusal, self._sdk_disabled = 0, None, False
+            self._update()
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -85,48 +111,67 @@ class _Emitter:
         """The first sequence number a record emitted from now on can carry."""
         return next(self.sequence) + 1
 
+    def switch_values(self, disabled: Optional[bool] = None, send: Optional[bool] = None) -> None:
+        """The application's ``disabled`` and ``send`` (PostHog's meanings); None keeps one as is."""
+        if disabled is not None:
+            self.disabled = bool(disabled)
+        if send is not None:
+            self.send = bool(send)
+        self._switch = "disabled" if self.disabled else (None if self.send else "not_sent")
+        self._update()
+
     def exporter_opened(self, settings: Any = None) -> None:
         """A PostHog exporter started; its ``propagate_identity`` applies to the operations."""
-        if settings is not None:
+        if settings is not None and self.module:
             set_propagation(settings.propagate_identity)
         with self._lock:
             self._exporters += 1
-            self.refusal = None
+            self._refusal = None
+            self._update()
 
     def exporter_closed(self) -> None:
-        """The last PostHog exporter of the process shut down: later operations would vanish."""
+        """The last PostHog exporter of this emitter shut down: later operations would vanish."""
         with self._lock:
             self._exporters -= 1
             if self._exporters <= 0:
-                self._exporters, self.refusal = 0, "after_shutdown"
+                self._exporters, self._refusal = 0, "after_shutdown"
+            self._update()
 
-    def exporter_failed(self, reason: str) -> None:
-        """An exporter could not be built (no API key): nothing would deliver the operations."""
+    def exporter_failed(self, reason: str, why: str = "") -> None:
+        """An exporter could not be built (no API key...): nothing would deliver the operations."""
         with self._lock:
             if self._exporters <= 0:
-                self.refusal = reason
+                self._refusal, self._failure = reason, why
+            self._update()
+
+    @property
+    def exporters(self) -> int:
+        return self._exporters
+
+    def _update(self) -> None:
+        self.blocked = self._switch or ("otel_sdk_disabled" if self._sdk_disabled else None) or self._refusal
 
     def resolve(self) -> bool:
         provider = otel_logs.get_logger_provider()
-        if is_placeholder(provider) and _configure_from_module_attributes():
+        if self.module and _module_configures(provider):
             return True
         if is_placeholder(provider):
             count_drop("no_logger_provider")
             warn_limited(
                 "no_logger_provider",
                 "posthog_otel: no OpenTelemetry LoggerProvider is configured, so PostHog operations are "
-                "being dropped. Call posthog_otel.configure() at start-up, or run under "
-                "`opentelemetry-instrument` with OTEL_LOGS_EXPORTER=posthog.",
+                "being dropped. Call posthog_otel.configure() at start-up (or set posthog_otel.api_key), or "
+                "run under `opentelemetry-instrument` with OTEL_LOGS_EXPORTER=posthog.",
             )
             return False
         self.bind(provider)
-        return True
+        return self.blocked is None
 
     def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: Optional[int]) -> bool:
-        if self.refusal is not None:
-            return self._refuse(self.refusal)
+        if self.blocked is not None:
+            return self._refuse(self.blocked)
         if not self.ready and not self.resolve():
-            return False
+            return self._refuse(self.blocked) if self.blocked is not None else False
         limits = self.limits
         if limits is not None and limits.may_refuse(len(attributes) + 1):
             # Checked with posthog.seq in place (its value is an int: only its count matters),
@@ -141,39 +186,46 @@ class _Emitter:
             attributes=attributes,
             event_name=event_name,
         )
+        if self.sync is not None:
+            self.sync()
         return True
 
-
-    @staticmethod
-    def _refuse(reason: str) -> bool:
+    def _refuse(self, reason: str) -> bool:
+        """Count the operation under ``reason``; True only for ``send=False`` (PostHog returns the
+        uuid of an event it did not send)."""
         count_drop(reason)
-        if reason == "after_shutdown":
+        if reason == "not_sent":
+            return True
+        if reason == "disabled":
+            warn_limited(reason, "posthog_otel: disabled is set: operations are dropped (counted as 'disabled')",
+                         level=logging.INFO)  # fmt: skip
+        elif reason == "after_shutdown":
             warn_limited(reason, "posthog_otel: operation after the PostHog exporter shut down; dropped")
+        elif reason == "otel_sdk_disabled":
+            warn_sdk_disabled()
         else:
-            warn_limited(reason, "posthog_otel: the PostHog exporter could not start (no project API key: set "
-                         "POSTHOG_API_KEY); operations are dropped")  # fmt: skip
+            warn_limited(reason, "posthog_otel: the PostHog exporter could not start (%s); operations are dropped",
+                         self._failure or "no project API key: set POSTHOG_API_KEY")  # fmt: skip
         return False
 
 
-def _configure_from_module_attributes() -> bool:
-    """The seed's style, ``posthog.api_key = 'phc_...'``: configure from those attributes.
+def sdk_disabled() -> bool:
+    """``OTEL_SDK_DISABLED=true``: the OpenTelemetry SDK hands out no-op providers and loggers."""
+    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
 
-    Only an explicit assignment counts; an API key in the environment alone does not,
-    because the application may still be about to install its own LoggerProvider.
-    """
-    package = sys.modules.get("posthog_otel")
-    api_key = getattr(package, "api_key", None)
-    if not api_key:
-        return False
-    from ._setup import configure
 
-    try:
-        configure(api_key=api_key, host=getattr(package, "host", None))
-    except ValueError as error:
-        warn_limited("module_configure", "%s", error)
-        return False
-    logger.info("posthog_otel: configured from posthog_otel.api_key (no LoggerProvider was installed)")
-    return True
+def warn_sdk_disabled() -> None:
+    warn_limited("otel_sdk_disabled", "posthog_otel: OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, so no "
+                 "PostHog operation can be sent; each is dropped and counted as 'otel_sdk_disabled'")  # fmt: skip
+
+
+def _module_configures(provider: Any) -> bool:
+    """PostHog's module style, ``posthog.api_key = 'phc_...'``: build the pipeline from the module's
+    attributes when no PostHog exporter serves the operations yet (no provider at all, or the
+    application's own provider, which then gets the PostHog processor)."""
+    from . import _module
+
+    return _module.configure_from_attributes(provider, emitter)
 
 
 def is_placeholder(provider: Any) -> bool:
@@ -187,134 +239,194 @@ emitter = _Emitter()
 # --- the operations ------------------------------------------------------------------
 
 
-@guarded("set")
-def set(
-    distinct_id: Any = None,
-    properties: Optional[Mapping] = None,
-    timestamp: Timestamp = None,
-    uuid: Any = None,
-    disable_geoip: Optional[bool] = None,
-) -> Optional[str]:
-    """Set properties on a person, overwriting existing values.
+class Operations:
+    """The five operations, writing to one emitter: the module's functions are the methods of
+    ``default``; each ``Client`` is an ``Operations`` with an emitter (and flags) of its own."""
 
-    ``set('user123', {...})``, ``set({...})`` (the context's person) or keywords.
-    Context tags are folded into the properties (explicit properties win).  Returns the
-    operation's uuid, or None when nothing was sent (no distinct id, no properties).
-    """
-    return _person_update(schema.SET, "set", distinct_id, properties, timestamp, uuid, disable_geoip)
+    def __init__(self, emitter: _Emitter) -> None:
+        self._emitter = emitter
+        self._routed: Any = None  # the module's: ``posthog_otel.default_client = ...``
 
+    def _flag_service(self) -> Any:
+        """The flag service ``send_feature_flags`` evaluates with (None: the module's)."""
+        return self._routed._flag_service() if self._routed is not None else None
 
-@guarded("set_once")
-def set_once(
-    distinct_id: Any = None,
-    properties: Optional[Mapping] = None,
-    timestamp: Timestamp = None,
-    uuid: Any = None,
-    disable_geoip: Optional[bool] = None,
-) -> Optional[str]:
-    """Set properties on a person only where they are not set yet.  Otherwise as ``set``."""
-    return _person_update(schema.SET_ONCE, "set_once", distinct_id, properties, timestamp, uuid, disable_geoip)
+    def route(self, client: Any) -> None:
+        """Write to ``client``'s pipeline instead (None: back to this object's own emitter)."""
+        self._routed = client
+        self._emitter = client._emitter if client is not None else emitter
 
+    @guarded("set")
+    def set(
+        self,
+        distinct_id: Any = None,
+        properties: Optional[Mapping] = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+    ) -> Optional[str]:
+        """Set properties on a person, overwriting existing values.
 
-@guarded("group_identify")
-def group_identify(
-    group_type: Any,
-    group_key: Any,
-    properties: Optional[Mapping] = None,
-    timestamp: Timestamp = None,
-    uuid: Any = None,
-    disable_geoip: Optional[bool] = None,
-    distinct_id: Any = None,
-) -> Optional[str]:
-    """Set properties on a group (``group_identify('company', 'acme', {...})``).
+        ``set('user123', {...})``, ``set({...})`` (the context's person) or keywords.
+        Context tags are folded into the properties (explicit properties win).  Returns the
+        operation's uuid, or None when nothing was sent (no distinct id, no properties).
+        """
+        return _person_update(self._emitter, schema.SET, "set", distinct_id, properties, timestamp, uuid, disable_geoip)
 
-    Without a distinct id (argument or context) PostHog's rule applies: the event is sent
-    under a random one.  Returns the uuid, or None when the group type or key is missing.
-    """
-    group_type = _id(group_type, "group type")
-    group_key = _id(group_key, "group key")
-    if not group_type or not group_key:
-        raise Dropped("no_group", "needs a group type and a group key")
-    scope = current_scope()
-    attributes: Dict[str, Any] = {schema.GROUP_TYPE: group_type, schema.GROUP_KEY: group_key}
-    person = _resolve(distinct_id, scope)
-    if person is not None:
-        attributes[schema.DISTINCT_ID] = person
-    body = sanitize_properties(properties, what="group_identify() properties")
-    return _finish(schema.GROUP_IDENTIFY, "group_identify", attributes, body, scope, timestamp, uuid, disable_geoip)
-
-
-@guarded("alias")
-def alias(
-    previous_id: Any,
-    distinct_id: Any = None,
-    timestamp: Timestamp = None,
-    uuid: Any = None,
-    disable_geoip: Optional[bool] = None,
-) -> Optional[str]:
-    """Link ``previous_id`` (e.g. an anonymous id) to ``distinct_id`` (the identified person).
-
-    ``distinct_id`` falls back to the context's person.  Returns the uuid, or None when
-    either id is missing.
-    """
-    previous = _id(previous_id, "previous_id")
-    if not previous:
-        raise Dropped("no_distinct_id", "needs a previous_id")
-    scope = current_scope()
-    person = _resolve(distinct_id, scope)
-    if person is None:
-        raise Dropped(
-            "no_distinct_id", "needs a distinct_id (argument or identify_context())%s", _personless.hint(scope)
+    @guarded("set_once")
+    def set_once(
+        self,
+        distinct_id: Any = None,
+        properties: Optional[Mapping] = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+    ) -> Optional[str]:
+        """Set properties on a person only where they are not set yet.  Otherwise as ``set``."""
+        return _person_update(
+            self._emitter, schema.SET_ONCE, "set_once", distinct_id, properties, timestamp, uuid, disable_geoip
         )
-    attributes = {schema.DISTINCT_ID: person, schema.PREVIOUS_ID: previous}
-    return _finish(schema.ALIAS, "alias", attributes, None, scope, timestamp, uuid, disable_geoip)
+
+    @guarded("group_identify")
+    def group_identify(
+        self,
+        group_type: Any,
+        group_key: Any,
+        properties: Optional[Mapping] = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+        distinct_id: Any = None,
+    ) -> Optional[str]:
+        """Set properties on a group (``group_identify('company', 'acme', {...})``).
+
+        Without a distinct id (argument or context) PostHog's rule applies: the event is sent
+        under a random one.  Returns the uuid, or None when the group type or key is missing.
+        """
+        group_type = _id(group_type, "group type")
+        group_key = _id(group_key, "group key")
+        if not group_type or not group_key:
+            raise Dropped("no_group", "needs a group type and a group key")
+        scope = current_scope()
+        attributes: Dict[str, Any] = {schema.GROUP_TYPE: group_type, schema.GROUP_KEY: group_key}
+        person = _resolve(distinct_id, scope)
+        if person is not None:
+            attributes[schema.DISTINCT_ID] = person
+        body = sanitize_properties(properties, what="group_identify() properties")
+        return _finish(
+            self._emitter, schema.GROUP_IDENTIFY, "group_identify", attributes, body, scope, timestamp, uuid, disable_geoip
+        )
+
+    @guarded("alias")
+    def alias(
+        self,
+        previous_id: Any,
+        distinct_id: Any = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+    ) -> Optional[str]:
+        """Link ``previous_id`` (e.g. an anonymous id) to ``distinct_id`` (the identified person).
+
+        ``distinct_id`` falls back to the context's person.  Returns the uuid, or None when
+        either id is missing.
+        """
+        previous = _id(previous_id, "previous_id")
+        if not previous:
+            raise Dropped("no_distinct_id", "needs a previous_id")
+        scope = current_scope()
+        person = _resolve(distinct_id, scope)
+        if person is None:
+            raise Dropped(
+                "no_distinct_id", "needs a distinct_id (argument or identify_context())%s", _personless.hint(scope)
+            )
+        attributes = {schema.DISTINCT_ID: person, schema.PREVIOUS_ID: previous}
+        return _finish(self._emitter, schema.ALIAS, "alias", attributes, None, scope, timestamp, uuid, disable_geoip)
+
+    @guarded("capture")
+    def capture(
+        self,
+        *args: Any,
+        distinct_id: Any = None,
+        event: Optional[str] = None,
+        properties: Optional[Mapping] = None,
+        groups: Optional[Mapping] = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+        flags: Any = None,
+        send_feature_flags: Any = False,
+    ) -> Optional[str]:
+        """Capture an event, optionally attached to groups.
+
+        Call shapes: ``capture('dashboard_viewed')`` (the context's person),
+        ``capture('user123', 'signup', {...}, groups={'company': 'acme'})``,
+        ``capture('signup', {...})`` and ``capture('signup', distinct_id='user123', ...)``.
+        Without any distinct id the event is personless, as in PostHog's SDK.
+        ``flags=evaluate_flags(...)`` attaches that snapshot's ``$feature/<key>`` values;
+        ``send_feature_flags=True`` (PostHog's older way, which asks for the flags on this
+        thread) evaluates them for the event's person and attaches them the same way.
+        """
+        distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
+        scope = current_scope()
+        person = _resolve(distinct_id, scope)
+        if flags is None and send_feature_flags and person is not None and self._emitter.blocked is None:
+            flags = _feature_flags_for_capture(self._flag_service(), person, groups, disable_geoip, send_feature_flags)
+        if flags is not None:
+            from ._flags.snapshot import attach_flags
+
+            properties = attach_flags(flags, properties)
+        attributes: Dict[str, Any] = {schema.EVENT: name}
+        if person is not None:
+            attributes[schema.DISTINCT_ID] = person
+        else:
+            _personless.note("capture", scope)
+        if groups is not None:
+            _add_groups(attributes, groups)
+        tags = get_tags() if scope is not None else None
+        body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
+        if tags is not None:
+            body["$context_tags"] = list(tags)  # tag() keeps text keys only
+        return _finish(self._emitter, schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
-@guarded("capture")
-def capture(
-    *args: Any,
-    distinct_id: Any = None,
-    event: Optional[str] = None,
-    properties: Optional[Mapping] = None,
-    groups: Optional[Mapping] = None,
-    timestamp: Timestamp = None,
-    uuid: Any = None,
-    disable_geoip: Optional[bool] = None,
-    flags: Any = None,
-) -> Optional[str]:
-    """Capture an event, optionally attached to groups.
+def _feature_flags_for_capture(service: Any, person: str, groups: Any, disable_geoip: Any, options: Any) -> Any:
+    """``capture(send_feature_flags=...)``: a snapshot of every flag for the event's person, as
+    PostHog's SDK takes it (``True``, or its options map), never reporting ``$feature_flag_called``."""
+    from ._flags import api
+    from ._flags.service import using
 
-    Call shapes: ``capture('dashboard_viewed')`` (the context's person),
-    ``capture('user123', 'signup', {...}, groups={'company': 'acme'})``,
-    ``capture('signup', {...})`` and ``capture('signup', distinct_id='user123', ...)``.
-    Without any distinct id the event is personless, as in PostHog's SDK.
-    ``flags=evaluate_flags(...)`` attaches that snapshot's ``$feature/<key>`` values.
-    """
-    distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
-    if flags is not None:
-        from ._flags.snapshot import attach_flags
+    if options is True:
+        options = {}
+    elif not isinstance(options, Mapping):
+        raise Dropped("invalid_argument", "send_feature_flags must be true/false or a map of options, not %s",
+                      describe(options))  # fmt: skip
+    with using(service):
+        return api.evaluate_flags(
+            person,
+            groups=groups if _is_map(groups) else None,
+            person_properties=options.get("person_properties"),
+            group_properties=options.get("group_properties"),
+            only_evaluate_locally=bool(options.get("only_evaluate_locally")),
+            disable_geoip=disable_geoip,
+            flag_keys=options.get("flag_keys_filter"),
+        )
 
-        properties = attach_flags(flags, properties)
-    scope = current_scope()
-    attributes: Dict[str, Any] = {schema.EVENT: name}
-    person = _resolve(distinct_id, scope)
-    if person is not None:
-        attributes[schema.DISTINCT_ID] = person
-    else:
-        _personless.note("capture", scope)
-    if groups is not None:
-        _add_groups(attributes, groups)
-    tags = get_tags() if scope is not None else None
-    body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
-    if tags is not None:
-        body["$context_tags"] = list(tags)  # tag() keeps text keys only
-    return _finish(schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
+
+#: The module's operations (``posthog_otel.set``...).
+default = Operations(emitter)
+set = default.set
+set_once = default.set_once
+group_identify = default.group_identify
+alias = default.alias
+capture = default.capture
 
 
 # --- shared steps -----------------------------------------------------------------------
 
 
 def _person_update(
+    target: _Emitter,
     operation: str,
     call: str,
     distinct_id: Any,
@@ -337,10 +449,11 @@ def _person_update(
     if not body:
         raise Dropped("no_properties", "without properties it does nothing")
     attributes = {schema.DISTINCT_ID: person}
-    return _finish(operation, call, attributes, body, scope, timestamp, uuid, disable_geoip)
+    return _finish(target, operation, call, attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
 def _finish(
+    target: _Emitter,
     operation: str,
     call: str,
     attributes: Dict[str, Any],
@@ -363,7 +476,7 @@ def _finish(
         geoip = _flag(disable_geoip, "disable_geoip", call)
         if geoip is not None:
             attributes[schema.DISABLE_GEOIP] = geoip
-    if emitter.emit(operation, attributes, body, time_ns if beyond_record is None else None):
+    if target.emit(operation, attributes, body, time_ns if beyond_record is None else None):
         return operation_uuid_
     return None
 

@@ -9,6 +9,7 @@ Both only adapt their input to ``Operation`` and hand it to a ``Dispatcher``.
 from __future__ import annotations
 
 import threading
+import weakref
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
@@ -18,6 +19,7 @@ from . import _emit
 from . import _schema as schema
 from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
+from ._hooks import MODULE, Hooks
 from ._http import Transport
 from ._mapping import Operation
 from ._retry import RetryPolicy
@@ -35,10 +37,23 @@ class _PostHogExporter:
         host: Optional[str] = None,
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
+        _emitter: Any = None,
         **settings: Any,
     ) -> None:
         self.settings = exporter_settings(api_key=api_key, host=host, **settings)
-        self._dispatcher = Dispatcher(self.settings, self.kind, self._read, retry_policy, transport)
+        #: ``super_properties``, ``before_send`` and ``on_error``, changeable while it runs. An
+        #: exporter a ``Client`` owns has only its own; others fall back to the module's.
+        self.hooks = Hooks(
+            self.settings.before_send,
+            self.settings.on_error,
+            self.settings.super_properties,
+            self.settings.is_server,
+            fallback=None if _emitter is not None else MODULE,
+        )
+        self._emitter = _emitter if _emitter is not None else _emit.emitter
+        self._dispatcher = Dispatcher(
+            self.settings, self.kind, self._read, retry_policy, transport, self.hooks, self._emitter
+        )
 
     def __repr__(self) -> str:
         return "%s(host=%r, api_key=%r)" % (type(self).__name__, self.settings.host, redact(self.settings.api_key))
@@ -95,10 +110,11 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         try:
             super().__init__(**settings)
         except ValueError:
-            _emit.emitter.exporter_failed("no_api_key")
+            (settings.get("_emitter") or _emit.emitter).exporter_failed("no_api_key")
             raise
-        _emit.emitter.exporter_opened(self.settings)
+        self._emitter.exporter_opened(self.settings)
         self._open = True
+        _log_exporters.add(self)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         ok = self._hand_off(batch)
@@ -108,7 +124,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         super().shutdown(timeout_millis)
         if self._open:
             self._open = False
-            _emit.emitter.exporter_closed()
+            self._emitter.exporter_closed()
 
     def _read(self, records: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
         operations = []
@@ -122,6 +138,14 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
                 if type(number) is int:
                     numbers.append(number)
         return operations, numbers
+
+
+_log_exporters: "weakref.WeakSet[PostHogLogExporter]" = weakref.WeakSet()
+
+
+def live_log_exporters() -> List[PostHogLogExporter]:
+    """This process's log exporters that have not shut down (for the module's ``shutdown()``)."""
+    return [exporter for exporter in list(_log_exporters) if exporter._open]
 
 
 class PostHogSpanExporter(_PostHogExporter, SpanExporter):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import functools
 import logging
-from typing import Any, Callable, TypeVar, cast
+from typing import Any, Callable, Dict, Tuple, TypeVar, cast
 
 from ._log import count_drop, logger, warn_limited
 
@@ -44,15 +44,59 @@ def guarded(call: str) -> Callable[[F], F]:
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return function(*args, **kwargs)
-            except Dropped as drop:
-                report_drop(call, drop)
-            except Exception:
-                internal_error(call)
+            except Exception as error:
+                failed(call, function, args, kwargs, error)
             return None
 
         return cast(F, wrapper)
 
     return decorate
+
+
+def failed(call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], error: Exception) -> None:
+    """Say and count why a guarded call of ``function`` failed; re-raises internal errors under
+    the test suite (and with ``debug``, as PostHog's SDK does)."""
+    if isinstance(error, Dropped):
+        report_drop(call, error)
+    elif isinstance(error, TypeError) and _binding_failed(error):
+        argument_error(call, function, args, kwargs, error)
+    else:
+        internal_error(call)
+
+
+def _binding_failed(error: TypeError) -> bool:
+    """The call itself did not fit the signature: raised in the guard's own frame, before the
+    function ran a line (a TypeError from inside it is ours, an internal error)."""
+    traceback = error.__traceback__
+    return traceback is not None and traceback.tb_next is None
+
+
+def argument_error(call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
+                   error: TypeError) -> None:  # fmt: skip
+    """The caller's mistake, not the library's: the argument named, and the nearest valid one."""
+    import difflib  # on this error path only: the import of the operations does not pay for them
+    import inspect
+
+    count_drop("invalid_argument")
+    try:
+        parameters = inspect.signature(function).parameters
+    except (TypeError, ValueError):  # pragma: no cover - every guarded function has a signature
+        parameters = {}  # type: ignore[assignment]
+    method = bool(parameters) and next(iter(parameters)) == "self"
+    names = [name for name, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"]
+    unknown = [name for name in kwargs if name not in names]
+    if unknown:
+        name = unknown[0]
+        close = difflib.get_close_matches(name, names, n=1, cutoff=0.6)
+        message = "unknown keyword argument %r (%s)" % (
+            name, "did you mean %s?" % close[0] if close else "it takes " + ", ".join(names)
+        )  # fmt: skip
+    else:
+        given = len(args) - (1 if method else 0)
+        message = "%d positional argument(s) given; it takes %s" % (given, ", ".join(names))
+        if "multiple values" in str(error) or "missing" in str(error):
+            message = str(error).split("() ", 1)[-1]
+    warn_limited("argument:%s:%s" % (call, message), "posthog_otel: %s(): %s; the call is dropped", call, message)
 
 
 def report_drop(call: str, drop: Dropped) -> None:
@@ -65,10 +109,14 @@ def report_drop(call: str, drop: Dropped) -> None:
     )
 
 
+#: ``debug=True`` (PostHog's meaning): errors inside the public calls are raised, not only logged.
+DEBUG_RAISES = False
+
+
 def internal_error(call: str) -> None:
-    """Count and log the exception being handled; re-raise it under the test suite."""
+    """Count and log the exception being handled; re-raise it under the test suite (or ``debug``)."""
     count_drop("internal_error")
-    if _raise_internal_errors():
+    if DEBUG_RAISES or _raise_internal_errors():
         raise
     warn_limited("internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR)
     logger.debug("internal error in %s()", call, exc_info=True)

@@ -88,8 +88,7 @@ def _flush_sdk_queues(dispatchers: List[Any], timeout: float) -> None:
     providers: List[Any] = []
     if any(d.kind == "logs" for d in dispatchers):
         providers.append(_logs.get_logger_provider())
-        if _setup._current is not None:
-            providers.append(_setup._current.logger_provider)
+        providers.extend(pipeline.logger_provider for pipeline in _setup.pipelines())  # configure()'s, each Client's
     if any(d.kind == "traces" for d in dispatchers):
         providers.append(trace.get_tracer_provider())
     unique = {id(p): p for p in providers if callable(getattr(p, "force_flush", None))}

@@ -57,6 +57,29 @@ def after_fork() -> None:
     _lock = threading.Lock()
 
 
+_debug_handler: "logging.Handler | None" = None
+
+
+def set_debug(on: bool) -> None:
+    """PostHog's ``debug``: the package's DEBUG lines shown (on stderr, if logging has no handler
+    yet), and errors inside the public calls raised instead of only logged."""
+    global _debug_handler
+    from . import _guard
+
+    _guard.DEBUG_RAISES = on
+    if on:
+        logger.setLevel(logging.DEBUG)
+        if not logging.getLogger().handlers and _debug_handler is None:
+            _debug_handler = logging.StreamHandler()
+            _debug_handler.setFormatter(logging.Formatter("%(levelname)s:%(name)s:%(message)s"))
+            logger.addHandler(_debug_handler)
+    else:
+        logger.setLevel(logging.NOTSET)
+        if _debug_handler is not None:
+            logger.removeHandler(_debug_handler)
+            _debug_handler = None
+
+
 def reset_diagnostics() -> None:
     """Forget counters and rate-limit state (for tests)."""
     with _lock:

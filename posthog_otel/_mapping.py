@@ -68,6 +68,7 @@ class Defaults:
     library: Mapping[str, Any]  # $lib, $lib_version, $is_server
     system: Mapping[str, Any]  # $python_version, $os... (capture events only, as PostHog's SDK)
     disable_geoip: bool = True
+    trace_context: bool = True  # $trace_id/$span_id of the span the operation was emitted in
 
 
 class Skipped(Exception):
@@ -104,7 +105,7 @@ def to_posthog_event(operation: Operation, defaults: Defaults, new_id: NewId = n
     session = _first(attributes, _SESSION_KEYS)
     if session and "$session_id" not in properties:
         properties["$session_id"] = _id_text(session, "session id", operation)
-    if operation.trace_id and "$trace_id" not in properties:
+    if operation.trace_id and defaults.trace_context and "$trace_id" not in properties:
         properties["$trace_id"] = "%032x" % operation.trace_id
         properties["$span_id"] = "%016x" % operation.span_id
     if operation.name == schema.CAPTURE:

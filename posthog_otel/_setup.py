@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
-from typing import Any, Optional, Protocol
+import weakref
+from typing import Any, Dict, List, Optional, Protocol
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit, _lifecycle
+from . import _emit, _lifecycle, _options
+from ._config import Settings
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
@@ -55,6 +58,8 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         """Export the queue, then let the exporter send what its spool holds."""
+        if self._detached:
+            return True  # shut down: nothing of ours is left here (the provider may still flush others)
         exported = self._batch.force_flush(timeout_millis)
         return self.exporter.force_flush(timeout_millis) and exported
 
@@ -64,32 +69,78 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
 
 
 class Pipeline:
-    """What ``configure()`` set up: flush it in tests and short scripts, shut it down at exit.
+    """What ``configure()`` (or a ``Client``) set up: flush it in tests and short scripts, shut it
+    down at exit.
 
     The provider's own shutdown (``atexit``) also flushes it, so a script that forgets
     both still delivers what it emitted.
     """
 
-    def __init__(self, logger_provider: ProviderWithProcessors, processor: PostHogLogRecordProcessor):
+    def __init__(
+        self,
+        logger_provider: ProviderWithProcessors,
+        processor: PostHogLogRecordProcessor,
+        arguments: Optional[Dict[str, Any]] = None,
+        generation: Optional[int] = None,
+    ):
         self.logger_provider = logger_provider
         self.processor = processor
         self.exporter: PostHogLogExporter = processor.exporter
+        #: ``configure()``'s keywords, to build it again when a module option changes (None: cannot).
+        self.arguments = arguments
+        #: The module options' generation it was built with (None: not built from them).
+        self.generation = generation
+        self.sdk_disabled = _emit.sdk_disabled()
 
     def __repr__(self) -> str:
         return "Pipeline(exporter=%r)" % (self.exporter,)
 
-    def flush(self, timeout_millis: int = 30000) -> bool:
-        """Export everything emitted so far; True when it was handed to PostHog in time."""
-        return self.processor.force_flush(timeout_millis)
+    def flush(self, timeout_seconds: Optional[float] = 30.0, *, timeout_millis: Optional[float] = None) -> bool:
+        """Export everything emitted so far; True when it was delivered (or is safe in the spool)
+        in time. ``timeout_seconds`` as PostHog's ``flush`` (None: as long as it takes);
+        ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
+        if self.sdk_disabled:
+            _emit.warn_sdk_disabled()
+            return False
+        return self.processor.force_flush(int(_millis(timeout_seconds, timeout_millis)))
 
     def shutdown(self) -> None:
         """Flush, stop the worker, and stop routing operations to this pipeline."""
         self.processor.shutdown()
         self.processor.detach()
+        with _lock:
+            _pipelines.discard(self)
 
 
-_lock = threading.Lock()
+def _millis(seconds: Optional[float], millis: Optional[float]) -> float:
+    if millis is not None:
+        return float(millis)
+    if seconds is None:
+        return float(2**31 - 1)  # as long as it takes (about 25 days)
+    return max(float(seconds), 0.0) * 1000.0
+
+
+_lock = threading.RLock()
 _current: Optional[Pipeline] = None
+#: Every live pipeline (the module's, each Client's): exit, SIGTERM and fork flush their providers.
+_pipelines: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
+
+
+def current() -> Optional[Pipeline]:
+    """The module's pipeline (``configure()``, or built from ``posthog_otel.api_key``), if any."""
+    return _current
+
+
+def pipelines() -> List[Pipeline]:
+    with _lock:
+        return list(_pipelines)
+
+
+def live_keys() -> List[str]:
+    """The project keys of this process's PostHog exporters (for messages; shown redacted)."""
+    from . import _lifecycle
+
+    return [d.settings.api_key for d in _lifecycle.live() if d.settings.api_key]
 
 
 def configure(
@@ -101,7 +152,7 @@ def configure(
     schedule_delay_millis: Optional[float] = None,
     max_queue_size: Optional[int] = None,
     max_export_batch_size: Optional[int] = None,
-    **exporter_settings: Any,
+    **options: Any,
 ) -> Pipeline:
     """Send PostHog operations through OpenTelemetry: exporter, batch processor, provider.
 
@@ -110,36 +161,99 @@ def configure(
     new one, installed as the global provider.  The module-level operations
     (``posthog_otel.set``...) then write to it.  Exporter settings (``api_key``,
     ``host``, ``timeout``...) are the exporter's keyword arguments and fall back to the
-    environment.  Calling ``configure`` again replaces the previous pipeline (it is
-    flushed and shut down first).  A missing API key raises ``ValueError``.
+    options set on the module (``posthog_otel.host = ...``), then to the environment.
+    PostHog's options are taken by their PostHog names too (``disabled``, ``send``,
+    ``before_send``, ``flush_interval``... see README's "Coming from PostHog's SDK").
+    Calling ``configure`` again replaces the previous pipeline (it is flushed and shut down
+    first).  A missing API key raises ``ValueError``.
     """
     global _current
+    from . import _module
+
+    arguments = dict(
+        api_key=api_key, host=host, logger_provider=logger_provider, exporter=exporter,
+        schedule_delay_millis=schedule_delay_millis, max_queue_size=max_queue_size,
+        max_export_batch_size=max_export_batch_size, **options,
+    )  # fmt: skip
+    given = _options.translate(
+        {**({"api_key": api_key} if api_key is not None else {}), **options}, "configure()", SETTINGS
+    )
+    batch = {**given.batch, **_given(schedule_delay_millis=schedule_delay_millis, max_queue_size=max_queue_size,
+                                     max_export_batch_size=max_export_batch_size)}  # fmt: skip
+    check_batch(batch, "configure()")
     if exporter is None:
-        exporter = PostHogLogExporter(api_key=api_key, host=host, **exporter_settings)
-    elif api_key is not None or host is not None or exporter_settings:
+        module = _options.translate(_module.pipeline_options(), "posthog_otel.").settings
+        settings = {**module, **({"host": host} if host is not None else {}), **given.settings}
+        exporter = PostHogLogExporter(**settings)
+        generation: Optional[int] = _module.generation()
+    elif api_key is not None or host is not None or given.settings:
         raise TypeError("configure(): pass either exporter=... or exporter settings, not both")
-    if schedule_delay_millis is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
-        schedule_delay_millis = DEFAULT_SCHEDULE_DELAY_MILLIS
-    batch_options = {
-        name: value
-        for name, value in (
-            ("schedule_delay_millis", schedule_delay_millis),
-            ("max_queue_size", max_queue_size),
-            ("max_export_batch_size", max_export_batch_size),
-        )
-        if value is not None
-    }
-    processor = PostHogLogRecordProcessor(exporter, **batch_options)
+    else:
+        generation = None  # a ready exporter: module options cannot be applied to it
     with _lock:
         previous, _current = _current, None
         if previous is not None:
             logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
             previous.shutdown()
         provider = _choose_provider(logger_provider)
-        provider.add_log_record_processor(processor)
+        pipeline = build(provider, exporter, batch, arguments, generation)
         _emit.emitter.bind(provider)
-        _current = Pipeline(provider, processor)
-        return _current
+        _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
+        _current = pipeline
+    if pipeline.sdk_disabled:
+        _emit.warn_sdk_disabled()
+    return pipeline
+
+
+def build(
+    provider: ProviderWithProcessors,
+    exporter: PostHogLogExporter,
+    batch: Dict[str, Any],
+    arguments: Optional[Dict[str, Any]] = None,
+    generation: Optional[int] = None,
+) -> Pipeline:
+    """A processor for ``exporter`` on ``provider``, registered for exit and SIGTERM."""
+    if batch.get("schedule_delay_millis") is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
+        batch["schedule_delay_millis"] = DEFAULT_SCHEDULE_DELAY_MILLIS
+    processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
+    provider.add_log_record_processor(processor)
+    pipeline = Pipeline(provider, processor, arguments, generation)
+    with _lock:
+        _pipelines.add(pipeline)
+    return pipeline
+
+
+def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
+    """Flush the global LoggerProvider (what ``opentelemetry-instrument`` set up) and every
+    PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
+    from . import _lifecycle
+
+    if _emit.sdk_disabled():
+        _emit.warn_sdk_disabled()
+        return False
+    millis = int(_millis(timeout_seconds, None))
+    provider: Any = otel_logs.get_logger_provider()
+    flushed = bool(provider.force_flush(millis)) if callable(getattr(provider, "force_flush", None)) else True
+    return all([d.force_flush(millis) for d in _lifecycle.live() if d.kind == "logs"]) and flushed
+
+
+def check_batch(batch: Dict[str, Any], where: str) -> None:
+    """Refuse batch options the SDK's processor would refuse, naming PostHog's option and ours,
+    before anything (threads, a spool) is built."""
+    size, queue = batch.get("max_export_batch_size"), batch.get("max_queue_size")
+    if size is not None and queue is not None and size > queue:
+        raise ValueError("posthog_otel: %s flush_at (max_export_batch_size=%d) must not exceed max_queue_size=%d"
+                         % (where, size, queue))  # fmt: skip
+    if queue is not None and size is None and queue < 512:
+        batch["max_export_batch_size"] = queue  # the SDK's default batch (512) must fit the queue
+
+
+def _given(**values: Any) -> Dict[str, Any]:
+    return {name: value for name, value in values.items() if value is not None}
+
+
+#: Our own settings, accepted by ``configure()`` by their names beside PostHog's options.
+SETTINGS = frozenset(f.name for f in dataclasses.fields(Settings)) | {"retry_policy", "transport"}
 
 
 def _choose_provider(given: Optional[ProviderWithProcessors]) -> ProviderWithProcessors:
@@ -151,3 +265,70 @@ def _choose_provider(given: Optional[ProviderWithProcessors]) -> ProviderWithPro
     provider = LoggerProvider()
     otel_logs.set_logger_provider(provider)
     return provider
+
+
+# --- PostHog's module-level lifecycle ----------------------------------------------------
+
+
+def setup() -> Optional[Pipeline]:
+    """Build the module's pipeline now from the module's options (``posthog_otel.api_key``...),
+    as the first operation would; returns it (None when the options name no key and nothing
+    was configured). PostHog's ``setup()`` returns its client; here the pipeline is the handle."""
+    _emit.emitter.ready or _emit.emitter.resolve()
+    return _current
+
+
+def flush(timeout_seconds: Optional[float] = 10) -> bool:
+    """Deliver what was emitted so far, in every set-up style (``configure()``, the module's
+    ``api_key``, ``opentelemetry-instrument``), within ``timeout_seconds`` (PostHog's unit;
+    None: as long as it takes). True when nothing is left waiting (delivered, or safe in the
+    spool); False when something is, or when nothing could deliver (said, with why)."""
+    try:
+        routed = _emit.default._routed
+        if routed is not None:
+            return bool(routed.flush(timeout_seconds))
+        setup()
+        if _current is not None:
+            return _current.flush(timeout_seconds)
+        if _emit.is_placeholder(otel_logs.get_logger_provider()):
+            logger.warning("posthog_otel: flush(): nothing is configured (no configure(), no posthog_otel.api_key, "
+                           "no LoggerProvider), so nothing was delivered")  # fmt: skip
+            return False
+        return flush_global(timeout_seconds)
+    except Exception:
+        from ._guard import internal_error
+
+        internal_error("flush")
+        return False
+
+
+def shutdown() -> None:
+    """Deliver while PostHog answers promptly, spool the rest, and stop: later operations return
+    None, counted as ``after_shutdown``. For final clean-up (PostHog's ``shutdown``)."""
+    global _current
+    try:
+        routed = _emit.default._routed
+        if routed is not None:
+            routed.shutdown()
+            return
+        with _lock:
+            pipeline, _current = _current, None
+        if pipeline is not None:
+            pipeline.shutdown()
+            return
+        from ._exporter import live_log_exporters
+
+        exporters = [e for e in live_log_exporters() if e._emitter is _emit.emitter]
+        if exporters:  # opentelemetry-instrument's pipeline: flushed, its other exporters stay up
+            flush_global(30.0)
+        for exporter in exporters:
+            exporter.shutdown()
+    except Exception:
+        from ._guard import internal_error
+
+        internal_error("shutdown")
+
+
+def join() -> None:
+    """PostHog's ``join()``: deliver what is queued and stop (as ``shutdown()``)."""
+    shutdown()

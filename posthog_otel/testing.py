@@ -11,8 +11,10 @@ installed (it is registered as a pytest plugin)::
         assert [e["event"] for e in posthog_local.events] == ["$create_alias", "$set"]
 
 Outside pytest, ``with LocalPostHog() as posthog_local:`` does the same.  While it is
-active, ``POSTHOG_HOST`` and ``POSTHOG_API_KEY`` point at it too, so code that calls
-``posthog_otel.configure()`` itself also stays on this machine.
+active it wins over every other configuration: whatever the code under test configures
+(``configure(api_key=..., host=...)``, ``posthog_otel.api_key = ...``, a ``Posthog(...)``
+client, a ``PostHogLogExporter`` of its own) delivers to it, never to a real project, and
+``POSTHOG_HOST``/``POSTHOG_API_KEY`` point at it too.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from opentelemetry.sdk._logs import LoggerProvider
 
-from . import _emit, _setup
+from . import _config, _emit, _setup
 from ._local.server import LocalServer
 from ._local.store import Store
 
@@ -45,6 +47,13 @@ class LocalPostHog:
         self.server = LocalServer(self.store).start()
         self.url = self.server.url
         self.api_key = API_KEY
+        self._saved_redirect = _config.REDIRECT
+        _config.REDIRECT = {
+            "api_key": API_KEY,
+            "host": self.url,
+            "spool_dir": str(Path(self.store.path).parent / "spool"),
+            "handle_sigterm": False,  # the test runner's signals are not ours to change
+        }
         self.logger_provider = LoggerProvider(shutdown_on_exit=False)
         self.pipeline = _setup.configure(
             api_key=API_KEY,
@@ -59,8 +68,10 @@ class LocalPostHog:
         os.environ["POSTHOG_API_KEY"] = API_KEY
 
     def flush(self) -> bool:
-        """Deliver everything emitted so far (the queries below call this first)."""
-        return _setup._current.flush() if _setup._current is not None else self.pipeline.flush()
+        """Deliver everything emitted so far, by every pipeline of the process (the module's, each
+        ``Posthog`` client's); the queries below call this first."""
+        flushed = [pipeline.flush() for pipeline in _setup.pipelines()]
+        return all(flushed) if flushed else self.pipeline.flush()
 
     @property
     def events(self) -> List[Dict[str, Any]]:
@@ -71,7 +82,19 @@ class LocalPostHog:
         self.flush()
         return self.store.persons()
 
-    def person(self, distinct_id: str) -> Optional[Dict[str, Any]]:
+    def person(self, distinct_id: str) -> Dict[str, Any]:
+        """The person that ``distinct_id`` belongs to, after alias merges. A person that does not
+        exist fails the test, saying so (``find_person`` returns None instead)."""
+        found = self.find_person(distinct_id)
+        if found is None:
+            known = sorted({i for p in self.store.persons() for i in p.get("distinct_ids", ())})
+            raise AssertionError(
+                "the local PostHog has no person with distinct id %r; persons it has: %s"
+                % (distinct_id, ", ".join(map(repr, known[:20])) + (" ..." if len(known) > 20 else "") or "none")
+            )
+        return found
+
+    def find_person(self, distinct_id: str) -> Optional[Dict[str, Any]]:
         """The person that ``distinct_id`` belongs to, after alias merges; None if none."""
         self.flush()
         return self.store.person(distinct_id)
@@ -85,6 +108,7 @@ class LocalPostHog:
         return self.store.group(group_type, group_key)
 
     def close(self) -> None:
+        _config.REDIRECT = self._saved_redirect
         for name, value in self._saved_env.items():
             if value is None:
                 os.environ.pop(name, None)
@@ -94,6 +118,9 @@ class LocalPostHog:
         if current is not None:
             current.shutdown()
             _setup._current = None
+        for pipeline in _setup.pipelines():  # the code under test's own clients, all pointed here
+            if pipeline.exporter.settings.host == self.url:
+                pipeline.shutdown()
         _emit.emitter.unbind()
         self.logger_provider.shutdown()
         self.server.stop()

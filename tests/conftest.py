@@ -6,7 +6,7 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 
 import posthog_otel
-from posthog_otel import _emit, _log, _setup
+from posthog_otel import _config, _emit, _log, _module, _setup
 
 from .support import CaptureServer
 
@@ -27,10 +27,12 @@ def clean_state(monkeypatch, tmp_path_factory):
     monkeypatch.setattr(posthog_otel, "api_key", None)
     monkeypatch.setattr(posthog_otel, "host", None)
     yield
-    _emit.emitter.unbind()
     if _setup._current is not None:
         _setup._current.shutdown()
         _setup._current = None
+    _emit.emitter.unbind()  # after the shutdown, which would leave it refusing operations
+    _module.reset()
+    _config.REDIRECT = None
 
 
 @pytest.fixture

@@ -51,11 +51,58 @@ def test_app_hosts_map_to_ingestion_hosts(given, expected):
 
 
 def test_bad_environment_value_warns_naming_the_variable_and_uses_the_default(caplog):
-    environ = {"POSTHOG_OTEL_TIMEOUT": "soon", "POSTHOG_OTEL_GZIP": "maybe", "POSTHOG_HOST": "ftp://x"}
+    environ = {"POSTHOG_OTEL_TIMEOUT": "soon", "POSTHOG_OTEL_GZIP": "maybe"}
     settings = Settings.resolve(environ=environ)
-    assert settings.timeout == 10.0 and settings.gzip is True and settings.host == "https://us.i.posthog.com"
-    for name in ("POSTHOG_OTEL_TIMEOUT", "POSTHOG_OTEL_GZIP", "POSTHOG_HOST"):
+    assert settings.timeout == 10.0 and settings.gzip is True
+    for name in ("POSTHOG_OTEL_TIMEOUT", "POSTHOG_OTEL_GZIP"):
         assert name in caplog.text
+
+
+def test_a_bad_host_in_the_environment_is_an_error_not_another_region():
+    """Falling back to the default host would send an EU project's data to the US."""
+    with pytest.raises(ValueError, match="POSTHOG_HOST"):
+        Settings.resolve(environ={"POSTHOG_HOST": "ftp://x"})
+
+
+@pytest.mark.parametrize(
+    "given,expected",
+    [
+        ("eu.i.posthog.com", "https://eu.i.posthog.com"),
+        ("eu.posthog.com", "https://eu.i.posthog.com"),  # the app host, then its ingestion host
+        ("us.i.posthog.com/", "https://us.i.posthog.com"),
+        ("posthog.example.com:8443", "https://posthog.example.com:8443"),
+        ("localhost:8010", "http://localhost:8010"),  # the local PostHog speaks plain http
+        ("127.0.0.1:8010", "http://127.0.0.1:8010"),
+    ],
+)
+def test_a_host_without_a_scheme_keeps_its_region_everywhere(given, expected, caplog):
+    """One rule for the argument and the environment: https:// is added (http:// on loopback), said once."""
+    caplog.set_level(logging.WARNING, logger="posthog_otel")
+    assert Settings.resolve(environ={}, host=given).host == expected
+    assert Settings.resolve(environ={"POSTHOG_HOST": given}).host == expected
+    assert "has no scheme" in caplog.text and expected.split("://")[0] + "://" in caplog.text
+
+
+@pytest.mark.parametrize(
+    "arguments,named",
+    [
+        ({"api_key": "phx_personal0123456789abcdef"}, "personal_api_key"),
+        ({"api_key": "phs_secret0123456789abcdef"}, "secret_key"),
+        ({"api_key": API_KEY, "personal_api_key": API_KEY}, "api_key"),
+        ({"api_key": API_KEY, "secret_key": "phc_project0123456789abcdef"}, "api_key"),
+    ],
+)
+def test_swapped_keys_are_refused_naming_both_settings(arguments, named):
+    with pytest.raises(ValueError) as error:
+        Settings.resolve(environ={}, **arguments)
+    message = str(error.value)
+    assert named in message and ("POSTHOG_API_KEY" in message)
+    assert "0123456789abcdef" not in message  # never the key itself
+
+
+def test_swapped_keys_in_the_environment_are_refused_too():
+    with pytest.raises(ValueError, match="personal_api_key"):
+        Settings.resolve(environ={"POSTHOG_API_KEY": "phx_personal0123456789abcdef"})
 
 
 @pytest.mark.parametrize(

@@ -17,7 +17,7 @@ import asyncio
 import functools
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
-from .._guard import internal_error
+from .._guard import failed
 from .._log import count_drop, warn_limited
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
@@ -39,23 +39,23 @@ def _never_raises(default: Any) -> Callable[[Callable[..., T]], Callable[..., T]
         def guarded(*args: Any, **kwargs: Any) -> T:
             try:
                 return function(*args, **kwargs)
-            except Exception:
-                return _internal_error(function.__name__, default)
+            except Exception as error:
+                return _failed(function, args, kwargs, error, default)
 
         @functools.wraps(function)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
             try:
                 return await function(*args, **kwargs)  # type: ignore[misc]
-            except Exception:
-                return _internal_error(function.__name__, default)
+            except Exception as error:
+                return _failed(function, args, kwargs, error, default)
 
         return guarded_async if asyncio.iscoroutinefunction(function) else guarded  # type: ignore[return-value]
 
     return decorate
 
 
-def _internal_error(name: str, default: Any) -> Any:
-    internal_error(name)  # the package's one guard: counted, logged, re-raised under its test suite
+def _failed(function: Callable[..., Any], args: Any, kwargs: Any, error: Exception, default: Any) -> Any:
+    failed(function.__name__, function, args, kwargs, error)  # the package's one guard: said, counted
     return default() if callable(default) else default
 
 

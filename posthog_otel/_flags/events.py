@@ -13,7 +13,7 @@ import os
 import threading
 import weakref
 from collections import OrderedDict
-from typing import Any, Dict, Mapping, Optional, Set, Tuple
+from typing import Any, Callable, Dict, Mapping, Optional, Set, Tuple
 
 from .. import _emit
 
@@ -52,10 +52,11 @@ class CalledEvents:
         properties: Dict[str, Any],
         groups: Optional[Mapping[str, Any]],
         disable_geoip: Optional[bool],
+        capture: Optional[Callable[..., Any]] = None,
     ) -> None:
         """Capture ``$feature_flag_called`` unless this read was reported already."""
         if self.first_time(person, key, response, groups):
-            send(person, properties, groups, disable_geoip)
+            send(person, properties, groups, disable_geoip, capture)
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()  # the parent's may be held by a thread the child does not have
@@ -71,9 +72,16 @@ if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
-def send(person: str, properties: Dict[str, Any], groups: Optional[Mapping[str, Any]], disable_geoip: Optional[bool]) -> None:
-    """Capture one ``$feature_flag_called`` (already checked against the store)."""
-    _emit.capture(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
+def send(
+    person: str,
+    properties: Dict[str, Any],
+    groups: Optional[Mapping[str, Any]],
+    disable_geoip: Optional[bool],
+    capture: Optional[Callable[..., Any]] = None,
+) -> None:
+    """Capture one ``$feature_flag_called`` (already checked against the store), with the
+    module's ``capture`` or the Client's whose flags these are."""
+    (capture or _emit.capture)(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
 
 
 def _groups_key(groups: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, str], ...]:

@@ -17,7 +17,7 @@ from __future__ import annotations
 from collections import abc
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
-from .._context import current_scope
+from .._context import current_scope, get_context_device_id
 from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
 from .definitions import Definitions, Flag
@@ -63,7 +63,7 @@ class Call:
                 for name, key in self.groups.items()
             }
         self.disable_geoip = disable_geoip
-        self.device_id = device_id
+        self.device_id = device_id if device_id is not None else get_context_device_id()
 
     @classmethod
     def start(cls, distinct_id: Any, *args: Any) -> Optional["Call"]:
@@ -74,7 +74,7 @@ class Call:
             warn_limited("flag:no_id", "posthog_otel: feature flags need a distinct_id (argument or identify_context())")
             return None
         service = current_service()
-        if service is None:
+        if service is None or service.disabled():
             return None
         return cls(person, service, *args)
 
@@ -94,7 +94,7 @@ class Call:
     def send(self, properties: Dict[str, Any], has_experiment: Optional[bool] = None) -> None:
         if has_experiment is not None:
             properties["$feature_flag_has_experiment"] = has_experiment
-        send(self.person, properties, self.groups, self.disable_geoip)
+        send(self.person, properties, self.groups, self.disable_geoip, self.service.capture)
 
 
 def _map_or_nothing(value: Any, name: str, expected: str) -> Mapping[str, Any]:
@@ -151,7 +151,7 @@ def report_read(
 ) -> None:
     if has_experiment is not None:
         properties["$feature_flag_has_experiment"] = has_experiment
-    service.events.report(person, key, response, properties, groups, disable_geoip)
+    service.events.report(person, key, response, properties, groups, disable_geoip, service.capture)
 
 
 def local_value(call: Call, evaluation: Evaluation, flag: Flag) -> Tuple[Any, Optional[Reason]]:

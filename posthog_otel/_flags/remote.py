@@ -2,11 +2,13 @@
 
 The request is PostHog's SDK's: the project key in the body, no auth header, person and
 group properties (each group's with its ``$group_key``), ``geoip_disable``, the device
-id, and ``flag_keys_to_evaluate`` when the caller names flags. One attempt with a 3 s
-timeout: the caller is waiting (async callers wait in a worker thread, not on their
-loop). Any failure is a ``RemoteFailure`` whose ``error`` is what PostHog's SDK reports
-as ``$feature_flag_error`` (``timeout``, ``connection_error``, ``api_error_500``,
-``quota_limited``, ``unknown_error``).
+id, and ``flag_keys_to_evaluate`` when the caller names flags. The caller is waiting (async
+callers wait in a worker thread, not on their loop), so the whole read has one deadline,
+``flags_timeout`` (3 s, PostHog's ``feature_flags_request_timeout_seconds``); within it a
+transient failure (no answer, or 502/503/504) is retried ``flags_max_retries`` times (1, as
+PostHog's SDK) after a pause of 0.3 s, doubling. Any failure is a ``RemoteFailure`` whose
+``error`` is what PostHog's SDK reports as ``$feature_flag_error`` (``timeout``,
+``connection_error``, ``api_error_500``, ``quota_limited``, ``unknown_error``).
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from __future__ import annotations
 import datetime as _dt
 import json
 import math
+import time
 import uuid as _uuid
 from typing import Any, Dict, List, Mapping, NamedTuple, Optional
 
@@ -22,6 +25,10 @@ from .._log import warn_limited
 from .http import FlagsHttp, HttpFailure
 
 FLAGS_TIMEOUT = 3.0
+#: Answers worth one more try (PostHog's SDK retries 502 and 504; 503 is as transient).
+RETRY_STATUSES = frozenset({502, 503, 504})
+#: The pause before the first retry; it doubles for each next one (PostHog's SDK: the same).
+RETRY_PAUSE = 0.3
 
 
 class RemoteRecord(NamedTuple):
@@ -80,6 +87,15 @@ def request_body(
     return body
 
 
+def _retry(retries: int, settings: Settings, deadline: float) -> bool:
+    """Whether to try once more (after the pause, slept here): retries left, and time for one."""
+    pause = RETRY_PAUSE * (2**retries)
+    if retries >= settings.flags_max_retries or time.monotonic() + pause + 0.05 >= deadline:
+        return False
+    time.sleep(pause)
+    return True
+
+
 def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any]) -> RemoteAnswer:
     """POST the body to ``/flags/?v=4`` and read the answer; ``RemoteFailure`` otherwise."""
     try:
@@ -89,11 +105,21 @@ def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any]) -> RemoteAnsw
                      "(%s)", type(problem).__name__)  # fmt: skip
         raise RemoteFailure("unknown_error", type(problem).__name__) from None
     headers = {"Content-Type": "application/json"}
-    try:
-        answer = http.post(settings.host + "/flags/?v=4", data, headers, FLAGS_TIMEOUT)
-    except HttpFailure as failure:
-        warn_limited("flag:transport", "posthog_otel: could not reach %s to evaluate flags (%s)", settings.host, failure)
-        raise RemoteFailure(failure.kind, str(failure)) from None
+    deadline = time.monotonic() + settings.flags_timeout
+    retries = 0
+    while True:
+        try:
+            answer = http.post(settings.host + "/flags/?v=4", data, headers, max(deadline - time.monotonic(), 0.001))
+        except HttpFailure as failure:
+            if _retry(retries, settings, deadline):
+                retries += 1
+                continue
+            warn_limited("flag:transport", "posthog_otel: could not reach %s to evaluate flags (%s)", settings.host, failure)
+            raise RemoteFailure(failure.kind, str(failure)) from None
+        if answer.status in RETRY_STATUSES and _retry(retries, settings, deadline):
+            retries += 1
+            continue
+        break
     if answer.status != 200:
         warn_limited("flag:status", "posthog_otel: flag evaluation failed with HTTP %d", answer.status)
         raise RemoteFailure("api_error_%d" % answer.status, "HTTP %d" % answer.status)

@@ -14,10 +14,12 @@ would cost) so that it too is answered locally; later reads never wait.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import os
 import sys
 import threading
-from typing import Any, Optional, Tuple
+from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .. import _setup
 from .._config import Settings
@@ -26,7 +28,6 @@ from .definitions import Definitions
 from .events import CalledEvents
 from .http import FlagsHttp
 from .poller import DefinitionsPoller
-from .remote import FLAGS_TIMEOUT
 
 _ENVIRONMENT = (
     "POSTHOG_API_KEY", "POSTHOG_PROJECT_API_KEY", "POSTHOG_HOST", "POSTHOG_PERSONAL_API_KEY", "POSTHOG_SECRET_KEY",
@@ -35,10 +36,16 @@ _ENVIRONMENT = (
 
 
 class FlagService:
-    def __init__(self, settings: Settings, http: Optional[FlagsHttp] = None) -> None:
+    def __init__(
+        self, settings: Settings, http: Optional[FlagsHttp] = None, capture: Optional[Callable[..., Any]] = None
+    ) -> None:
         self.settings = settings
         self.http = http or FlagsHttp()
         self.events = CalledEvents()
+        #: How ``$feature_flag_called`` is captured: the module's ``capture``, or a Client's.
+        self.capture = capture
+        #: Whether flag calls answer nothing (PostHog's ``disabled``): the module's or a Client's.
+        self.disabled: Callable[[], bool] = _module_disabled
         self.poller: Optional[DefinitionsPoller] = None
         key = personal_key(settings)
         if key and settings.local_evaluation and settings.api_key:
@@ -60,10 +67,10 @@ class FlagService:
         poller = self.poller
         return poller is not None and poller.definitions is None and not poller.answered
 
-    def wait_for_first_load(self, timeout: float = FLAGS_TIMEOUT) -> Optional[Definitions]:
+    def wait_for_first_load(self, timeout: Optional[float] = None) -> Optional[Definitions]:
         if self.poller is not None:
             self.poller.ensure_running()
-            self.poller.wait_for_first_answer(timeout)
+            self.poller.wait_for_first_answer(self.settings.flags_timeout if timeout is None else timeout)
         return self.definitions()
 
     def load(self) -> bool:
@@ -92,8 +99,33 @@ _lock = threading.Lock()
 _current: Optional[Tuple[Any, FlagService]] = None
 
 
+_using: "contextvars.ContextVar[Optional[FlagService]]" = contextvars.ContextVar("posthog_otel.flags", default=None)
+
+
+@contextlib.contextmanager
+def using(service: Optional[FlagService]) -> Iterator[None]:
+    """Flag calls inside use ``service`` (a ``Client``'s) instead of the module's; None: no change."""
+    if service is None:
+        yield
+        return
+    token = _using.set(service)
+    try:
+        yield
+    finally:
+        _using.reset(token)
+
+
+def _module_disabled() -> bool:
+    from .. import _emit
+
+    return _emit.emitter.blocked == "disabled"
+
+
 def current_service() -> Optional[FlagService]:
     """The service for the configuration in effect; None (with a warning) without a project key."""
+    chosen = _using.get()
+    if chosen is not None:
+        return chosen
     source = _source()
     current = _current
     if current is not None and (current[0] is source or current[0] == source):
@@ -103,11 +135,11 @@ def current_service() -> Optional[FlagService]:
 
 def _source() -> Any:
     """What identifies the configuration in effect, cheaply (this runs on every flag read)."""
-    package = sys.modules.get("posthog_otel")
-    api_key = getattr(package, "api_key", None)
-    if api_key:
-        return ("module", api_key, getattr(package, "host", None), getattr(package, "personal_api_key", None),
-                getattr(package, "secret_key", None)) + _environment()  # fmt: skip
+    from .. import _module
+
+    attributes = _module.flag_source()
+    if attributes is not None:
+        return ("module", attributes) + _environment()
     pipeline = _setup._current
     if pipeline is not None:
         return pipeline.exporter.settings
@@ -141,8 +173,9 @@ def _settings_of(source: Any) -> Optional[Settings]:
         return source
     try:
         if source[0] == "module":
-            _, api_key, host, personal, secret = source[:5]
-            return Settings.resolve(api_key=api_key, host=host, personal_api_key=personal, secret_key=secret)
+            from .. import _module
+
+            return _module.settings_from_attributes()
         settings = Settings.resolve()
     except ValueError as error:
         warn_limited("flags:settings", "%s", error)

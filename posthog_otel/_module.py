@@ -1,0 +1,259 @@
+"""PostHog's style of set-up: options as module attributes (``posthog_otel.api_key = 'phc_...'``).
+
+Every assignment on the package goes through ``assign`` (the package's module class calls it
+from ``__setattr__``), so it is checked at once, as the line that makes it runs:
+
+- a name that is neither an option of PostHog's SDK nor something the package already has
+  (a typo: ``posthog.api_kye``) raises ``AttributeError`` with the nearest valid name;
+- an option posthog-otel does not support raises ``ValueError`` unless given PostHog's
+  default; an invalid value (a host that is no URL, swapped keys) raises ``ValueError``;
+- the emit side's switches (``disabled``, ``send``, ``debug``, ``sync_mode``) and the hooks
+  (``before_send``, ``on_error``, ``super_properties``) take effect at once, whatever set the
+  pipeline up;
+- the other options are options of the module's pipeline, as ``configure()``'s keywords are
+  (its own keywords win). The first operation builds the pipeline from them when no PostHog
+  exporter serves the operations yet, on the application's LoggerProvider if it has one; an
+  option changed after that rebuilds the pipeline at the next call (the old one is flushed).
+  Where a PostHog exporter set up another way serves the operations (``opentelemetry-
+  instrument``, the application's own), such an option cannot reach it, and one line says so.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import types
+from typing import Any, Dict, Optional, Tuple
+
+from . import _emit, _hooks, _log, _options
+from ._config import Settings, redact
+from ._log import logger, warn_limited
+
+#: Options assigned on the module with a value other than PostHog's default, by name.
+_assigned: Dict[str, Any] = {}
+_lock = threading.RLock()
+#: Bumped whenever a pipeline option changes: the module's pipeline records the one it was built from.
+_generation = 0
+
+_SWITCHES = frozenset({"disabled", "send", "debug", "sync_mode"})
+_HOOKS = frozenset({"before_send", "on_error", "super_properties"})
+_FLAG_OPTIONS = frozenset({"api_key", "project_api_key", "host", "personal_api_key", "secret_key", "poll_interval",
+                           "feature_flags_request_timeout_seconds", "feature_flags_request_max_retries",
+                           "enable_local_evaluation", "disable_geoip"})  # fmt: skip
+
+
+def assign(module: types.ModuleType, name: str, value: Any) -> None:
+    """Check (and apply) ``module.<name> = value`` before it is stored; raises to refuse it."""
+    global _generation
+    option = _options.MODULE_OPTIONS.get(name)
+    if option is None:
+        if name == "default_client":
+            _route_to(value)
+            return
+        if name.startswith("_") or isinstance(value, types.ModuleType) or name in module.__dict__:
+            return  # the package's own names (a submodule being imported, a test's monkeypatch)
+        raise AttributeError(_options.unknown(name, "posthog_otel", _options.MODULE_OPTIONS))
+    translated = _options.translate({name: value}, "posthog_otel.")  # raises for refused values
+    if translated.settings:
+        _check(translated.settings)
+    with _lock:
+        if value is None or _same(value, option.default):
+            _assigned.pop(name, None)
+        else:
+            _assigned[name] = value
+        if name in _SWITCHES:
+            apply_switches(_emit.emitter, {name: value if value is not None else option.default}, pipeline=None)
+        elif name in _HOOKS:
+            _set_hook(name, translated.settings.get(name))
+        elif option.target:
+            _generation += 1
+            _pipeline_option_changed(name)
+
+
+def _check(settings: Dict[str, Any]) -> None:
+    """Refuse a value the pipeline would refuse, now, on the assigning line."""
+    checkable = {k: v for k, v in settings.items() if k not in ("before_send", "on_error", "super_properties")}
+    merged = {**_pipeline_settings(), **checkable}
+    Settings.resolve(environ={}, **merged)
+
+
+def _same(value: Any, default: Any) -> bool:
+    try:
+        return bool(value == default)
+    except Exception:
+        return False
+
+
+def _set_hook(name: str, value: Any) -> None:
+    """A hook, already checked and converted (None: unset)."""
+    hooks = _hooks.MODULE
+    if name == "before_send":
+        hooks.before_send = value or ()
+    elif name == "on_error":
+        hooks.on_error = value
+    else:
+        hooks.super_properties = value
+
+
+def switches(defaults: bool = False) -> Dict[str, Any]:
+    """The switches assigned on the module (with PostHog's defaults for the others, if asked)."""
+    values = {name: _options.BY_NAME[name].default for name in _SWITCHES} if defaults else {}
+    with _lock:
+        values.update({name: _assigned[name] for name in _SWITCHES if name in _assigned})
+    return values
+
+
+def apply_switches(emitter: Any, values: Dict[str, Any], pipeline: Any) -> None:
+    """``disabled``/``send`` on ``emitter``; ``debug`` (process-wide: the package's logger, and
+    errors raised from calls, as PostHog's SDK does); ``sync_mode`` (each call flushes)."""
+    if "disabled" in values or "send" in values:
+        emitter.switch_values(values.get("disabled"), values.get("send"))
+    if "debug" in values:
+        _log.set_debug(bool(values["debug"]))
+    if "sync_mode" in values:
+        emitter.sync_mode = bool(values["sync_mode"])
+        emitter.sync = _sync_flush(pipeline) if values["sync_mode"] else None
+
+
+def _sync_flush(pipeline: Any) -> Any:
+    """``sync_mode``: after each operation, flush the pipeline it went to (the module's current
+    one when ``pipeline`` is None), so the call returns once PostHog has it."""
+
+    def flush() -> None:
+        from . import _setup
+
+        target = pipeline if pipeline is not None else _setup.current()
+        if target is not None:
+            target.flush()
+        else:
+            _setup.flush_global()
+
+    return flush
+
+
+def pipeline_options() -> Dict[str, Any]:
+    """The assigned options that configure the module's pipeline (not switches, not hooks)."""
+    with _lock:
+        return {k: v for k, v in _assigned.items() if k not in _SWITCHES and k not in _HOOKS}
+
+
+def _pipeline_settings() -> Dict[str, Any]:
+    return _options.translate(pipeline_options(), "posthog_otel.").settings
+
+
+def generation() -> int:
+    return _generation
+
+
+def has_api_key() -> bool:
+    with _lock:
+        return bool(_assigned.get("project_api_key") or _assigned.get("api_key"))
+
+
+def flag_source() -> Optional[Tuple[Any, ...]]:
+    """What identifies the flag configuration the module's attributes give (None without a key)."""
+    if not has_api_key():
+        return None
+    with _lock:
+        return tuple(sorted((k, repr(v)) for k, v in _assigned.items() if k in _FLAG_OPTIONS))
+
+
+def settings_from_attributes() -> Settings:
+    """The module's options as settings (environment under them, as for ``configure()``)."""
+    return Settings.resolve(**_pipeline_settings())
+
+
+def configure_from_attributes(provider: Any, emitter: Any) -> bool:
+    """Called by the module's first operation (and after an option changed): build (or rebuild)
+    the module's pipeline from the attributes when they name a key and nothing else serves the
+    operations. True when the operations now have a pipeline."""
+    from . import _setup
+
+    current = _setup.current()
+    if current is not None:
+        if current.generation is not None and current.generation != _generation:
+            return _rebuild(current)
+        emitter.bind(current.logger_provider)  # configure() set it up: nothing to build
+        return True
+    if not has_api_key():
+        return False
+    if not _emit.is_placeholder(provider) and emitter.exporters > 0:
+        _say_served_elsewhere("api_key")
+        return False
+    try:
+        _setup.configure(logger_provider=None if _emit.is_placeholder(provider) else provider)
+    except (ValueError, TypeError) as error:
+        emitter.exporter_failed("exporter_failed", str(error))
+        warn_limited("module_configure", "%s", error)
+        return False
+    logger.info("posthog_otel: configured from posthog_otel.api_key%s",
+                "" if _emit.is_placeholder(provider) else " on the application's LoggerProvider")  # fmt: skip
+    return True
+
+
+def _rebuild(current: Any) -> bool:
+    from . import _setup
+
+    try:
+        _setup.configure(**current.arguments)
+    except (ValueError, TypeError) as error:
+        warn_limited("module_configure", "%s", error)
+        current.generation = _generation  # keep serving with what it has; said above
+        return False
+    logger.info("posthog_otel: pipeline rebuilt after a posthog_otel option changed")
+    return True
+
+
+def _pipeline_option_changed(name: str) -> None:
+    """An option of the module's pipeline changed: the next operation rebuilds it, or, when a
+    pipeline set up another way serves the operations, one line says the option cannot reach it."""
+    from . import _setup
+
+    current = _setup.current()
+    if current is not None and current.generation is not None:
+        _emit.emitter.ready = False  # the next operation rebuilds it
+    elif _emit.emitter.exporters > 0:
+        _say_served_elsewhere(name)
+
+
+def _say_served_elsewhere(name: str) -> None:
+    from . import _setup
+
+    current = _setup.current()
+    if current is not None:
+        how = "configure(exporter=...)"
+    else:
+        how = "opentelemetry-instrument or the application's own LoggerProvider"
+    keys = ", ".join(sorted({redact(k) or "?" for k in _setup.live_keys()}))
+    warn_limited("module_option:" + name, "posthog_otel: posthog_otel.%s is set, but the operations already go to a "
+                 "PostHog exporter set up by %s (key %s), which it cannot change; configure that exporter instead",
+                 name, how, keys or "?")  # fmt: skip
+
+
+def _route_to(client: Any) -> None:
+    """``posthog_otel.default_client = Posthog(...)``: the module's functions use that client."""
+    from . import _posthog
+
+    if client is not None and not isinstance(client, _posthog.Client):
+        raise ValueError("posthog_otel.default_client takes a posthog_otel.Client (or Posthog), not %s"
+                         % type(client).__name__)  # fmt: skip
+    _emit.default.route(client)
+
+
+def reset() -> None:
+    """Forget every assigned option (for tests)."""
+    global _generation
+    package = sys.modules.get("posthog_otel")
+    with _lock:
+        had_debug = "debug" in _assigned
+        if package is not None:  # the attributes read back as PostHog's defaults again
+            for name in _assigned:
+                package.__dict__[name] = _options.BY_NAME[name].default
+            package.__dict__["default_client"] = None
+        _assigned.clear()
+        _generation += 1
+        _hooks.MODULE.before_send, _hooks.MODULE.on_error, _hooks.MODULE.super_properties = (), None, None
+    _emit.default.route(None)
+    apply_switches(_emit.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
+    if had_debug:
+        _log.set_debug(False)

@@ -1,0 +1,215 @@
+"""``Posthog`` / ``Client``: PostHog's instance style, each on an OpenTelemetry pipeline of its own.
+
+``posthog = Posthog('phc_...', host='https://eu.posthog.com')`` takes PostHog's constructor
+options (and posthog-otel's settings by their own names) and builds what ``configure()``
+builds, on a ``LoggerProvider`` that only this client writes to: its operations go to its
+project, through its exporter, spool and retries, beside any other client's and the module's.
+The module-level functions stay the main road; a client is for code written that way, and
+for an application that sends to several projects.
+
+An option posthog-otel cannot honour is refused with a ``ValueError`` naming it; an unknown
+keyword is a ``TypeError`` with the nearest valid one (``_options``). Without a project key
+(argument or ``POSTHOG_API_KEY``), as in PostHog's SDK, the client is disabled, and says so.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from typing import Any, Callable, Dict, Optional, TypeVar
+
+from opentelemetry.sdk._logs import LoggerProvider
+
+from . import _context, _module, _options, _setup
+from ._config import Settings, parse_callback, parse_hooks, parse_properties, redact
+from ._emit import Operations, _Emitter
+from ._exporter import PostHogLogExporter
+from ._flags import api as _flags_api
+from ._flags.service import FlagService, using
+from ._log import logger
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def _with_flags(function: F) -> F:
+    """A flag call of the module, answered with this client's flag service."""
+
+    @functools.wraps(function)
+    def method(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        with using(self._flags):
+            return function(*args, **kwargs)
+
+    return method  # type: ignore[return-value]
+
+
+class Client(Operations):
+    """A PostHog client: the operations, contexts, feature flags and lifecycle of PostHog's
+    ``Client``, delivering to its own project through its own OpenTelemetry pipeline."""
+
+    def __init__(self, project_api_key: Optional[str] = None, host: Optional[str] = None, **options: Any) -> None:
+        given = _options.translate({"project_api_key": project_api_key, "host": host, **options}, "Posthog()",
+                                   _setup.SETTINGS)  # fmt: skip
+        super().__init__(_Emitter(module=False))
+        self._settings_given = given.settings
+        self._batch = given.batch
+        _setup.check_batch(self._batch, "Posthog()")
+        self._pipeline: Optional[_setup.Pipeline] = None
+        self._exporter: Optional[PostHogLogExporter] = None
+        self.settings = Settings.resolve(**{k: v for k, v in given.settings.items() if k not in _OBJECTS})
+        self._flags = FlagService(self.settings, capture=self.capture)
+        self._flags.disabled = lambda: self._emitter.disabled
+        switches = {"disabled": False, "send": True, **given.switches}
+        if not self.settings.api_key:
+            if not switches["disabled"]:
+                logger.error("posthog_otel: Posthog() has no project API key (pass it, or set POSTHOG_API_KEY): "
+                             "this client is disabled; its calls return None, counted as 'disabled'")  # fmt: skip
+            switches["disabled"] = True
+        if not switches["disabled"]:
+            self._start()
+        _module.apply_switches(self._emitter, switches, self._pipeline)
+        if switches.get("sync_mode"):
+            self._emitter.sync = self._sync
+
+    def __repr__(self) -> str:
+        return "%s(host=%r, api_key=%r)" % (type(self).__name__, self.settings.host, redact(self.settings.api_key))
+
+    def _start(self) -> None:
+        self._exporter = PostHogLogExporter(_emitter=self._emitter, **self._settings_given)
+        provider = LoggerProvider()  # only this client writes to it; shut down (flushed) at exit
+        self._pipeline = _setup.build(provider, self._exporter, dict(self._batch))
+        self._emitter.bind(provider)
+
+    def _sync(self) -> None:
+        if self._pipeline is not None:
+            self._pipeline.flush(self.settings.timeout)
+
+    def _flag_service(self) -> Any:
+        return self._flags
+
+    # --- PostHog's attributes that change behaviour while it runs ---------------------------
+
+    @property
+    def api_key(self) -> Optional[str]:
+        return self.settings.api_key
+
+    @property
+    def host(self) -> str:
+        return self.settings.host
+
+    @property
+    def disabled(self) -> bool:
+        return self._emitter.disabled
+
+    @disabled.setter
+    def disabled(self, value: bool) -> None:
+        if not value and self._pipeline is None:
+            if not self.settings.api_key:
+                logger.error("posthog_otel: this client has no project API key; it stays disabled")
+                return
+            self._start()
+        self._emitter.switch_values(disabled=bool(value))
+
+    @property
+    def send(self) -> bool:
+        return self._emitter.send
+
+    @send.setter
+    def send(self, value: bool) -> None:
+        self._emitter.switch_values(send=bool(value))
+
+    @property
+    def sync_mode(self) -> bool:
+        return self._emitter.sync is not None
+
+    @sync_mode.setter
+    def sync_mode(self, value: bool) -> None:
+        self._emitter.sync = self._sync if value else None
+
+    @property
+    def before_send(self) -> Any:
+        hooks = self._exporter.hooks.before_send if self._exporter is not None else ()
+        return hooks[0] if len(hooks) == 1 else (list(hooks) or None)
+
+    @before_send.setter
+    def before_send(self, value: Any) -> None:
+        if self._exporter is not None:
+            self._exporter.hooks.before_send = parse_hooks(value) if value is not None else ()
+
+    @property
+    def on_error(self) -> Any:
+        return self._exporter.hooks.on_error if self._exporter is not None else None
+
+    @on_error.setter
+    def on_error(self, value: Any) -> None:
+        if self._exporter is not None:
+            self._exporter.hooks.on_error = parse_callback(value) if value is not None else None
+
+    @property
+    def super_properties(self) -> Optional[Dict[str, Any]]:
+        return self._exporter.hooks.super_properties if self._exporter is not None else None
+
+    @super_properties.setter
+    def super_properties(self, value: Any) -> None:
+        if self._exporter is not None:
+            self._exporter.hooks.super_properties = parse_properties(value) if value is not None else None
+
+    @property
+    def debug(self) -> bool:
+        return logging.getLogger("posthog_otel").level == logging.DEBUG
+
+    @debug.setter
+    def debug(self, value: bool) -> None:
+        _module.apply_switches(self._emitter, {"debug": bool(value)}, self._pipeline)
+
+    # --- lifecycle ------------------------------------------------------------------------
+
+    def flush(self, timeout_seconds: Optional[float] = 10) -> bool:
+        """Deliver what this client emitted so far (PostHog's units: seconds; None: no limit).
+        True when nothing is left waiting (delivered, or safe in the spool) in time."""
+        if self._pipeline is None:
+            return False
+        return self._pipeline.flush(timeout_seconds)
+
+    def shutdown(self) -> None:
+        """Deliver while PostHog answers promptly, spool the rest, stop; later calls return None."""
+        if self._pipeline is not None:
+            self._pipeline.shutdown()
+            self._pipeline.logger_provider.shutdown()  # type: ignore[attr-defined]
+        self._flags.stop()
+
+    def join(self) -> None:
+        """PostHog's ``join()``: deliver what is queued and stop (as ``shutdown``)."""
+        self.shutdown()
+
+    def stats(self) -> Dict[str, Any]:
+        """What this client's exporter did (see ``PostHogLogExporter.stats``)."""
+        return self._exporter.stats() if self._exporter is not None else {}
+
+    # --- contexts (OpenTelemetry's context, shared by every client, as PostHog's are) ---------
+
+    new_context = staticmethod(_context.new_context)
+    scoped = staticmethod(_context.scoped)
+    identify_context = staticmethod(_context.identify_context)
+    set_context_session = staticmethod(_context.set_context_session)
+    set_context_device_id = staticmethod(_context.set_context_device_id)
+    tag = staticmethod(_context.tag)
+    get_tags = staticmethod(_context.get_tags)
+
+    # --- feature flags, with this client's keys and definitions -----------------------------
+
+    feature_enabled = _with_flags(_flags_api.feature_enabled)
+    get_feature_flag = _with_flags(_flags_api.get_feature_flag)
+    get_feature_flag_payload = _with_flags(_flags_api.get_feature_flag_payload)
+    get_all_flags = _with_flags(_flags_api.get_all_flags)
+    get_all_flags_and_payloads = _with_flags(_flags_api.get_all_flags_and_payloads)
+    evaluate_flags = _with_flags(_flags_api.evaluate_flags)
+    load_feature_flags = _with_flags(_flags_api.load_feature_flags)
+    feature_flag_definitions = _with_flags(_flags_api.feature_flag_definitions)
+
+
+class Posthog(Client):
+    """PostHog's public name for ``Client``: the same class, the same options."""
+
+
+#: Settings that are objects, not values: the exporter takes them, ``Settings`` does not.
+_OBJECTS = frozenset({"retry_policy", "transport"})
