@@ -1,6 +1,10 @@
 """posthog_otel in an application that sets up OpenTelemetry in code.
 
-    POSTHOG_API_KEY=phc_... python examples/quickstart.py
+Run it against the local PostHog (no account needed), or against your project:
+
+    posthog-otel server &
+    POSTHOG_API_KEY=phc_local POSTHOG_HOST=http://127.0.0.1:8010 python examples/quickstart.py
+    POSTHOG_API_KEY=phc_... POSTHOG_HOST=https://eu.i.posthog.com python examples/quickstart.py
 
 configure() adds the PostHog exporter (under the SDK's batch processor) to the global
 LoggerProvider, creating one if the application has none.

@@ -1,5 +1,9 @@
 # "User Property Management",
 # from the user and group management docs this API follows (only the import changed).
+# Run it against the local PostHog (no account needed):
+#   posthog-otel server &        # a PostHog on http://127.0.0.1:8010; `posthog-otel persons` shows what it holds
+#   POSTHOG_HOST=http://127.0.0.1:8010 python examples/user_properties.py
+# The line below sets the key, as PostHog's docs do; POSTHOG_HOST (or posthog.host = ...) says where to send.
 import posthog_otel as posthog
 
 # Configure PostHog

@@ -13,17 +13,16 @@ from .test_autoconfigure import APPS, run
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 
 
-def run_example(server, name, preconfigure=True):
-    path = str(EXAMPLES / name)
-    args = [sys.executable, str(APPS / "run_example.py"), path] if preconfigure else [sys.executable, path]
-    result = run(args, POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
+def run_example(server, name):
+    """An example as shipped, run the way its first lines say (the environment points it here)."""
+    result = run([sys.executable, str(EXAMPLES / name)], POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url)
     assert result.returncode == 0, result.stderr
     return server.events, result.stderr
 
 
 def test_user_properties_runs_literally_with_posthog_api_key_assignment(server):
     """`posthog.api_key = '...'` configures the pipeline; POSTHOG_HOST points it here."""
-    events, _ = run_example(server, "user_properties.py", preconfigure=False)
+    events, _ = run_example(server, "user_properties.py")
     assert [(e["event"], e["distinct_id"]) for e in events] == [
         ("$set", "user123"),
         ("$set_once", "user123"),
@@ -104,9 +103,17 @@ def test_error_handling(server):
 
 @pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("test_")))
 def test_every_example_runs_clean(server, name):
-    _, stderr = run_example(server, name)
+    events, stderr = run_example(server, name)
+    assert events, "nothing reached PostHog"
     if name != "error_handling.py":
         assert "posthog_otel" not in stderr, stderr
+
+
+@pytest.mark.parametrize("name", sorted(p.name for p in EXAMPLES.glob("*.py") if not p.name.startswith("test_")))
+def test_every_example_says_how_to_run_it_in_its_first_lines(name):
+    head = "\n".join((EXAMPLES / name).read_text().splitlines()[:8])
+    assert "python examples/%s" % name in head
+    assert "posthog-otel server" in head or "POSTHOG_API_KEY" in head
 
 
 # --- the README's own snippets and claims, run as written --------------------------------------
