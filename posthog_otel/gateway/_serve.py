@@ -47,11 +47,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def check(settings: GatewaySettings, delivery: Settings) -> None:
-    """Refuse to be an open relay: a non-loopback address needs an allow-list."""
-    if not settings.loopback and not (settings.allowed_keys or delivery.api_key):
+    """Refuse to be an open relay: a non-loopback address needs an explicit allow-list
+    (``POSTHOG_API_KEY`` alone is not one: it is the key of requests that bring none)."""
+    if not settings.loopback and not settings.allowed_keys:
         raise CommandError(
             "bound to %s, which is not a loopback address, with no allow-list: set POSTHOG_OTEL_GATEWAY_KEYS "
-            "(or --allow-key) to the project keys it may take, or POSTHOG_API_KEY" % settings.bind[0]
+            "(or --allow-key) to the project keys remote clients may send (POSTHOG_API_KEY alone is not enough: "
+            "remote clients must send their key)" % settings.bind[0]
         )
 
 
