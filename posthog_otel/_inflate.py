@@ -14,6 +14,7 @@ What a hostile body can cost here is bounded and linear in its size:
 from __future__ import annotations
 
 import zlib
+from typing import Any
 
 MiB = 1024 * 1024
 
@@ -60,7 +61,7 @@ def _decompress(data: bytes, wbits: int, limit: int, name: str) -> bytes:
             if members > MAX_MEMBERS:
                 raise HTTPError(400, "the body holds more than %d %s members" % (MAX_MEMBERS, name))
             inflater = zlib.decompressobj(wbits)
-            pending = b""
+            pending: Any = b""
             while not inflater.eof:
                 if not pending:
                     if at >= len(view):

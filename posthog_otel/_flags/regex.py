@@ -84,7 +84,7 @@ class RustRegex:
                 self._automaton = False
         if self._automaton is False:
             raise defer("the pattern is too large to match in bounded time here")
-        return self._automaton  # type: ignore[no-any-return]
+        return self._automaton
 
 
 def defer(why: str) -> Undecidable:

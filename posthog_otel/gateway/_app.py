@@ -172,6 +172,8 @@ class Gateway:
             if events and not project.dispatcher.hand_off(MappedEvents(events)):
                 return self._refuse(environ, encoding, Refused(503, "the gateway is stopping",
                                                                retry_after=self.settings.retry_after))  # fmt: skip
+            if events:
+                project.admitted(len(raw))
         skipped = decoded.refused + skipped
         for problem in skipped:
             count_drop(problem.reason)

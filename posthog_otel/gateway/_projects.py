@@ -53,12 +53,15 @@ class Refused(Exception):
 class Project:
     """One key's delivery, how full it is, and how it is used."""
 
-    def __init__(self, dispatcher: Dispatcher, spool_mark: Optional[int], memory_mark: int, trusted: bool) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, spool_mark: Optional[int], memory_mark: int, trusted: bool, workers: int = 1
+    ) -> None:
         self.dispatcher = dispatcher
         self._spool_mark = spool_mark
         self._memory_mark = memory_mark
+        self._workers = workers
         self._checked = -PRESSURE_TTL
-        self._full = False
+        self._spool_seen = self._memory_seen = self._admitted = 0
         #: On the allow-list, or POSTHOG_API_KEY; else proven once PostHog accepted a batch.
         self.trusted = trusted
         self._proven = trusted
@@ -72,14 +75,23 @@ class Project:
         return self._proven
 
     def full(self, now: float) -> bool:
-        """Past the high-water mark: the spool is nearly full, or memory (the spool is off, or
-        the disk refuses it)."""
+        """Past the high-water mark: the spool is nearly full, counting what waits in memory
+        (it goes to the spool next) in every worker (each is taken to hold what this one
+        does) and what was taken since the figures were read; or memory is (the spool is
+        off, or the disk refuses it). Memory could hold more than the spool's cap: it was not
+        counted, and a gateway's spool grew to twice its cap."""
         if now - self._checked >= PRESSURE_TTL:
             stats = self.dispatcher.stats()
-            spool_full = self._spool_mark is not None and stats["spool_bytes"] >= self._spool_mark
-            self._full = spool_full or stats["memory_bytes"] >= self._memory_mark
+            self._spool_seen, self._memory_seen, self._admitted = stats["spool_bytes"], stats["memory_bytes"], 0
             self._checked = now
-        return self._full
+        waiting = self._memory_seen + self._admitted
+        if self._spool_mark is not None and self._spool_seen + self._workers * waiting >= self._spool_mark:
+            return True
+        return waiting >= self._memory_mark
+
+    def admitted(self, size: int) -> None:
+        """``size`` bytes were just handed to delivery (counted until the next look at the figures)."""
+        self._admitted += size
 
 
 class Projects:
@@ -203,7 +215,7 @@ class Projects:
         dispatcher = Dispatcher(settings, "gateway", _no_records, self._retry_policy, self._transport)
         mark = self.gateway.high_water
         spool_mark = int(settings.spool_max_bytes * mark) if settings.spool else None
-        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark), key in self.allowed)
+        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark), key in self.allowed, self.gateway.worker_count)
 
     def pressure(self, project: Project) -> None:
         """``Refused`` (503, ``Retry-After``) while the project's spool is past the high-water mark."""

@@ -41,7 +41,7 @@ _watchdog = Watchdog()
 _thread = threading.local()
 
 
-class Worker(ThreadWorker):  # type: ignore[misc]
+class Worker(ThreadWorker):
     """``-k posthog_otel.gateway.Worker``: gthread, with request heads read in the event loop."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
