@@ -22,7 +22,9 @@ which costs far more to decode than its two bytes. So a request may decode to at
 (``TooSlow``: 503), counted before they are walked: JSON by its ``{`` and ``[`` before
 parsing; protobuf by splitting the request at its records on the wire (each record is
 then parsed on its own, at most ``MAX_RECORD_BYTES``, so no single parse holds the
-whole body's objects) and by the length of each list before it is walked.
+whole body's objects) and by the length of each list before it is walked. A record whose
+bytes do not hold ``posthog.`` cannot name an operation and is not parsed at all (so an
+application log that is not valid protobuf inside is ignored rather than refused).
 """
 
 from __future__ import annotations
@@ -41,6 +43,8 @@ from .._mapping import Operation, Skipped
 #: One log record (or resource) on the wire: a larger record is refused (PostHog takes no
 #: event above 900 KiB anyway), without being parsed.
 MAX_RECORD_BYTES = 1024 * 1024
+#: What the bytes of every PostHog operation's record hold: its name, ``posthog.<operation>``.
+_OPERATION_MARK = b"posthog."
 
 #: The attribute older SDKs (and the earlier Events API) put the event's name in.
 EVENT_NAME_ATTRIBUTE = "event.name"
@@ -63,7 +67,7 @@ class Limits:
 
     __slots__ = ("max_objects", "left", "seconds", "deadline", "_ticks")
 
-    def __init__(self, max_objects: int = 500_000, seconds: float = 2.0) -> None:
+    def __init__(self, max_objects: int = 200_000, seconds: float = 1.0) -> None:
         self.max_objects = max_objects
         self.left = max_objects
         self.seconds = seconds
@@ -118,13 +122,16 @@ def decode_protobuf(body: bytes, received_unix_nano: int, limits: Optional[Limit
             resource: Optional[Dict[str, Any]] = None
             for scope_logs in scopes:
                 limits.spend(1)
-                for record_bytes in _messages(scope_logs, 2, limits):  # ScopeLogs.log_records
+                for record_view in _messages(scope_logs, 2, limits):  # ScopeLogs.log_records
                     records += 1
-                    if len(record_bytes) > MAX_RECORD_BYTES:
+                    if len(record_view) > MAX_RECORD_BYTES:
                         refused.append(Skipped("record_too_large", "a log record of %d bytes (at most %d)"
-                                               % (len(record_bytes), MAX_RECORD_BYTES)))  # fmt: skip
+                                               % (len(record_view), MAX_RECORD_BYTES)))  # fmt: skip
                         continue
-                    record = LogRecord.FromString(bytes(record_bytes))
+                    record_bytes = bytes(record_view)
+                    if _OPERATION_MARK not in record_bytes:
+                        continue  # its name (event_name or event.name) cannot be an operation's: not parsed
+                    record = LogRecord.FromString(record_bytes)
                     name: Any = record.event_name
                     attributes = None
                     if not name:

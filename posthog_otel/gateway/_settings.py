@@ -142,14 +142,14 @@ class GatewaySettings:
         "without holding a thread (`posthog_otel.gateway.Worker`).",
     )
     max_objects: int = setting(
-        500_000,
+        200_000,
         "POSTHOG_OTEL_GATEWAY_MAX_OBJECTS",
         parse=parse_count,
         doc="OTLP objects one request may decode to (resource and scope logs, records, attributes, array and "
         "map values; in JSON every `{` and `[`); more is answered 413.",
     )
     decode_timeout: float = setting(
-        2.0,
+        1.0,
         "POSTHOG_OTEL_GATEWAY_DECODE_TIMEOUT",
         parse=parse_seconds,
         doc="Seconds decoding one request may take (one request decodes at a time per worker); then it is "
