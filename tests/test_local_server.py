@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import os
 import socket
 import threading
 import tracemalloc
@@ -472,3 +473,88 @@ def test_requests_are_reported_one_line_each(store):
         post(server, [ev("e", "u")])
         requests.post(server.url + "/batch/", json={"batch": []}, timeout=5)
     assert lines == ["POST /batch/ 200 1 event(s) stored, 0 duplicate(s)", "POST /batch/ 400 api_key is missing: put the project API key in the body's api_key field"]
+
+
+# --- issue 18: heads that crawl, gzip members, deep JSON --------------------------------------
+
+
+def test_heads_that_crawl_hold_no_worker(store):
+    """Every worker used to wait on a partial head for read_timeout: 20 of them stopped a
+    2-worker server for 30 s. Heads are now read by the accept loop, without blocking."""
+    limits = Limits(workers=2, read_timeout=30, max_connections=64)
+    with LocalServer(store, limits=limits) as server:
+        crawling = [connect(server) for _ in range(20)]
+        try:
+            for sock in crawling:
+                sock.sendall(b"POST /batch/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
+            response = requests.post(server.url + "/batch/", json={"api_key": KEY, "batch": [ev("real", "u")]}, timeout=5)
+            assert response.status_code == 200
+        finally:
+            for sock in crawling:
+                sock.close()
+    assert [e["event"] for e in store.events()] == ["real"]
+
+
+def test_when_connections_run_out_the_oldest_crawling_head_makes_room(store):
+    limits = Limits(workers=2, read_timeout=30, max_connections=10)
+    with LocalServer(store, limits=limits) as server:
+        crawling = [connect(server) for _ in range(10)]
+        try:
+            for sock in crawling:
+                sock.sendall(b"POST /batch/ HTTP/1.1\r\n")
+            still_serving(server)
+            try:
+                assert crawling[0].recv(1) == b""  # the oldest was closed for the newcomer
+            except ConnectionResetError:  # closed with its head unread: a reset says the same
+                pass
+        finally:
+            for sock in crawling:
+                sock.close()
+
+
+def test_json_nested_past_the_stack_is_answered_400(bounded):
+    response = requests.post(bounded.url + "/batch/", data=b"[" * 50_000, timeout=10)
+    assert response.status_code == 400 and "nested too deeply" in response.json()["error"]
+    still_serving(bounded)
+
+
+def test_inflate_takes_an_empty_gzip_and_refuses_a_thousand_members_and_more():
+    assert inflate(gzip.compress(b""), "gzip", 100) == b""
+    assert inflate(gzip.compress(b"") + gzip.compress(b"x"), "gzip", 100) == b"x"
+    assert inflate(zlib.compress(b""), "deflate", 100) == b""
+    many = gzip.compress(b"a") * 1024
+    assert inflate(many, "gzip", 10_000) == b"a" * 1024
+    with pytest.raises(HTTPError) as refused:
+        inflate(many + gzip.compress(b"a"), "gzip", 10_000)
+    assert refused.value.status == 400 and "more than 1024 gzip members" in str(refused.value)
+
+
+def test_inflate_copies_a_bounded_slice_per_member():
+    """A member used to be handed all the rest of the body, which zlib copied back: quadratic.
+    Now each decompress call gets at most one feed slice of input."""
+    import posthog_otel._inflate as module
+
+    seen = []
+
+    original = zlib.decompressobj
+
+    class Spy:
+        def __init__(self, wbits):
+            self.inner = original(wbits)
+
+        def decompress(self, data, limit):
+            seen.append(len(data))
+            return self.inner.decompress(data, limit)
+
+        def __getattr__(self, name):
+            return getattr(self.inner, name)
+
+    members = [os.urandom(150) for _ in range(1000)]
+    body = b"".join(gzip.compress(member) for member in members)
+    assert len(body) > 2 * module._FEED
+    module.zlib.decompressobj = Spy
+    try:
+        assert inflate(body, "gzip", 10**6) == b"".join(members)
+    finally:
+        module.zlib.decompressobj = original
+    assert max(seen) <= module._FEED

@@ -2,10 +2,13 @@
 
 The response is ``{"flags": [...], "group_type_mapping": {"0": "company"}, "cohorts":
 {"7": {...}}, "property_matching_version": 1}``. ``Definitions.from_response`` checks its
-shape (an unusable response is refused whole, so the last good definitions stay in
-use) and compiles every flag: filters get their operator and value read, conditions
-their rollout, variants their buckets. That work is done on the poller's thread, once
-per change, instead of on every call.
+shape (a response without a list of flags is refused whole, so the last good definitions
+stay in use) and compiles every flag: filters get their operator and value read,
+conditions their rollout, variants their buckets. That work is done on the poller's
+thread, once per change, instead of on every call. One flag that cannot be read at all
+(not an object, a key that is not text, a part that fails to compile) does not cost the
+others: it is left out (so it is asked of PostHog, as a flag created since the last poll
+is), counted (``unreadable_flag_definition``) and listed in ``skipped``.
 
 A part of a flag that PostHog's SDK could not read either (a condition that is not an
 object, a rollout that is not a number) is kept as a ``problem`` and raised as
@@ -16,6 +19,7 @@ from __future__ import annotations
 
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
 
+from .._log import count_drop
 from .errors import Reason
 from .properties import PropertyFilter, compile_property
 
@@ -275,11 +279,29 @@ class Definitions:
         self.raw_cohorts: Dict[str, Any] = dict(cohorts or {})
         self.property_matching_version = property_matching_version
         self.extra = dict(extra or {})
-        self.flags = [Flag(raw, property_matching_version) for raw in self.raw_flags]
+        #: What was left out, and why: one line per unreadable flag (PostHog decides those).
+        self.skipped: List[str] = []
+        self.flags = [flag for flag in map(self._compile, enumerate(self.raw_flags)) if flag is not None]
         self.by_key: Dict[Any, Flag] = {flag.key: flag for flag in self.flags if flag.key is not None}
-        self.cohorts = {str(k): CohortGroup(v, property_matching_version) for k, v in self.raw_cohorts.items()}
+        self.cohorts = {str(k): _cohort(v, property_matching_version) for k, v in self.raw_cohorts.items()}
+        if self.skipped:
+            count_drop("unreadable_flag_definition", len(self.skipped))
         for flag in self.flags:
             flag.reason = _definition_reason(flag, self)
+
+    def _compile(self, numbered: Tuple[int, Any]) -> Optional[Flag]:
+        index, raw = numbered
+        key = raw.get("key") if isinstance(raw, dict) else None
+        try:
+            if not isinstance(raw, dict):
+                raise _Unreadable("it is not an object")
+            if key is not None and not isinstance(key, str):
+                raise _Unreadable("its key is not text")
+            return Flag(raw, self.property_matching_version)
+        except Exception as problem:  # a shape no SDK expects: this flag only is PostHog's to decide
+            why = str(problem) if isinstance(problem, _Unreadable) else "%s while reading it" % type(problem).__name__
+            self.skipped.append("flag %s: %s" % (repr(key)[:60] if key is not None else "#%d" % index, why))
+            return None
 
     @classmethod
     def from_response(cls, data: Any) -> "Definitions":
@@ -287,8 +309,8 @@ class Definitions:
         if not isinstance(data, dict):
             raise ValueError("the body is not a JSON object")
         flags = data.get("flags")
-        if not isinstance(flags, list) or not all(isinstance(flag, dict) for flag in flags):
-            raise ValueError("flags is not a list of objects")
+        if not isinstance(flags, list):
+            raise ValueError("flags is not a list")
         mapping = data.get("group_type_mapping") or {}
         cohorts = data.get("cohorts") or {}
         if not isinstance(mapping, dict) or not isinstance(cohorts, dict):
@@ -321,6 +343,16 @@ EMPTY = Definitions()
 
 class _Unreadable(Exception):
     pass
+
+
+def _cohort(spec: Any, matching_version: int) -> CohortGroup:
+    """A cohort's group; one that fails to compile is PostHog's to decide, not everyone's problem."""
+    try:
+        return CohortGroup(spec, matching_version)
+    except Exception as problem:
+        group = CohortGroup({}, matching_version)
+        group.problem = "the cohort could not be read (%s)" % type(problem).__name__
+        return group
 
 
 def _definition_reason(flag: Flag, definitions: Definitions) -> Optional[Reason]:

@@ -20,6 +20,10 @@ A filter may be a property filter, a cohort (its property groups, evaluated here
 PostHog sent them; static cohorts are PostHog's to decide) or another flag's value
 (evaluated along its ``dependency_chain``, each once per evaluation).
 
+Bounded work: a cohort is evaluated once per flag evaluation and set of properties, its
+answer remembered (cohorts that each name the previous one twice would otherwise cost
+2**depth); regex filters spend from one budget per evaluation (``regex.new_budget``).
+
 ``trace``, when given a list, receives ``(depth, line)`` pairs saying what was decided
 and why: ``posthog-otel flags explain`` prints them.
 """
@@ -33,6 +37,7 @@ from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
 from .._log import logger, warn_limited
 from .definitions import CohortFilter, CohortGroup, Condition, Definitions, DependencyFilter, Flag
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
+from .regex import new_budget
 
 FlagValue = Union[bool, str]
 Trace = List[Tuple[int, str]]
@@ -67,7 +72,8 @@ class Evaluation:
     """Flag evaluations for one set of inputs (one person, groups, device); any number of flags,
     each with its own dependency cache (a dependency is evaluated once per flag evaluated)."""
 
-    __slots__ = ("definitions", "distinct_id", "device_id", "groups", "group_properties", "cache", "trace", "depth")
+    __slots__ = ("definitions", "distinct_id", "device_id", "groups", "group_properties", "cache", "cohorts", "trace",
+                 "depth")  # fmt: skip
 
     def __init__(
         self,
@@ -84,8 +90,11 @@ class Evaluation:
         self.groups = groups
         self.group_properties = group_properties
         self.cache: Dict[Any, Optional[FlagValue]] = {}
+        #: Cohort answers of this flag evaluation, by (cohort id, properties): a bool, or what was raised.
+        self.cohorts: Dict[Tuple[str, int], Union[bool, Exception]] = {}
         self.trace = trace
         self.depth = 0
+        new_budget()
 
     def note(self, line: str, *args: Any) -> None:
         if self.trace is not None:
@@ -97,6 +106,8 @@ class Evaluation:
         """The flag's value; ``Undecidable`` / ``DefinitionError`` when not decidable here."""
         if self.cache:
             self.cache = {}  # dependencies are evaluated once per flag evaluation, not across flags
+        if self.cohorts:
+            self.cohorts = {}
         if not flag.active:
             self.note("the flag is not active: false")
             return False
@@ -320,10 +331,26 @@ class Evaluation:
         if item.operator not in ("exact", "in", "not_in"):
             raise Undecidable(Reason.UNSUPPORTED_DEFINITION, "cohort operator %r is unknown" % (item.operator,))
         self.note("%s:", item.describe())
-        member = self._nested(self._group, group, distinct_id, properties)
+        member = self._member(item.cohort_id, group, distinct_id, properties)
         matched = not member if item.operator == "not_in" else member
         self.note("%s -> %s", item.describe(), "match" if matched else "no match")
         return matched
+
+    def _member(self, cohort_id: str, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
+        """Whether the properties are in the cohort: evaluated once, then remembered."""
+        key = (cohort_id, id(properties))
+        known = self.cohorts.get(key)
+        if known is None:
+            try:
+                known = self._nested(self._group, group, distinct_id, properties)
+            except (Undecidable, DefinitionError) as problem:
+                known = problem
+            self.cohorts[key] = known
+        elif self.trace is not None:
+            self.note("  (decided above)")
+        if isinstance(known, Exception):
+            raise known
+        return known
 
     def _group(self, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
         """A cohort's AND/OR group: every entry is evaluated (as PostHog's SDK does)."""

@@ -7,17 +7,24 @@ first kilobyte of an answer, which is all a capture response needs).
 The ``requests.Session`` belongs to the process that made it: a forked child makes its
 own on first use and leaves the parent's alone (closing it would shut the parent's
 sockets). TLS verification stays on.
+
+PostHog takes the project key of a definitions request in its URL (``?token=``; its own
+SDK does the same) and ``urllib3`` logs request lines at DEBUG: a filter on its logger
+shows such a token redacted (``phc_...xy``), so turning DEBUG on does not print the key.
 """
 
 from __future__ import annotations
 
+import logging
 import os
+import re
 import threading
 from dataclasses import dataclass
 from typing import Mapping, Optional
 
 import requests
 
+from .._config import redact
 from .._version import __version__
 
 USER_AGENT = "posthog-otel/%s" % __version__
@@ -38,8 +45,35 @@ class HttpFailure(Exception):
         self.kind = kind
 
 
+_TOKEN = re.compile(r"([?&]token=)([^&\s\"']+)")
+
+
+class _RedactTokens(logging.Filter):
+    """Shows ``token=`` values in ``urllib3``'s request lines redacted."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(a, str) and "token=" in a for a in args):
+            record.args = tuple(_TOKEN.sub(_redacted, a) if isinstance(a, str) else a for a in args)
+        return True
+
+
+def _redacted(found: "re.Match[str]") -> str:
+    return found.group(1) + (redact(found.group(2)) or "")
+
+
+_REDACT_TOKENS = _RedactTokens()
+
+
+def _guard_urllib3_log() -> None:
+    log = logging.getLogger("urllib3.connectionpool")
+    if _REDACT_TOKENS not in log.filters:
+        log.addFilter(_REDACT_TOKENS)
+
+
 class FlagsHttp:
     def __init__(self) -> None:
+        _guard_urllib3_log()
         self._lock = threading.Lock()
         self._session: Optional[requests.Session] = None
         self._pid = os.getpid()

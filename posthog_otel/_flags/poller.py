@@ -139,6 +139,10 @@ class DefinitionsPoller:
         self.etag = answer.headers.get("ETag")
         self._refused = None
         logger.debug("posthog_otel: loaded %d flag definitions", len(definitions.flags))
+        if definitions.skipped:
+            warn_limited("flags:unreadable", "posthog_otel: %d flag definition(s) from %s could not be read and are "
+                         "asked of PostHog instead; the other %d are evaluated locally: %s", len(definitions.skipped),
+                         self.host, len(definitions.flags), "; ".join(definitions.skipped[:5]))  # fmt: skip
         return None
 
     def _refuse(self, status: int) -> None:

@@ -1,4 +1,4 @@
-"""``regex`` / ``not_regex`` filters: the patterns Python's ``re`` runs exactly as PostHog does.
+"""``regex`` / ``not_regex`` filters: the patterns run here exactly as PostHog runs them, in linear time.
 
 PostHog evaluates regex filters with Rust's regex engines. Python's ``re`` agrees with
 them on a common core only, so a pattern outside that core is left to PostHog
@@ -13,15 +13,34 @@ matches only at the very end, as in Rust). A pattern ``re`` itself rejects never
 Some inputs are also left to PostHog: a value ending in a newline for a pattern with
 ``$`` and repetition, and non-ASCII values where Python and Rust disagree on ``\\w``
 or ``\\s``.
+
+**Linear time.** ``re`` backtracks, and some patterns of the core take exponential time
+(``(a|a)*$``) or a high power of the value's length (``.*a.*b.*c.*d``), holding the GIL
+all along. So ``re`` runs only patterns without repetition or alternation (linear for it
+too); the others run on a linear-time engine: RE2 (``google-re2``, the ``[re2]`` extra)
+when it is installed and agrees with Rust on the input (below), else ``nfa.Automaton``, a
+pure-Python automaton. Every search spends from the evaluation's budget (``Budget``,
+``REGEX_BUDGET`` steps, renewed for each evaluation: one call): once it is spent, a regex
+filter is inconclusive (``Undecidable``: the flag is asked of PostHog, or ``None`` with
+``only_evaluate_locally``), never slow. RE2 differs from Rust in its shorthand classes
+(``\\d \\w \\s`` are ASCII only there, and its ``\\s`` lacks ``\\v``): a value where that
+matters (non-ASCII with a shorthand class; ``\\v`` with ``\\s``) is run on the automaton.
 """
 
 from __future__ import annotations
 
 import re
+import threading
 import warnings
-from typing import List, NamedTuple, Optional
+from typing import Any, List, Optional
 
 from .errors import Reason, Undecidable
+from .nfa import Automaton, Budget, Exhausted, TooLarge
+
+try:  # the [re2] extra: linear time in C++
+    import re2 as _re2  # type: ignore[import-not-found,import-untyped,unused-ignore]
+except ImportError:  # pragma: no cover - the pure-Python automaton does the same, slower
+    _re2 = None
 
 _REPEAT = re.compile(r"\{([0-9]+)(?:,([0-9]*))?\}")
 _PLAIN_ESCAPES = "dDsSwWbfnrt"
@@ -31,14 +50,41 @@ _HEX = "0123456789abcdefABCDEF"
 #: What may not come right before ``{n,m}`` (nothing to repeat, or a repetition already).
 _NOT_REPEATABLE = ("", "|", "(", "^", "$", "empty group", "quantifier")
 
+#: Steps (automaton state visits; RE2 and ``re`` are charged by the value's length) one
+#: evaluation may spend on regex filters: about 0.2 s of pure Python at most.
+REGEX_BUDGET = 500_000
+#: What one RE2 or ``re`` search is charged per character of the value.
+_C_ENGINE_RATE = 1 / 16
+_budget = threading.local()
 
-class RustRegex(NamedTuple):
-    """A pattern in the common core, compiled, with what its inputs must be checked for."""
 
-    compiled: "re.Pattern[str]"
-    word_class: bool
-    space_class: bool
-    strict_end_with_repetition: bool
+class RustRegex:
+    """A pattern in the common core, compiled for each engine, with what its inputs must be
+    checked for."""
+
+    __slots__ = ("compiled", "word_class", "space_class", "shorthand", "strict_end_with_repetition", "plain", "re2",
+                 "_automaton")  # fmt: skip
+
+    def __init__(self, compiled: "re.Pattern[str]", scan: "_Scan") -> None:
+        self.compiled = compiled
+        self.word_class = scan.word_class
+        self.space_class = scan.space_class
+        self.shorthand = scan.shorthand
+        self.strict_end_with_repetition = scan.end_anchor and scan.repeats
+        #: No repetition, no alternation: ``re`` runs it in linear time.
+        self.plain = not scan.repeats
+        self.re2: Any = None if self.plain else _compile_re2(scan.re2_pattern())
+        self._automaton: Any = None  # built at first need: TooLarge is remembered as False
+
+    def automaton(self) -> Automaton:
+        if self._automaton is None:
+            try:
+                self._automaton = Automaton(self.compiled.pattern)
+            except TooLarge:
+                self._automaton = False
+        if self._automaton is False:
+            raise defer("the pattern is too large to match in bounded time here")
+        return self._automaton
 
 
 def defer(why: str) -> Undecidable:
@@ -57,24 +103,62 @@ def compile_rust_regex(pattern: str) -> Optional[RustRegex]:
         return None
     except Exception:
         raise defer("Python cannot compile it") from None
-    return RustRegex(compiled, scan.word_class, scan.space_class, scan.end_anchor and scan.repeats)
+    return RustRegex(compiled, scan)
+
+
+def new_budget(steps: int = REGEX_BUDGET) -> None:
+    """Start this thread's regex budget afresh: once per evaluation (``Evaluation``)."""
+    _budget.current = Budget(steps)
 
 
 def regex_search(regex: RustRegex, text: str) -> bool:
-    """Whether ``regex`` finds a match in ``text``; ``Undecidable`` where Python and Rust differ."""
+    """Whether ``regex`` finds a match in ``text``; ``Undecidable`` where Python and Rust differ,
+    or when the evaluation's regex budget is spent."""
     if regex.strict_end_with_repetition and text.endswith("\n"):
         raise defer("a value ending in a newline against $ with repetition")
-    if not text.isascii():
+    ascii_text = text.isascii()
+    if not ascii_text:
         if any("\ud800" <= c <= "\udfff" for c in text):
             raise defer("a value with lone surrogates")
         if regex.word_class and any(not c.isascii() and not (c.isalpha() or c.isdecimal()) for c in text):
             raise defer("\\w on non-ASCII marks or numbers")
     if regex.space_class and any(c in text for c in "\x1c\x1d\x1e\x1f"):
         raise defer("\\s on ASCII separators")
+    budget: Optional[Budget] = getattr(_budget, "current", None)
+    if budget is None:  # a search outside any evaluation: a budget of its own
+        budget = Budget(REGEX_BUDGET)
     try:
-        return regex.compiled.search(text) is not None
+        if regex.plain or (regex.re2 is not None and _re2_agrees(regex, text, ascii_text)):
+            budget.spend(int(len(text) * _C_ENGINE_RATE) + 1)
+            engine = regex.compiled if regex.plain else regex.re2
+            return engine.search(text) is not None
+        return regex.automaton().search(text, budget)
+    except Exhausted:
+        raise Undecidable(Reason.UNSUPPORTED_DEFINITION, "regex inconclusive: this evaluation's regex work bound "
+                          "(%d steps) is spent; PostHog decides" % REGEX_BUDGET) from None  # fmt: skip
+    except Undecidable:
+        raise
     except Exception:
         raise defer("Python failed running it") from None
+
+
+def _re2_agrees(regex: RustRegex, text: str, ascii_text: bool) -> bool:
+    """RE2's shorthand classes are ASCII, and its ``\\s`` has no ``\\v``: elsewhere it is Rust."""
+    if not regex.shorthand:
+        return True
+    return ascii_text and not (regex.space_class and "\x0b" in text)
+
+
+def _compile_re2(pattern: str) -> Any:
+    """The pattern for RE2, or None (no RE2 here, or RE2 refuses it: the automaton runs it)."""
+    if _re2 is None:
+        return None
+    try:
+        options = _re2.Options()
+        options.log_errors = False
+        return _re2.compile(pattern, options)
+    except Exception:
+        return None
 
 
 class _Scan:
@@ -88,7 +172,14 @@ class _Scan:
         self.last = ""  # what the previous token was, for what may follow it
         self.groups: List[bool] = []  # per open group: does it contain a repetition?
         self.closed_repeats = False  # did the group just closed contain one?
-        self.word_class = self.space_class = self.end_anchor = self.repeats = False
+        self.word_class = self.space_class = self.end_anchor = self.repeats = self.shorthand = False
+        self._strict_ends: List[int] = []  # where ``$`` became ``\\Z`` in ``out`` (RE2's ``$`` is already strict)
+
+    def re2_pattern(self) -> str:
+        out = list(self.out)
+        for index in self._strict_ends:
+            out[index] = "$"
+        return "".join(out)
 
     def run(self) -> str:
         pattern = self.pattern
@@ -149,6 +240,7 @@ class _Scan:
                     raise defer("the escape \\" + escaped)
             self.word_class = self.word_class or escaped in "wW"
             self.space_class = self.space_class or escaped in "sS"
+            self.shorthand = self.shorthand or escaped in "dDwWsS"
             self.out.append("\\" + escaped)
         self.last = "literal"
 
@@ -195,6 +287,8 @@ class _Scan:
             self.out.append(char)
         else:
             self.last = "empty group" if char == ")" and self.last in ("(", "empty group") else char
+            if char == "$":
+                self._strict_ends.append(len(self.out))
             self.out.append("\\Z" if char == "$" else char)
 
     def _repetition(self) -> None:

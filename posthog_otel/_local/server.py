@@ -15,7 +15,8 @@ import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from .flags import LocalFlags
-from .serving import BoundedHandler, BoundedHTTPServer, HTTPError, Limits, inflate
+from .._inflate import HTTPError, inflate
+from .serving import BoundedHandler, BoundedHTTPServer, Limits
 from .store import Store, parse_timestamp
 
 BATCH_PATHS = ("/batch", "/batch/")
@@ -206,6 +207,8 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
                 return json.loads(raw)
             except ValueError:
                 raise Invalid("the body is not valid JSON") from None
+            except RecursionError:  # nested deeper than Python's stack: a 400 like any unusable body
+                raise Invalid("the body is JSON nested too deeply") from None
 
         def _reply(self, status: int, body: Dict[str, Any], detail: str = "") -> None:
             self.reply(status, body)

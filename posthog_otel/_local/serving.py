@@ -6,13 +6,16 @@ peer closes"), and waits forever for a request that never comes.  Here instead:
 
 - one thread (``serve_forever``) accepts connections and watches the idle ones with a
   selector, so an idle connection costs a file descriptor, not a thread;
-- a connection goes to one of a fixed number of worker threads only once a request
-  starts arriving, and comes back to the selector after the response (keep-alive);
+- the request head is read by that same thread, without blocking, as its bytes come: a
+  connection goes to one of a fixed number of worker threads only once its whole head is
+  here (a peer that sends its head a byte at a time holds no thread), and comes back to
+  the selector after the response (keep-alive);
 - the request head and body must arrive within ``read_timeout`` of the first byte (408),
   the head within ``max_header_bytes`` (431), the body within ``max_body_bytes`` (413),
   with a ``Content-Length`` that is a plain number (400, or 411 when missing);
-- at most ``max_connections`` are open: past it the longest-idle one is closed, and a
-  connection that waits longer than ``idle_timeout`` for its next request is closed.
+- at most ``max_connections`` are open: past it the longest-idle one is closed (then the
+  oldest with a head still arriving), and a connection that waits longer than
+  ``idle_timeout`` for its next request is closed.
 
 Request handlers subclass ``BoundedHandler`` and read the body with ``read_body()``;
 ``inflate()`` decodes gzip or deflate bodies without ever holding more than its limit.
@@ -29,10 +32,13 @@ import selectors
 import socket
 import threading
 import time
-import zlib
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, cast
+
+from .._inflate import HTTPError, inflate, size_text as _size
+
+__all__ = ["BoundedHTTPServer", "BoundedHandler", "HTTPError", "Limits", "inflate"]
 
 logger = logging.getLogger(__name__)
 
@@ -57,15 +63,6 @@ class Limits:
     max_connections: int = 128
     #: Requests handled at once (worker threads).
     workers: int = 8
-
-
-class HTTPError(Exception):
-    """Answer ``status`` with ``message``; ``close`` when the stream position is lost."""
-
-    def __init__(self, status: int, message: str, close: bool = False) -> None:
-        super().__init__(message)
-        self.status = status
-        self.close = close
 
 
 class _RequestTimeout(Exception):
@@ -98,8 +95,25 @@ class _Reader:
     def buffered(self) -> bool:
         return bool(self._buffer)
 
-    def begin(self, read_timeout: float, head_budget: int) -> None:
-        self._deadline = time.monotonic() + read_timeout
+    def head_complete(self, limit: int) -> bool:
+        """The buffer holds a whole request head (or more than ``limit`` bytes of one,
+        which the handler refuses at once)."""
+        return b"\r\n\r\n" in self._buffer or b"\n\n" in self._buffer or len(self._buffer) > limit
+
+    def take_available(self) -> bool:
+        """What the peer has sent so far, without waiting; False once the peer is gone."""
+        try:
+            self._sock.settimeout(0.0)
+            data = self._sock.recv(64 * 1024)
+        except (BlockingIOError, InterruptedError):
+            return True
+        except OSError:
+            return False
+        self._buffer += data
+        return bool(data)
+
+    def begin(self, deadline: float, head_budget: int) -> None:
+        self._deadline = deadline
         self._head_left = head_budget
 
     def readline(self, limit: int = -1) -> bytes:
@@ -167,6 +181,8 @@ class _Connection:
         self.sock = sock
         self.peer = peer
         self.reader = _Reader(sock)
+        #: When the first byte of the request being read arrived (its deadline runs from it).
+        self.started = 0.0
 
 
 _CONTENT_LENGTH = re.compile(r"[0-9]{1,18}")
@@ -304,6 +320,8 @@ class BoundedHTTPServer:
         self._ready: "queue.Queue[Optional[_Connection]]" = queue.Queue()
         self._returned: Deque[Tuple[_Connection, bool]] = collections.deque()
         self._idle: "collections.OrderedDict[_Connection, float]" = collections.OrderedDict()
+        #: Connections whose request head is arriving: when it must be complete (408 then).
+        self._heads: "collections.OrderedDict[_Connection, float]" = collections.OrderedDict()
         self._busy: Set[_Connection] = set()
         self._stopping = threading.Event()
         self._stopped = threading.Event()
@@ -335,10 +353,11 @@ class BoundedHTTPServer:
                 self._accept()
             elif key.fileobj is self._wake_read:
                 self._drain_wakeups()
-            elif key.data in self._idle:  # not evicted by an accept earlier in this same batch
-                self._dispatch(key.data)
+            elif key.data in self._idle or key.data in self._heads:  # not evicted earlier in this batch
+                self._read_head(key.data)
         self._take_back()
         self._expire_idle()
+        self._expire_heads()
 
     def shutdown(self) -> None:
         """Stop ``serve_forever`` (from another thread) and wait until it has."""
@@ -368,7 +387,7 @@ class BoundedHTTPServer:
                 if not self._evict_oldest_idle():
                     time.sleep(0.05)
                 return
-            if len(self._idle) + len(self._busy) >= self.limits.max_connections and not self._evict_oldest_idle():
+            if self._open_count() >= self.limits.max_connections and not self._evict_oldest_idle():
                 sock.close()  # every connection is mid-request: refuse this one
                 continue
             sock.setblocking(True)
@@ -376,9 +395,32 @@ class BoundedHTTPServer:
             self._selector.register(sock, selectors.EVENT_READ, connection)
             self._idle[connection] = time.monotonic()
 
-    def _dispatch(self, connection: _Connection) -> None:
+    def _open_count(self) -> int:
+        return len(self._idle) + len(self._heads) + len(self._busy)
+
+    def _read_head(self, connection: _Connection) -> None:
+        """Bytes of a request head: to a worker once the head is whole; kept watching if not."""
+        reader = connection.reader
+        if not reader.take_available():
+            self._forget(connection)
+            _close(connection.sock)
+            return
+        if not reader.buffered:
+            return
+        if connection in self._idle:
+            del self._idle[connection]
+            connection.started = time.monotonic()
+            self._heads[connection] = connection.started + self.limits.read_timeout
+        if reader.head_complete(self.limits.max_header_bytes):
+            self._dispatch(connection)
+
+    def _forget(self, connection: _Connection) -> None:
         self._selector.unregister(connection.sock)
-        del self._idle[connection]
+        self._idle.pop(connection, None)
+        self._heads.pop(connection, None)
+
+    def _dispatch(self, connection: _Connection) -> None:
+        self._forget(connection)
         self._busy.add(connection)
         self._ready.put(connection)
 
@@ -388,9 +430,14 @@ class BoundedHTTPServer:
             self._busy.discard(connection)
             if not keep or self._stopping.is_set():
                 _close(connection.sock)
-            elif connection.reader.buffered:  # a pipelined request is already here
-                self._busy.add(connection)
-                self._ready.put(connection)
+            elif connection.reader.buffered:  # a pipelined request is (partly) here already
+                connection.started = time.monotonic()
+                if connection.reader.head_complete(self.limits.max_header_bytes):
+                    self._busy.add(connection)
+                    self._ready.put(connection)
+                else:
+                    self._selector.register(connection.sock, selectors.EVENT_READ, connection)
+                    self._heads[connection] = connection.started + self.limits.read_timeout
             else:
                 self._selector.register(connection.sock, selectors.EVENT_READ, connection)
                 self._idle[connection] = time.monotonic()
@@ -403,19 +450,36 @@ class BoundedHTTPServer:
                 return
             self._evict_oldest_idle()
 
+    def _expire_heads(self) -> None:
+        now = time.monotonic()
+        while self._heads:
+            connection, deadline = next(iter(self._heads.items()))
+            if now < deadline:
+                return
+            self._forget(connection)
+            message = "the request did not arrive within %g s of its first byte" % self.limits.read_timeout
+            _refuse_unread(connection.sock, 408, message)
+            if self._on_request is not None:
+                self._on_request("- - 408 %s" % message)
+
     def _evict_oldest_idle(self) -> bool:
-        if not self._idle:
+        """Close the longest-idle connection, else the oldest whose head is still arriving."""
+        table = self._idle or self._heads
+        if not table:
             return False
-        connection, _ = self._idle.popitem(last=False)
-        self._selector.unregister(connection.sock)
+        connection = next(iter(table))
+        self._forget(connection)
         _close(connection.sock)
         return True
 
     def _until_next_expiry(self) -> Optional[float]:
-        if not self._idle:
-            return None
-        oldest = next(iter(self._idle.values()))
-        return max(0.0, oldest + self.limits.idle_timeout - time.monotonic())
+        now = time.monotonic()
+        waits = []
+        if self._idle:
+            waits.append(next(iter(self._idle.values())) + self.limits.idle_timeout - now)
+        if self._heads:
+            waits.append(next(iter(self._heads.values())) - now)
+        return max(0.0, min(waits)) if waits else None
 
     def _wake(self) -> None:
         try:
@@ -431,10 +495,9 @@ class BoundedHTTPServer:
             pass
 
     def _close_everything(self) -> None:
-        for connection in list(self._idle):
-            self._selector.unregister(connection.sock)
+        for connection in [*self._idle, *self._heads]:
+            self._forget(connection)
             _close(connection.sock)
-        self._idle.clear()
         for connection in list(self._busy):  # unblocks a worker waiting on its peer
             try:
                 connection.sock.shutdown(socket.SHUT_RDWR)
@@ -460,7 +523,9 @@ class BoundedHTTPServer:
             self._wake()
 
     def _serve_one(self, connection: _Connection) -> bool:
-        connection.reader.begin(self.limits.read_timeout, self.limits.max_header_bytes)
+        started = connection.started or time.monotonic()
+        connection.started = 0.0
+        connection.reader.begin(started + self.limits.read_timeout, self.limits.max_header_bytes)
         try:
             handler = self._handler(connection, connection.peer, self)
         except Exception:  # BoundedHandler answers its own errors; this is a last resort
@@ -476,6 +541,21 @@ def _close(sock: socket.socket) -> None:
         sock.close()
     except OSError:
         pass
+
+
+def _refuse_unread(sock: socket.socket, status: int, message: str) -> None:
+    """Answer a request the selector thread gave up on (no worker has it), without waiting:
+    what the socket takes now is sent, then it is closed."""
+    body = json.dumps({"type": "request_error", "error": message}).encode("utf-8")
+    reason = BaseHTTPRequestHandler.responses.get(status, ("",))[0]
+    head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
+        status, reason, len(body))
+    try:
+        sock.settimeout(0.0)
+        sock.send(head.encode("ascii") + body)
+    except OSError:
+        pass
+    _close(sock)
 
 
 def _linger(sock: socket.socket, seconds: float) -> None:
@@ -495,46 +575,3 @@ def _linger(sock: socket.socket, seconds: float) -> None:
         return
 
 
-def inflate(raw: bytes, encoding: str, limit: int) -> bytes:
-    """``raw`` decoded per its Content-Encoding (gzip is also recognised by its magic bytes),
-    never holding more than ``limit`` decoded bytes: ``HTTPError`` 413 past it, 400 when
-    the data is not valid, 415 for an encoding this server does not speak."""
-    encoding = encoding.strip().lower()
-    if encoding == "gzip" or (encoding in ("", "identity") and raw[:2] == b"\x1f\x8b"):
-        return _decompress(raw, 31, limit, "gzip")
-    if encoding == "deflate":
-        return _decompress(raw, 15, limit, "deflate")
-    if encoding not in ("", "identity"):
-        raise HTTPError(415, "Content-Encoding %r is not supported (gzip or deflate)" % encoding[:40])
-    if len(raw) > limit:
-        raise HTTPError(413, "the body is larger than %s" % _size(limit))
-    return raw
-
-
-def _decompress(data: bytes, wbits: int, limit: int, name: str) -> bytes:
-    """Inflate in steps of at most the room left, so a bomb stops at ``limit + 1`` bytes."""
-    out = bytearray()
-    try:
-        while True:  # gzip allows several members back to back
-            inflater = zlib.decompressobj(wbits)
-            pending = data
-            while not inflater.eof:
-                chunk = inflater.decompress(pending, limit + 1 - len(out))
-                out += chunk
-                if len(out) > limit:
-                    raise HTTPError(413, "the body inflates to more than %s" % _size(limit))
-                pending = inflater.unconsumed_tail
-                if not chunk and not pending:
-                    raise HTTPError(400, "the body is not valid %s (truncated)" % name)
-            data = inflater.unused_data
-            if not data or wbits != 31:
-                break
-    except zlib.error:
-        raise HTTPError(400, "the body is not valid %s" % name) from None
-    if data:
-        raise HTTPError(400, "the body is not valid %s (trailing data)" % name)
-    return bytes(out)
-
-
-def _size(n: int) -> str:
-    return "%d MiB" % (n // MiB) if n >= MiB and n % MiB == 0 else "%d bytes" % n

@@ -6,10 +6,11 @@ delivery and spool. Run it with the command (gunicorn, several workers)::
 
     posthog-otel gateway --workers 4
 
-or give the WSGI application to a server of your choice::
+or give the WSGI application to a server of your choice (with this worker class, slow
+request heads hold no thread: ``docs/gateway.md``)::
 
-    gunicorn -k gthread --threads 4 'posthog_otel.gateway:app'
-    gunicorn -k gthread 'posthog_otel.gateway:create_app()'
+    gunicorn -k posthog_otel.gateway.Worker --threads 4 'posthog_otel.gateway:app'
+    gunicorn -k posthog_otel.gateway.Worker 'posthog_otel.gateway:create_app()'
 
 ``app`` is built from the environment on first access (``POSTHOG_API_KEY``,
 ``POSTHOG_HOST``, ``POSTHOG_OTEL_GATEWAY_*``: ``docs/gateway.md``). This package needs the
@@ -48,8 +49,13 @@ _app_lock = threading.Lock()
 
 
 def __getattr__(name: str) -> Any:
-    """``posthog_otel.gateway:app``: made from the environment on first access."""
+    """``posthog_otel.gateway:app``: made from the environment on first access;
+    ``posthog_otel.gateway.Worker``: the gunicorn worker class (``-k``), imported on use."""
     global _app
+    if name == "Worker":
+        from ._worker import Worker
+
+        return Worker
     if name != "app":
         raise AttributeError("module %r has no attribute %r" % (__name__, name))
     with _app_lock:

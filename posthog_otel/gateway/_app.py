@@ -1,10 +1,11 @@
 """The gateway as a WSGI application: ``POST /v1/logs`` (OTLP/HTTP logs) and ``GET /health``.
 
 A request goes: encoding from ``Content-Type`` (protobuf or JSON; the answer uses the same)
--> project key (``Authorization: Bearer``, else ``POSTHOG_API_KEY``) and access -> is that
-project's spool past its high-water mark (503 + ``Retry-After``)? -> body, bounded in size
-and time -> gzip/deflate decoding, bounded -> OTLP records -> ``Operation`` -> PostHog events
-(the exporter's own mapping) -> the project's dispatcher. The answer says how many records
+-> project key (``Authorization: Bearer``, else ``POSTHOG_API_KEY`` for a request from this
+machine) and access -> is that project's spool past its high-water mark (503 +
+``Retry-After``)? -> body, bounded in size and time (408) -> gzip/deflate decoding, bounded in
+bytes and members -> OTLP records, bounded in objects and time -> ``Operation`` -> PostHog
+events (the exporter's own mapping) -> the project's dispatcher. The answer says how many records
 were refused and why (``partial_success``); records that are not PostHog operations are
 ignored, as the exporter ignores them.
 
@@ -26,14 +27,14 @@ from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .._config import Settings, redact
 from .._dispatch import MappedEvents
-from .._local.serving import HTTPError, inflate
+from .._inflate import HTTPError, inflate
 from .._log import count_drop, warn_limited
 from .._mapping import to_posthog_events
 from . import _answers, _metrics
 from ._answers import Answer
 from ._deadline import Watchdog
-from ._otlp import DECODERS, Malformed
-from ._projects import Projects, Refused
+from ._otlp import DECODERS, Limits, Malformed, TooLarge, TooSlow
+from ._projects import Project, Projects, Refused
 from ._settings import GatewaySettings
 
 logger = logging.getLogger("posthog_otel.gateway")
@@ -139,6 +140,15 @@ class Gateway:
             forwarded = any(environ.get(header) for header in _PROXY_HEADERS)
             key = self.projects.key_for(environ.get("HTTP_AUTHORIZATION"), environ.get("REMOTE_ADDR"), forwarded)
             project = self.projects.project(key)
+        except Refused as refusal:
+            return self._refuse(environ, encoding, refusal)
+        try:
+            return self._take(environ, encoding, project)
+        finally:
+            self.projects.release(project)
+
+    def _take(self, environ: Dict[str, Any], encoding: str, project: Project) -> Answer:
+        try:
             self.projects.pressure(project)
         except Refused as refusal:
             return self._refuse(environ, encoding, refusal)
@@ -149,13 +159,22 @@ class Gateway:
             return self._refuse(environ, encoding, Refused(error.status, str(error)), close=True)
         with self._order:
             try:
-                decoded = DECODERS[encoding](raw, time.time_ns())
+                limits = Limits(self.settings.max_objects, self.settings.decode_timeout)
+                decoded = DECODERS[encoding](raw, time.time_ns(), limits)
+            except TooLarge as error:
+                return self._refuse(environ, encoding, Refused(413, str(error)), close=False)
+            except TooSlow as error:
+                return self._refuse(environ, encoding, Refused(503, str(error), retry_after=self.settings.retry_after),
+                                    close=False)  # fmt: skip
             except Malformed as error:
                 return self._refuse(environ, encoding, Refused(400, str(error)), close=False)
             events, skipped = to_posthog_events(decoded.operations, self.projects.defaults)
             if events and not project.dispatcher.hand_off(MappedEvents(events)):
                 return self._refuse(environ, encoding, Refused(503, "the gateway is stopping",
                                                                retry_after=self.settings.retry_after))  # fmt: skip
+            if events:
+                project.admitted(len(raw))
+        skipped = decoded.refused + skipped
         for problem in skipped:
             count_drop(problem.reason)
             warn_limited("gateway:skip:" + problem.reason, "posthog_otel gateway: record refused: %s", problem)

@@ -4,7 +4,8 @@ gunicorn's threaded worker reads a body with blocking ``recv`` calls and no dead
 peer that sends a byte every few seconds would hold one of the worker's threads for as long
 as it likes. Around each body read the app arms a deadline on the connection's socket
 (gunicorn passes it as ``environ["gunicorn.socket"]``); one watchdog thread per process
-shuts the socket down when a deadline passes, which ends the blocked read at once.
+shuts the socket's reading side down when a deadline passes, which ends the blocked read
+at once and leaves the writing side open for the answer (408).
 """
 
 from __future__ import annotations
@@ -22,13 +23,14 @@ from typing import Any, Iterator, List, Optional, Tuple
 class Timer:
     """One armed deadline; ``expired`` once the watchdog cut the connection."""
 
-    __slots__ = ("sock", "at", "done", "expired")
+    __slots__ = ("sock", "at", "done", "expired", "how")
 
-    def __init__(self, sock: Any, at: float) -> None:
+    def __init__(self, sock: Any, at: float, how: int = socket.SHUT_RD) -> None:
         self.sock = sock
         self.at = at
         self.done = False
         self.expired = False
+        self.how = how
 
 
 class Watchdog:
@@ -40,16 +42,23 @@ class Watchdog:
 
     @contextmanager
     def deadline(self, sock: Optional[Any], seconds: float) -> Iterator[Timer]:
-        """Within the block, ``sock`` is shut down ``seconds`` from now; without a socket
-        (another server) the block runs with the server's own timeouts."""
-        timer = Timer(sock, time.monotonic() + seconds)
-        if sock is not None:
-            self._arm(timer)
+        """Within the block, ``sock``'s reading side is shut down ``seconds`` from now;
+        without a socket (another server) the block runs with the server's own timeouts."""
+        timer = self.arm(sock, seconds)
         try:
             yield timer
         finally:
-            with self._cond:
-                timer.done = True
+            self.disarm(timer)
+
+    def arm(self, sock: Optional[Any], seconds: float, how: int = socket.SHUT_RD) -> Timer:
+        timer = Timer(sock, time.monotonic() + seconds, how)
+        if sock is not None:
+            self._arm(timer)
+        return timer
+
+    def disarm(self, timer: Timer) -> None:
+        with self._cond:
+            timer.done = True
 
     def _arm(self, timer: Timer) -> None:
         with self._cond:
@@ -68,13 +77,13 @@ class Watchdog:
                     _, _, timer = heapq.heappop(self._heap)
                     if not timer.done:
                         timer.expired = True
-                        _cut(timer.sock)
+                        _cut(timer.sock, timer.how)
                 wait = self._heap[0][0] - now if self._heap else None
                 self._cond.wait(wait)
 
 
-def _cut(sock: Any) -> None:
+def _cut(sock: Any, how: int) -> None:
     try:
-        sock.shutdown(socket.SHUT_RDWR)
+        sock.shutdown(how)
     except OSError:
         pass

@@ -15,6 +15,16 @@ Only records whose ``event_name`` is one of the schema's operations are converte
 (body, attributes, resource); application logs that share the pipeline cost one field read.
 An SDK without ``event_name`` (OTLP added it in 2025) may carry the name in the
 ``event.name`` attribute, its predecessor in the semantic conventions.
+
+**Bounded work.** A few KiB of gzip can inflate to megabytes of empty objects, each of
+which costs far more to decode than its two bytes. So a request may decode to at most
+``Limits.max_objects`` objects (``TooLarge``: 413) within ``Limits.seconds``
+(``TooSlow``: 503), counted before they are walked: JSON by its ``{`` and ``[`` before
+parsing; protobuf by splitting the request at its records on the wire (each record is
+then parsed on its own, at most ``MAX_RECORD_BYTES``, so no single parse holds the
+whole body's objects) and by the length of each list before it is walked. A record whose
+bytes do not hold ``posthog.`` cannot name an operation and is not parsed at all (so an
+application log that is not valid protobuf inside is ignored rather than refused).
 """
 
 from __future__ import annotations
@@ -23,11 +33,18 @@ import base64
 import binascii
 import json
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional
+import time
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .. import _schema as schema
 from .._log import count_drop, warn_limited
-from .._mapping import Operation
+from .._mapping import Operation, Skipped
+
+#: One log record (or resource) on the wire: a larger record is refused (PostHog takes no
+#: event above 900 KiB anyway), without being parsed.
+MAX_RECORD_BYTES = 1024 * 1024
+#: What the bytes of every PostHog operation's record hold: its name, ``posthog.<operation>``.
+_OPERATION_MARK = b"posthog."
 
 #: The attribute older SDKs (and the earlier Events API) put the event's name in.
 EVENT_NAME_ATTRIBUTE = "event.name"
@@ -37,62 +54,182 @@ class Malformed(ValueError):
     """The body is not an OTLP logs request; the message says why (it is sent back)."""
 
 
+class TooLarge(Malformed):
+    """The request decodes to more objects than the gateway takes (413)."""
+
+
+class TooSlow(Malformed):
+    """Decoding the request took longer than the gateway allows (503)."""
+
+
+class Limits:
+    """What decoding one request may cost: objects, and seconds (from its start)."""
+
+    __slots__ = ("max_objects", "left", "seconds", "deadline", "_ticks")
+
+    def __init__(self, max_objects: int = 200_000, seconds: float = 1.0) -> None:
+        self.max_objects = max_objects
+        self.left = max_objects
+        self.seconds = seconds
+        self.deadline = time.monotonic() + seconds
+        self._ticks = 0
+
+    def spend(self, objects: int) -> None:
+        self.left -= objects
+        if self.left < 0:
+            raise TooLarge("the request holds more than %d OTLP objects (POSTHOG_OTEL_GATEWAY_MAX_OBJECTS); send "
+                           "smaller batches" % self.max_objects)  # fmt: skip
+        self._ticks += 1
+        if self._ticks & 63 == 0 and time.monotonic() > self.deadline:
+            raise TooSlow("decoding the request took longer than %g s (POSTHOG_OTEL_GATEWAY_DECODE_TIMEOUT)"
+                          % self.seconds)  # fmt: skip
+
+
 class Decoded:
-    """What a request held: PostHog operations, in the order the request lists them, and how
-    many log records it carried in all (the others are not PostHog's and are ignored)."""
+    """What a request held: PostHog operations, in the order the request lists them, how
+    many log records it carried in all (the others are not PostHog's and are ignored), and
+    the records refused before they were read (too large)."""
 
-    __slots__ = ("operations", "records")
+    __slots__ = ("operations", "records", "refused")
 
-    def __init__(self, operations: List[Operation], records: int) -> None:
+    def __init__(self, operations: List[Operation], records: int, refused: Optional[List[Skipped]] = None) -> None:
         self.operations = operations
         self.records = records
+        self.refused = refused or []
 
 
 # --- protobuf -------------------------------------------------------------------------------
 
 
-def decode_protobuf(body: bytes, received_unix_nano: int) -> Decoded:
-    from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
+def decode_protobuf(body: bytes, received_unix_nano: int, limits: Optional[Limits] = None) -> Decoded:
     from google.protobuf.message import DecodeError
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+    from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
-    try:
-        request = ExportLogsServiceRequest.FromString(body)
-    except (DecodeError, ValueError) as error:  # upb raises DecodeError; some builds ValueError
-        raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): %s" % (error or "cannot be parsed")) from None
+    limits = limits or Limits()
     operations: List[Operation] = []
+    refused: List[Skipped] = []
     records = 0
-    for resource_logs in request.resource_logs:
-        resource: Optional[Dict[str, Any]] = None
-        for scope_logs in resource_logs.scope_logs:
-            log_records = scope_logs.log_records
-            records += len(log_records)
-            for record in log_records:
-                name: Any = record.event_name
-                attributes = None
-                if not name:
-                    attributes = _pb_attributes(record.attributes)
-                    name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                if name not in schema.OPERATIONS:
-                    continue
-                if attributes is None:
-                    attributes = _pb_attributes(record.attributes)
-                if resource is None:
-                    resource = _pb_attributes(resource_logs.resource.attributes)
-                operations.append(
-                    Operation(
-                        name,
-                        attributes,
-                        _pb_value(record.body) if record.HasField("body") else None,
-                        record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
-                        _id_from_bytes(record.trace_id, 16, "trace_id"),
-                        _id_from_bytes(record.span_id, 8, "span_id"),
-                        resource,
+    try:
+        for resource_logs in _messages(memoryview(body), 1, limits):  # ExportLogsServiceRequest.resource_logs
+            resource_parts: List[bytes] = []
+            scopes: List[memoryview] = []
+            for number, value in _fields(resource_logs):
+                if number == 1:  # ResourceLogs.resource (repeated on the wire: merged)
+                    resource_parts.append(bytes(_length_delimited(value)))
+                elif number == 2:  # ResourceLogs.scope_logs
+                    scopes.append(_length_delimited(value))
+            resource: Optional[Dict[str, Any]] = None
+            for scope_logs in scopes:
+                limits.spend(1)
+                for record_view in _messages(scope_logs, 2, limits):  # ScopeLogs.log_records
+                    records += 1
+                    if len(record_view) > MAX_RECORD_BYTES:
+                        refused.append(Skipped("record_too_large", "a log record of %d bytes (at most %d)"
+                                               % (len(record_view), MAX_RECORD_BYTES)))  # fmt: skip
+                        continue
+                    record_bytes = bytes(record_view)
+                    if _OPERATION_MARK not in record_bytes:
+                        continue  # its name (event_name or event.name) cannot be an operation's: not parsed
+                    record = LogRecord.FromString(record_bytes)
+                    name: Any = record.event_name
+                    attributes = None
+                    if not name:
+                        attributes = _pb_attributes(record.attributes, limits)
+                        name = attributes.get(EVENT_NAME_ATTRIBUTE)
+                    if name not in schema.OPERATIONS:
+                        continue
+                    if attributes is None:
+                        attributes = _pb_attributes(record.attributes, limits)
+                    if resource is None:
+                        resource = _pb_resource(Resource, resource_parts, limits)
+                    operations.append(
+                        Operation(
+                            name,
+                            attributes,
+                            _pb_value(record.body, limits) if record.HasField("body") else None,
+                            record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
+                            _id_from_bytes(record.trace_id, 16, "trace_id"),
+                            _id_from_bytes(record.span_id, 8, "span_id"),
+                            resource,
+                        )
                     )
-                )
-    return Decoded(operations, records)
+    except (DecodeError, ValueError) as error:  # upb raises DecodeError; some builds ValueError
+        if isinstance(error, Malformed):
+            raise
+        raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): %s" % (error or "cannot be parsed")) from None
+    except RecursionError:
+        raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): values nested too deeply") from None
+    return Decoded(operations, records, refused)
 
 
-def _pb_attributes(pairs: Any) -> Dict[str, Any]:
+def _pb_resource(resource_class: Any, parts: List[bytes], limits: Limits) -> Dict[str, Any]:
+    data = b"".join(parts)
+    if len(data) > MAX_RECORD_BYTES:
+        raise TooLarge("an OTLP resource of %d bytes (at most %d)" % (len(data), MAX_RECORD_BYTES))
+    return _pb_attributes(resource_class.FromString(data).attributes, limits)
+
+
+# --- the protobuf wire format, as far as splitting a request at its records needs ---------
+
+
+def _messages(data: memoryview, wanted: int, limits: Limits) -> Iterator[memoryview]:
+    """The length-delimited values of field ``wanted`` (a repeated message), each counted."""
+    for number, value in _fields(data):
+        if number == wanted:
+            limits.spend(1)
+            yield _length_delimited(value)
+
+
+def _length_delimited(value: Any) -> memoryview:
+    if not isinstance(value, memoryview):
+        raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): a message field is not length-delimited")
+    return value
+
+
+def _fields(data: memoryview) -> Iterator[Tuple[int, Any]]:
+    """(field number, value) of each field of one message: a memoryview for length-delimited
+    values, an int (or None for fixed-size ones, which no field split here uses) otherwise."""
+    at, end = 0, len(data)
+    while at < end:
+        key, at = _varint(data, at)
+        number, wire = key >> 3, key & 7
+        if number == 0:
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): field number 0")
+        if wire == 0:
+            value, at = _varint(data, at)
+            yield number, value
+        elif wire == 2:
+            size, at = _varint(data, at)
+            if at + size > end:
+                raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
+            yield number, data[at : at + size]
+            at += size
+        elif wire == 1 or wire == 5:
+            at += 8 if wire == 1 else 4
+            if at > end:
+                raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
+            yield number, None
+        else:  # groups (3, 4) are not used by OTLP; 6 and 7 do not exist
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): wire type %d" % wire)
+
+
+def _varint(data: memoryview, at: int) -> Tuple[int, int]:
+    value = shift = 0
+    end = len(data)
+    while True:
+        if at >= end or shift > 63:
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): a bad varint")
+        byte = data[at]
+        at += 1
+        value |= (byte & 0x7F) << shift
+        if byte < 0x80:
+            return value, at
+        shift += 7
+
+
+def _pb_attributes(pairs: Any, limits: Limits) -> Dict[str, Any]:
+    limits.spend(len(pairs))
     out = {}
     for pair in pairs:  # _pb_value inlined for the common kinds: a call less per value adds up here
         value = pair.value
@@ -102,31 +239,37 @@ def _pb_attributes(pairs: Any) -> Dict[str, Any]:
         elif kind == "int_value" or kind == "bool_value":
             out[pair.key] = getattr(value, kind)
         else:
-            out[pair.key] = None if kind is None else _PB_READERS[kind](value)
+            out[pair.key] = None if kind is None else _PB_READERS[kind](value, limits)
     return out
 
 
-def _pb_value(value: Any) -> Any:
+def _pb_value(value: Any, limits: Limits) -> Any:
     kind = value.WhichOneof("value")
     if kind == "string_value":  # the common case first
         return value.string_value
     if kind is None:
         return None
-    return _PB_READERS[kind](value)
+    return _PB_READERS[kind](value, limits)
 
 
-def _pb_double(value: Any) -> Any:
+def _pb_double(value: Any, limits: Limits) -> Any:
     number = value.double_value
     return number if math.isfinite(number) else None  # as the property rules: NaN, inf -> null
 
 
-_PB_READERS: Dict[str, Callable[[Any], Any]] = {
-    "int_value": lambda v: v.int_value,
-    "bool_value": lambda v: v.bool_value,
+def _pb_array(value: Any, limits: Limits) -> List[Any]:
+    items = value.array_value.values
+    limits.spend(len(items))
+    return [_pb_value(item, limits) for item in items]
+
+
+_PB_READERS: Dict[str, Callable[[Any, Limits], Any]] = {
+    "int_value": lambda v, _: v.int_value,
+    "bool_value": lambda v, _: v.bool_value,
     "double_value": _pb_double,
-    "kvlist_value": lambda v: _pb_attributes(v.kvlist_value.values),
-    "array_value": lambda v: [_pb_value(item) for item in v.array_value.values],
-    "bytes_value": lambda v: _bytes_text(v.bytes_value),
+    "kvlist_value": lambda v, limits: _pb_attributes(v.kvlist_value.values, limits),
+    "array_value": _pb_array,
+    "bytes_value": lambda v, _: _bytes_text(v.bytes_value),
 }
 
 
@@ -142,7 +285,9 @@ def _id_from_bytes(raw: bytes, size: int, field: str) -> int:
 # --- JSON -----------------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, received_unix_nano: int) -> Decoded:
+def decode_json(body: bytes, received_unix_nano: int, limits: Optional[Limits] = None) -> Decoded:
+    limits = limits or Limits()
+    limits.spend(body.count(b"{") + body.count(b"["))  # at least every object and array (strings may hold more)
     try:
         text = body.decode("utf-8")  # strictly: json.loads(bytes) would let encoded surrogates through
         document = json.loads(text)
@@ -351,5 +496,8 @@ def _describe(error: BaseException) -> str:
     return "%s%s" % (type(error).__name__, ": " + text[:120] if text else "")
 
 
-DECODERS: Mapping[str, Callable[[bytes, int], Decoded]] = {"protobuf": decode_protobuf, "json": decode_json}
+DECODERS: Mapping[str, Callable[[bytes, int, Optional[Limits]], Decoded]] = {
+    "protobuf": decode_protobuf,
+    "json": decode_json,
+}
 

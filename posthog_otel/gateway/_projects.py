@@ -4,10 +4,22 @@ One ``Dispatcher`` per project key, made on the key's first request in each work
 memory, HTTP thread and spool (the spool directory is derived from key and host, so a
 worker's siblings and its next start share it, and batches leave in order across them).
 
+**Slots.** A worker serves ``max_projects`` keys at once. A key proves itself once PostHog
+has accepted a batch for it (keys on the allow-list and ``POSTHOG_API_KEY`` are trusted
+from the start); until then, its slot is the first to go: when all are taken, a new key
+takes the slot of the least recently used key that has not proved itself, so made-up keys
+can never keep a real one out. A project without a request for ``project_idle`` seconds is
+closed (what it holds is delivered or spooled; its spool stays for its next request). A
+project is never closed while a request is using it. With no slot to free, a new key is
+answered 503 with ``Retry-After``.
+
 **Never an open relay.** With an allow-list, only its keys (and ``POSTHOG_API_KEY``) are
-taken, from anyone who can reach the gateway. Without one, any well-formed key is taken,
-but only from this machine's own addresses: a gateway bound to a public address by a
-server it does not control (``gunicorn --bind 0.0.0.0``) still relays nothing for others.
+taken, from anyone who can reach the gateway and names one. Without one, any well-formed
+key is taken, but only from this machine's own addresses: a gateway bound to a public
+address by a server it does not control (``gunicorn --bind 0.0.0.0``) still relays
+nothing for others. ``POSTHOG_API_KEY`` stands in for a request that names no key only
+when that request comes from this machine (not through a proxy): a remote client must
+bring its own credential, or anyone who can reach the port could write to that project.
 """
 
 from __future__ import annotations
@@ -39,24 +51,47 @@ class Refused(Exception):
 
 
 class Project:
-    """One key's delivery, and how full it is."""
+    """One key's delivery, how full it is, and how it is used."""
 
-    def __init__(self, dispatcher: Dispatcher, spool_mark: Optional[int], memory_mark: int) -> None:
+    def __init__(
+        self, dispatcher: Dispatcher, spool_mark: Optional[int], memory_mark: int, trusted: bool, workers: int = 1
+    ) -> None:
         self.dispatcher = dispatcher
         self._spool_mark = spool_mark
         self._memory_mark = memory_mark
+        self._workers = workers
         self._checked = -PRESSURE_TTL
-        self._full = False
+        self._spool_seen = self._memory_seen = self._admitted = 0
+        #: On the allow-list, or POSTHOG_API_KEY; else proven once PostHog accepted a batch.
+        self.trusted = trusted
+        self._proven = trusted
+        self.users = 0  # requests using it now
+        self.last_used = time.monotonic()
+
+    @property
+    def proven(self) -> bool:
+        if not self._proven:
+            self._proven = self.dispatcher.stats()["exported"] > 0
+        return self._proven
 
     def full(self, now: float) -> bool:
-        """Past the high-water mark: the spool is nearly full, or memory (the spool is off, or
-        the disk refuses it)."""
+        """Past the high-water mark: the spool is nearly full, counting what waits in memory
+        (it goes to the spool next) in every worker (each is taken to hold what this one
+        does) and what was taken since the figures were read; or memory is (the spool is
+        off, or the disk refuses it). Memory could hold more than the spool's cap: it was not
+        counted, and a gateway's spool grew to twice its cap."""
         if now - self._checked >= PRESSURE_TTL:
             stats = self.dispatcher.stats()
-            spool_full = self._spool_mark is not None and stats["spool_bytes"] >= self._spool_mark
-            self._full = spool_full or stats["memory_bytes"] >= self._memory_mark
+            self._spool_seen, self._memory_seen, self._admitted = stats["spool_bytes"], stats["memory_bytes"], 0
             self._checked = now
-        return self._full
+        waiting = self._memory_seen + self._admitted
+        if self._spool_mark is not None and self._spool_seen + self._workers * waiting >= self._spool_mark:
+            return True
+        return waiting >= self._memory_mark
+
+    def admitted(self, size: int) -> None:
+        """``size`` bytes were just handed to delivery (counted until the next look at the figures)."""
+        self._admitted += size
 
 
 class Projects:
@@ -81,6 +116,7 @@ class Projects:
         self._lock = threading.Lock()
         self._projects: Dict[str, Project] = {}
         self._closed = False
+        self._next_sweep = 0.0
 
     @property
     def defaults(self) -> Defaults:
@@ -103,6 +139,9 @@ class Projects:
             if not self.default_key:
                 raise Refused(401, "no project key: send 'Authorization: Bearer phc_...' (or start the gateway "
                                    "with POSTHOG_API_KEY)")  # fmt: skip
+            if forwarded or not (peer and is_loopback_address(peer)):
+                raise Refused(401, "no project key: send 'Authorization: Bearer phc_...' (the gateway's own key "
+                                   "serves requests from its own machine only)")  # fmt: skip
             return self.default_key
         problem = key_problem(key)
         if problem:
@@ -120,20 +159,46 @@ class Projects:
         return key
 
     def project(self, key: str) -> Project:
-        project = self._projects.get(key)
-        if project is not None:
-            return project
+        """The key's project, marked in use until ``release``; ``Refused`` (503) when the
+        gateway stops or no slot can be freed for it."""
+        now = time.monotonic()
+        closing: List[Project] = []
         with self._lock:
+            if now >= self._next_sweep:
+                self._next_sweep = now + 1.0
+                closing += self._sweep(now)
             project = self._projects.get(key)
             if project is None:
                 if self._closed:
                     raise Refused(503, "the gateway is stopping", retry_after=self.gateway.retry_after)
                 if len(self._projects) >= self.gateway.max_projects:
-                    raise Refused(403, "this gateway serves %d project keys at most (POSTHOG_OTEL_GATEWAY_MAX_PROJECTS)"
-                                       % self.gateway.max_projects)  # fmt: skip
+                    closing += self._free_a_slot()
                 project = self._open(key)
                 self._projects[key] = project
+            project.users += 1
+            project.last_used = now
+        _close_in_background(closing, self.gateway.close_budget)
         return project
+
+    def release(self, project: Project) -> None:
+        with self._lock:
+            project.users -= 1
+            project.last_used = time.monotonic()
+
+    def _sweep(self, now: float) -> List[Project]:
+        """Projects without a request for ``project_idle`` seconds, taken out (to close)."""
+        idle = [key for key, p in self._projects.items()
+                if not p.trusted and not p.users and now - p.last_used >= self.gateway.project_idle]  # fmt: skip
+        return [self._projects.pop(key) for key in idle]
+
+    def _free_a_slot(self) -> List[Project]:
+        """The least recently used project whose key PostHog has not accepted yet, taken out;
+        ``Refused`` (503) when every slot holds a proven or busy one."""
+        candidates = sorted((p.last_used, key) for key, p in self._projects.items() if not p.users and not p.proven)
+        if not candidates:
+            raise Refused(503, "this gateway serves %d project keys at once, all in use (POSTHOG_OTEL_GATEWAY_MAX_PROJECTS); "
+                               "retry later" % self.gateway.max_projects, retry_after=self.gateway.retry_after)  # fmt: skip
+        return [self._projects.pop(candidates[0][1])]
 
     def open_known(self) -> None:
         """Open the project of every key on the allow-list (and ``POSTHOG_API_KEY``): each
@@ -141,7 +206,7 @@ class Projects:
         the gateway learns from requests only are opened at their first request."""
         for key in sorted(self.allowed)[: self.gateway.max_projects]:
             try:
-                self.project(key)
+                self.release(self.project(key))
             except Refused:  # stopping already
                 return
 
@@ -150,7 +215,7 @@ class Projects:
         dispatcher = Dispatcher(settings, "gateway", _no_records, self._retry_policy, self._transport)
         mark = self.gateway.high_water
         spool_mark = int(settings.spool_max_bytes * mark) if settings.spool else None
-        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark))
+        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark), key in self.allowed, self.gateway.worker_count)
 
     def pressure(self, project: Project) -> None:
         """``Refused`` (503, ``Retry-After``) while the project's spool is past the high-water mark."""
@@ -183,6 +248,13 @@ class Projects:
             thread.start()
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0) + 1.0)
+
+
+def _close_in_background(projects: List[Project], budget: float) -> None:
+    """Close projects taken out of service (deliver or spool what they hold) off the request's thread."""
+    for project in projects:
+        threading.Thread(target=project.dispatcher.shutdown, args=(budget * 1000,), name="posthog-otel-close",
+                         daemon=True).start()  # fmt: skip
 
 
 def _bearer(authorization: str) -> Optional[str]:

@@ -1,7 +1,8 @@
 """``posthog-otel gateway``: the application under gunicorn, with settings that suit it.
 
-- **gthread workers**: a pool of threads per process reads requests (a slow client holds a
-  thread, not the process), idle keep-alive connections wait in a poller; decoding is one
+- **gthread workers** (``_worker.Worker``): a pool of threads per process serves requests;
+  connections wait in the worker's poller while idle and while their request head arrives
+  (a slow head holds no thread), and a body has ``read_timeout`` to arrive; decoding is one
   request at a time per worker anyway (``_app``: order, and the GIL).
 - **preloaded**: the application is made once in the master, so a bad setting stops the
   command before any worker starts; each worker opens its own projects on first use.
@@ -47,11 +48,13 @@ def run(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def check(settings: GatewaySettings, delivery: Settings) -> None:
-    """Refuse to be an open relay: a non-loopback address needs an allow-list."""
-    if not settings.loopback and not (settings.allowed_keys or delivery.api_key):
+    """Refuse to be an open relay: a non-loopback address needs an explicit allow-list
+    (``POSTHOG_API_KEY`` alone is not one: it is the key of requests that bring none)."""
+    if not settings.loopback and not settings.allowed_keys:
         raise CommandError(
             "bound to %s, which is not a loopback address, with no allow-list: set POSTHOG_OTEL_GATEWAY_KEYS "
-            "(or --allow-key) to the project keys it may take, or POSTHOG_API_KEY" % settings.bind[0]
+            "(or --allow-key) to the project keys remote clients may send (POSTHOG_API_KEY alone is not enough: "
+            "remote clients must send their key)" % settings.bind[0]
         )
 
 
@@ -60,7 +63,7 @@ def options(settings: GatewaySettings, gateway: Gateway, ready: Callable[[Any], 
     return {
         "bind": "[%s]:%d" % (host, port) if ":" in host else "%s:%d" % (host, port),
         "workers": settings.worker_count,
-        "worker_class": "gthread",
+        "worker_class": "posthog_otel.gateway.Worker",  # gthread, with heads read before a thread is given
         "threads": settings.threads,
         "worker_connections": settings.max_connections,
         "keepalive": KEEPALIVE,
@@ -83,7 +86,8 @@ def describe(settings: GatewaySettings, delivery: Settings) -> str:
         access = "keys on its allow-list only: %s" % ", ".join(keys)
     else:
         access = "any project key, from this machine only (no allow-list)"
-    default = "POSTHOG_API_KEY %s" % redact(delivery.api_key) if delivery.api_key else "none (clients send one)"
+    default = ("POSTHOG_API_KEY %s (from this machine only)" % redact(delivery.api_key) if delivery.api_key
+               else "none (clients send one)")  # fmt: skip
     return "  accepts: %s\n  key of requests without one: %s\n  delivers to: %s (spool: %s)\n" % (
         access, default, delivery.host, "on" if delivery.spool else "off")
 

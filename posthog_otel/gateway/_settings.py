@@ -131,7 +131,29 @@ class GatewaySettings:
         10.0,
         "POSTHOG_OTEL_GATEWAY_READ_TIMEOUT",
         parse=parse_seconds,
-        doc="Seconds a request body may take to arrive; then the connection is closed.",
+        doc="Seconds a request body may take to arrive; then it is answered 408 and the connection closed.",
+    )
+    head_timeout: float = setting(
+        5.0,
+        "POSTHOG_OTEL_GATEWAY_HEAD_TIMEOUT",
+        parse=parse_seconds,
+        doc="Seconds a request head (request line and headers, at most 64 KiB) may take to arrive, from the "
+        "connection (or the next request's first byte); then it is answered 408 and closed. Heads are read "
+        "without holding a thread (`posthog_otel.gateway.Worker`).",
+    )
+    max_objects: int = setting(
+        200_000,
+        "POSTHOG_OTEL_GATEWAY_MAX_OBJECTS",
+        parse=parse_count,
+        doc="OTLP objects one request may decode to (resource and scope logs, records, attributes, array and "
+        "map values; in JSON every `{` and `[`); more is answered 413.",
+    )
+    decode_timeout: float = setting(
+        1.0,
+        "POSTHOG_OTEL_GATEWAY_DECODE_TIMEOUT",
+        parse=parse_seconds,
+        doc="Seconds decoding one request may take (one request decodes at a time per worker); then it is "
+        "answered 503 with `Retry-After`.",
     )
     high_water: float = setting(
         0.8,
@@ -150,7 +172,16 @@ class GatewaySettings:
         64,
         "POSTHOG_OTEL_GATEWAY_MAX_PROJECTS",
         parse=parse_count,
-        doc="Project keys one worker serves (each has its own delivery threads and spool).",
+        doc="Project keys one worker serves at once (each has its own delivery threads and spool). When all "
+        "are taken, a new key takes the slot of a key PostHog has not accepted yet, least recently used "
+        "first; with none, it is answered 503 with `Retry-After`.",
+    )
+    project_idle: float = setting(
+        600.0,
+        "POSTHOG_OTEL_GATEWAY_PROJECT_IDLE",
+        parse=parse_seconds,
+        doc="Seconds without a request after which a project's delivery is closed and its slot freed (what it "
+        "holds is delivered or spooled; keys on the allow-list and `POSTHOG_API_KEY` stay open).",
     )
     close_budget: float = setting(
         5.0,
