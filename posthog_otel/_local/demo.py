@@ -141,13 +141,13 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None, serve: 
     )
     page = href("person", USER, project=project)
     if serve:
-        out.write("\nSee the demo person in your browser (Ctrl-C stops):\n  %s%s\n" % (server.url, page))
+        out.write("\nSee the demo person in your browser (Ctrl-C stops):\n%s%s\n" % (server.url, page))
         _serve_until_interrupted(out)
     else:
         db = " --db %s" % shlex.quote(db_path) if db_path else ""
         out.write(
             "\nSee the demo person in your browser: run posthog-otel server%s, then open\n"
-            "  http://127.0.0.1:8010%s\n" % (db, page)
+            "http://127.0.0.1:8010%s\n" % (db, page)
         )
     server.stop()
     server.store.close()
