@@ -159,6 +159,7 @@ def _server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.flags:
         count = len(server.flags.definitions.flags)
         out.write("  flags: %s (%d flag%s)\n" % (args.flags, count, "" if count == 1 else "s"))
+    out.write("  web pages: %s/ (persons, groups, events, exceptions, flags)\n" % server.url)
     out.write("  point your app at it: POSTHOG_HOST=%s POSTHOG_API_KEY=phc_anything\n" % server.url)
     out.write("  inspect: posthog-otel events -f%s   (also: persons, person ID, groups, projects)\n" % db)
     out.write("  %s(Ctrl-C stops)\n" % ("requests are printed below " if args.verbose else ""))

@@ -11,8 +11,6 @@ import html
 import io
 import json
 import re
-import sys
-import uuid
 from html.parser import HTMLParser
 from urllib.parse import unquote
 
@@ -96,6 +94,12 @@ def test_a_merge_brings_the_other_persons_history_and_says_where_the_targets_val
     assert (merge["uuid"], merge["event"]) == (alias["uuid"], "$create_alias")
     text = page_text(get(local, "person", "user"))
     assert "merge ($create_alias: this person's value kept)" in text
+
+
+def test_a_long_history_shows_its_latest_changes_and_counts_the_rest(local):
+    post(local, [ev("$set", "u", **{"$set": {"n": i}}) for i in range(30)])
+    text = page_text(get(local, "person", "u"))
+    assert "n 5 earlier change(s) not shown 5 $set replaced later" in text and "29 $set current value" in text
 
 
 def test_group_history_and_members(local, store):

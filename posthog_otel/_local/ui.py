@@ -63,6 +63,12 @@ class Request:
         """A link to another page of the same project."""
         return href(*segments, **query, project=self.project)
 
+    def project_field(self) -> Html:
+        """The project, carried by a GET form."""
+        if self.project is None:
+            return Html("")
+        return fill('<input type="hidden" name="project" value="%s">', self.project)
+
     def page(self, title: str, body: Html, current: str = "", status: int = 200) -> Response:
         nav = [
             ("Persons", self.url("persons")),

@@ -56,7 +56,7 @@ def events(request: Request) -> Response:
         '<form class="filters" method="get" action="/events">%s'
         '<label>event<input name="event" list="event-names" value="%s"></label><datalist id="event-names">%s</datalist>'
         '<label>distinct id<input name="distinct_id" value="%s"></label><button type="submit">Filter</button>%s</form>',
-        fill('<input type="hidden" name="project" value="%s">', project) if project else Html(""),
+        request.project_field(),
         filters["event"] or "",
         join(fill('<option value="%s">', n) for n in names),
         filters["distinct_id"] or "",

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass, field
-from typing import Any, Dict, List, Optional, Set
+from typing import Any, Dict, List, Set
 
 from .ui import Request, Response
 from .ui_markup import Html, esc, fill, join, link, moment, section, table, value

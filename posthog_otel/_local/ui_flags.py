@@ -100,7 +100,7 @@ def _form(request: Request, key: str) -> Html:
         '<option value="ignore"%s>ignored</option></select></label>'
         '<button type="submit">Explain</button></form>',
         href("feature_flags", key),
-        fill('<input type="hidden" name="project" value="%s">', request.project) if request.project else Html(""),
+        request.project_field(),
         params.get("distinct_id", ""),
         params.get("prop", ""),
         params.get("group", ""),

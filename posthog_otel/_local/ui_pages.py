@@ -3,7 +3,7 @@ its properties came from."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Optional, Sequence
+from typing import Any, Dict, List, Sequence
 
 from . import views
 from .render import summary
@@ -13,6 +13,10 @@ from .ui_markup import Html, esc, fill, href, join, link, moment, section, table
 
 #: Events shown on a person's or group's page (the events page filters the rest).
 TIMELINE = 200
+#: Persons listed at most (the search narrows them).
+LISTED = 500
+#: A property's latest changes shown (how many earlier ones there are is said).
+CHANGES_SHOWN = 25
 
 
 def overview(request: Request) -> Response:
@@ -50,20 +54,22 @@ def projects(request: Request) -> Response:
 def persons(request: Request) -> Response:
     text = request.params.get("q", "")
     found = views.search_persons(request.store, request.project, text) if request.project else []
+    shown = found[:LISTED]
     rows = [
         (join((link(request.url("person", d), d) for d in p["distinct_ids"]), Html("<br>")),
          summary(p["properties"]), p["events"], moment(p["last_seen"]))
-        for p in found
+        for p in shown
     ]  # fmt: skip
     form = fill(
         '<form class="filters" method="get" action="/persons">%s<label>distinct id or property'
         '<input type="search" name="q" value="%s" autofocus></label><button type="submit">Search</button></form>',
-        _project_field(request),
+        request.project_field(),
         text,
     )
     listing = table(("distinct ids", "properties", "events", "last seen"), rows, css="persons",
                     empty="No person matches." if text else "No persons yet.")  # fmt: skip
-    return request.page("Persons", join([form, fill("<p class=\"muted\">%s found</p>", len(found)), listing]))
+    count = fill('<p class="muted">%s found%s</p>', len(found), ", the first %d shown" % LISTED if len(found) > LISTED else "")
+    return request.page("Persons", join([form, count, listing]))
 
 
 def person(request: Request) -> Response:
@@ -153,9 +159,14 @@ def property_table(request: Request, current: Dict[str, Any], history: Dict[str,
         if not changes:
             rows.append(_change_row(key, {"value": current[key]}, "current", request, first=True))
             continue
-        for index, change in enumerate(changes):
-            rows.append(_change_row(key if index == 0 else "", change, _outcome(change, index == decisive), request,
-                                    first=index == 0))  # fmt: skip
+        hidden = max(0, len(changes) - CHANGES_SHOWN)
+        if hidden:
+            rows.append(fill('<tr class="first"><td><code>%s</code></td><td colspan="6" class="muted">%s earlier '
+                             "change(s) not shown</td></tr>", key, hidden))  # fmt: skip
+        for index in range(hidden, len(changes)):
+            first = index == hidden and not hidden
+            rows.append(_change_row(key if first else "", changes[index], _outcome(changes[index], index == decisive),
+                                    request, first=first))  # fmt: skip
     if not rows:
         return fill('<p class="empty">%s</p>', "No properties.")
     head = join(fill("<th>%s</th>", h) for h in ("property", "value", "operation", "outcome", "event time", "event",
@@ -233,10 +244,4 @@ def _timeline(request: Request, events: List[Dict[str, Any]], total: int) -> Htm
         note = fill('<p class="muted">The latest %s of %s; %s filters them all.</p>', len(events), total,
                     link(request.url("events"), "Events"))  # fmt: skip
     return join([note, event_table(request, list(reversed(events)))])
-
-
-def _project_field(request: Request) -> Html:
-    if request.project is None:
-        return Html("")
-    return fill('<input type="hidden" name="project" value="%s">', request.project)
 

@@ -54,15 +54,24 @@ def person_groups(store: Store, person_id: int) -> List[Tuple[str, str]]:
     return [(row[0], row[1]) for row in rows]
 
 
+#: The events of a group: sent with it (``$groups``), or setting its properties.
+_OF_GROUP = (
+    "(e.seq IN (SELECT seq FROM event_groups WHERE project = ? AND group_type = ? AND group_key = ?)"
+    " OR (e.project = ? AND e.uuid IN (SELECT event_uuid FROM property_changes"
+    " WHERE project = ? AND group_type = ? AND group_key = ?)))"
+)
+
+
+def _of_group(project: str, group_type: str, group_key: str) -> List[Any]:
+    return [project, group_type, group_key, project, project, group_type, group_key]
+
+
 def group_members(store: Store, project: str, group_type: str, group_key: str) -> List[Dict[str, Any]]:
     """Each distinct id seen in the group's events or setting its properties, with its person."""
     rows = store.query(
         "SELECT e.distinct_id, e.person_id, count(*) AS events, max(e.timestamp) AS last_seen FROM events e"
-        " WHERE e.seq IN (SELECT seq FROM event_groups WHERE project = ? AND group_type = ? AND group_key = ?)"
-        " OR (e.project = ? AND e.uuid IN (SELECT event_uuid FROM property_changes"
-        "     WHERE project = ? AND group_type = ? AND group_key = ?))"
-        " GROUP BY e.distinct_id, e.person_id ORDER BY e.distinct_id",
-        [project, group_type, group_key, project, project, group_type, group_key],
+        " WHERE %s GROUP BY e.distinct_id, e.person_id ORDER BY e.distinct_id" % _OF_GROUP,
+        _of_group(project, group_type, group_key),
     )
     return [dict(row) for row in rows]
 
@@ -86,10 +95,8 @@ def _searchable(person: Dict[str, Any]) -> str:
 def group_events(store: Store, project: str, group_type: str, group_key: str, limit: int) -> List[Dict[str, Any]]:
     """The latest ``limit`` events sent with the group or setting its properties, oldest first."""
     rows = store.query(
-        "SELECT * FROM events e WHERE e.seq IN (SELECT seq FROM event_groups WHERE project = ? AND group_type = ?"
-        " AND group_key = ?) OR (e.project = ? AND e.uuid IN (SELECT event_uuid FROM property_changes"
-        " WHERE project = ? AND group_type = ? AND group_key = ?)) ORDER BY e.seq DESC LIMIT ?",
-        [project, group_type, group_key, project, project, group_type, group_key, limit],
+        "SELECT * FROM events e WHERE %s ORDER BY e.seq DESC LIMIT ?" % _OF_GROUP,
+        [*_of_group(project, group_type, group_key), limit],
     )
     return [event_record(row) for row in reversed(rows)]
 
