@@ -61,7 +61,8 @@ CREATE TABLE IF NOT EXISTS event_groups (
 CREATE INDEX IF NOT EXISTS event_groups_by_group ON event_groups (project, group_type, group_key);
 -- Every change to a person's or group's properties, in arrival order: what the UI shows as a
 -- property's history. A person change has person_id; a group change, group_type and group_key.
--- value is JSON (NULL for $unset); applied is 0 for a $set_once on a key already set.
+-- key and value are JSON (a key may hold what UTF-8 cannot: a lone surrogate of a JSON escape);
+-- value is NULL for $unset; applied is 0 for a $set_once on a key already set.
 CREATE TABLE IF NOT EXISTS property_changes (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     project TEXT NOT NULL,

@@ -46,7 +46,7 @@ def _record(
         "INSERT INTO property_changes (project, person_id, group_type, group_key, key, value, operation, applied,"
         " event, event_uuid, timestamp) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
         [
-            (project, *subject, key, None if operation == "$unset" else json.dumps(value), operation, int(applied),
+            (project, *subject, json.dumps(key), None if operation == "$unset" else json.dumps(value), operation, int(applied),
              origin.event, origin.uuid, origin.timestamp)
             for key, value, operation, applied in changes
         ],

@@ -22,7 +22,7 @@ from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 from . import ui_assets
 from .flags import LocalFlags
 from .store import Store, project_of
-from .ui_markup import Html, esc, fill, href, join, link, page, table
+from .ui_markup import SURROGATES, Html, esc, fill, href, join, link, page, table
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -78,7 +78,7 @@ class Request:
             ("Feature flags", self.url("feature_flags")),
         ]
         html = page(title, body, [("Overview", self.url())] + nav, current or title, self._context())
-        return Response(status, html.encode("utf-8"))
+        return Response(status, html.encode("utf-8", "backslashreplace"))  # a lone surrogate as its escape
 
     def _context(self) -> Html:
         if self.project is None:
@@ -118,16 +118,16 @@ def _answer(target: str, host: Optional[str], store: Store, flags: LocalFlags) -
     if host is not None and not _LOOPBACK_HOST.fullmatch(host.strip()):
         return Response(403, b"The local PostHog's pages answer only at 127.0.0.1 or localhost.\n", "text/plain")
     parts = urlsplit(target)
-    segments = [unquote(s) for s in parts.path.lstrip("/").split("/")]
+    segments = [unquote(s, errors=SURROGATES) for s in parts.path.lstrip("/").split("/")]
     if segments[-1] == "" and len(segments) > 1:
         segments.pop()  # /persons/ is /persons
-    params = dict(parse_qsl(parts.query, keep_blank_values=True))
+    params = dict(parse_qsl(parts.query, keep_blank_values=True, errors=SURROGATES))
     if segments[0] == "static":
         return _static(segments)
     projects = store.projects()
     project, redirect = _choose_project(params.get("project"), projects)
     if redirect is not None:
-        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k != "project"]
+        query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True, errors=SURROGATES) if k != "project"]
         location = href(*segments) if segments != [""] else "/"
         return _redirect(location, query + [("project", redirect)])
     request = Request(store, flags, segments, params, project, projects)
@@ -147,7 +147,7 @@ def _choose_project(given: Optional[str], projects: List[Dict[str, Any]]) -> Tup
 
 
 def _redirect(location: str, query: List[Tuple[str, str]]) -> Response:
-    target = location + ("?" + urlencode(query) if query else "")
+    target = location + ("?" + urlencode(query, errors=SURROGATES) if query else "")
     return Response(303, b"", "text/plain", {"Location": target})
 
 

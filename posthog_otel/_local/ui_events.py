@@ -102,7 +102,7 @@ def event_or_feed(request: Request) -> Response:
 def _feed(request: Request) -> Response:
     """``{"after": seq, "rows": "<tr>..."}``: the events after ``after``, newest first, as rows."""
     try:
-        after = max(0, int(request.params.get("after", "0")))
+        after = min(max(0, int(request.params.get("after", "0"))), 2**63 - 1)  # SQLite's largest integer
     except ValueError:
         after = 0
     filters = _filters(request)

@@ -19,6 +19,8 @@ from .render import when
 
 #: Values longer than this are cut on the pages (the event's JSON page shows them whole).
 MAX_VALUE = 2000
+#: How links carry text UTF-8 cannot encode, both ways.
+SURROGATES = "surrogatepass"
 
 
 class Html(str):
@@ -42,10 +44,11 @@ def join(parts: Iterable[Any], separator: str = "") -> Html:
 
 def href(*segments: Any, **query: Any) -> str:
     """``/a/b?x=1``: each segment percent-encoded whole (a ``/`` in an id stays in its segment);
-    query parameters that are None or empty are left out."""
-    path = "/" + "/".join(quote(str(s), safe="") for s in segments)
+    query parameters that are None or empty are left out. Lone surrogates (JSON allows them)
+    are encoded as such, and ``ui`` decodes them back (``SURROGATES``)."""
+    path = "/" + "/".join(quote(str(s), safe="", errors=SURROGATES) for s in segments)
     pairs = [(k, str(v)) for k, v in query.items() if v is not None and v != ""]
-    return path + ("?" + urlencode(pairs) if pairs else "")
+    return path + ("?" + urlencode(pairs, errors=SURROGATES) if pairs else "")
 
 
 def link(url: str, text: Any, css: Optional[str] = None) -> Html:

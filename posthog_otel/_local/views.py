@@ -28,7 +28,7 @@ def group_history(store: Store, project: str, group_type: str, group_key: str) -
 def _by_key(rows: Sequence[Any]) -> Dict[str, List[Dict[str, Any]]]:
     history: Dict[str, List[Dict[str, Any]]] = {}
     for row in rows:
-        history.setdefault(row["key"], []).append(
+        history.setdefault(json.loads(row["key"]), []).append(
             {
                 "value": None if row["value"] is None else json.loads(row["value"]),
                 "operation": row["operation"],
