@@ -58,6 +58,8 @@ class Request:
     params: Dict[str, str]
     project: Optional[str]
     projects: List[Dict[str, Any]]
+    #: This server as the browser reached it (``http://127.0.0.1:8010``).
+    origin: str = "http://127.0.0.1"
 
     def url(self, *segments: Any, **query: Any) -> str:
         """A link to another page of the same project."""
@@ -130,7 +132,8 @@ def _answer(target: str, host: Optional[str], store: Store, flags: LocalFlags) -
         query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True, errors=SURROGATES) if k != "project"]
         location = href(*segments) if segments != [""] else "/"
         return _redirect(location, query + [("project", redirect)])
-    request = Request(store, flags, segments, params, project, projects)
+    origin = "http://%s" % (host.strip() if host else "127.0.0.1")
+    request = Request(store, flags, segments, params, project, projects, origin)
     if project is None and len(projects) > 1 and segments[0] not in ("", "projects"):
         return _choose(request)
     return _route(request)

@@ -34,7 +34,7 @@ def overview(request: Request) -> Response:
     hint = fill(
         '<p class="muted">Send events here: <code>POSTHOG_HOST=%s POSTHOG_API_KEY=phc_anything python app.py</code>,'
         " or run <code>posthog-otel demo</code>.</p>",
-        "http://127.0.0.1:PORT",
+        request.origin,
     )
     body = join([facts, section("Recent events", event_table(request, list(reversed(recent)))), hint])
     return request.page("Overview", body)
@@ -57,7 +57,7 @@ def persons(request: Request) -> Response:
     shown = found[:LISTED]
     rows = [
         (join((link(request.url("person", d), d) for d in p["distinct_ids"]), Html("<br>")),
-         summary(p["properties"]), p["events"], moment(p["last_seen"]))
+         value(summary(p["properties"]), limit=300), p["events"], moment(p["last_seen"]))
         for p in shown
     ]  # fmt: skip
     form = fill(
@@ -109,8 +109,8 @@ def person(request: Request) -> Response:
 def groups(request: Request) -> Response:
     found = request.store.groups(request.project) if request.project else []
     rows = [
-        (g["type"], link(request.url("groups", g["type"], g["key"]), g["key"]), summary(g["properties"]), g["events"],
-         moment(g["updated_at"]))
+        (g["type"], link(request.url("groups", g["type"], g["key"]), g["key"]), value(summary(g["properties"]), limit=300),
+         g["events"], moment(g["updated_at"]))
         for g in found
     ]  # fmt: skip
     listing = table(("type", "key", "properties", "events", "updated"), rows, empty="No groups yet.")
