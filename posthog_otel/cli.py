@@ -77,7 +77,9 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON (lists: one object per line)")
         return sub
 
-    command("demo", _demo, "run the user and group story through a real OTel pipeline and show what PostHog would hold")
+    demo = command("demo", _demo, "run the user and group story through a real OTel pipeline and show what PostHog would hold")
+    demo.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
+                      help="keep serving the demo person's page until Ctrl-C (default: when run in a terminal)")  # fmt: skip
     server = command("server", _server, "run the local PostHog-compatible capture server on 127.0.0.1")
     server.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default %d; 0 picks a free one)" % DEFAULT_PORT)
     server.add_argument("--flags", help='JSON file of feature flags to answer: PostHog\'s definitions, or e.g. '
@@ -129,9 +131,14 @@ def _port(text: str) -> int:
 
 
 def _demo(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
-    from ._local.demo import run
+    from ._local.demo import DemoError, run
 
-    return run(out, db_path=args.db)
+    interactive = out.isatty() and sys.stdin is not None and sys.stdin.isatty()
+    serve = args.serve if args.serve is not None else interactive
+    try:
+        return run(out, db_path=args.db, serve=serve)
+    except DemoError as problem:
+        raise CommandError(str(problem)) from None
 
 
 def _server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
@@ -152,6 +159,7 @@ def _server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     if args.flags:
         count = len(server.flags.definitions.flags)
         out.write("  flags: %s (%d flag%s)\n" % (args.flags, count, "" if count == 1 else "s"))
+    out.write("  web pages: %s/ (persons, groups, events, exceptions, flags)\n" % server.url)
     out.write("  point your app at it: POSTHOG_HOST=%s POSTHOG_API_KEY=phc_anything\n" % server.url)
     out.write("  inspect: posthog-otel events -f%s   (also: persons, person ID, groups, projects)\n" % db)
     out.write("  %s(Ctrl-C stops)\n" % ("requests are printed below " if args.verbose else ""))

@@ -157,9 +157,10 @@ def test_server_names_its_flags_suggests_commands_for_its_database_and_logs_requ
         first = server.stdout.readline()
         assert "listening on http://127.0.0.1:" in first
         url = first.split()[-1]
-        banner = [server.stdout.readline() for _ in range(5)]
+        banner = [server.stdout.readline() for _ in range(6)]
         assert banner[0].strip() == "database: %s" % db
         assert banner[1].strip() == "flags: %s (2 flags)" % flags
+        assert banner[2].strip().startswith("web pages: %s/ " % url)
         (inspect,) = [line for line in banner if line.strip().startswith("inspect:")]
         suggested = shlex.split(inspect.split("inspect:", 1)[1].split("(also")[0])
         assert suggested[:3] == ["posthog-otel", "events", "-f"] and suggested[-2:] == ["--db", db]

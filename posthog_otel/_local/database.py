@@ -59,6 +59,26 @@ CREATE TABLE IF NOT EXISTS event_groups (
     group_key TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS event_groups_by_group ON event_groups (project, group_type, group_key);
+-- Every change to a person's or group's properties, in arrival order: what the UI shows as a
+-- property's history. A person change has person_id; a group change, group_type and group_key.
+-- key and value are JSON (a key may hold what UTF-8 cannot: a lone surrogate of a JSON escape);
+-- value is NULL for $unset; applied is 0 for a $set_once on a key already set.
+CREATE TABLE IF NOT EXISTS property_changes (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    project TEXT NOT NULL,
+    person_id INTEGER,
+    group_type TEXT,
+    group_key TEXT,
+    key TEXT NOT NULL,
+    value TEXT,
+    operation TEXT NOT NULL,
+    applied INTEGER NOT NULL,
+    event TEXT NOT NULL,
+    event_uuid TEXT NOT NULL,
+    timestamp TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS property_changes_by_person ON property_changes (person_id);
+CREATE INDEX IF NOT EXISTS property_changes_by_group ON property_changes (project, group_type, group_key);
 CREATE TABLE IF NOT EXISTS counters (name TEXT PRIMARY KEY, value INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS projects (
     project TEXT PRIMARY KEY,

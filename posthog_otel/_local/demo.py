@@ -1,8 +1,9 @@
 """``posthog-otel demo``: a user and group story through a real OTel pipeline, end to end.
 
 Without ``POSTHOG_API_KEY`` it starts the local server in-process, under a project of
-its own that each run starts afresh, and prints the persons and groups PostHog would
-hold after this run; with a key it sends the same story to that PostHog.
+its own that each run starts afresh, prints the persons and groups PostHog would hold
+after this run, and ends with the address of the demo person's page; with ``serve`` it
+keeps serving that page until Ctrl-C.  With a key it sends the same story to that PostHog.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from .._config import Settings
 from .render import groups_table, persons_table
 from .server import LocalServer
 from .store import Store, project_of
+from .ui_markup import href
 
 ANONYMOUS = "demo-anonymous-abc123"
 USER = "demo-user-456"
@@ -81,10 +83,16 @@ def scenario() -> List[Tuple[str, Callable[[], Any]]]:
     ]
 
 
-def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
+class DemoError(Exception):
+    """The demo cannot run as asked; the message says why."""
+
+
+def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None, serve: bool = False) -> int:
     environ = os.environ if environ is None else environ
     remote_key = environ.get("POSTHOG_API_KEY") or environ.get("POSTHOG_PROJECT_API_KEY")
     server: Optional[LocalServer] = None
+    if remote_key and serve:
+        raise DemoError("--serve shows the local server's pages, but POSTHOG_API_KEY is set: the demo sends to PostHog")
     if remote_key:
         settings = Settings.resolve(environ=environ)
         api_key, host = remote_key, settings.host
@@ -125,15 +133,34 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None) -> int:
     out.write("\nWhat PostHog would hold now:\n\nPersons\n%s\n\nGroups\n%s\n" % (
         _indent(persons_table(server.store.persons(project))), _indent(groups_table(server.store.groups(project)))
     ))
-    server.stop()
     options = " --key %s%s" % (LOCAL_KEY, " --db %s" % shlex.quote(db_path) if db_path else "")
     out.write(
         "\nKeep exploring: posthog-otel person %s%s   (also: persons, groups, events)\n"
         "Run your own app against a local PostHog: posthog-otel server, then\n"
         "  POSTHOG_HOST=http://127.0.0.1:8010 POSTHOG_API_KEY=phc_anything python app.py\n" % (USER, options)
     )
+    page = href("person", USER, project=project)
+    if serve:
+        out.write("\nSee the demo person in your browser (Ctrl-C stops):\n%s%s\n" % (server.url, page))
+        _serve_until_interrupted(out)
+    else:
+        db = " --db %s" % shlex.quote(db_path) if db_path else ""
+        out.write(
+            "\nSee the demo person in your browser: run posthog-otel server%s, then open\n"
+            "http://127.0.0.1:8010%s\n" % (db, page)
+        )
+    server.stop()
     server.store.close()
     return 1 if drops else 0
+
+
+def _serve_until_interrupted(out: TextIO) -> None:
+    out.flush()
+    try:
+        while True:
+            time.sleep(3600)
+    except KeyboardInterrupt:
+        out.write("stopped\n")
 
 
 class _ShowWarnings(logging.Handler):

@@ -66,7 +66,7 @@ def groups_table(groups: List[Dict[str, Any]], show_project: bool = False) -> st
 
 def events_table(events: List[Dict[str, Any]], header: bool = True, show_project: bool = False) -> str:
     rows = [
-        (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", _event_summary(e))
+        (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", event_summary(e))
         for e in events
     ]
     text = _with_project(("time", "event", "distinct id", "person", "properties"), rows, events, show_project)
@@ -113,7 +113,7 @@ def person_detail(person: Dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def _event_summary(event: Dict[str, Any]) -> str:
+def event_summary(event: Dict[str, Any]) -> str:
     properties = event["properties"]
     parts = []
     for key in ("$set", "$set_once"):

@@ -14,6 +14,7 @@ import threading
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
+from . import ui
 from .flags import LocalFlags
 from .._inflate import HTTPError, inflate
 from .serving import BoundedHandler, BoundedHTTPServer, Limits
@@ -196,6 +197,9 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
         def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/flags/definitions"):
                 self.report(flags.handle_get(self), "flag definitions")
+                return
+            if ui.serves(self.path):  # the web pages (ui.py)
+                self.report(ui.handle(self, store, flags), "page")
                 return
             self._reply(200, {"server": "posthog-otel local", "status": "ok"})
 

@@ -32,7 +32,9 @@ from pathlib import Path
 from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .._config import redact
+from . import history
 from .database import DatabaseError, default_path, open_database
+from .history import Origin
 
 #: Distinct ids PostHog refuses to merge (they name a class of users, not one).
 ILLEGAL_IDS = frozenset(
@@ -104,17 +106,18 @@ class Store:
         properties = dict(event.get("properties") or {})
         name = event["event"]
         distinct_id = str(event["distinct_id"])[:200]
+        origin = Origin(event_uuid, name, _normal_timestamp(event.get("timestamp"), received))
         personful = properties.get("$process_person_profile") is not False
         person_id: Optional[int] = None
         if personful:
             if name in ("$create_alias", "$merge_dangerously") and properties.get("alias") is not None:
-                refused = self._merge(project, str(properties["alias"]), distinct_id, name == "$merge_dangerously")
+                refused = self._merge(project, str(properties["alias"]), distinct_id, origin, name == "$merge_dangerously")
                 result.merges_refused += refused
             elif name == "$identify" and properties.get("$anon_distinct_id") is not None:
-                result.merges_refused += self._merge(project, str(properties["$anon_distinct_id"]), distinct_id)
+                result.merges_refused += self._merge(project, str(properties["$anon_distinct_id"]), distinct_id, origin)
             person_id = self._person_or_new(project, distinct_id)
             if name != "$groupidentify":
-                self._update_person(person_id, event, properties)
+                self._update_person(project, person_id, event, properties, origin)
         else:
             person_id = self._person_for(project, distinct_id, create=False)
         cursor = self._db.execute(
@@ -126,7 +129,7 @@ class Store:
                 name,
                 distinct_id,
                 person_id,
-                _normal_timestamp(event.get("timestamp"), received),
+                origin.timestamp,
                 json.dumps(_stored_properties(event, properties)),
                 received,
             ),
@@ -140,7 +143,7 @@ class Store:
                 [(seq, project, str(t), str(k)) for t, k in groups.items() if k is not None],
             )
         if name == "$groupidentify" and personful:
-            self._upsert_group(project, properties, received)
+            self._upsert_group(project, properties, received, origin)
 
     def _person_for(self, project: str, distinct_id: str, create: bool) -> Optional[int]:
         row = self._db.execute(
@@ -173,7 +176,7 @@ class Store:
             (project, distinct_id, person_id),
         )
 
-    def _merge(self, project: str, other_id: str, into_id: str, dangerously: bool = False) -> int:
+    def _merge(self, project: str, other_id: str, into_id: str, origin: Origin, dangerously: bool = False) -> int:
         """PostHog's mergeDistinctIds; returns 1 when the merge was refused, else 0."""
         if other_id == into_id:
             return 0
@@ -197,7 +200,9 @@ class Store:
                 self._bump("merges_refused_already_identified", 1)
                 return 1
             into_row = self._person_row(into)
-            merged = {**json.loads(other_row["properties"]), **json.loads(into_row["properties"])}
+            other_properties, into_properties = json.loads(other_row["properties"]), json.loads(into_row["properties"])
+            merged = {**other_properties, **into_properties}
+            history.merge_persons(self._db, project, other, into, origin, other_properties, into_properties)
             created = min(other_row["created_at"], into_row["created_at"])
             self._db.execute(
                 "UPDATE persons SET properties = ?, is_identified = 1, created_at = ?, updated_at = ? WHERE id = ?",
@@ -216,7 +221,9 @@ class Store:
     def _person_row(self, person_id: int) -> sqlite3.Row:
         return self._db.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
 
-    def _update_person(self, person_id: int, event: Dict[str, Any], properties: Dict[str, Any]) -> None:
+    def _update_person(
+        self, project: str, person_id: int, event: Dict[str, Any], properties: Dict[str, Any], origin: Origin
+    ) -> None:
         set_once = {**_as_dict(properties.get("$set_once")), **_as_dict(event.get("$set_once"))}
         set_ = {**_as_dict(properties.get("$set")), **_as_dict(event.get("$set"))}
         unset = properties.get("$unset") or event.get("$unset") or []
@@ -224,18 +231,24 @@ class Store:
             return
         current = json.loads(self._person_row(person_id)["properties"])
         updated = dict(current)
+        changes: List[history.Change] = []
         for key, value in set_once.items():
+            changes.append((key, value, "$set_once", key not in updated))
             updated.setdefault(key, value)
-        updated.update(set_)
+        for key, value in set_.items():
+            changes.append((key, value, "$set", True))
+            updated[key] = value
         for key in unset if isinstance(unset, list) else []:
+            changes.append((str(key), None, "$unset", str(key) in updated))
             updated.pop(str(key), None)
+        history.record_person(self._db, project, person_id, origin, changes)
         if updated != current:
             self._db.execute(
                 "UPDATE persons SET properties = ?, updated_at = ? WHERE id = ?",
                 (json.dumps(updated), _now(), person_id),
             )
 
-    def _upsert_group(self, project: str, properties: Dict[str, Any], received: str) -> None:
+    def _upsert_group(self, project: str, properties: Dict[str, Any], received: str, origin: Origin) -> None:
         group_type, group_key = properties.get("$group_type"), properties.get("$group_key")
         if group_type is None or group_key is None:
             return
@@ -243,7 +256,10 @@ class Store:
         row = self._db.execute(
             "SELECT properties FROM groups WHERE project = ? AND group_type = ? AND group_key = ?", key
         ).fetchone()
-        merged = {**(json.loads(row[0]) if row else {}), **_as_dict(properties.get("$group_set"))}
+        group_set = _as_dict(properties.get("$group_set"))
+        merged = {**(json.loads(row[0]) if row else {}), **group_set}
+        changes = [(k, v, "$group_set", True) for k, v in group_set.items()]
+        history.record_group(self._db, project, key[1], key[2], origin, changes)
         if row is None:
             self._db.execute(
                 "INSERT INTO groups (project, group_type, group_key, properties, created_at, updated_at)"
@@ -265,7 +281,8 @@ class Store:
 
     # --- reading ------------------------------------------------------------------
 
-    def _query(self, sql: str, args: Sequence[Any] = ()) -> List[sqlite3.Row]:
+    def query(self, sql: str, args: Sequence[Any] = ()) -> List[sqlite3.Row]:
+        """Rows of one read (the web pages' own queries are in ``views``)."""
         with self._lock:
             return self._db.execute(sql, tuple(args)).fetchall()
 
@@ -274,7 +291,7 @@ class Store:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                for table in ("events", "persons", "person_distinct_ids", "groups", "event_groups"):
+                for table in ("events", "persons", "person_distinct_ids", "groups", "event_groups", "property_changes"):
                     self._db.execute("DELETE FROM %s WHERE project = ?" % table, (project,))
                 self._db.execute("COMMIT")
             except BaseException:
@@ -283,7 +300,7 @@ class Store:
 
     def projects(self) -> List[Dict[str, Any]]:
         """Every project with data, with the redacted key it was sent with and its counts."""
-        rows = self._query(
+        rows = self.query(
             "SELECT ids.project, pr.key_hint,"
             " (SELECT count(*) FROM events e WHERE e.project = ids.project) AS events,"
             " (SELECT count(*) FROM persons p WHERE p.project = ids.project) AS persons,"
@@ -306,7 +323,7 @@ class Store:
 
     def persons(self, project: Optional[str] = None) -> List[Dict[str, Any]]:
         where, args = _in_project("p", project)
-        rows = self._query(
+        rows = self.query(
             "SELECT p.*, (SELECT group_concat(distinct_id, char(31)) FROM person_distinct_ids d WHERE d.person_id = p.id)"
             " AS ids, (SELECT count(*) FROM events e WHERE e.person_id = p.id) AS events,"
             " (SELECT max(timestamp) FROM events e WHERE e.person_id = p.id) AS last_seen"
@@ -318,7 +335,7 @@ class Store:
     def persons_with_id(self, distinct_id: str, project: Optional[str] = None) -> List[Dict[str, Any]]:
         """The person ``distinct_id`` belongs to in each project (one at most per project)."""
         where, args = _in_project("d", project)
-        rows = self._query(
+        rows = self.query(
             "SELECT d.person_id FROM person_distinct_ids d %s %s d.distinct_id = ?"
             % (where, "AND" if where else "WHERE"),
             [*args, distinct_id],
@@ -345,7 +362,7 @@ class Store:
 
     def groups(self, project: Optional[str] = None) -> List[Dict[str, Any]]:
         where, args = _in_project("g", project)
-        rows = self._query(
+        rows = self.query(
             "SELECT g.*, (SELECT count(*) FROM event_groups eg WHERE eg.project = g.project AND"
             " eg.group_type = g.group_type AND eg.group_key = g.group_key) AS events"
             " FROM groups g %s ORDER BY g.group_type, g.group_key, g.project" % where,
@@ -390,11 +407,18 @@ class Store:
         sql = "SELECT * FROM events WHERE %s ORDER BY seq DESC" % " AND ".join(where)
         if limit is not None:
             sql += " LIMIT %d" % int(limit)
-        rows = self._query(sql, args)
-        return [_event(row) for row in reversed(rows)]
+        rows = self.query(sql, args)
+        return [event_record(row) for row in reversed(rows)]
+
+    def event(self, event_uuid: str, project: Optional[str] = None) -> Optional[Dict[str, Any]]:
+        """The event with this uuid (in ``project``), or None."""
+        where, args = _in_project("e", project)
+        sql = "SELECT * FROM events e %s %s e.uuid = ?" % (where, "AND" if where else "WHERE")
+        rows = self.query(sql, [*args, event_uuid])
+        return event_record(rows[0]) if rows else None
 
     def counters(self) -> Dict[str, int]:
-        return {row["name"]: row["value"] for row in self._query("SELECT * FROM counters")}
+        return {row["name"]: row["value"] for row in self.query("SELECT * FROM counters")}
 
 
 def _in_project(alias: str, project: Optional[str]) -> Tuple[str, List[Any]]:
@@ -414,7 +438,7 @@ def _person(row: sqlite3.Row) -> Dict[str, Any]:
     }
 
 
-def _event(row: sqlite3.Row) -> Dict[str, Any]:
+def event_record(row: sqlite3.Row) -> Dict[str, Any]:
     return {
         "project": row["project"],
         "seq": row["seq"],
