@@ -18,6 +18,7 @@ from ._context import (
     tag,
 )
 from ._emit import alias, capture, group_identify, set, set_once
+from ._exceptions import capture_exception, disable_exception_autocapture, enable_exception_autocapture
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._log import drop_counts
 from ._retry import RetryPolicy
@@ -44,9 +45,12 @@ __all__ = [
     "__version__",
     "alias",
     "capture",
+    "capture_exception",
     "configure",
+    "disable_exception_autocapture",
     "doctor",
     "drop_counts",
+    "enable_exception_autocapture",
     "evaluate_flags",
     "evaluate_flags_async",
     "feature_enabled",

@@ -301,7 +301,19 @@ def get_context_session_id() -> Optional[str]:
 
 def get_tags() -> Dict[str, Any]:
     """All tags in effect, nearest scope winning; a new dict the caller may change."""
-    scope = current_scope()
+    return tags_of(current_scope())
+
+
+def scope_of(context: Any) -> Optional[_Scope]:
+    """The scope an OTel context (a log record's, say) was emitted in, or None."""
+    if context is None:
+        return None
+    found = otel_context.get_value(_SCOPE, context)
+    return found if isinstance(found, _Scope) else None
+
+
+def tags_of(scope: Optional[_Scope]) -> Dict[str, Any]:
+    """The tags in effect in ``scope``, nearest winning; a new dict."""
     if scope is None:
         return {}
     if scope.parent is None:

@@ -11,6 +11,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from . import _emit, _lifecycle
+from ._exceptions.records import has_exception
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
@@ -45,9 +46,14 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         with _lifecycle.threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
             self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
+        self._exceptions = bool(getattr(getattr(exporter, "settings", None), "capture_exceptions", False))
 
     def on_emit(self, log_record: Any) -> None:
-        if not self._detached and is_operation(getattr(log_record.log_record, "event_name", None)):
+        record = log_record.log_record
+        if not self._detached and (
+            is_operation(getattr(record, "event_name", None))
+            or self._exceptions and has_exception(record.attributes)  # capture_exceptions: OTel's exception logs
+        ):
             self._batch.on_emit(log_record)
 
     def shutdown(self) -> None:
