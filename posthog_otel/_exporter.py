@@ -153,7 +153,7 @@ class PostHogSpanExporter(_PostHogExporter, SpanExporter):
     def _read(self, spans: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
         operations = [op for span in spans for op in _span_operations(span)]
         if self.settings.capture_exceptions:  # the spans' "exception" events
-            operations += [op for span in spans for op in exception_records.from_span(span)]
+            operations += exception_records.from_spans(spans)
         return operations, []
 
 

@@ -11,7 +11,7 @@ from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from . import _emit, _lifecycle
-from ._exceptions.records import has_exception
+from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
@@ -49,12 +49,13 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         self._exceptions = bool(getattr(getattr(exporter, "settings", None), "capture_exceptions", False))
 
     def on_emit(self, log_record: Any) -> None:
+        if self._detached:
+            return
         record = log_record.log_record
-        if not self._detached and (
-            is_operation(getattr(record, "event_name", None))
-            or self._exceptions and has_exception(record.attributes)  # capture_exceptions: OTel's exception logs
-        ):
+        if is_operation(getattr(record, "event_name", None)):
             self._batch.on_emit(log_record)
+        elif self._exceptions and has_exception(record.attributes):  # capture_exceptions: OTel's exception logs
+            self._batch.on_emit(with_context_identity(log_record))
 
     def shutdown(self) -> None:
         self._batch.shutdown()

@@ -19,6 +19,7 @@ Runs on the exporter's thread (the gateway's request thread); every record skipp
 
 from __future__ import annotations
 
+import copy
 from typing import Any, Dict, List, Mapping, Optional
 
 from .. import _context
@@ -42,6 +43,35 @@ def has_exception(attributes: Any) -> bool:
     return bool(attributes) and (schema.EXCEPTION_TYPE in attributes or schema.EXCEPTION_MESSAGE in attributes)
 
 
+def with_context_identity(emitted: Any) -> Any:
+    """An exception log record with the person, session and tags of the context it was emitted
+    in (a person and session only where the record names none): on the caller's thread (``PostHogLogRecordProcessor.on_emit``),
+    because OTel's batch processor drops a record's context before the exporter sees it. The
+    application's record is left as it is; a copy goes to PostHog's queue."""
+    record = emitted.log_record
+    scope = _context.scope_of(getattr(record, "context", None))
+    if scope is None:
+        return emitted
+    attributes = record.attributes or {}
+    extra = {}
+    for keys, found in ((_PERSON_KEYS, _context.distinct_id_of(scope)), (_SESSION_KEYS, _context.session_of(scope))):
+        if isinstance(found, str) and found and not any(attributes.get(key) for key in keys):
+            extra[keys[0]] = found
+    tags = _context.tags_of(scope)
+    for key, value in sanitize_properties(tags, what="tags of an exception log record").items() if tags else ():
+        if key not in attributes:
+            extra[key] = value
+    extra["$context_tags"] = list(tags)
+    try:
+        inner = copy.copy(record)
+        inner.attributes = {**attributes, **extra}
+        outer = copy.copy(emitted)
+        outer.log_record = inner
+    except Exception:  # an SDK whose records cannot be copied so: the record goes without them
+        return emitted
+    return outer
+
+
 def from_log_record(readable: Any) -> Optional[Operation]:
     """A ``ReadableLogRecord`` with ``exception.*`` attributes, in this process."""
     record = readable.log_record
@@ -52,23 +82,35 @@ def from_log_record(readable: Any) -> Optional[Operation]:
         dict(record.attributes), record.body, record.severity_number, "otel.log_record",
         record.timestamp or record.observed_timestamp or 0, record.trace_id or 0, record.span_id or 0,
         resource.attributes if resource is not None else {}, {}, _context.scope_of(getattr(record, "context", None)),
-    )  # fmt: skip
+    )  # fmt: skip  (the context survives only a processor that keeps it: the SDK's batch one drops it)
 
 
-def from_span(span: Any) -> List[Operation]:
-    """The ``exception`` events of a finished span."""
+def from_spans(spans: Any) -> List[Operation]:
+    """The ``exception`` events of a batch of finished spans. The person and session may be on
+    another span of the same trace (the server span, where the middleware puts ``user.id``, ends
+    after the inner spans that recorded the exception first): the batch's spans are looked at."""
+    by_trace: Dict[int, Dict[str, Any]] = {}
+    for span in spans:
+        context, attributes = span.context, span.attributes
+        if context is not None and attributes and any(k in attributes for k in (*_PERSON_KEYS, *_SESSION_KEYS)):
+            identity = by_trace.setdefault(context.trace_id, {})
+            for key in (*_PERSON_KEYS, *_SESSION_KEYS):
+                if attributes.get(key):
+                    identity.setdefault(key, attributes[key])
     operations = []
-    for event in getattr(span, "events", ()) or ():
-        if event.name == schema.EXCEPTION_EVENT and has_exception(event.attributes):
-            context = span.context
-            resource = getattr(span, "resource", None)
-            operation = _operation(
-                dict(event.attributes), None, None, "otel.span_event", event.timestamp or 0,
-                context.trace_id if context else 0, context.span_id if context else 0,
-                resource.attributes if resource is not None else {}, span.attributes or {}, None,
-            )  # fmt: skip
-            if operation is not None:
-                operations.append(operation)
+    for span in spans:
+        for event in getattr(span, "events", ()) or ():
+            if event.name == schema.EXCEPTION_EVENT and has_exception(event.attributes):
+                context = span.context
+                trace_id = context.trace_id if context else 0
+                resource = getattr(span, "resource", None)
+                operation = _operation(
+                    dict(event.attributes), None, None, "otel.span_event", event.timestamp or 0, trace_id,
+                    context.span_id if context else 0, resource.attributes if resource is not None else {},
+                    {**by_trace.get(trace_id, {}), **(span.attributes or {})}, None,
+                )  # fmt: skip
+                if operation is not None:
+                    operations.append(operation)
     return operations
 
 
