@@ -15,18 +15,8 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import posthog_otel
 from posthog_otel._exceptions import limits
-from posthog_otel._local.server import LocalServer
-from posthog_otel._local.store import Store
 
 from .conftest import API_KEY
-
-
-@pytest.fixture
-def local(tmp_path):
-    store = Store(tmp_path / "local.sqlite3")
-    with LocalServer(store) as server:
-        yield server, store
-    store.close()
 
 
 @pytest.fixture
@@ -42,13 +32,6 @@ def handler(provider):
     yield app_logger
     app_logger.removeHandler(otel_handler)
     app_logger.propagate = True
-
-
-@pytest.fixture(autouse=True)
-def fresh_limits():
-    limits.calls.reset(), limits.records.reset(), limits.recent.reset()
-    yield
-    limits.calls.reset(), limits.records.reset(), limits.recent.reset()
 
 
 def configure(server, provider, **settings):
