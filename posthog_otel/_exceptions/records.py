@@ -36,6 +36,8 @@ _SESSION_KEYS = (schema.SESSION_ID, *schema.SESSION_ID_FALLBACKS)
 _ROUTING = frozenset((*schema.DISTINCT_ID_FALLBACKS, *schema.SESSION_ID_FALLBACKS))
 #: Log severities (OTel's SeverityNumber) to PostHog's exception levels.
 _LEVELS = ((21, "fatal"), (17, "error"), (13, "warning"), (9, "info"), (1, "debug"))
+_NAMES = (("FATAL", "fatal"), ("ERROR", "error"), ("WARN", "warning"), ("INFO", "info"), ("DEBUG", "debug"),
+          ("TRACE", "debug"))  # fmt: skip
 
 
 def has_exception(attributes: Any) -> bool:
@@ -211,6 +213,9 @@ def _location(entry: Dict[str, Any]) -> str:
 
 def _level(severity: Any) -> str:
     number = getattr(severity, "value", severity)
+    if isinstance(number, str):  # OTLP/JSON may write the enum's name: SEVERITY_NUMBER_ERROR2
+        name = number.upper()
+        return next((level for word, level in _NAMES if word in name), "error")
     if not isinstance(number, int) or number <= 0:
         return "error"
     return next(level for floor, level in _LEVELS if number >= floor or floor == 1)

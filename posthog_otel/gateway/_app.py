@@ -149,7 +149,7 @@ class Gateway:
             return self._refuse(environ, encoding, Refused(error.status, str(error)), close=True)
         with self._order:
             try:
-                decoded = DECODERS[encoding](raw, time.time_ns())
+                decoded = DECODERS[encoding](raw, time.time_ns(), self.projects.delivery.capture_exceptions)
             except Malformed as error:
                 return self._refuse(environ, encoding, Refused(400, str(error)), close=False)
             events, skipped = to_posthog_events(decoded.operations, self.projects.defaults)

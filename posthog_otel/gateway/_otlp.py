@@ -13,6 +13,9 @@ holds them to it):
 
 Only records whose ``event_name`` is one of the schema's operations are converted further
 (body, attributes, resource); application logs that share the pipeline cost one field read.
+With ``exceptions`` (the delivery settings' ``capture_exceptions``), an application's record
+with ``exception.*`` attributes becomes a ``posthog.exception`` operation too (rate-limited
+and folded with its duplicates: ``posthog_otel._exceptions.records``).
 An SDK without ``event_name`` (OTLP added it in 2025) may carry the name in the
 ``event.name`` attribute, its predecessor in the semantic conventions.
 """
@@ -23,9 +26,11 @@ import base64
 import binascii
 import json
 import math
-from typing import Any, Callable, Dict, List, Mapping, Optional
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .. import _schema as schema
+from .._exceptions import records as exception_records
+from .._exceptions.records import has_exception
 from .._log import count_drop, warn_limited
 from .._mapping import Operation
 
@@ -51,7 +56,7 @@ class Decoded:
 # --- protobuf -------------------------------------------------------------------------------
 
 
-def decode_protobuf(body: bytes, received_unix_nano: int) -> Decoded:
+def decode_protobuf(body: bytes, received_unix_nano: int, exceptions: bool = False) -> Decoded:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
     from google.protobuf.message import DecodeError
 
@@ -72,23 +77,23 @@ def decode_protobuf(body: bytes, received_unix_nano: int) -> Decoded:
                 if not name:
                     attributes = _pb_attributes(record.attributes)
                     name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                if name not in schema.OPERATIONS:
+                if name not in schema.OPERATIONS and not exceptions:
                     continue
                 if attributes is None:
                     attributes = _pb_attributes(record.attributes)
+                if name not in schema.OPERATIONS and not has_exception(attributes):
+                    continue
                 if resource is None:
                     resource = _pb_attributes(resource_logs.resource.attributes)
-                operations.append(
-                    Operation(
-                        name,
-                        attributes,
-                        _pb_value(record.body) if record.HasField("body") else None,
-                        record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
-                        _id_from_bytes(record.trace_id, 16, "trace_id"),
-                        _id_from_bytes(record.span_id, 8, "span_id"),
-                        resource,
-                    )
+                fields = (
+                    attributes,
+                    _pb_value(record.body) if record.HasField("body") else None,
+                    record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
+                    _id_from_bytes(record.trace_id, 16, "trace_id"),
+                    _id_from_bytes(record.span_id, 8, "span_id"),
+                    resource,
                 )
+                _add(operations, name, fields, record.severity_number)
     return Decoded(operations, records)
 
 
@@ -142,7 +147,7 @@ def _id_from_bytes(raw: bytes, size: int, field: str) -> int:
 # --- JSON -----------------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, received_unix_nano: int) -> Decoded:
+def decode_json(body: bytes, received_unix_nano: int, exceptions: bool = False) -> Decoded:
     try:
         text = body.decode("utf-8")  # strictly: json.loads(bytes) would let encoded surrogates through
         document = json.loads(text)
@@ -153,7 +158,7 @@ def decode_json(body: bytes, received_unix_nano: int) -> Decoded:
     except RecursionError:  # nested deeper than Python's stack: protobuf's parser stops at 100 levels too
         raise Malformed("not OTLP/JSON: nested too deeply") from None
     try:
-        return _json_request(document, received_unix_nano)
+        return _json_request(document, received_unix_nano, exceptions)
     except Malformed:
         raise
     except RecursionError:
@@ -162,7 +167,7 @@ def decode_json(body: bytes, received_unix_nano: int) -> Decoded:
         raise Malformed("not an OTLP/JSON logs request: %s" % _describe(error)) from None
 
 
-def _json_request(document: Any, received_unix_nano: int) -> Decoded:
+def _json_request(document: Any, received_unix_nano: int, exceptions: bool = False) -> Decoded:
     if not isinstance(document, dict):
         raise Malformed("not an OTLP/JSON logs request: the body is not a JSON object")
     operations: List[Operation] = []
@@ -178,26 +183,27 @@ def _json_request(document: Any, received_unix_nano: int) -> Decoded:
                 if not name:
                     attributes = _json_attributes(record)
                     name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                if not isinstance(name, str) or name not in schema.OPERATIONS:
+                operation = isinstance(name, str) and name in schema.OPERATIONS
+                if not (operation or exceptions):
                     continue
                 if attributes is None:
                     attributes = _json_attributes(record)
+                if not (operation or has_exception(attributes)):
+                    continue
                 if resource is None:
                     resource = _json_attributes(_field(resource_logs, "resource", "resource") or {})
                 body = record.get("body")
-                operations.append(
-                    Operation(
-                        name,
-                        attributes,
-                        None if body is None else _json_value(body),
-                        _uint64(_field(record, "timeUnixNano", "time_unix_nano"))
-                        or _uint64(_field(record, "observedTimeUnixNano", "observed_time_unix_nano"))
-                        or received_unix_nano,
-                        _id_from_hex(_field(record, "traceId", "trace_id"), 16, "traceId"),
-                        _id_from_hex(_field(record, "spanId", "span_id"), 8, "spanId"),
-                        resource,
-                    )
+                fields = (
+                    attributes,
+                    None if body is None else _json_value(body),
+                    _uint64(_field(record, "timeUnixNano", "time_unix_nano"))
+                    or _uint64(_field(record, "observedTimeUnixNano", "observed_time_unix_nano"))
+                    or received_unix_nano,
+                    _id_from_hex(_field(record, "traceId", "trace_id"), 16, "traceId"),
+                    _id_from_hex(_field(record, "spanId", "span_id"), 8, "spanId"),
+                    resource,
                 )
+                _add(operations, name, fields, _field(record, "severityNumber", "severity_number"))
     return Decoded(operations, records)
 
 
@@ -331,6 +337,16 @@ def _id_from_hex(value: Any, size: int, field: str) -> int:
 # --- shared ---------------------------------------------------------------------------------
 
 
+def _add(operations: List[Operation], name: Any, fields: Tuple[Any, ...], severity: Any) -> None:
+    """An operation, or (``capture_exceptions``) an application's exception record as one."""
+    if isinstance(name, str) and name in schema.OPERATIONS:
+        operations.append(Operation(name, *fields))
+        return
+    found = exception_records.from_otlp(fields[0], fields[1], severity, *fields[2:])
+    if found is not None:
+        operations.append(found)
+
+
 def _bytes_text(raw: bytes) -> Any:
     """``bytes`` values as posthog_otel sends them: UTF-8 text; anything else becomes null,
     counted (``invalid_property``) and said."""
@@ -351,5 +367,5 @@ def _describe(error: BaseException) -> str:
     return "%s%s" % (type(error).__name__, ": " + text[:120] if text else "")
 
 
-DECODERS: Mapping[str, Callable[[bytes, int], Decoded]] = {"protobuf": decode_protobuf, "json": decode_json}
+DECODERS: Mapping[str, Callable[..., Decoded]] = {"protobuf": decode_protobuf, "json": decode_json}
 
