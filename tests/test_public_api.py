@@ -12,6 +12,8 @@ EXPECTED = {
     "FeatureFlagEvaluations", "evaluate_flags", "evaluate_flags_async", "feature_enabled_async", "feature_flag_definitions",
     "get_all_flags", "get_all_flags_and_payloads", "get_all_flags_and_payloads_async", "get_all_flags_async",
     "get_feature_flag_async", "get_feature_flag_payload", "get_feature_flag_payload_async", "load_feature_flags",
+    # error tracking (PostHog's names)
+    "capture_exception", "enable_exception_autocapture", "disable_exception_autocapture",
 }  # fmt: skip
 
 

@@ -74,7 +74,7 @@ def capture_exception(
 
 
 @guarded("exception capture")
-def capture_escaping(exception: BaseException, how: How) -> Optional[str]:
+def capture_escaping(exception: Any, how: How) -> Optional[str]:
     """For the integrations and autocapture: an exception the application did not handle."""
     return capture(exception, None, None, None, None, None, None, None, how)
 

@@ -55,7 +55,7 @@ def with_context_identity(emitted: Any) -> Any:
     if scope is None:
         return emitted
     attributes = record.attributes or {}
-    extra = {}
+    extra: Dict[str, Any] = {}
     for keys, found in ((_PERSON_KEYS, _context.distinct_id_of(scope)), (_SESSION_KEYS, _context.session_of(scope))):
         if isinstance(found, str) and found and not any(attributes.get(key) for key in keys):
             extra[keys[0]] = found
