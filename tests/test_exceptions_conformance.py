@@ -53,6 +53,18 @@ def load_order(orders, key):
         raise LookupError("no order %r" % key) from missing
 
 
+def checked_charge(order):
+    __tracebackhide__ = True  # noqa: F841 (pytest's convention, which PostHog's SDK honours)
+    return charge(order)
+
+
+def scenario_hidden_frame(api):
+    try:
+        checked_charge({"total": -10})
+    except ValueError as error:
+        api.capture_exception(error, distinct_id="user_9")
+
+
 def scenario_handled(api):
     try:
         charge({"total": -5})

@@ -40,6 +40,7 @@ _EXTERNAL = re.compile(r"[\\/](?:dist|site)-packages[\\/]")
 _SURROGATE = re.compile("[\ud800-\udfff]")
 _OPTIMIZED = inspect.CO_OPTIMIZED
 _HIDE = ("__traceback_hide__", "__tracebackhide__")
+_HIDE_NAMES = frozenset(_HIDE)
 _OWN_PACKAGE = __name__.partition(".")[0]
 
 #: Frames of an exception that was never raised: (frame, line) from the outermost call in.
@@ -222,7 +223,7 @@ def _hidden(frame: FrameType) -> bool:
     if isinstance(module, str) and module.startswith("sentry_sdk."):
         return True
     code = frame.f_code
-    if code.co_flags & _OPTIMIZED and not any(n in code.co_varnames or n in code.co_cellvars for n in _HIDE):
+    if code.co_flags & _OPTIMIZED and _HIDE_NAMES.isdisjoint(code.co_varnames) and _HIDE_NAMES.isdisjoint(code.co_cellvars):
         return False
     for name in _HIDE:
         try:
@@ -337,11 +338,27 @@ def _source(
         return [], None, []
     lower = max(0, index - CONTEXT_LINES)
     upper = min(index + 1 + CONTEXT_LINES, len(lines))
-    return (
-        [_line(text) for text in lines[lower:index]],
-        _line(lines[index]),
-        [_line(text) for text in lines[index + 1 : upper]],
-    )
+    clean = _cleaned(path, lines, lower, upper)
+    return clean[lower:index], clean[index], clean[index + 1 : upper]
+
+
+#: Per file, the lines ``linecache`` holds and those lines made ready to send, filled as they
+#: are first needed: a hot path's frames cost a slice, not eleven strips and checks each time.
+_cleaned_lines: Dict[str, Tuple[List[str], List[Any]]] = {}
+
+
+def _cleaned(path: str, lines: List[str], lower: int, upper: int) -> List[Any]:
+    found = _cleaned_lines.get(path)
+    if found is None or found[0] is not lines:  # first seen, or linecache read the file again
+        if len(_cleaned_lines) >= 512:
+            _cleaned_lines.clear()
+        found = (lines, [None] * len(lines))
+        _cleaned_lines[path] = found
+    clean = found[1]
+    for number in range(lower, upper):
+        if clean[number] is None:
+            clean[number] = _line(lines[number])
+    return clean
 
 
 def _line(text: str) -> str:
