@@ -27,7 +27,7 @@ from .. import _schema as schema
 from .._log import count_drop, warn_limited
 from .._mapping import Operation
 from .._properties import sanitize_properties
-from . import limits, stacktrace
+from . import limits
 from .capture import duplicate_key
 from .frames import sendable_text
 
@@ -134,6 +134,8 @@ def exception_properties(attributes: Mapping[str, Any], handled: bool) -> Option
     if not exc_type and message is None:
         return None
     text = _text(attributes.get(schema.EXCEPTION_STACKTRACE))
+    from . import stacktrace  # its patterns are compiled on first use, not at ``import posthog_otel``
+
     parsed = stacktrace.parse(text) if text else None
     if parsed is None:
         entry = {"mechanism": {"exception_id": 0, "type": "generic", "handled": handled, "synthetic": False},
