@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from wsgiref.simple_server import WSGIRequestHandler, make_server
 
 import pytest
 import requests
@@ -18,29 +17,9 @@ from posthog_otel.integrations.asgi import PostHogASGIMiddleware
 from posthog_otel.integrations.wsgi import PostHogWSGIMiddleware
 
 from .conftest import API_KEY
+from .test_web import serve_wsgi  # noqa: F401 (a fixture: wsgiref on 127.0.0.1)
 
 HEADERS = {"X-POSTHOG-DISTINCT-ID": "browser-person", "X-POSTHOG-SESSION-ID": "browser-session"}
-
-
-class QuietHandler(WSGIRequestHandler):
-    def log_message(self, *args):
-        pass
-
-
-@pytest.fixture
-def serve_wsgi(caplog):
-    servers = []
-
-    def serve(app):
-        server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
-        servers.append(server)
-        return "http://127.0.0.1:%d" % server.server_port
-
-    yield serve
-    for server in servers:
-        server.shutdown()
-        server.server_close()
 
 
 @pytest.fixture

@@ -10,11 +10,14 @@ import logging
 import warnings
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import posthog_otel
 from posthog_otel._exceptions import limits
+from posthog_otel._exceptions.records import exception_properties
 
 from .conftest import API_KEY
 
@@ -156,3 +159,38 @@ def test_a_stack_in_no_known_format_is_kept_whole(local):
     assert "stacktrace" not in event["properties"]["$exception_list"][0]
     assert event["properties"]["exception.stacktrace"].startswith("goroutine 1 [running]:")
     provider.shutdown()
+
+
+pieces = st.sampled_from([
+    "Traceback (most recent call last):", '  File "/app/x.py", line 3, in f', "    f()", "    ^^^^", "ValueError: x",
+    "The above exception was the direct cause of the following exception:", "  + Exception Group Traceback "
+    "(most recent call last):", "  | ValueError: 1", "  +-+---------------- 1 ----------------", "    | KeyError: 'k'",
+    "    +------------------------------------", "java.lang.Error: e", "\tat a.B.c(B.java:1)", "Caused by: x.Y: z",
+    "\t... 3 more", "\tSuppressed: q.R", "Error: boom", "    at f (/a.js:1:2)", "    at /b.js:3:4", "", " ", "|", "+",
+])  # fmt: skip
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.one_of(pieces, st.text(max_size=30)), max_size=25), st.one_of(st.none(), st.text(max_size=10)))
+def test_any_stack_text_is_read_or_kept_whole_never_an_error(lines, message):
+    attributes = {"exception.type": "E", "exception.stacktrace": "\n".join(lines)}
+    if message is not None:
+        attributes["exception.message"] = message
+    found = exception_properties(attributes, handled=True)
+    entries = found["$exception_list"]
+    assert entries and entries[0]["type"] and len(entries) <= 50
+    assert [e["mechanism"]["exception_id"] for e in entries] == list(range(len(entries)))
+    for entry in entries:
+        for frame in (entry.get("stacktrace") or {}).get("frames", []):
+            assert frame["platform"] in ("python", "custom") and frame["function"]
+
+
+def test_texts_built_to_make_patterns_backtrack_are_read_in_one_pass():
+    """Each would take minutes with a pattern that backtracks quadratically (the test would hang):
+    a line in a recognised format (so the text is parsed), then a long hostile one."""
+    v8, jvm, python = "Error: x\n    at f (/a.js:1:2)\n", "a.B: x\n\tat a.B.c(B.java:1)\n", "Traceback (most recent call last):\n"
+    hostile = ["\n" * 200_000, "  at " + " (" * 60_000, "  at x" + " " * 100_000 + "y", "  at " + "1:" * 60_000,
+               '  File "x", line 1, in ' + " " * 100_000 + "z", "  " * 100_000 + "^"]  # fmt: skip
+    for known in (v8, jvm, python):
+        for line in hostile:
+            exception_properties({"exception.type": "E", "exception.stacktrace": known + line}, handled=True)

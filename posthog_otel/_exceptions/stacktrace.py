@@ -27,7 +27,7 @@ _EXTERNAL = re.compile(r"[\\/](?:dist|site)-packages[\\/]")
 
 # --- Python -------------------------------------------------------------------------------------
 
-_PY_FRAME = re.compile(r'^\s*File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>.*?))?\s*$')
+_PY_FRAME = re.compile(r'^[ \t]*File "(?P<file>[^"]*)", line (?P<line>\d+)(?:, in (?P<func>.*))?$')
 _PY_SEPARATORS = {
     "The above exception was the direct cause of the following exception:": "cause",
     "During handling of the above exception, another exception occurred:": "context",
@@ -35,7 +35,7 @@ _PY_SEPARATORS = {
 _PY_HEADERS = ("Traceback (most recent call last):", "Exception Group Traceback (most recent call last):")
 _PY_EXCEPTION = re.compile(r"^(?P<type>[A-Za-z_][\w.]*)(?:: (?P<value>.*))?$")
 _PY_GROUP = re.compile(r"^(?P<indent> *)\+ Exception Group Traceback \(most recent call last\):$")
-_CARETS = re.compile(r"^\s*[\^~]+\s*$")
+_CARETS = re.compile(r"^[ \t]*[\^~]+[ \t]*$")
 
 
 def parse(text: str) -> Optional[Tuple[str, List[Node]]]:
@@ -116,13 +116,19 @@ def _python_single(lines: List[str]) -> Optional[Node]:
     return {"type": name, "module": module or None, "value": value, "frames": frames, "members": []}
 
 
+def _node(head: "re.Match[str]", relation: str) -> Node:
+    """An exception of a JVM or V8 stack, from its ``Type: message`` line."""
+    return {"type": head.group("type"), "module": None, "value": head.group("value") or "", "frames": [],
+            "members": [], "relation": relation}  # fmt: skip
+
+
 def _python_frame(match: "re.Match[str]") -> Dict[str, Any]:
     path = match.group("file")
     frame: Dict[str, Any] = {
         "platform": "python",
         "filename": path,
         "abs_path": path,
-        "function": match.group("func") or "<unknown>",
+        "function": (match.group("func") or "").strip() or "<unknown>",
         "module": None,
         "lineno": int(match.group("line")),
         "pre_context": [],
@@ -169,12 +175,12 @@ def _python_group(lines: List[str]) -> Optional[Node]:
 
 # --- JVM (Java, Kotlin, Scala) ------------------------------------------------------------------
 
-_JVM_FRAME = re.compile(r"^\s+at (?:[\w.$-]+/)?(?P<func>[^\s(/]+)\((?P<where>[^)]*)\)\s*$")
+_JVM_FRAME = re.compile(r"^[ \t]+at (?:[\w.$-]+/)?(?P<func>[^\s(/]+)\((?P<where>[^)]*)\)[ \t]*$")
 _JVM_HEAD = re.compile(r'^(?:Exception in thread "[^"]*" |Caused by: )?(?P<type>[\w$.]+)(?::\s?(?P<value>.*))?$')
 
 
 def _is_jvm(text: str) -> bool:
-    return re.search(r"^\s+at [\w.$/-]+\([^)]*\)\s*$", text, re.MULTILINE) is not None
+    return re.search(r"^[ \t]+at [\w.$/-]+\([^)]*\)[ \t]*$", text, re.MULTILINE) is not None
 
 
 def _jvm(lines: List[str]) -> Optional[List[Node]]:
@@ -189,19 +195,20 @@ def _jvm(lines: List[str]) -> Optional[List[Node]]:
             continue
         if frame is not None:
             if node is not None and not suppressed:
-                node["frames"].insert(0, _jvm_frame(frame))
+                node["frames"].append(_jvm_frame(frame))
         elif stripped.startswith("Suppressed: "):
             suppressed = True
         elif node is None or line.startswith("Caused by: "):
             head = _JVM_HEAD.match(stripped)
             if head is None:
                 return None
-            node = {"type": head.group("type"), "module": None, "value": head.group("value") or "", "frames": [],
-                    "members": [], "relation": "cause" if chain else ""}  # fmt: skip
+            node = _node(head, "cause" if chain else "")
             chain.append(node)
             suppressed = False
         elif not node["frames"] and not suppressed:
             node["value"] += "\n" + line  # a message of several lines
+    for node in chain:
+        node["frames"].reverse()  # printed innermost first
     return chain or None
 
 
@@ -219,32 +226,35 @@ def _jvm_frame(match: "re.Match[str]") -> Dict[str, Any]:
 
 # --- V8 (Node.js) -------------------------------------------------------------------------------
 
-_V8_FRAME = re.compile(r"^\s+at (?:(?P<func>.+?) \()?(?P<file>[^()]+?):(?P<line>\d+):(?P<col>\d+)\)?\s*$")
+_V8_CALL = re.compile(r"^[ \t]+at (?P<func>.*) \((?P<where>[^()]*)\)[ \t]*$")  # at fn (file:line:col)
+_V8_BARE = re.compile(r"^[ \t]+at (?P<where>[^()\s][^()]*)$")  # at file:line:col
+_V8_WHERE = re.compile(r"^(?P<file>.+):(?P<line>\d+):(?P<col>\d+)$")
 _V8_HEAD = re.compile(r"^(?P<type>[\w$.]+)(?:: (?P<value>.*))?$")
 
 
 def _is_v8(text: str) -> bool:
-    return re.search(r"^\s+at .*:\d+:\d+\)?\s*$", text, re.MULTILINE) is not None
+    return re.search(r"^[ \t]+at .*:\d+:\d+\)?[ \t]*$", text, re.MULTILINE) is not None
 
 
 def _v8(lines: List[str]) -> Optional[List[Node]]:
     head = _V8_HEAD.match(lines[0].strip()) if lines else None
     if head is None:
         return None
-    node: Node = {"type": head.group("type"), "module": None, "value": head.group("value") or "", "frames": [],
-                  "members": [], "relation": ""}  # fmt: skip
+    node = _node(head, "")
     for line in lines[1:]:
-        frame = _V8_FRAME.match(line)
-        if frame is not None:
-            path = frame.group("file")
+        call = _V8_CALL.match(line) or _V8_BARE.match(line)
+        where = _V8_WHERE.match(call.group("where").rstrip()) if call else None
+        if where is not None:
+            path = where.group("file")
             entry: Dict[str, Any] = {"platform": "custom", "lang": "javascript",
-                                     "function": frame.group("func") or "<anonymous>", "filename": path,
-                                     "lineno": int(frame.group("line")), "colno": int(frame.group("col"))}  # fmt: skip
+                                     "function": call.groupdict().get("func") or "<anonymous>", "filename": path,
+                                     "lineno": int(where.group("line")), "colno": int(where.group("col"))}  # fmt: skip
             if "node_modules" in path or path.startswith("node:"):
                 entry["in_app"] = False
-            node["frames"].insert(0, entry)
+            node["frames"].append(entry)
         elif not node["frames"] and not line.lstrip().startswith("at "):
             node["value"] += "\n" + line
+    node["frames"].reverse()  # printed innermost first
     return [node]
 
 
