@@ -244,7 +244,7 @@ def _v8(lines: List[str]) -> Optional[List[Node]]:
     for line in lines[1:]:
         call = _V8_CALL.match(line) or _V8_BARE.match(line)
         where = _V8_WHERE.match(call.group("where").rstrip()) if call else None
-        if where is not None:
+        if call is not None and where is not None:
             path = where.group("file")
             entry: Dict[str, Any] = {"platform": "custom", "lang": "javascript",
                                      "function": call.groupdict().get("func") or "<anonymous>", "filename": path,
