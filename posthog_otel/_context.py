@@ -65,20 +65,34 @@ _SCOPE = otel_context.create_key("posthog_otel.scope")
 
 
 @contextmanager
-def new_context(fresh: bool = False) -> Iterator[None]:
+def new_context(fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Iterator[None]:
     """Open a scope for the ``with`` block.
 
     ``fresh=False`` (the default) inherits the enclosing scope's distinct id, session and
     tags; ``fresh=True`` starts empty (with ``propagate_identity``, also without the
     person and session of incoming baggage).  Exceptions of the block pass through
-    untouched; nothing of ours raises.
+    untouched; nothing of ours raises.  As in PostHog's SDK, an exception escaping the
+    block is first sent to error tracking, with this context's person, session and tags,
+    when ``capture_exceptions`` is true, or when it is None (the default) and
+    ``enable_exception_autocapture()`` is on.
     """
     opened = _open_scope(fresh)
     try:
         yield
+    except Exception as error:
+        if opened is not None and capture_exceptions is not False:
+            _capture_escaping(error, capture_exceptions)
+        raise
     finally:
         if opened is not None:
             _close_scope(opened)
+
+
+def _capture_escaping(error: Exception, explicit: Optional[bool]) -> None:
+    from ._exceptions import autocapture, capture  # imported here: they import this module
+
+    if explicit or autocapture.exception_autocapture_enabled():
+        capture.capture_escaping(error, capture.How())
 
 
 @guarded("new_context")

@@ -206,3 +206,25 @@ def test_an_uncaught_exception_ends_the_process_as_before_and_is_sent(server, tm
     assert (properties["$exception_level"], properties["$exception_source"]) == ("fatal", "python.sys_excepthook")
     assert properties["$exception_list"][0]["stacktrace"]["frames"][-1]["function"] == "start"
     assert properties["$process_person_profile"] is False
+
+
+def test_a_context_sends_what_escapes_it_on_its_person_as_posthogs_does(server, pipeline, hooks):
+    for capture_exceptions, autocapture_on in ((None, False), (False, True), (True, False), (None, True)):
+        if autocapture_on:
+            posthog_otel.enable_exception_autocapture()
+        with pytest.raises(TimeoutError):
+            with posthog_otel.new_context(capture_exceptions=capture_exceptions):
+                posthog_otel.identify_context("user_%s_%s" % (capture_exceptions, autocapture_on))
+                posthog_otel.tag("plan", "pro")
+                fail(1)
+        posthog_otel.disable_exception_autocapture()
+    pipeline.flush()
+    events = server.wait_for_events(2)
+    assert [e["distinct_id"] for e in events] == ["user_True_False", "user_None_True"]
+    assert all(e["properties"]["plan"] == "pro" for e in events)
+    with pytest.raises(TimeoutError):  # an outer context does not send it again
+        with posthog_otel.new_context(capture_exceptions=True):
+            with posthog_otel.new_context(capture_exceptions=True):
+                fail(2)
+    pipeline.flush()
+    assert len(server.wait_for_events(3)) == 3
