@@ -10,8 +10,9 @@ With the exporter's ``capture_exceptions`` on, these become ``$exception`` event
   read by ``PostHogLogExporter`` and the gateway.
 
 The person is the record's (``posthog.distinct_id``, ``user.id``, ``enduser.id``; for a span
-event, then its span's, where the middleware puts ``user.id``; for a log record emitted in
-this process, then the context it was emitted in), then the resource's; else the event is
+event, then a span's of its trace, where the middleware puts ``user.id``; for a log record
+emitted in this process through ``configure()``, then the context it was emitted in), then
+the resource's; else the event is
 personless. Never invented. The stack is ``exception.stacktrace`` read back into frames
 (``stacktrace``); text in no known format is sent whole as ``exception.stacktrace``.
 Runs on the exporter's thread (the gateway's request thread); every record skipped is counted.
@@ -47,9 +48,10 @@ def has_exception(attributes: Any) -> bool:
 
 def with_context_identity(emitted: Any) -> Any:
     """An exception log record with the person, session and tags of the context it was emitted
-    in (a person and session only where the record names none): on the caller's thread (``PostHogLogRecordProcessor.on_emit``),
-    because OTel's batch processor drops a record's context before the exporter sees it. The
-    application's record is left as it is; a copy goes to PostHog's queue."""
+    in (a person and session only where the record names none). Called on the caller's thread
+    (``PostHogLogRecordProcessor.on_emit``) because OTel's batch processor drops a record's
+    context before the exporter sees it. The application's record is left as it is; a copy
+    goes to PostHog's queue."""
     record = emitted.log_record
     scope = _context.scope_of(getattr(record, "context", None))
     if scope is None:
@@ -80,11 +82,12 @@ def from_log_record(readable: Any) -> Optional[Operation]:
     if not has_exception(record.attributes):
         return None
     resource = getattr(readable, "resource", None)
+    scope = _context.scope_of(getattr(record, "context", None))  # only a processor that keeps it (not the SDK's batch one)
     return _operation(
         dict(record.attributes), record.body, record.severity_number, "otel.log_record",
         record.timestamp or record.observed_timestamp or 0, record.trace_id or 0, record.span_id or 0,
-        resource.attributes if resource is not None else {}, {}, _context.scope_of(getattr(record, "context", None)),
-    )  # fmt: skip  (the context survives only a processor that keeps it: the SDK's batch one drops it)
+        resource.attributes if resource is not None else {}, {}, scope,
+    )  # fmt: skip
 
 
 def from_spans(spans: Any) -> List[Operation]:
