@@ -23,7 +23,7 @@ from ._context import (
     set_context_session,
     tag,
 )
-from ._emit import alias, capture, group_identify, set, set_once
+from ._emit import alias, capture, capture_exception, group_identify, set, set_once
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._hooks import DeliveryError
 from ._log import drop_counts
@@ -63,6 +63,7 @@ __all__ = [
     "__version__",
     "alias",
     "capture",
+    "capture_exception",
     "configure",
     "doctor",
     "drop_counts",
@@ -127,7 +128,6 @@ _LAZY = {
 #: PostHog calls posthog-otel does not have: reaching for one says why, and what to use.
 _NOT_HERE = {
     "capture_ai": "PostHog's AI capture lane is not in posthog-otel; capture() the $ai_* events instead",
-    "capture_exception": "error tracking is not in posthog-otel yet",
     "get_feature_flag_result": "not in posthog-otel yet; get_feature_flag() and get_feature_flag_payload() answer the "
     "same questions",
     "get_remote_config_payload": "remote config payloads are not in posthog-otel yet",
@@ -137,11 +137,11 @@ _NOT_HERE = {
     "get_active_span": "use opentelemetry.trace.get_current_span()",
     "AsyncPosthog": "not in posthog-otel: the operations never block, and the flag calls have *_async twins",
     "AsyncClient": "not in posthog-otel: the operations never block, and the flag calls have *_async twins",
-    "set_capture_exception_code_variables_context": "error tracking is not in posthog-otel yet",
-    "set_code_variables_mask_patterns_context": "error tracking is not in posthog-otel yet",
-    "set_code_variables_ignore_patterns_context": "error tracking is not in posthog-otel yet",
-    "set_code_variables_mask_url_credentials_context": "error tracking is not in posthog-otel yet",
-    "set_code_variables_detect_secrets_context": "error tracking is not in posthog-otel yet",
+    "set_capture_exception_code_variables_context": "capturing local variables on stack frames is not in posthog-otel yet",
+    "set_code_variables_mask_patterns_context": "capturing local variables on stack frames is not in posthog-otel yet",
+    "set_code_variables_ignore_patterns_context": "capturing local variables on stack frames is not in posthog-otel yet",
+    "set_code_variables_mask_url_credentials_context": "capturing local variables on stack frames is not in posthog-otel yet",
+    "set_code_variables_detect_secrets_context": "capturing local variables on stack frames is not in posthog-otel yet",
 }
 
 

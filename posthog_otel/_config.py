@@ -342,6 +342,13 @@ class Settings:
         "incoming baggage's for operations without a person. Off: baggage travels in request headers, "
         "and a caller could name any person. Read where operations are emitted.",
     )
+    capture_exceptions: bool = setting(
+        False,
+        "POSTHOG_OTEL_CAPTURE_EXCEPTIONS",
+        parse=parse_bool,
+        doc="Turn OpenTelemetry's own exception records into PostHog `$exception` events: `exception` span "
+        "events (span exporter) and log records with `exception.*` attributes (log exporter, gateway).",
+    )
 
     def __repr__(self) -> str:
         shown = ", ".join(

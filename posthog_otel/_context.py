@@ -80,26 +80,28 @@ def new_context(
     untouched; nothing of ours raises, not even for a keyword it does not know (said and
     counted; the scope still opens, so the ``with`` block runs).
 
-    ``capture_exceptions`` and ``client`` are PostHog's: which client captures the block's
-    exceptions, and whether it does.
+    As in PostHog's SDK, an exception escaping the block is first sent to error tracking,
+    with this context's person, session and tags, when ``capture_exceptions`` is true, or
+    when it is None (the default) and exception autocapture is on; by ``client`` (a
+    ``Posthog``) when given, else by the module's pipeline.
     """
     if unexpected:
         count_drop("invalid_argument")
         for name in unexpected:
             warn_limited("argument:new_context:" + name, "%s; ignored, the context opens without it",
                          _unknown_option(name, "new_context()", ["fresh", "capture_exceptions", "client"]))  # fmt: skip
-    if capture_exceptions:
-        warn_limited("new_context:capture_exceptions", "posthog_otel: new_context(capture_exceptions=True): "
-                     "posthog-otel does not capture exceptions yet; the block's exceptions pass through, not "
-                     "sent to PostHog")  # fmt: skip
-    return _scope_block(fresh)
+    return _scope_block(fresh, capture_exceptions, client)
 
 
 @contextmanager
-def _scope_block(fresh: Any) -> Iterator[None]:
+def _scope_block(fresh: Any, capture_exceptions: Optional[bool], client: Any) -> Iterator[None]:
     opened = _open_scope(fresh)
     try:
         yield
+    except Exception as error:
+        if opened is not None and capture_exceptions is not False:
+            _capture_escaping(error, capture_exceptions, client)
+        raise
     finally:
         if opened is not None:
             _close_scope(opened)
@@ -128,6 +130,13 @@ def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Ca
         return run  # type: ignore[return-value]
 
     return decorate
+
+
+def _capture_escaping(error: Exception, explicit: Optional[bool], client: Any = None) -> None:
+    from ._exceptions import autocapture, capture  # imported here: they import this module
+
+    if explicit or autocapture.exception_autocapture_enabled():
+        capture.capture_escaping(error, capture.How(), getattr(client, "_emitter", None))
 
 
 @guarded("new_context")
@@ -371,7 +380,19 @@ def get_context_session_id() -> Optional[str]:
 
 def get_tags() -> Dict[str, Any]:
     """All tags in effect, nearest scope winning; a new dict the caller may change."""
-    scope = current_scope()
+    return tags_of(current_scope())
+
+
+def scope_of(context: Any) -> Optional[_Scope]:
+    """The scope an OTel context (a log record's, say) was emitted in, or None."""
+    if context is None:
+        return None
+    found = otel_context.get_value(_SCOPE, context)
+    return found if isinstance(found, _Scope) else None
+
+
+def tags_of(scope: Optional[_Scope]) -> Dict[str, Any]:
+    """The tags in effect in ``scope``, nearest winning; a new dict."""
     if scope is None:
         return {}
     if scope.parent is None:

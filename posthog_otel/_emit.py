@@ -390,6 +390,33 @@ class Operations:
         return _finish(self._emitter, schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
 
 
+    @guarded("capture_exception")
+    def capture_exception(
+        self,
+        exception: Any = None,
+        distinct_id: Any = None,
+        properties: Optional[Mapping] = None,
+        *,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        groups: Optional[Mapping] = None,
+        disable_geoip: Optional[bool] = None,
+        flags: Any = None,
+    ) -> Optional[str]:
+        """Send ``exception`` (by default the one being handled) to PostHog error tracking.
+
+        ``capture_exception(e)``, ``capture_exception()`` inside ``except``, or an
+        ``sys.exc_info()`` tuple; ``distinct_id`` falls back to the context's person (none:
+        personless, as PostHog's SDK), and the context's session and tags apply. Returns the
+        event's uuid, or None when nothing was sent: no exception, one already captured, or
+        one raised at the same place too often (``drop_counts()["exception_rate_limited"]``).
+        """
+        from ._exceptions.capture import How, capture
+
+        return capture(exception, distinct_id, properties, timestamp, uuid, groups, disable_geoip, flags, How(),
+                       self._emitter)  # fmt: skip
+
+
 def _feature_flags_for_capture(service: Any, person: str, groups: Any, disable_geoip: Any, options: Any) -> Any:
     """``capture(send_feature_flags=...)``: a snapshot of every flag for the event's person, as
     PostHog's SDK takes it (``True``, or its options map), never reporting ``$feature_flag_called``."""
@@ -420,6 +447,7 @@ set_once = default.set_once
 group_identify = default.group_identify
 alias = default.alias
 capture = default.capture
+capture_exception = default.capture_exception
 
 
 # --- shared steps -----------------------------------------------------------------------

@@ -20,6 +20,7 @@ from . import _schema as schema
 from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
 from ._hooks import MODULE, Hooks
+from ._exceptions import records as exception_records
 from ._http import Transport
 from ._mapping import Operation
 from ._retry import RetryPolicy
@@ -130,6 +131,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         operations = []
         numbers = []
         is_operation, from_log_record = schema.is_operation, Operation.from_log_record
+        exceptions = self.settings.capture_exceptions
         for readable in records:
             if is_operation(getattr(readable.log_record, "event_name", None)):
                 operation = from_log_record(readable)
@@ -137,6 +139,10 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
                 number = operation.attributes.get(schema.SEQUENCE)
                 if type(number) is int:
                     numbers.append(number)
+            elif exceptions:  # an application's log record with exception.* attributes
+                found = exception_records.from_log_record(readable)
+                if found is not None:
+                    operations.append(found)
         return operations, numbers
 
 
@@ -169,7 +175,10 @@ class PostHogSpanExporter(_PostHogExporter, SpanExporter):
         return SpanExportResult.SUCCESS if ok else SpanExportResult.FAILURE
 
     def _read(self, spans: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
-        return [op for span in spans for op in _span_operations(span)], []
+        operations = [op for span in spans for op in _span_operations(span)]
+        if self.settings.capture_exceptions:  # the spans' "exception" events
+            operations += exception_records.from_spans(spans)
+        return operations, []
 
 
 #: Threads that call ``export`` without waiting: the SDK's batch workers (``OtelBatchLogRecordProcessor``,

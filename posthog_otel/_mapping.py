@@ -108,7 +108,7 @@ def to_posthog_event(operation: Operation, defaults: Defaults, new_id: NewId = n
     if operation.trace_id and defaults.trace_context and "$trace_id" not in properties:
         properties["$trace_id"] = "%032x" % operation.trace_id
         properties["$span_id"] = "%016x" % operation.span_id
-    if operation.name == schema.CAPTURE:
+    if operation.name in _EVENTS:  # PostHog's SDK adds them to captured events, $exception included
         properties.update(defaults.system)
     properties.update(defaults.library)
     disable_geoip = attributes.get(schema.DISABLE_GEOIP)
@@ -164,7 +164,30 @@ def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId)
         raise Skipped("no_event", "posthog.capture without posthog.event")
     name = _id_text(name, "event name", operation)
     body = operation.body
+    return _event(name, operation, attributes, dict(body) if _is_map(body) else {}, new_id)
+
+
+def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+    """``$exception``: the body's ``$exception_list`` (``capture_exception``'s records), else one
+    read from OTel's ``exception.*`` attributes (on the record, or among a span event's properties)."""
+    body = operation.body
     properties = dict(body) if _is_map(body) else {}
+    if "$exception_list" not in properties:
+        from ._exceptions.records import exception_properties
+
+        source = {**properties, **attributes}
+        found = exception_properties(source, handled=True)
+        if found is None:
+            raise Skipped("no_exception", "posthog.exception without $exception_list, exception.type or exception.message")
+        for key in (schema.EXCEPTION_TYPE, schema.EXCEPTION_MESSAGE, schema.EXCEPTION_STACKTRACE):
+            properties.pop(key, None)
+        properties.update(found)
+    properties.setdefault("$exception_level", "error")
+    return _event("$exception", operation, attributes, properties, new_id)
+
+
+def _event(name: str, operation: Operation, attributes: Mapping[str, Any], properties: Dict[str, Any], new_id: NewId):
+    """A captured event's groups and person (personless without one, as PostHog's SDK)."""
     groups = {
         _id_text(key[len(schema.GROUPS_PREFIX) :], "group type", operation): _id_text(value, "group key", operation)
         for key, value in attributes.items()
@@ -185,7 +208,9 @@ _BUILDERS = {
     schema.GROUP_IDENTIFY: _group_identify,
     schema.ALIAS: _alias,
     schema.CAPTURE: _capture,
+    schema.EXCEPTION: _exception,
 }
+_EVENTS = frozenset({schema.CAPTURE, schema.EXCEPTION})
 
 
 def _distinct_id(operation: Operation) -> Optional[str]:

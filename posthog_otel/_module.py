@@ -26,6 +26,7 @@ import types
 from typing import Any, Dict, Optional, Tuple
 
 from . import _emit, _hooks, _log, _options
+from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._config import Settings, redact
 from ._log import logger, warn_limited
 
@@ -35,7 +36,7 @@ _lock = threading.RLock()
 #: Bumped whenever a pipeline option changes: the module's pipeline records the one it was built from.
 _generation = 0
 
-_SWITCHES = frozenset({"disabled", "send", "debug", "sync_mode"})
+_SWITCHES = frozenset({"disabled", "send", "debug", "sync_mode"}) | _EXCEPTION_OPTIONS
 _HOOKS = frozenset({"before_send", "on_error", "super_properties"})
 _FLAG_OPTIONS = frozenset({"api_key", "project_api_key", "host", "personal_api_key", "secret_key", "poll_interval",
                            "feature_flags_request_timeout_seconds", "feature_flags_request_max_retries",
@@ -62,7 +63,8 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
         else:
             _assigned[name] = value
         if name in _SWITCHES:
-            apply_switches(_emit.emitter, {name: value if value is not None else option.default}, pipeline=None)
+            converted = translated.switches.get(name)
+            apply_switches(_emit.emitter, {name: option.default if converted is None else converted}, pipeline=None)
         elif name in _HOOKS:
             _set_hook(name, translated.settings.get(name))
         elif option.target:
@@ -113,6 +115,11 @@ def apply_switches(emitter: Any, values: Dict[str, Any], pipeline: Any) -> None:
     if "sync_mode" in values:
         emitter.sync_mode = bool(values["sync_mode"])
         emitter.sync = _sync_flush(pipeline) if values["sync_mode"] else None
+    errors = {name: value for name, value in values.items() if name in _EXCEPTION_OPTIONS}
+    if errors:
+        from . import _exceptions
+
+        _exceptions.apply(errors, None if emitter is _emit.emitter else emitter)
 
 
 def _sync_flush(pipeline: Any) -> Any:
@@ -255,5 +262,8 @@ def reset() -> None:
         _hooks.MODULE.before_send, _hooks.MODULE.on_error, _hooks.MODULE.super_properties = (), None, None
     _emit.default.route(None)
     apply_switches(_emit.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
+    from . import _exceptions
+
+    _exceptions.apply({name: _options.BY_NAME[name].default for name in _EXCEPTION_OPTIONS})
     if had_debug:
         _log.set_debug(False)

@@ -49,6 +49,36 @@ def _positive(count: Any) -> Any:
     return int(count)
 
 
+def _flag(value: Any) -> Any:
+    if not isinstance(value, (bool, int)):
+        raise ValueError("expected true or false")
+    return bool(value)
+
+
+def _directory(value: Any) -> Any:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError("expected a directory path")
+    return value
+
+
+def _module_names(value: Any) -> Any:
+    if isinstance(value, str) or not all(isinstance(name, str) and name for name in value):
+        raise ValueError("expected a list of module names")
+    return list(value)
+
+
+def _count(value: Any) -> Any:
+    if isinstance(value, bool) or int(value) != value or value < 0:
+        raise ValueError("expected a whole number, 0 or more")
+    return int(value)
+
+
+def _seconds(value: Any) -> Any:
+    if isinstance(value, bool) or not float(value) > 0 or float(value) == float("inf"):
+        raise ValueError("expected a positive number of seconds")
+    return float(value)
+
+
 def _attempts(retries: Any) -> Any:
     if isinstance(retries, bool) or int(retries) != retries:
         raise ValueError("expected a whole number")
@@ -76,7 +106,7 @@ class Option(NamedTuple):  # a tuple: the table is built at import, and dataclas
     module: bool = True  # a module attribute in PostHog's SDK (else a Client keyword only)
 
 
-_ERRORS = "error tracking (capture_exception, exception autocapture) is not in posthog-otel yet; leave it unset"
+_VARIABLES = "tunes capture_exception_code_variables, which is refused: as in PostHog's SDK, no effect without it"
 _AI = "PostHog's AI capture lane is not in posthog-otel; leave it unset"
 _EMAIL = "PostHog's emails API is not in posthog-otel; leave it unset"
 _CACHE = "shared flag caches are not supported: each process polls its own definitions; leave it unset"
@@ -122,19 +152,25 @@ OPTIONS: Tuple[Option, ...] = (
            note="`gzip` only (deflate is refused)"),
     Option("thread", 1, NO_EFFECT, module=False,
            note="one sender per exporter keeps each person's operations in order; it sends bigger batches instead"),
-    Option("enable_exception_autocapture", False, REFUSED, note=_ERRORS),
-    Option("log_captured_exceptions", False, REFUSED, note=_ERRORS),
-    Option("project_root", None, REFUSED, note=_ERRORS),
-    Option("capture_exception_code_variables", False, REFUSED, note=_ERRORS),
-    Option("code_variables_mask_patterns", None, REFUSED, note=_ERRORS),
-    Option("code_variables_ignore_patterns", None, REFUSED, note=_ERRORS),
-    Option("code_variables_mask_url_credentials", None, REFUSED, note=_ERRORS),
-    Option("code_variables_detect_secrets", None, REFUSED, note=_ERRORS),
-    Option("in_app_modules", None, REFUSED, note=_ERRORS),
-    Option("enable_exception_autocapture_rate_limiting", False, REFUSED, note=_ERRORS),
-    Option("exception_autocapture_bucket_size", 50, REFUSED, note=_ERRORS),
-    Option("exception_autocapture_refill_rate", 10, REFUSED, note=_ERRORS),
-    Option("exception_autocapture_refill_interval_seconds", 10, REFUSED, note=_ERRORS),
+    Option("enable_exception_autocapture", False, HONOURED, "switch.enable_exception_autocapture", _flag,
+           note="uncaught exceptions (main thread and threads) to error tracking"),
+    Option("log_captured_exceptions", False, HONOURED, "switch.log_captured_exceptions", _flag,
+           note="each captured exception is logged too"),
+    Option("project_root", None, HONOURED, "switch.project_root", _directory, note="frames under it are in-app"),
+    Option("in_app_modules", None, HONOURED, "switch.in_app_modules", _module_names,
+           note="frames of these modules are in-app"),
+    Option("enable_exception_autocapture_rate_limiting", False, HONOURED, "",
+           note="rate limiting is always on here (per type and place, every road), so either value is met"),
+    Option("exception_autocapture_bucket_size", 50, HONOURED, "switch.exception_autocapture_bucket_size", _count),
+    Option("exception_autocapture_refill_rate", 10, HONOURED, "switch.exception_autocapture_refill_rate", _count),
+    Option("exception_autocapture_refill_interval_seconds", 10, HONOURED,
+           "switch.exception_autocapture_refill_interval_seconds", _seconds),
+    Option("capture_exception_code_variables", False, REFUSED,
+           note="local variables are not captured on stack frames yet; leave it unset"),
+    Option("code_variables_mask_patterns", None, HONOURED, "", note=_VARIABLES),
+    Option("code_variables_ignore_patterns", None, HONOURED, "", note=_VARIABLES),
+    Option("code_variables_mask_url_credentials", None, HONOURED, "", note=_VARIABLES),
+    Option("code_variables_detect_secrets", None, HONOURED, "", note=_VARIABLES),
     Option("metrics", None, REFUSED, note="send metrics with OpenTelemetry's MeterProvider and an OTLP exporter"),
     Option("traces", None, REFUSED,
            note="trace with OpenTelemetry's TracerProvider; `PostHogSpanExporter` reads `posthog.*` span events"),

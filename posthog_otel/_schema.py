@@ -21,8 +21,11 @@ SET_ONCE: Final = "posthog.set_once"
 GROUP_IDENTIFY: Final = "posthog.group_identify"
 ALIAS: Final = "posthog.alias"
 CAPTURE: Final = "posthog.capture"
+#: An exception for PostHog error tracking (``$exception``): ``capture_exception()``'s records,
+#: and what the exporters make of OpenTelemetry's own exception records.
+EXCEPTION: Final = "posthog.exception"
 
-OPERATIONS: Final = frozenset({SET, SET_ONCE, GROUP_IDENTIFY, ALIAS, CAPTURE})
+OPERATIONS: Final = frozenset({SET, SET_ONCE, GROUP_IDENTIFY, ALIAS, CAPTURE, EXCEPTION})
 
 # --- attributes -------------------------------------------------------------------
 
@@ -55,6 +58,16 @@ DISABLE_GEOIP: Final = "posthog.disable_geoip"
 #: A per-process sequence number on every record this package emits; the exporter counts
 #: the gaps, which are records the OTel SDK dropped before export (its queue was full).
 SEQUENCE: Final = "posthog.seq"
+
+#: OpenTelemetry's exception attributes (semantic conventions), on span events named
+#: ``exception`` and on log records: read when the exporter's ``capture_exceptions`` is on,
+#: and by a ``posthog.exception`` record whose body carries no ``$exception_list``.
+EXCEPTION_TYPE: Final = "exception.type"
+EXCEPTION_MESSAGE: Final = "exception.message"
+EXCEPTION_STACKTRACE: Final = "exception.stacktrace"
+EXCEPTION_PREFIX: Final = "exception."
+#: The name OpenTelemetry gives a span event written by ``span.record_exception()``.
+EXCEPTION_EVENT: Final = "exception"
 
 #: Instrumentation scope name of the records this package emits.
 SCOPE: Final = "posthog_otel"

@@ -14,6 +14,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
 from . import _emit, _lifecycle, _options
 from ._config import Settings
+from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter
 from ._log import logger
 from ._schema import is_operation
@@ -48,10 +49,16 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         with _lifecycle.threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
             self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
+        self._exceptions = bool(getattr(getattr(exporter, "settings", None), "capture_exceptions", False))
 
     def on_emit(self, log_record: Any) -> None:
-        if not self._detached and is_operation(getattr(log_record.log_record, "event_name", None)):
+        if self._detached:
+            return
+        record = log_record.log_record
+        if is_operation(getattr(record, "event_name", None)):
             self._batch.on_emit(log_record)
+        elif self._exceptions and has_exception(record.attributes):  # capture_exceptions: OTel's exception logs
+            self._batch.on_emit(with_context_identity(log_record))
 
     def shutdown(self) -> None:
         self._batch.shutdown()

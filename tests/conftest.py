@@ -7,6 +7,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 import posthog_otel
 from posthog_otel import _config, _emit, _log, _module, _setup
+from posthog_otel._exceptions import limits
 
 from .support import CaptureServer
 
@@ -23,6 +24,8 @@ def clean_state(monkeypatch, tmp_path_factory):
     monkeypatch.setenv("POSTHOG_OTEL_SPOOL_DIR", str(tmp_path_factory.mktemp("spool")))
     monkeypatch.setenv("POSTHOG_OTEL_HANDLE_SIGTERM", "false")
     _log.reset_diagnostics()
+    for memory in (limits.calls, limits.records, limits.recent):  # exception rate limits, duplicates
+        memory.reset()
     monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", True)
     monkeypatch.setattr(posthog_otel, "api_key", None)
     monkeypatch.setattr(posthog_otel, "host", None)
@@ -40,6 +43,18 @@ def server():
     capture = CaptureServer()
     yield capture
     capture.close()
+
+
+@pytest.fixture
+def local(tmp_path):
+    """The local PostHog (SQLite store and capture server): (server, store)."""
+    from posthog_otel._local.server import LocalServer
+    from posthog_otel._local.store import Store
+
+    store = Store(tmp_path / "local.sqlite3")
+    with LocalServer(store) as running:
+        yield running, store
+    store.close()
 
 
 @pytest.fixture

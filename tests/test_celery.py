@@ -11,6 +11,8 @@ import pytest
 
 import posthog_otel as posthog
 
+from .conftest import API_KEY
+
 celery = pytest.importorskip("celery")
 from celery.contrib.testing.worker import start_worker  # noqa: E402
 
@@ -25,6 +27,11 @@ app.conf.update(worker_hijack_root_logger=False, broker_transport_options={"poll
 def report(event):
     posthog.capture(event)
     return [posthog.get_context_distinct_id(), posthog.get_context_session_id(), posthog.get_tags()]
+
+
+@app.task(name="identity.fail")
+def fail(order):
+    raise LookupError("no stock for order %s" % order)
 
 
 @pytest.fixture(scope="module")
@@ -80,3 +87,33 @@ def test_uninstrumented_the_person_does_not_travel(worker):
         posthog.identify_context("user_456")
         result = worker.delay("untracked")
     assert result.get(timeout=30)[0] is None
+
+
+def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, provider):
+    server, store = local
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)
+    with posthog.new_context():
+        posthog.identify_context("user_456")
+        posthog.tag("plan", "pro")
+        result = fail.delay(12)
+    with pytest.raises(LookupError):
+        result.get(timeout=30)
+    assert pipeline.flush()
+    (event,) = store.events()
+    assert (event["event"], event["distinct_id"]) == ("$exception", "user_456")
+    properties = event["properties"]
+    assert properties["plan"] == "pro" and properties["$exception_source"] == "celery.task_failure"
+    (entry,) = properties["$exception_list"]
+    assert (entry["type"], entry["value"]) == ("LookupError", "no stock for order 12")
+    assert (entry["mechanism"]["type"], entry["mechanism"]["handled"]) == ("task", False)
+    assert entry["stacktrace"]["frames"][-1]["function"] == "fail"
+
+
+def test_capture_exceptions_false_leaves_failing_tasks_alone(worker, local, provider):
+    instrument_celery(capture_exceptions=False)
+    server, store = local
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)
+    with pytest.raises(LookupError):
+        fail.delay(13).get(timeout=30)
+    assert pipeline.flush()
+    assert store.events() == []

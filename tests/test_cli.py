@@ -463,3 +463,25 @@ def test_demo_shows_only_its_own_run_and_leaves_other_projects_alone(db):
     assert code == 0 and "demo-user-456" in suggested and "Distinct ids (2)" in suggested
     _, out, _ = run_apart("persons", "--db", db, "--key", API_KEY_OF_DB, "--json")
     assert [p["distinct_ids"] for p in json_lines(out)] == [["anon", "user_456"]]  # the story's project is intact
+
+
+def test_exceptions_show_their_type_message_and_top_frame(tmp_path, provider):
+    path = tmp_path / "errors.sqlite3"
+    store = Store(path)
+    with LocalServer(store) as server:
+        pipeline = posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
+        with posthog_otel.new_context():
+            posthog_otel.identify_context("user_456")
+            try:
+                {}["sku-42"]
+            except KeyError as error:
+                posthog_otel.capture_exception(error)
+                line = "tests/%s:%d" % (pathlib.Path(__file__).name, error.__traceback__.tb_lineno)
+        assert pipeline.flush()
+    store.close()
+    _, text = run("events", "--db", path, "--event", "$exception")
+    row = text.splitlines()[1]
+    assert "KeyError: 'sku-42' at test_exceptions_show_their_type_messa" in row  # cut at the cell's width
+    _, text = run("person", "user_456", "--db", path)
+    assert "Recent exceptions (1)" in text
+    assert "  KeyError: 'sku-42'\n      at test_exceptions_show_their_type_message_and_top_frame (%s)" % line in text

@@ -682,3 +682,63 @@ def test_readme_lists_every_posthog_option_and_missing_call():
     names = [o.name for o in _options.OPTIONS] + list(posthog_otel._NOT_HERE)
     missing = [n for n in names if not any(fnmatch.fnmatchcase(n, pattern) for pattern in named)]
     assert missing == []
+
+
+# --- PostHog's error tracking options ----------------------------------------------------------
+
+
+def _raise_in_a_thread():
+    import threading
+
+    def work():
+        raise LookupError("no such order")
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    thread.join()
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")  # pytest's own hook, after ours
+def test_a_clients_exception_autocapture_sends_to_its_own_project(server):
+    other = "phc_errors_project_0123456789abcd"
+    client = posthog_otel.Posthog(other, host=server.url, enable_exception_autocapture=True, in_app_modules=["tests"])
+    try:
+        _raise_in_a_thread()
+        assert client.flush()
+    finally:
+        posthog_otel.enable_exception_autocapture = False
+        client.shutdown()
+    (event,) = events_of(server, other)
+    frames = event["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    assert event["event"] == "$exception" and frames[-1]["function"] == "work" and frames[-1]["in_app"] is True
+
+
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnhandledThreadExceptionWarning")
+def test_exception_options_as_module_attributes(server, tmp_path):
+    posthog_otel.api_key = API_KEY
+    posthog_otel.host = server.url
+    posthog_otel.enable_exception_autocapture = True
+    posthog_otel.project_root = str(tmp_path)  # nothing of ours lives there: no frame is in-app
+    try:
+        _raise_in_a_thread()
+        assert posthog_otel.flush()
+    finally:
+        posthog_otel.enable_exception_autocapture = False
+    (event,) = server.by_event("$exception")
+    frames = event["properties"]["$exception_list"][0]["stacktrace"]["frames"]
+    assert not any(frame.get("in_app") for frame in frames)
+    with pytest.raises(ValueError, match="project_root"):
+        posthog_otel.project_root = True
+
+
+def test_a_clients_capture_exception_goes_to_its_project(server):
+    other = "phc_errors_project_0123456789abcd"
+    client = posthog_otel.Posthog(other, host=server.url)
+    try:
+        raise KeyError("order-7")
+    except KeyError as error:
+        returned = client.capture_exception(error, distinct_id="u1")
+    assert client.flush()
+    (event,) = events_of(server, other)
+    assert (event["event"], event["distinct_id"], event["uuid"]) == ("$exception", "u1", returned)
+    client.shutdown()

@@ -15,6 +15,8 @@ EXPECTED = {
     # PostHog's instance style, lifecycle and the rest of its context calls
     "Client", "Posthog", "DeliveryError", "flush", "join", "shutdown", "setup", "scoped", "set_context_device_id",
     "get_context_device_id",
+    # error tracking (PostHog's names)
+    "capture_exception",
 }  # fmt: skip
 
 

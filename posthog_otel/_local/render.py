@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as _dt
 import json
-from typing import Any, Dict, Iterable, List, Optional, Sequence
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 MAX_CELL = 60
 
@@ -110,7 +110,30 @@ def person_detail(person: Dict[str, Any]) -> str:
     lines += ["", "Recent events (%d of %d)" % (len(recent), person["events"])]
     if recent:
         lines += ["  " + line for line in events_table(recent).splitlines()]
+    exceptions = [e for e in recent if e["event"] == "$exception"]
+    if exceptions:
+        lines += ["", "Recent exceptions (%d)" % len(exceptions)]
+        for event in exceptions:
+            error, where = exception_summary(event["properties"])
+            lines += ["  %s  %s" % (when(event["timestamp"]), error)] + (["      at %s" % where] if where else [])
     return "\n".join(lines)
+
+
+def exception_summary(properties: Dict[str, Any]) -> Tuple[str, str]:
+    """(``ValueError: the message``, ``charge (shop/pay.py:45)``: where it was raised) of an
+    ``$exception`` event; what can be told of it when its ``$exception_list`` is malformed."""
+    entries = properties.get("$exception_list")
+    first = entries[0] if isinstance(entries, list) and entries and isinstance(entries[0], dict) else {}
+    kind = first.get("type") or "exception"
+    value = str(first.get("value") or "").strip().splitlines()
+    error = "%s: %s" % (kind, value[0]) if value else str(kind)
+    stack = first.get("stacktrace")
+    frames = stack.get("frames") if isinstance(stack, dict) else None
+    top = frames[-1] if isinstance(frames, list) and frames and isinstance(frames[-1], dict) else None
+    if top is None:
+        return error, ""
+    place = ":".join(str(part) for part in (top.get("filename") or top.get("abs_path"), top.get("lineno")) if part)
+    return error, "%s (%s)" % (top.get("function") or "?", place) if place else str(top.get("function") or "?")
 
 
 def event_summary(event: Dict[str, Any]) -> str:
@@ -126,6 +149,9 @@ def event_summary(event: Dict[str, Any]) -> str:
         )
     if event["event"] == "$create_alias":
         parts.append("alias=%s" % properties.get("alias"))
+    if event["event"] == "$exception":
+        error, where = exception_summary(properties)
+        parts.append(_cut(error, 40) + (" at " + where if where else ""))
     if event["event"] == "$feature_flag_called":
         parts.append("flag %s=%s" % (properties.get("$feature_flag"), _value(properties.get("$feature_flag_response"))))
     if isinstance(properties.get("$groups"), dict):

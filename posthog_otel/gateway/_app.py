@@ -160,7 +160,7 @@ class Gateway:
         with self._order:
             try:
                 limits = Limits(self.settings.max_objects, self.settings.decode_timeout)
-                decoded = DECODERS[encoding](raw, time.time_ns(), limits)
+                decoded = DECODERS[encoding](raw, time.time_ns(), limits, self.projects.delivery.capture_exceptions)
             except TooLarge as error:
                 return self._refuse(environ, encoding, Refused(413, str(error)), close=False)
             except TooSlow as error:

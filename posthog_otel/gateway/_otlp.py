@@ -13,6 +13,9 @@ holds them to it):
 
 Only records whose ``event_name`` is one of the schema's operations are converted further
 (body, attributes, resource); application logs that share the pipeline cost one field read.
+With ``exceptions`` (the delivery settings' ``capture_exceptions``), an application's record
+with ``exception.*`` attributes becomes a ``posthog.exception`` operation too (rate-limited
+and folded with its duplicates: ``posthog_otel._exceptions.records``).
 An SDK without ``event_name`` (OTLP added it in 2025) may carry the name in the
 ``event.name`` attribute, its predecessor in the semantic conventions.
 
@@ -37,6 +40,8 @@ import time
 from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple
 
 from .. import _schema as schema
+from .._exceptions import records as exception_records
+from .._exceptions.records import has_exception
 from .._log import count_drop, warn_limited
 from .._mapping import Operation, Skipped
 
@@ -45,6 +50,9 @@ from .._mapping import Operation, Skipped
 MAX_RECORD_BYTES = 1024 * 1024
 #: What the bytes of every PostHog operation's record hold: its name, ``posthog.<operation>``.
 _OPERATION_MARK = b"posthog."
+#: What the bytes of an application's exception record hold (``exception.type``...): with
+#: ``capture_exceptions``, such a record is parsed too.
+_EXCEPTION_MARK = b"exception."
 
 #: The attribute older SDKs (and the earlier Events API) put the event's name in.
 EVENT_NAME_ATTRIBUTE = "event.name"
@@ -101,7 +109,9 @@ class Decoded:
 # --- protobuf -------------------------------------------------------------------------------
 
 
-def decode_protobuf(body: bytes, received_unix_nano: int, limits: Optional[Limits] = None) -> Decoded:
+def decode_protobuf(
+    body: bytes, received_unix_nano: int, limits: Optional[Limits] = None, exceptions: bool = False
+) -> Decoded:
     from google.protobuf.message import DecodeError
     from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
@@ -129,31 +139,31 @@ def decode_protobuf(body: bytes, received_unix_nano: int, limits: Optional[Limit
                                                % (len(record_view), MAX_RECORD_BYTES)))  # fmt: skip
                         continue
                     record_bytes = bytes(record_view)
-                    if _OPERATION_MARK not in record_bytes:
-                        continue  # its name (event_name or event.name) cannot be an operation's: not parsed
+                    if _OPERATION_MARK not in record_bytes and not (exceptions and _EXCEPTION_MARK in record_bytes):
+                        continue  # neither an operation's name nor an exception's attributes: not parsed
                     record = LogRecord.FromString(record_bytes)
                     name: Any = record.event_name
                     attributes = None
                     if not name:
                         attributes = _pb_attributes(record.attributes, limits)
                         name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                    if name not in schema.OPERATIONS:
+                    if name not in schema.OPERATIONS and not exceptions:
                         continue
                     if attributes is None:
                         attributes = _pb_attributes(record.attributes, limits)
+                    if name not in schema.OPERATIONS and not has_exception(attributes):
+                        continue
                     if resource is None:
                         resource = _pb_resource(Resource, resource_parts, limits)
-                    operations.append(
-                        Operation(
-                            name,
-                            attributes,
-                            _pb_value(record.body, limits) if record.HasField("body") else None,
-                            record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
-                            _id_from_bytes(record.trace_id, 16, "trace_id"),
-                            _id_from_bytes(record.span_id, 8, "span_id"),
-                            resource,
-                        )
+                    fields = (
+                        attributes,
+                        _pb_value(record.body, limits) if record.HasField("body") else None,
+                        record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
+                        _id_from_bytes(record.trace_id, 16, "trace_id"),
+                        _id_from_bytes(record.span_id, 8, "span_id"),
+                        resource,
                     )
+                    _add(operations, name, fields, record.severity_number)
     except (DecodeError, ValueError) as error:  # upb raises DecodeError; some builds ValueError
         if isinstance(error, Malformed):
             raise
@@ -285,7 +295,9 @@ def _id_from_bytes(raw: bytes, size: int, field: str) -> int:
 # --- JSON -----------------------------------------------------------------------------------
 
 
-def decode_json(body: bytes, received_unix_nano: int, limits: Optional[Limits] = None) -> Decoded:
+def decode_json(
+    body: bytes, received_unix_nano: int, limits: Optional[Limits] = None, exceptions: bool = False
+) -> Decoded:
     limits = limits or Limits()
     limits.spend(body.count(b"{") + body.count(b"["))  # at least every object and array (strings may hold more)
     try:
@@ -298,7 +310,7 @@ def decode_json(body: bytes, received_unix_nano: int, limits: Optional[Limits] =
     except RecursionError:  # nested deeper than Python's stack: protobuf's parser stops at 100 levels too
         raise Malformed("not OTLP/JSON: nested too deeply") from None
     try:
-        return _json_request(document, received_unix_nano)
+        return _json_request(document, received_unix_nano, exceptions)
     except Malformed:
         raise
     except RecursionError:
@@ -307,7 +319,7 @@ def decode_json(body: bytes, received_unix_nano: int, limits: Optional[Limits] =
         raise Malformed("not an OTLP/JSON logs request: %s" % _describe(error)) from None
 
 
-def _json_request(document: Any, received_unix_nano: int) -> Decoded:
+def _json_request(document: Any, received_unix_nano: int, exceptions: bool = False) -> Decoded:
     if not isinstance(document, dict):
         raise Malformed("not an OTLP/JSON logs request: the body is not a JSON object")
     operations: List[Operation] = []
@@ -323,26 +335,27 @@ def _json_request(document: Any, received_unix_nano: int) -> Decoded:
                 if not name:
                     attributes = _json_attributes(record)
                     name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                if not isinstance(name, str) or name not in schema.OPERATIONS:
+                operation = isinstance(name, str) and name in schema.OPERATIONS
+                if not (operation or exceptions):
                     continue
                 if attributes is None:
                     attributes = _json_attributes(record)
+                if not (operation or has_exception(attributes)):
+                    continue
                 if resource is None:
                     resource = _json_attributes(_field(resource_logs, "resource", "resource") or {})
                 body = record.get("body")
-                operations.append(
-                    Operation(
-                        name,
-                        attributes,
-                        None if body is None else _json_value(body),
-                        _uint64(_field(record, "timeUnixNano", "time_unix_nano"))
-                        or _uint64(_field(record, "observedTimeUnixNano", "observed_time_unix_nano"))
-                        or received_unix_nano,
-                        _id_from_hex(_field(record, "traceId", "trace_id"), 16, "traceId"),
-                        _id_from_hex(_field(record, "spanId", "span_id"), 8, "spanId"),
-                        resource,
-                    )
+                fields = (
+                    attributes,
+                    None if body is None else _json_value(body),
+                    _uint64(_field(record, "timeUnixNano", "time_unix_nano"))
+                    or _uint64(_field(record, "observedTimeUnixNano", "observed_time_unix_nano"))
+                    or received_unix_nano,
+                    _id_from_hex(_field(record, "traceId", "trace_id"), 16, "traceId"),
+                    _id_from_hex(_field(record, "spanId", "span_id"), 8, "spanId"),
+                    resource,
                 )
+                _add(operations, name, fields, _field(record, "severityNumber", "severity_number"))
     return Decoded(operations, records)
 
 
@@ -476,6 +489,16 @@ def _id_from_hex(value: Any, size: int, field: str) -> int:
 # --- shared ---------------------------------------------------------------------------------
 
 
+def _add(operations: List[Operation], name: Any, fields: Tuple[Any, ...], severity: Any) -> None:
+    """An operation, or (``capture_exceptions``) an application's exception record as one."""
+    if isinstance(name, str) and name in schema.OPERATIONS:
+        operations.append(Operation(name, *fields))
+        return
+    found = exception_records.from_otlp(fields[0], fields[1], severity, *fields[2:])
+    if found is not None:
+        operations.append(found)
+
+
 def _bytes_text(raw: bytes) -> Any:
     """``bytes`` values as posthog_otel sends them: UTF-8 text; anything else becomes null,
     counted (``invalid_property``) and said."""
@@ -496,7 +519,7 @@ def _describe(error: BaseException) -> str:
     return "%s%s" % (type(error).__name__, ": " + text[:120] if text else "")
 
 
-DECODERS: Mapping[str, Callable[[bytes, int, Optional[Limits]], Decoded]] = {
+DECODERS: Mapping[str, Callable[[bytes, int, Optional[Limits], bool], Decoded]] = {
     "protobuf": decode_protobuf,
     "json": decode_json,
 }

@@ -14,6 +14,8 @@ from typing import Any, Callable, Dict, Mapping, Optional
 from opentelemetry import trace
 
 from .. import _context, _personless
+from .._exceptions.capture import capture_escaping as _capture
+from .._exceptions.capture import escaping
 from .._guard import guarded
 from .._log import warn_limited
 from .._text import describe
@@ -91,6 +93,13 @@ def begin(
 def end(opened: Optional[_context.Opened]) -> None:
     if opened is not None:
         _context.exit_scope(opened)
+
+
+def capture_escaping(error: BaseException, source: str) -> None:
+    """An exception escaping the request, to PostHog error tracking on the request's person, as
+    PostHog's own middleware sends it (unhandled, level error); inside the request's span, so
+    OTel's record of it on that span is not sent a second time (``capture_exceptions``)."""
+    _capture(error, escaping(source))
 
 
 def mark_span() -> None:

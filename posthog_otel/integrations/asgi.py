@@ -22,8 +22,8 @@ ASGIApp = Callable[[Dict[str, Any], Callable[..., Awaitable[Any]], Callable[...,
 class PostHogASGIMiddleware:
     """Open a context for each HTTP request and WebSocket around an ASGI application.
 
-    As ``PostHogWSGIMiddleware``, with the ASGI scope in place of the environ; the
-    callbacks may be ``async``.  The context is that of the request's task, so tasks
+    As ``PostHogWSGIMiddleware``, with the ASGI scope in place of the environ (an exception
+    escaping the application is sent on the request's person); the callbacks may be ``async``.  The context is that of the request's task, so tasks
     the application creates inside it inherit it.
     """
 
@@ -34,11 +34,13 @@ class PostHogASGIMiddleware:
         distinct_id: Optional[_request.PersonCallback] = None,
         tags: Optional[_request.TagsCallback] = None,
         tracing_headers: bool = True,
+        capture_exceptions: bool = True,
     ) -> None:
         self.app = app
         self.distinct_id = distinct_id
         self.tags = tags
         self.tracing_headers = tracing_headers
+        self.capture_exceptions = capture_exceptions
 
     async def __call__(self, scope: Dict[str, Any], receive: Any, send: Any) -> None:
         if scope.get("type") not in ("http", "websocket"):
@@ -50,6 +52,10 @@ class PostHogASGIMiddleware:
         opened = _request.begin(person, headers.get, {**_tags(scope, headers), **extra}, self.tracing_headers)
         try:
             await self.app(scope, receive, send)
+        except Exception as error:
+            if self.capture_exceptions:
+                _request.capture_escaping(error, "asgi.middleware")
+            raise
         finally:
             _request.end(opened)
 

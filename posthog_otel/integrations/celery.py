@@ -19,6 +19,7 @@ from typing import Any, Dict, Optional
 from celery import signals
 
 from .. import _context
+from .._exceptions.capture import capture_escaping, escaping
 from .._guard import guarded
 from .._log import count_drop, warn_limited
 from .._properties import sanitize_properties
@@ -33,17 +34,24 @@ _OPENED = "_posthog_otel_context"
 _UID = "posthog_otel."
 
 
-def instrument_celery() -> None:
-    """Connect to Celery's signals (again: a no-op)."""
+def instrument_celery(capture_exceptions: bool = True) -> None:
+    """Connect to Celery's signals (again: a no-op). A task that fails sends its exception to
+    PostHog error tracking on the task's person, as PostHog's Celery integration does
+    (``capture_exceptions=False``: not sent)."""
     signals.before_task_publish.connect(_on_publish, weak=False, dispatch_uid=_UID + "publish")
     signals.task_prerun.connect(_on_prerun, weak=False, dispatch_uid=_UID + "prerun")
     signals.task_postrun.connect(_on_postrun, weak=False, dispatch_uid=_UID + "postrun")
+    if capture_exceptions:
+        signals.task_failure.connect(_on_failure, weak=False, dispatch_uid=_UID + "failure")
+    else:
+        signals.task_failure.disconnect(dispatch_uid=_UID + "failure")
 
 
 def uninstrument_celery() -> None:
     signals.before_task_publish.disconnect(dispatch_uid=_UID + "publish")
     signals.task_prerun.disconnect(dispatch_uid=_UID + "prerun")
     signals.task_postrun.disconnect(dispatch_uid=_UID + "postrun")
+    signals.task_failure.disconnect(dispatch_uid=_UID + "failure")
 
 
 @guarded("celery task publish")
@@ -90,6 +98,15 @@ def _on_postrun(sender: Any = None, **_: Any) -> None:
     if opened is not None:
         setattr(request, _OPENED, None)
         _context.exit_scope(opened)
+
+
+def _on_failure(exception: Any = None, **_: Any) -> None:
+    """Still inside the task's context (``task_postrun`` closes it): the task's person and tags."""
+    if isinstance(exception, BaseException):
+        capture_escaping(exception, _FAILED)
+
+
+_FAILED = escaping("celery.task_failure", "task")
 
 
 def _headers(request: Any) -> Dict[str, Any]:

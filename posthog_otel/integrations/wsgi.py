@@ -25,7 +25,9 @@ class PostHogWSGIMiddleware:
     do, unless ``tracing_headers=False``.  ``tags(environ)`` may add tags to the request's
     (``$current_url`` without the query, ``$request_method``, ``$request_path``,
     ``$user_agent``).  The context stays open until the response's ``close()``, so a
-    streamed body is produced inside it.  Nothing here raises into the application.
+    streamed body is produced inside it.  An exception that escapes the application (or its
+    streamed body) is sent to PostHog error tracking on the request's person, then goes on
+    as before (``capture_exceptions=False``: not sent).  Nothing here raises into the application.
     """
 
     def __init__(
@@ -35,11 +37,13 @@ class PostHogWSGIMiddleware:
         distinct_id: Optional[_request.PersonCallback] = None,
         tags: Optional[_request.TagsCallback] = None,
         tracing_headers: bool = True,
+        capture_exceptions: bool = True,
     ) -> None:
         self.app = app
         self.distinct_id = distinct_id
         self.tags = tags
         self.tracing_headers = tracing_headers
+        self.capture_exceptions = capture_exceptions
 
     def __call__(self, environ: Any, start_response: Callable[..., Any]) -> Iterable[bytes]:
         opened = _request.begin(
@@ -50,21 +54,37 @@ class PostHogWSGIMiddleware:
         )
         try:
             body = self.app(environ, start_response)
-        except BaseException:
+        except BaseException as error:
+            if self.capture_exceptions and isinstance(error, Exception):
+                _request.capture_escaping(error, _SOURCE)
             _request.end(opened)
             raise
-        return _ClosingBody(body, opened)
+        return _ClosingBody(body, opened, self.capture_exceptions)
+
+
+_SOURCE = "wsgi.middleware"
 
 
 class _ClosingBody:
     """The application's response, which closes the request's context when the server closes it."""
 
-    def __init__(self, body: Iterable[bytes], opened: Optional[_context.Opened]) -> None:
+    def __init__(self, body: Iterable[bytes], opened: Optional[_context.Opened], capture: bool = True) -> None:
         self.body = body
         self.opened = opened
+        self.capture = capture
 
     def __iter__(self) -> Iterator[bytes]:
-        return iter(self.body)
+        if not self.capture:
+            return iter(self.body)
+        return self._chunks()
+
+    def _chunks(self) -> Iterator[bytes]:
+        """The body's chunks; an exception while producing them is the request's too."""
+        try:
+            yield from self.body
+        except Exception as error:
+            _request.capture_escaping(error, _SOURCE)
+            raise
 
     def close(self) -> None:
         try:
