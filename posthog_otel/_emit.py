@@ -29,7 +29,8 @@ from opentelemetry._logs import SeverityNumber
 from . import _schema as schema
 from . import _personless
 from ._baggage import set_propagation
-from ._context import Refused, _Scope, context_distinct_id, context_session_id, current_scope, get_tags
+from . import _baggage
+from ._context import Refused, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
 from ._limits import LimitsSource
@@ -367,9 +368,19 @@ class Operations:
         ``send_feature_flags=True`` (PostHog's older way, which asks for the flags on this
         thread) evaluates them for the event's person and attaches them the same way.
         """
-        distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
+        if (
+            len(args) == 3 and event is None and distinct_id is None and properties is None
+            and type(args[0]) is str and type(args[1]) is str and args[1] and args[1].isascii()
+            and type(args[2]) is dict
+        ):  # capture('user123', 'signup', {...}), the common shape, sorted without a call
+            distinct_id, name, properties = args
+        else:
+            distinct_id, name, properties = _capture_arguments(args, distinct_id, event, properties)
         scope = current_scope()
-        person = _resolve(distinct_id, scope)
+        if type(distinct_id) is str and distinct_id and distinct_id.isascii():
+            person: Optional[str] = distinct_id
+        else:
+            person = _resolve(distinct_id, scope)
         if flags is None and send_feature_flags and person is not None and self._emitter.blocked is None:
             flags = _feature_flags_for_capture(self._flag_service(), person, groups, disable_geoip, send_feature_flags)
         if flags is not None:
@@ -383,9 +394,11 @@ class Operations:
             _personless.note("capture", scope)
         if groups is not None:
             _add_groups(attributes, groups)
-        tags = get_tags() if scope is not None else None
-        body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
-        if tags is not None:
+        if scope is None:
+            body = sanitize_properties(properties, what="capture() properties", keep_nested=_CAPTURE_NESTED)
+        else:
+            tags = tags_of(scope)
+            body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
             body["$context_tags"] = list(tags)  # tag() keeps text keys only
         return _finish(self._emitter, schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
 
@@ -466,18 +479,27 @@ def _person_update(
     if properties is None and distinct_id is not None and _is_map(distinct_id):
         distinct_id, properties = None, distinct_id  # set({...}): the context's person
     scope = current_scope()
-    person = _resolve(distinct_id, scope)
+    if type(distinct_id) is str and distinct_id and distinct_id.isascii():
+        person: Optional[str] = distinct_id  # the common case, decided here: no call
+    else:
+        person = _resolve(distinct_id, scope)
     if person is None:
         raise Dropped(
             "no_distinct_id", "without a distinct_id (argument or identify_context()) it does nothing%s",
             _personless.hint(scope),
         )  # fmt: skip
-    tags = get_tags() if scope is not None else None
-    body = _with_tags(properties, tags, "%s() properties" % call)
+    if scope is None:
+        body = sanitize_properties(properties, what=_WHAT[call])
+    else:
+        body = _with_tags(properties, tags_of(scope), _WHAT[call])
     if not body:
         raise Dropped("no_properties", "without properties it does nothing")
     attributes = {schema.DISTINCT_ID: person}
     return _finish(target, operation, call, attributes, body, scope, timestamp, uuid, disable_geoip)
+
+
+#: The text warnings name a call's properties with, built once.
+_WHAT = {call: "%s() properties" % call for call in ("set", "set_once")}
 
 
 def _finish(
@@ -497,9 +519,10 @@ def _finish(
     attributes[schema.UUID] = operation_uuid_
     if beyond_record is not None:  # a time the record's own timestamp cannot hold
         attributes[schema.TIMESTAMP] = beyond_record
-    session = context_session_id(scope)
-    if session:
-        attributes[schema.SESSION_ID] = session
+    if scope is not None or _baggage._propagate is not False:  # else: no session can apply (no call)
+        session = context_session_id(scope)
+        if session:
+            attributes[schema.SESSION_ID] = session
     if disable_geoip is not None:
         geoip = _flag(disable_geoip, "disable_geoip", call)
         if geoip is not None:

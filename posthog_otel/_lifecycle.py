@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import os
 import signal
+import sys
 import threading
 import time
 import weakref
@@ -122,6 +123,24 @@ def _after_fork_in_child() -> None:
 
 
 def _watch_multiprocessing() -> None:
+    """Have every multiprocessing child flush at its exit. Importing ``multiprocessing`` costs
+    ~8 ms, most of ``configure()``'s time; an application that never imports it should not pay
+    for it. So: now if it is imported already (a spawn or forkserver child always has it), else
+    in any forked child whose parent has imported it by then."""
+    if "multiprocessing.util" in sys.modules:
+        _register_with_multiprocessing()
+    elif hasattr(os, "register_at_fork"):
+        os.register_at_fork(after_in_child=_register_if_multiprocessing)
+
+
+def _register_if_multiprocessing() -> None:
+    # A plain fork: multiprocessing's own start-up in this child (if it is its child) runs the
+    # after-fork callbacks registered by now, after clearing the parent's finalizers.
+    if "multiprocessing.util" in sys.modules:
+        _register_with_multiprocessing()
+
+
+def _register_with_multiprocessing() -> None:
     try:
         import multiprocessing.util as mp_util
     except ImportError:  # pragma: no cover - some embedded interpreters

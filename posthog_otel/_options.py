@@ -234,7 +234,7 @@ def apply(option: Option, value: Any, out: Translated, where: str) -> None:
         return
     try:
         converted = option.convert(value) if value is not None else None
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, OverflowError) as error:
         raise ValueError("posthog_otel: %s=%s: %s" % (_label(where, option.name), _shown(value), error)) from None
     kind, _, name = option.target.rpartition(".")
     if kind == "batch":

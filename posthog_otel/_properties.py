@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from typing import Any, Dict, FrozenSet, List, Optional
 
 from ._log import count_drop, warn_limited
-from ._text import SURROGATES, Unusable, as_text, is_sendable
+from ._text import _SURROGATE, SURROGATES, Unusable, as_text, is_sendable
 
 #: Deeper nesting than this is dropped (it is almost always a cycle or a mistake).
 MAX_DEPTH = 20
@@ -40,6 +40,7 @@ _STR_KEYS = frozenset({str})
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _SEQUENCES = (list, tuple, set, frozenset)
 _DROP = object()
+_SURROGATE_SEARCH = _SURROGATE.search
 
 
 def sanitize_properties(
@@ -51,9 +52,13 @@ def sanitize_properties(
     instead of being flattened into the parent: ``$set`` inside a capture's properties
     must reach PostHog as an object.
     """
-    if type(properties) is dict and _all_plain(properties):
-        return properties.copy()  # the common case: a flat dict of plain values, copied as is
-    out: Dict[str, Any] = {}
+    if type(properties) is dict:
+        if _all_plain(properties):
+            return properties.copy()  # the common case: a flat dict of plain values, copied as is
+        out: Dict[str, Any] = {}
+        _walk(out, "", properties, what, 0, {id(properties)}, keep_nested)
+        return out
+    out = {}
     mapping = _as_mapping(properties, what, None)
     if mapping is None:
         if properties is not None and mapping is not _DROP:
@@ -86,6 +91,136 @@ def _all_plain(properties: Dict[Any, Any]) -> bool:
         elif kind is not bool and value is not None:
             return False
     return True
+
+
+def _walk(
+    out: Dict[str, Any],
+    prefix: str,
+    mapping: Dict[Any, Any],
+    what: str,
+    depth: int,
+    path: set,
+    keep_nested: FrozenSet[str] = frozenset(),
+) -> None:
+    """``_flatten_into`` for a plain ``dict``, with the common value types inline.
+
+    The same rules, in the same order (``tests/test_properties.py`` checks the two agree on
+    any input): plain values and plain containers are handled here without a call per value,
+    the rest goes through ``_entry``. This is the caller's thread's cost for every property
+    that is not a flat scalar (a list, a nested map, a datetime), so it is kept tight.
+    """
+    for key, value in mapping.items():
+        if type(key) is str and (key.isascii() or _SURROGATE_SEARCH(key) is None):
+            name = prefix + key
+        else:
+            try:
+                name = prefix + as_text(key)
+            except Unusable as problem:
+                _dropped(what, type(key), "key " + str(problem), prefix + "<key>")
+                continue
+        kind = type(value)
+        if kind is str:
+            if value.isascii() or _SURROGATE_SEARCH(value) is None:
+                out[name] = value
+            else:
+                _dropped(what, kind, SURROGATES, name)
+        elif kind is int:
+            if _INT_MIN <= value <= _INT_MAX:
+                out[name] = value
+            else:
+                converted = _big_int(value, what, name)
+                if converted is not _DROP:
+                    out[name] = converted
+        elif kind is float:
+            out[name] = value if _isfinite(value) else None
+        elif kind is bool or value is None:
+            out[name] = value
+        elif kind is dict:
+            if depth >= MAX_DEPTH or id(value) in path:
+                _dropped(what, kind, "is nested too deeply or refers to itself", name)
+            elif depth == 0 and name in keep_nested:
+                path.add(id(value))
+                inner: Dict[str, Any] = {}
+                _walk(inner, "", value, what, depth + 1, path)
+                out[name] = inner
+                path.discard(id(value))
+            else:
+                path.add(id(value))
+                _walk(out, name + ".", value, what, depth + 1, path)
+                path.discard(id(value))
+        elif kind is list or kind is tuple:
+            items = _sequence(value, what, name, depth, path)
+            if items is not _DROP:
+                out[name] = items
+        else:
+            converter = _EXACT.get(kind)
+            try:
+                if converter is not None:
+                    out[name] = converter(value)
+                    continue
+            except Exception:  # its own methods failed (a broken tzinfo): the full path says so
+                pass
+            _entry(out, name, value, what, depth, path, keep_nested)
+
+
+def _sequence(value: Any, what: str, name: str, depth: int, path: set) -> Any:
+    """A list or tuple as a list: as it is when every item is a plain value (one loop, no
+    call per item), else each item converted."""
+    for item in value:
+        kind = type(item)
+        if kind is str:
+            if not (item.isascii() or _SURROGATE_SEARCH(item) is None):
+                break
+        elif kind is int:
+            if not _INT_MIN <= item <= _INT_MAX:
+                break
+        elif kind is float:
+            if not _isfinite(item):
+                break
+        elif kind is not bool and item is not None:
+            break
+    else:
+        return list(value)
+    return _convert_object(value, what, name, depth, path)
+
+
+def _entry(out: Dict[str, Any], name: str, value: Any, what: str, depth: int, path: set,
+           keep_nested: FrozenSet[str]) -> None:  # fmt: skip
+    """One property of any other kind: a map-like object is flattened, the rest converted."""
+    kind = type(value)
+    nested = _as_mapping(value, what, name)
+    if nested is _DROP:
+        return
+    if nested is None:
+        converted = _convert(value, what, name, depth, path)
+        if converted is not _DROP:
+            out[name] = converted
+    elif depth >= MAX_DEPTH or id(value) in path:
+        _dropped(what, kind, "is nested too deeply or refers to itself", name)
+    elif depth == 0 and name in keep_nested:
+        path.add(id(value))
+        inner: Dict[str, Any] = {}
+        _flatten_into(inner, "", nested, what, depth + 1, path)
+        out[name] = inner
+        path.discard(id(value))
+    else:
+        path.add(id(value))
+        _flatten_into(out, name + ".", nested, what, depth + 1, path)
+        path.discard(id(value))
+
+
+def _isoformat(value: Any) -> str:
+    return value.isoformat()
+
+
+#: Exact types (not subclasses, which take the full path) whose conversion is one call and
+#: always gives a plain value: the values of the common road beside scalars.
+_EXACT: Dict[type, Any] = {
+    _dt.datetime: _isoformat,
+    _dt.date: _isoformat,
+    _dt.time: _isoformat,
+    uuid.UUID: str,
+}
 
 
 def _flatten_into(
