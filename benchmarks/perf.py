@@ -3,17 +3,26 @@
     python benchmarks/perf.py [--calls 20000] [--rounds 3] > benchmarks/perf-latest.txt
 
 Every figure is measured in a fresh process per SDK and round, the SDKs taking turns within a
-round, against one loopback PostHog stand-in (``sink.py``, another process, so it does not share
-our GIL). Figures are medians over the rounds with [lowest - highest].
+round, against loopback PostHog stand-ins (``sink.py``, other processes, so they do not share
+our GIL; ``TCP_NODELAY`` on, and one answers at once, one after a stated 30 ms round trip).
+Figures are medians over the rounds with [lowest - highest].
+
+Three shapes of properties, 12 each: ``flat`` (text, numbers, booleans), ``nested`` (10 of
+those, a list of three strings and a map of two), ``typed`` (10 of those, a ``datetime`` and a
+``uuid.UUID``). Lists, maps, datetimes and UUIDs are ordinary PostHog properties: the rows
+without a shape are measured with ``flat``.
 
   caller's thread        CPU time of the calling thread per ``set(id, props)`` (``thread_time``:
                          what the request path pays, and steadier than wall time on a shared machine)
+  our share              caller's CPU of "posthog_otel into it" minus "OTel SDK alone": what
+                         posthog_otel itself adds on the caller's thread, same pipeline
   total CPU              process CPU time, all threads, from the first call until the sink has
                          every event (``flush`` until delivered), per operation
   throughput             operations per second over that same span, end to end
   bytes on the wire      request bytes the sink read (request line, headers, body) per operation
-  import                 ``import posthog_otel`` / ``import posthog`` in a fresh process; "warm" is
-                         after the OTel SDK and requests are already imported (an OTel application)
+  import                 ``import posthog_otel`` / ``import posthog`` in a fresh process, nothing
+                         imported before; "warm" is after the OTel SDK's logs modules and
+                         ``requests`` are already imported (an OTel application that makes HTTP calls)
   set-up                 ``configure(api_key, host)`` / ``posthog.Client(api_key, host)``
   memory per pending op  traced Python memory held per operation while PostHog never answers:
                          right after 10,000 calls, and 3 s later (ours has spooled them to disk)
@@ -54,6 +63,23 @@ PROPERTIES_12 = {
     "email": "user@example.com", "plan": "premium", "age": 28, "verified": True, "score": 95.5, "name": "Jane Doe",
     "company": "Acme", "signup": "2024-01-01", "country": "FR", "beta": False, "logins": 17, "ratio": 0.25,
 }  # fmt: skip
+SHAPES = ("flat", "nested", "typed")
+#: Delays of the two stand-ins: at once, and a stated round trip.
+DELAYS_MS = (0, 30)
+
+
+def properties_of(shape: str) -> Dict[str, Any]:
+    """The 12 properties of a shape (built in the worker: datetimes and UUIDs are not JSON)."""
+    import datetime
+    import uuid
+
+    first = dict(list(PROPERTIES_12.items())[:10])
+    if shape == "nested":
+        return {**first, "interests": ["analytics", "dashboards", "sql"], "address": {"city": "Paris", "zip": "75001"}}
+    if shape == "typed":
+        return {**first, "signed_up_at": datetime.datetime(2024, 1, 15, 10, 30, tzinfo=datetime.timezone.utc),
+                "account": uuid.UUID("12345678-1234-5678-1234-567812345678")}  # fmt: skip
+    return dict(PROPERTIES_12)
 SDKS = ("ours", "posthog", "otel", "ours-idle")
 NAMES = {"ours": "posthog_otel", "posthog": "PostHog SDK", "otel": "OTel SDK alone",
          "ours-idle": "posthog_otel into it"}  # fmt: skip
@@ -61,8 +87,8 @@ NAMES = {"ours": "posthog_otel", "posthog": "PostHog SDK", "otel": "OTel SDK alo
 # --- the measured process ----------------------------------------------------------------
 
 
-def worker(sdk: str, mode: str, url: str, calls: int, props: int, spool: str) -> Dict[str, Any]:
-    properties = dict(list(PROPERTIES_12.items())[:props])
+def worker(sdk: str, mode: str, url: str, calls: int, shape: str, spool: str) -> Dict[str, Any]:
+    properties = properties_of(shape)
     out: Dict[str, Any] = {}
     if mode == "memory":
         import tracemalloc
@@ -79,6 +105,10 @@ def worker(sdk: str, mode: str, url: str, calls: int, props: int, spool: str) ->
         if sdk == "ours-idle":
             import posthog_otel as api
     out["import_s"] = time.perf_counter() - started
+    if sdk == "otel":  # the body set() would write, converted before the timing starts
+        from posthog_otel._properties import sanitize_properties
+
+        properties = sanitize_properties(properties)
     started = time.perf_counter()
     if sdk == "ours":
         pipeline = api.configure(api_key=API_KEY, host=url, spool_dir=spool)
@@ -132,6 +162,8 @@ def worker(sdk: str, mode: str, url: str, calls: int, props: int, spool: str) ->
 
 
 def _otel_alone(provider_class: Any, properties: Dict[str, Any], through_ours: bool) -> Any:
+    """The OTel SDK alone writes the record ``set()`` writes: its body the properties as sent
+    (JSON-ready: the worker converted them once, outside the timing)."""
     from opentelemetry._logs import SeverityNumber
     from opentelemetry.sdk._logs.export import BatchLogRecordProcessor, LogRecordExporter, LogRecordExportResult
 
@@ -173,9 +205,11 @@ def _otel_alone(provider_class: Any, properties: Dict[str, Any], through_ours: b
 
 
 class Sink:
-    def __init__(self) -> None:
-        self.process = subprocess.Popen([sys.executable, str(HERE / "sink.py"), "--seconds", "86400"],
-                                        stdout=subprocess.PIPE, text=True)  # fmt: skip
+    def __init__(self, delay_ms: float = 0.0) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, str(HERE / "sink.py"), "--seconds", "86400", "--delay-ms", str(delay_ms)],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
         assert self.process.stdout is not None
         self.url = "http://127.0.0.1:%s" % self.process.stdout.readline().strip()
 
@@ -188,12 +222,12 @@ class Sink:
         self.process.wait()
 
 
-def run_worker(sdk: str, mode: str, url: str, calls: int, props: int) -> Dict[str, Any]:
+def run_worker(sdk: str, mode: str, url: str, calls: int, shape: str) -> Dict[str, Any]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("POSTHOG_", "OTEL_"))}
     env["PYTHONPATH"] = str(HERE.parent)
     with tempfile.TemporaryDirectory() as spool, tempfile.TemporaryFile("w+") as errors:
         process = subprocess.Popen(
-            [sys.executable, __file__, "--worker", sdk, mode, url, str(calls), str(props), spool],
+            [sys.executable, __file__, "--worker", sdk, mode, url, str(calls), shape, spool],
             stdout=subprocess.PIPE, stderr=errors, text=True, env=env,
         )  # fmt: skip
         assert process.stdout is not None
@@ -230,13 +264,13 @@ def main() -> None:
     parser.add_argument("--worker", nargs=6)
     args = parser.parse_args()
     if args.worker:
-        sdk, mode, url, calls, props, spool = args.worker
-        result = worker(sdk, mode, url, int(calls), int(props), spool)
+        sdk, mode, url, calls, shape, spool = args.worker
+        result = worker(sdk, mode, url, int(calls), shape, spool)
         if mode != "exit":
             print(json.dumps(result), flush=True)
         return
     load_before = os.getloadavg()[0]
-    sink = Sink()
+    sinks = {delay: Sink(delay) for delay in DELAYS_MS}
     hole = blackhole()
     hole_url = "http://127.0.0.1:%d" % hole.getsockname()[1]
     figures: Dict[str, Dict[str, List[float]]] = {sdk: {} for sdk in SDKS}
@@ -246,50 +280,57 @@ def main() -> None:
 
     try:
         for _ in range(args.rounds):
-            for props in (12, 6):
-                for sdk in SDKS:
+            runs = [(shape, 0) for shape in SHAPES] + [("flat", DELAYS_MS[1])]
+            for shape, delay in runs:
+                sink = sinks[delay]
+                for sdk in SDKS if delay == 0 else ("ours", "posthog"):
                     before = sink.counts()
-                    result = run_worker(sdk, "exit" if props == 12 else "run", sink.url, args.calls, props)
+                    result = run_worker(sdk, "exit" if shape == "flat" and delay == 0 else "run", sink.url, args.calls, shape)
                     after = sink.counts()
-                    tag = "" if props == 12 else " (6)"
-                    add(sdk, "caller" + tag, result["caller_us"])
-                    add(sdk, "caller wall" + tag, result["caller_wall_us"])
-                    add(sdk, "cpu" + tag, result["cpu_us"])
+                    tag = " %s" % shape if delay == 0 else " %dms" % delay
+                    if delay == 0:
+                        add(sdk, "caller" + tag, result["caller_us"])
+                        add(sdk, "caller wall" + tag, result["caller_wall_us"])
+                        add(sdk, "cpu" + tag, result["cpu_us"])
                     add(sdk, "throughput" + tag, result["ops_per_s"])
                     if sdk in ("ours", "posthog"):
                         delivered = after["events"] - before["events"]
                         add(sdk, "lost" + tag, args.calls + 1 - delivered)
                         if result.get("drops"):
-                            print("%s (%d properties) counted drops: %s" % (sdk, props, result["drops"]), file=sys.stderr)
-                        add(sdk, "bytes" + tag, (after["bytes"] - before["bytes"]) / max(delivered, 1))
-                    if props == 12:
+                            print("%s (%s) counted drops: %s" % (sdk, tag.strip(), result["drops"]), file=sys.stderr)
+                        if delay == 0:
+                            add(sdk, "bytes" + tag, (after["bytes"] - before["bytes"]) / max(delivered, 1))
+                    if shape == "flat" and delay == 0:
                         add(sdk, "import", result["import_s"])
                         add(sdk, "setup", result["setup_s"])
                         add(sdk, "exit", result["exit_s"])
+            for shape in SHAPES:  # what posthog_otel adds over the bare OTel emit, round by round
+                add("ours", "share " + shape, figures["ours-idle"]["caller " + shape][-1] - figures["otel"]["caller " + shape][-1])
             for sdk in ("ours", "posthog"):
                 add(sdk, "import warm", warm_import(sdk))
-                memory = run_worker(sdk, "memory", hole_url, 10000, 12)
+                memory = run_worker(sdk, "memory", hole_url, 10000, "flat")
                 add(sdk, "pending now", memory["pending_now"])
                 add(sdk, "pending 3s", memory["pending_3s"])
     finally:
-        sink.stop()
+        for sink in sinks.values():
+            sink.stop()
         hole.close()
     report(args, figures, "%.2f before, %.2f after" % (load_before, os.getloadavg()[0]))
 
 
 ROWS = [  # (figure, label, unit, digits, scale)
-    ("caller", "caller's thread per call, CPU (12 properties)", "µs", 1, 1),
-    ("caller (6)", "caller's thread per call, CPU (6 properties)", "µs", 1, 1),
-    ("caller wall", "caller's thread per call, wall (12)", "µs", 1, 1),
-    ("cpu", "total CPU per operation, all threads (12)", "µs", 1, 1),
-    ("cpu (6)", "total CPU per operation, all threads (6)", "µs", 1, 1),
-    ("throughput", "end-to-end throughput (12)", "k ops/s", 1, 1e-3),
-    ("throughput (6)", "end-to-end throughput (6)", "k ops/s", 1, 1e-3),
-    ("lost", "operations lost of each burst (12)", "", 0, 1),
-    ("lost (6)", "operations lost of each burst (6)", "", 0, 1),
-    ("bytes", "bytes on the wire per operation (12)", "B", 0, 1),
-    ("import", "import, cold", "ms", 0, 1e3),
-    ("import warm", "import, OTel SDK already imported", "ms", 0, 1e3),
+    *(("caller " + shape, "caller's thread per call, CPU (%s)" % shape, "µs", 1, 1) for shape in SHAPES),
+    *(("share " + shape, "our share over the bare OTel emit (%s)" % shape, "µs", 1, 1) for shape in SHAPES),
+    ("caller wall flat", "caller's thread per call, wall (flat)", "µs", 1, 1),
+    *(("cpu " + shape, "total CPU per operation, all threads (%s)" % shape, "µs", 1, 1) for shape in SHAPES),
+    ("throughput flat", "end-to-end throughput, answered at once (flat)", "k ops/s", 1, 1e-3),
+    ("throughput 30ms", "end-to-end throughput, answered after 30 ms (flat)", "k ops/s", 1, 1e-3),
+    *(("lost " + shape, "operations lost of each burst (%s)" % shape, "", 0, 1) for shape in SHAPES),
+    ("lost 30ms", "operations lost of each burst (30 ms)", "", 0, 1),
+    ("bytes flat", "bytes on the wire per operation (flat)", "B", 0, 1),
+    ("bytes nested", "bytes on the wire per operation (nested)", "B", 0, 1),
+    ("import", "import, cold (nothing imported before)", "ms", 0, 1e3),
+    ("import warm", "import, OTel SDK logs and requests already imported", "ms", 0, 1e3),
     ("setup", "configure() / Client()", "ms", 1, 1e3),
     ("pending now", "memory per pending operation, at once", "B", 0, 1),
     ("pending 3s", "memory per pending operation, 3 s later", "B", 0, 1),
@@ -310,6 +351,8 @@ def report(args: argparse.Namespace, figures: Dict[str, Dict[str, List[float]]],
     print("%s cores (load average %s), Python %s, opentelemetry-sdk %s, posthog %s" % (
         os.cpu_count(), load, platform.python_version(), opentelemetry.sdk.version.__version__, posthog.VERSION))  # fmt: skip
     print("medians of %d rounds [lowest-highest]; ratio = posthog_otel / PostHog SDK, computed round by round" % args.rounds)
+    print("stand-ins: TCP_NODELAY, answering at once and after 30 ms; shapes: flat, nested (a list and a map), "
+          "typed (a datetime and a UUID), 12 properties each")  # fmt: skip
     print()
     head = ("figure", "unit", NAMES["ours"], NAMES["posthog"], "ratio", NAMES["otel"], NAMES["ours-idle"])
     print("| %s |" % " | ".join(head))
