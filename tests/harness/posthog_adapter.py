@@ -1,0 +1,77 @@
+"""PostHog's own Python SDK (``posthog``, the dev extra's 7.91.1) under the same harness.
+
+The comparison for README's numbers: the same runner, the same mock and the same mapping of
+the harness's settings as ``adapter.py`` (a setting is given only when the harness gives it;
+capture ``options`` are the properties PostHog's SDK reads them from), with PostHog's public
+``Client`` in place of posthog-otel's. ``max_retries`` is passed as is: it is PostHog's own.
+
+``python -m tests.harness.posthog_adapter --capture-mode v0|v1 [--compression gzip|deflate|zstd]``
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any, Dict, Optional
+
+from posthog import Client
+from posthog.version import VERSION
+
+from ._server import FLUSH_INTERVAL_MS, Adapter, Session, empty_state, serve
+from .adapter import OPTION_PROPERTIES
+
+
+class PosthogSession(Session):
+    def __init__(self, config: Dict[str, Any], capture_mode: str, compression: str) -> None:
+        options: Dict[str, Any] = {"capture_mode": capture_mode}
+        if "flush_at" in config:
+            options["flush_at"] = config["flush_at"]
+        options["flush_interval"] = config.get("flush_interval_ms", FLUSH_INTERVAL_MS) / 1000.0
+        if "enable_compression" in config:
+            options["gzip"] = bool(config["enable_compression"])
+            if capture_mode == "v1":
+                options["capture_compression"] = compression if config["enable_compression"] else "none"
+        for name in ("disable_geoip", "historical_migration", "max_retries"):
+            if name in config:
+                options[name] = config[name]
+        self.client = Client(config["api_key"], host=config["host"], **options)
+        self._captured = 0
+
+    def capture(self, request: Dict[str, Any]) -> Optional[str]:
+        properties = dict(request.get("properties") or {})
+        for option, value in (request.get("options") or {}).items():
+            properties[OPTION_PROPERTIES[option]] = value
+        uuid = self.client.capture(
+            request["event"], distinct_id=request["distinct_id"], properties=properties,
+            timestamp=request.get("timestamp"),
+        )  # fmt: skip
+        self._captured += uuid is not None
+        return uuid
+
+    def flush(self) -> int:
+        self.client.flush()
+        return self._captured
+
+    def get_feature_flag(self, request: Dict[str, Any]) -> Any:
+        given = {name: request[name] for name in ("person_properties", "groups", "group_properties", "disable_geoip")
+                 if name in request}  # fmt: skip
+        return self.client.get_feature_flag(request["key"], request["distinct_id"], **given)
+
+    def state(self) -> Dict[str, Any]:
+        return empty_state(self._captured, self._captured)
+
+    def close(self) -> None:
+        self.client.shutdown()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--capture-mode", choices=("v0", "v1"), default="v0")
+    parser.add_argument("--compression", choices=("gzip", "deflate", "zstd"), default="gzip")
+    arguments = parser.parse_args()
+    capabilities = ["capture_v1" if arguments.capture_mode == "v1" else "capture_v0", "encoding_" + arguments.compression]
+    health = {"sdk_name": "posthog-python", "sdk_version": VERSION, "capabilities": capabilities}
+    serve(Adapter(health, lambda config: PosthogSession(config, arguments.capture_mode, arguments.compression)))
+
+
+if __name__ == "__main__":
+    main()
