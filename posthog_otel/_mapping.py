@@ -194,7 +194,7 @@ def _event(name: str, operation: Operation, attributes: Mapping[str, Any], prope
         if key.startswith(schema.GROUPS_PREFIX)
     }
     if groups:  # a $groups map in the body (written by hand, or by another SDK) joins them
-        named = properties.get("$groups")
+        named: Any = properties.get("$groups")
         properties["$groups"] = {**named, **groups} if _is_map(named) else groups
     person = _distinct_id(operation)
     if person is None:

@@ -43,6 +43,10 @@ class Session:
     def capture(self, request: Dict[str, Any]) -> Optional[str]:
         raise NotImplementedError
 
+    def capture_ai(self, request: Dict[str, Any]) -> Optional[str]:
+        """PostHog's dedicated AI capture endpoint (``capture_ai_v0``): PostHog's SDK only."""
+        raise NotImplementedError
+
     def flush(self) -> int:
         """Deliver what is pending; the number of events delivered so far."""
         raise NotImplementedError
@@ -100,6 +104,8 @@ class Adapter:
             return 400, {"error": "SDK not initialized"}
         if (method, path) == ("POST", "/capture"):
             return 200, {"success": True, "uuid": session.capture(body)}
+        if (method, path) == ("POST", "/capture_ai"):
+            return 200, {"success": True, "uuid": session.capture_ai(body)}
         if (method, path) == ("POST", "/flush"):
             return 200, {"success": True, "events_flushed": session.flush()}
         if (method, path) == ("GET", "/state"):

@@ -7,8 +7,10 @@ public API only: ``Posthog(...)`` with PostHog's option names, ``capture``, ``fl
 shaping of its own; what reaches the mock is what posthog-otel sends.
 
 How the harness's settings map onto posthog-otel's (README, "Coming from PostHog's SDK"):
-- ``flush_at``, ``flush_interval_ms``, ``disable_geoip``, ``historical_migration``: PostHog's
-  options of the same meaning, given only when the harness gives them (else our defaults).
+- ``flush_at``, ``disable_geoip``, ``historical_migration``: PostHog's options of the same
+  meaning, given only when the harness gives them (else our defaults).
+- ``flush_interval_ms``: PostHog's ``flush_interval``; when the harness gives none, a long one
+  (``_server.FLUSH_INTERVAL_MS``, for both SDKs: every test flushes, and a timer adds only luck).
 - ``enable_compression``: ``gzip`` (``/batch/``), ``capture_compression`` (Capture V1: the codec
   of ``--compression``, one per adapter process, as the harness has one flag for all codecs).
 - ``max_retries``: PostHog's ``max_retries`` gives up after that many retries. posthog-otel

@@ -37,13 +37,17 @@ class PosthogSession(Session):
         self._captured = 0
 
     def capture(self, request: Dict[str, Any]) -> Optional[str]:
+        return self._capture(self.client.capture, request)
+
+    def capture_ai(self, request: Dict[str, Any]) -> Optional[str]:
+        return self._capture(self.client.capture_ai, request, uuid=request.get("uuid"))
+
+    def _capture(self, method: Any, request: Dict[str, Any], **more: Any) -> Optional[str]:
         properties = dict(request.get("properties") or {})
         for option, value in (request.get("options") or {}).items():
             properties[OPTION_PROPERTIES[option]] = value
-        uuid = self.client.capture(
-            request["event"], distinct_id=request["distinct_id"], properties=properties,
-            timestamp=request.get("timestamp"),
-        )  # fmt: skip
+        uuid = method(request["event"], distinct_id=request["distinct_id"], properties=properties,
+                      timestamp=request.get("timestamp"), **more)  # fmt: skip
         self._captured += uuid is not None
         return uuid
 
@@ -69,6 +73,8 @@ def main() -> None:
     parser.add_argument("--compression", choices=("gzip", "deflate", "zstd"), default="gzip")
     arguments = parser.parse_args()
     capabilities = ["capture_v1" if arguments.capture_mode == "v1" else "capture_v0", "encoding_" + arguments.compression]
+    if arguments.capture_mode == "v0":
+        capabilities.append("capture_ai_v0")  # PostHog's AI lane, which posthog-otel does not have
     health = {"sdk_name": "posthog-python", "sdk_version": VERSION, "capabilities": capabilities}
     serve(Adapter(health, lambda config: PosthogSession(config, arguments.capture_mode, arguments.compression)))
 
