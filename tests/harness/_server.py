@@ -17,6 +17,7 @@ A session (``Session``) is what an adapter implements, with its SDK's public API
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 import threading
@@ -35,10 +36,7 @@ FLUSH_INTERVAL_MS = 60_000
 
 
 class Session:
-    """One SDK client, for one harness test."""
-
-    def __init__(self, config: Dict[str, Any]) -> None:
-        raise NotImplementedError
+    """One SDK client, for one harness test (made from ``/init``'s settings)."""
 
     def capture(self, request: Dict[str, Any]) -> Optional[str]:
         raise NotImplementedError
@@ -94,12 +92,12 @@ class Adapter:
             if test_id is not None:
                 config["host"] = "%s/t/%s" % (str(config["host"]).rstrip("/"), test_id)
             self._close(test_id)
-            session = self._factory(config)
+            created = self._factory(config)
             with self._lock:
-                self._sessions[test_id] = session
+                self._sessions[test_id] = created
             return 200, {"success": True}
         with self._lock:
-            session = self._sessions.get(test_id)  # type: ignore[assignment]
+            session = self._sessions.get(test_id)
         if session is None:
             return 400, {"error": "SDK not initialized"}
         if (method, path) == ("POST", "/capture"):
@@ -140,7 +138,8 @@ def _handler(adapter: Adapter) -> type:
 
         def _answer(self, method: str) -> None:
             url = urlsplit(self.path)
-            test_id = (parse_qs(url.query).get("test_id") or [None])[0]
+            named = parse_qs(url.query).get("test_id")
+            test_id = named[0] if named else None
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             try:
@@ -173,3 +172,17 @@ def serve(adapter: Adapter) -> None:
     finally:
         server.shutdown()
         adapter.close_all()
+
+
+def main(sdk_name: str, sdk_version: str, session: Callable[[Dict[str, Any], str, str], Session],
+         more_capabilities: Callable[[str], List[str]] = lambda capture_mode: []) -> None:  # fmt: skip
+    """``--capture-mode v0|v1 [--compression gzip|deflate|zstd]``: one capture protocol and one
+    codec per adapter process (the harness has one ``enable_compression`` for every codec)."""
+    parser = argparse.ArgumentParser(description="%s under PostHog's SDK compliance harness" % sdk_name)
+    parser.add_argument("--capture-mode", choices=("v0", "v1"), default="v0")
+    parser.add_argument("--compression", choices=("gzip", "deflate", "zstd"), default="gzip")
+    given = parser.parse_args()
+    capabilities = ["capture_v1" if given.capture_mode == "v1" else "capture_v0", "encoding_" + given.compression]
+    health = {"sdk_name": sdk_name, "sdk_version": sdk_version,
+              "capabilities": capabilities + more_capabilities(given.capture_mode)}  # fmt: skip
+    serve(Adapter(health, lambda config: session(config, given.capture_mode, given.compression)))

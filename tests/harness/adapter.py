@@ -24,7 +24,6 @@ How the harness's settings map onto posthog-otel's (README, "Coming from PostHog
 
 from __future__ import annotations
 
-import argparse
 import shutil
 import tempfile
 from typing import Any, Dict, Optional
@@ -32,7 +31,7 @@ from typing import Any, Dict, Optional
 import posthog_otel
 from posthog_otel import Posthog
 
-from ._server import FLUSH_INTERVAL_MS, Adapter, Session, empty_state, serve
+from ._server import FLUSH_INTERVAL_MS, Session, empty_state, main
 
 #: The harness's capture ``options`` and the properties posthog-otel (as PostHog's SDK) reads them from.
 OPTION_PROPERTIES = {
@@ -94,15 +93,5 @@ class OtelSession(Session):
             shutil.rmtree(self._spool, ignore_errors=True)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--capture-mode", choices=("v0", "v1"), default="v0")
-    parser.add_argument("--compression", choices=("gzip", "deflate", "zstd"), default="gzip")
-    arguments = parser.parse_args()
-    capabilities = ["capture_v1" if arguments.capture_mode == "v1" else "capture_v0", "encoding_" + arguments.compression]
-    health = {"sdk_name": "posthog-otel", "sdk_version": posthog_otel.__version__, "capabilities": capabilities}
-    serve(Adapter(health, lambda config: OtelSession(config, arguments.capture_mode, arguments.compression)))
-
-
 if __name__ == "__main__":
-    main()
+    main("posthog-otel", posthog_otel.__version__, OtelSession)

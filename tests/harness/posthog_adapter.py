@@ -10,13 +10,12 @@ capture ``options`` are the properties PostHog's SDK reads them from), with Post
 
 from __future__ import annotations
 
-import argparse
-from typing import Any, Dict, Optional
+from typing import Any, Dict, List, Optional
 
 from posthog import Client
 from posthog.version import VERSION
 
-from ._server import FLUSH_INTERVAL_MS, Adapter, Session, empty_state, serve
+from ._server import FLUSH_INTERVAL_MS, Session, empty_state, main
 from .adapter import OPTION_PROPERTIES
 
 
@@ -67,17 +66,9 @@ class PosthogSession(Session):
         self.client.shutdown()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--capture-mode", choices=("v0", "v1"), default="v0")
-    parser.add_argument("--compression", choices=("gzip", "deflate", "zstd"), default="gzip")
-    arguments = parser.parse_args()
-    capabilities = ["capture_v1" if arguments.capture_mode == "v1" else "capture_v0", "encoding_" + arguments.compression]
-    if arguments.capture_mode == "v0":
-        capabilities.append("capture_ai_v0")  # PostHog's AI lane, which posthog-otel does not have
-    health = {"sdk_name": "posthog-python", "sdk_version": VERSION, "capabilities": capabilities}
-    serve(Adapter(health, lambda config: PosthogSession(config, arguments.capture_mode, arguments.compression)))
+def _ai_lane(capture_mode: str) -> List[str]:
+    return ["capture_ai_v0"] if capture_mode == "v0" else []  # PostHog's AI lane, which posthog-otel has not
 
 
 if __name__ == "__main__":
-    main()
+    main("posthog-python", VERSION, PosthogSession, _ai_lane)

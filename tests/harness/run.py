@@ -211,8 +211,10 @@ async def run_all(sdk: str, selected: List[Profile], mock: Tuple[Any, str, Any],
     state, mock_url, _ = mock
     contract = ContractExecutor(str(HARNESS / "CONTRACT.yaml"))
     gate = asyncio.Semaphore(concurrency)
-    adapters = [AdapterProcess(ADAPTERS[sdk], p.arguments, log_dir, p.name) for p in selected]
+    adapters: List[AdapterProcess] = []
     try:
+        for profile in selected:
+            adapters.append(AdapterProcess(ADAPTERS[sdk], profile.arguments, log_dir, profile.name))
         results = await asyncio.gather(
             *(run_profile(p, a.url, state, mock_url, contract, gate) for p, a in zip(selected, adapters))
         )
@@ -235,8 +237,8 @@ def report(sdk: str, outcomes: List[Outcome], skipped: List[Profile], seconds: f
     for outcome in outcomes:
         by_suite.setdefault((outcome.profile, outcome.suite), []).append(outcome)
     print()
-    for (profile, suite), group in sorted(by_suite.items()):
-        print("  %-10s %-13s %d/%d" % (profile, suite, sum(o.passed for o in group), len(group)))
+    for (name, suite), group in sorted(by_suite.items()):
+        print("  %-10s %-13s %d/%d" % (name, suite, sum(o.passed for o in group), len(group)))
     passed = sum(o.passed for o in outcomes)
     stale = [o for o in outcomes if not o.passed and o.stale]
     failed = [o for o in outcomes if not o.passed and not o.stale]
