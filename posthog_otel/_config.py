@@ -100,6 +100,19 @@ def parse_capture_mode(text: Any) -> str:
     raise ValueError("expected batch or v1")
 
 
+def parse_compression(text: Any) -> str:
+    """Capture V1's codec; PostHog's ``CaptureCompression`` members are taken by their value."""
+    value = str(getattr(text, "value", text)).strip().lower()
+    value = "none" if value == "identity" else value
+    if value not in ("gzip", "deflate", "zstd", "none"):
+        raise ValueError("expected gzip, deflate, zstd or none")
+    from ._encoding import zstd_compressor  # on this path only: _encoding is the exporter's
+
+    if value == "zstd" and zstd_compressor() is None:
+        raise ValueError("zstd needs the zstandard package: pip install 'posthog-otel[zstd]'")
+    return value
+
+
 def parse_path(text: Any) -> str:
     value = str(text).strip()
     if not value:
@@ -220,6 +233,13 @@ class Settings:
         "POSTHOG_OTEL_CAPTURE_MODE",
         parse=parse_capture_mode,
         doc="`batch` (PostHog's `/batch/` endpoint) or `v1` (Capture V1: per-event results, only `retry` events resent).",
+    )
+    capture_compression: Optional[str] = setting(
+        None,
+        "POSTHOG_OTEL_CAPTURE_COMPRESSION",
+        parse=parse_compression,
+        doc="Capture V1's request compression (PostHog's `capture_compression`): `gzip`, `deflate`, `zstd` "
+        "(with the `zstd` extra, or Python 3.14) or `none`; unset, it follows `gzip`. `/batch/` always follows `gzip`.",
     )
     spool: bool = setting(
         True,
@@ -378,7 +398,7 @@ class Settings:
             if given is not None:
                 try:
                     values[name] = parse(given)
-                except (TypeError, ValueError) as error:
+                except (TypeError, ValueError, OverflowError) as error:  # int(inf) overflows
                     shown = "<redacted>" if name in SECRET_SETTINGS else repr(given)
                     raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
                 continue
@@ -439,7 +459,7 @@ def _from_environment(
             continue
         try:
             return parse(text)
-        except (TypeError, ValueError) as error:
+        except (TypeError, ValueError, OverflowError) as error:
             shown = "<redacted>" if secret else repr(text)
             if fatal:  # the default would send the data elsewhere (another region, no project)
                 raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
@@ -465,6 +485,13 @@ def exporter_settings(**arguments: Any) -> Settings:
             "posthog_otel: no PostHog project API key; set POSTHOG_API_KEY "
             "(or pass api_key=...) to your project's key, which starts with phc_"
         )
+    if arguments.get("max_attempts") is not None and resolved.spool:
+        logger.warning("posthog_otel: max_attempts=%d (PostHog's max_retries=%d) gives up only with spool=False; with "
+                       "the spool on, what PostHog does not take waits on disk and is sent when it answers again "
+                       "(until spool_max_age)", resolved.max_attempts, resolved.max_attempts - 1)  # fmt: skip
+    if resolved.capture_compression and resolved.capture_mode != "v1":
+        logger.warning("posthog_otel: capture_compression=%s applies to Capture V1 (capture_mode='v1'); "
+                       "/batch/ requests follow gzip", resolved.capture_compression)  # fmt: skip
     if resolved.host.startswith("http://") and not is_loopback(resolved.host):
         logger.warning(
             "posthog_otel: POSTHOG_HOST %s is plain http; events and the project key travel unencrypted",

@@ -392,7 +392,11 @@ class Operations:
             attributes[schema.DISTINCT_ID] = person
         else:
             _personless.note("capture", scope)
-        if groups is not None:
+        if type(properties) is not dict or "$groups" in properties:  # a $groups property joins groups=
+            properties, named = _groups_property(properties)
+            if named is not None:
+                _add_groups(attributes, named)
+        if groups is not None:  # groups= last: its key wins for a type named in both
             _add_groups(attributes, groups)
         if scope is None:
             body = sanitize_properties(properties, what="capture() properties", keep_nested=_CAPTURE_NESTED)
@@ -609,6 +613,25 @@ def _event_name(event: Any) -> str:
     if not name:
         raise Dropped("invalid_event", "the event name is empty")
     return name
+
+
+def _groups_property(properties: Any) -> Tuple[Any, Any]:
+    """(properties, the groups of a ``$groups`` property or None): PostHog reads ``$groups`` as
+    the event's groups, so it joins ``groups=`` instead of being flattened to ``$groups.<type>``
+    (PostHog's SDK lets ``groups=`` replace it whole; here ``groups=`` wins type by type)."""
+    if type(properties) is dict:
+        if "$groups" not in properties:
+            return properties, None
+    elif not _is_map(properties) or "$groups" not in properties:
+        return properties, None
+    named = properties["$groups"]
+    properties = {key: value for key, value in properties.items() if key != "$groups"}
+    if not _is_map(named):
+        count_drop("invalid_groups")
+        warn_limited("invalid_groups:capture:property", "posthog_otel: capture(): the $groups property must be a map "
+                     "of group type to group key, not %s; left out", describe(named))  # fmt: skip
+        return properties, None
+    return properties, named
 
 
 def _add_groups(attributes: Dict[str, Any], groups: Any) -> None:

@@ -11,8 +11,9 @@ import enum
 import gzip as _gzip
 import json
 import math
+import zlib as _zlib
 from dataclasses import dataclass
-from typing import Any, Dict, List, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
 from ._log import count_drop, warn_limited
 from ._properties import sanitize_properties
@@ -187,6 +188,51 @@ def batch_body(api_key: str, parts: Sequence[bytes], sent_at: str, historical_mi
 
 def compress(body: bytes) -> bytes:
     return _gzip.compress(body, compresslevel=GZIP_LEVEL, mtime=0)
+
+
+def compress_as(codec: str, body: bytes) -> Tuple[bytes, str]:
+    """(``body`` in ``codec``, its ``Content-Encoding``): Capture V1's ``capture_compression``
+    (``gzip``, ``deflate``, ``zstd``), each named by its ``Content-Encoding`` token. deflate is a
+    zlib stream (RFC 1950): what PostHog's SDK sends and its capture service reads by that name.
+    zstd is refused when the setting is read if no zstd is at hand; should it be gone since
+    (a test, a patched module), gzip goes instead: a request is never lost over its codec."""
+    if codec == "deflate":
+        return _zlib.compress(body, GZIP_LEVEL), codec
+    if codec == "zstd":
+        compressor = zstd_compressor()
+        if compressor is not None:
+            return compressor(body), codec
+    return compress(body), "gzip"
+
+
+def zstd_compressor() -> Optional[Callable[[bytes], bytes]]:
+    """zstd from the standard library (Python 3.14's ``compression.zstd``) or the ``zstandard``
+    package (the ``posthog-otel[zstd]`` extra); None without either. Looked up on first use
+    and kept: only Capture V1 with ``capture_compression='zstd'`` imports anything."""
+    global _zstd
+    if _zstd is _UNKNOWN:
+        _zstd = _find_zstd()
+    return _zstd
+
+
+def _find_zstd() -> Optional[Callable[[bytes], bytes]]:
+    try:
+        from compression import zstd as stdlib_zstd  # type: ignore[import-not-found,unused-ignore]
+
+        return stdlib_zstd.compress
+    except ImportError:
+        pass
+    try:
+        import zstandard  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        return None
+    # A compressor object is not safe to share between threads (each exporter has its own
+    # sender): one per request, which costs little beside compressing up to 5 MiB.
+    return lambda body: zstandard.ZstdCompressor().compress(body)
+
+
+_UNKNOWN: Any = object()
+_zstd: Any = _UNKNOWN
 
 
 @dataclass(frozen=True)

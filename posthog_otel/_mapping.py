@@ -193,8 +193,9 @@ def _event(name: str, operation: Operation, attributes: Mapping[str, Any], prope
         for key, value in attributes.items()
         if key.startswith(schema.GROUPS_PREFIX)
     }
-    if groups:
-        properties["$groups"] = groups
+    if groups:  # a $groups map in the body (written by hand, or by another SDK) joins them
+        named: Any = properties.get("$groups")
+        properties["$groups"] = {**named, **groups} if _is_map(named) else groups
     person = _distinct_id(operation)
     if person is None:
         person = new_id()

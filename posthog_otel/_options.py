@@ -89,13 +89,6 @@ def _mode(value: Any) -> Any:
     return value.value if isinstance(value, enum.Enum) else value
 
 
-def _compression(value: Any) -> Any:
-    value = _mode(value)
-    if value in (None, "gzip", "GZIP"):
-        return value is not None
-    raise ValueError("only gzip is supported (PostHog's deflate is not); leave it unset or pass 'gzip'")
-
-
 class Option(NamedTuple):  # a tuple: the table is built at import, and dataclasses cost more there
     name: str
     default: Any  # PostHog 7.91.1's default: the module attribute's initial value
@@ -148,8 +141,8 @@ OPTIONS: Tuple[Option, ...] = (
            note="retries with the spool off; with it on (the default), undelivered events wait on disk"),
     Option("timeout", 15, HONOURED, "timeout", module=False, note="seconds per request (10 here unless given)"),
     Option("historical_migration", False, HONOURED, "historical_migration", module=False),
-    Option("capture_compression", None, HONOURED, "gzip", _compression, module=False,
-           note="`gzip` only (deflate is refused)"),
+    Option("capture_compression", None, HONOURED, "capture_compression", _mode, module=False,
+           note="Capture V1's codec: `gzip`, `deflate`, `zstd` (`posthog-otel[zstd]`) or `none`; `/batch/` follows `gzip`"),
     Option("thread", 1, NO_EFFECT, module=False,
            note="one sender per exporter keeps each person's operations in order; it sends bigger batches instead"),
     Option("enable_exception_autocapture", False, HONOURED, "switch.enable_exception_autocapture", _flag,
@@ -234,7 +227,7 @@ def apply(option: Option, value: Any, out: Translated, where: str) -> None:
         return
     try:
         converted = option.convert(value) if value is not None else None
-    except (TypeError, ValueError, OverflowError) as error:
+    except (TypeError, ValueError, OverflowError) as error:  # int(inf) overflows
         raise ValueError("posthog_otel: %s=%s: %s" % (_label(where, option.name), _shown(value), error)) from None
     kind, _, name = option.target.rpartition(".")
     if kind == "batch":

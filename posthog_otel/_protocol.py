@@ -17,7 +17,7 @@ import json
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ._encoding import EncodedBatch, batch_body, compress, encode_events
+from ._encoding import EncodedBatch, batch_body, compress, compress_as, encode_events
 from ._http import Post, Response
 from ._retry import Outcome, RetryPolicy, Verdict, judge_status, parse_retry_after
 from ._version import __version__
@@ -102,8 +102,9 @@ class V1Exchange(Exchange):
             "PostHog-Request-Id": self._request_id,
             "PostHog-Request-Timestamp": _now(),
         }
-        if self._settings.gzip:
-            envelope, headers["Content-Encoding"] = compress(envelope), "gzip"
+        codec = self._settings.capture_compression or ("gzip" if self._settings.gzip else "none")
+        if codec != "none":  # Capture V1 only, as in PostHog's SDK: /batch/ follows ``gzip``
+            envelope, headers["Content-Encoding"] = compress_as(codec, envelope)
         response = self._post(self._settings.host + V1_PATH, envelope, headers, timeout)
         if not 200 <= response.status < 300:
             return judge_status(response, self._policy)

@@ -127,3 +127,88 @@ def test_local_server_v1_needs_a_bearer_token(tmp_path):
         response = requests.post(local.url + "/i/v1/analytics/events", json={"batch": []}, timeout=5)
     assert response.status_code == 401 and "Bearer" in response.json()["error"]
     store.close()
+
+
+# --- Capture V1's compression (PostHog's capture_compression) ---------------------------------
+
+
+def _v1_client(server, **options):
+    return posthog.Posthog(API_KEY, host=server.url, capture_mode="v1", **options)
+
+
+def _sent_once(server, client):
+    client.capture("u", "compressed", {"n": 1})
+    assert client.flush()
+    client.shutdown()
+    (request,) = server.requests
+    return request
+
+
+def test_deflate_is_a_zlib_stream_under_its_content_encoding(server):
+    import zlib
+
+    request = _sent_once(server, _v1_client(server, capture_compression="deflate"))
+    assert request.headers["Content-Encoding"] == "deflate"
+    (event,) = json.loads(zlib.decompress(request.raw))["batch"]
+    assert event["event"] == "compressed" and event["properties"]["n"] == 1
+
+
+def test_zstd_when_a_zstd_is_at_hand(server):
+    from posthog_otel._encoding import zstd_compressor
+
+    if zstd_compressor() is None:
+        pytest.skip("no zstd here: neither compression.zstd (Python 3.14) nor the zstandard package")
+    zstandard = pytest.importorskip("zstandard")
+    request = _sent_once(server, _v1_client(server, capture_compression="zstd"))
+    assert request.headers["Content-Encoding"] == "zstd"
+    (event,) = json.loads(zstandard.ZstdDecompressor().decompress(request.raw))["batch"]
+    assert event["event"] == "compressed"
+
+
+def test_zstd_without_one_is_refused_naming_the_extra(server, monkeypatch):
+    from posthog_otel import _encoding
+
+    monkeypatch.setattr(_encoding, "_zstd", None)
+    with pytest.raises(ValueError, match=r"capture_compression.*posthog-otel\[zstd\]"):
+        _v1_client(server, capture_compression="zstd")
+
+
+def test_none_sends_plain_json_and_unset_follows_gzip(server):
+    request = _sent_once(server, _v1_client(server, capture_compression="none", gzip=True))
+    assert "Content-Encoding" not in request.headers and json.loads(request.raw)["batch"]
+    server.reset()
+    request = _sent_once(server, _v1_client(server, gzip=False))
+    assert "Content-Encoding" not in request.headers
+    server.reset()
+    assert _sent_once(server, _v1_client(server)).headers["Content-Encoding"] == "gzip"  # our default
+
+
+def test_posthogs_enum_is_understood_and_a_codec_we_lack_is_refused(server, posthog_sdk):
+    from posthog.capture_compression import CaptureCompression
+
+    client = _v1_client(server, capture_compression=CaptureCompression.DEFLATE)
+    assert client.settings.capture_compression == "deflate"
+    client.shutdown()
+    with pytest.raises(ValueError, match="capture_compression='br': expected gzip, deflate, zstd or none"):
+        _v1_client(server, capture_compression="br")
+
+
+def test_batch_requests_follow_gzip_and_say_so(server, caplog):
+    client = posthog.Posthog(API_KEY, host=server.url, capture_compression="deflate")
+    assert "applies to Capture V1" in caplog.text
+    client.capture("u", "batched")
+    assert client.flush()
+    client.shutdown()
+    (request,) = server.requests
+    assert request.path == "/batch/" and request.headers["Content-Encoding"] == "gzip"
+
+
+def test_local_server_reads_deflate(tmp_path):
+    store = Store(tmp_path / "v1.sqlite3")
+    with LocalServer(store) as local:
+        client = posthog.Posthog(API_KEY, host=local.url, capture_mode="v1", capture_compression="deflate")
+        client.capture("u", "deflated")
+        assert client.flush()
+        client.shutdown()
+    assert [e["event"] for e in store.events()] == ["deflated"]
+    store.close()

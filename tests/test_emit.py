@@ -371,3 +371,31 @@ def test_records_written_by_hand_follow_the_schema(server, pipeline, provider):
     assert event["event"] == "upgraded" and event["distinct_id"] == "by-hand"
     assert event["properties"]["plan"] == "pro"
     assert event["properties"]["$groups"] == {"company": "acme"}
+
+
+def test_a_groups_property_is_the_events_groups_not_flattened(server, pipeline):
+    """PostHog reads ``$groups`` as the event's groups: sent as one object, and the record
+    carries them as ``posthog.groups.*`` like ``groups=``'s (issue 19)."""
+    posthog.capture("u", "e", {"$groups": {"company": "acme", "project": 42}, "plan": "x"})
+    (event,) = sent(server, pipeline)
+    assert event["properties"]["$groups"] == {"company": "acme", "project": "42"}
+    assert event["properties"]["plan"] == "x"
+    assert not [key for key in event["properties"] if key.startswith("$groups.")]
+    assert posthog.drop_counts() == {}
+
+
+def test_a_groups_property_joins_groups_and_groups_wins_for_a_type_in_both(server, pipeline):
+    """PostHog's SDK gives ``groups=`` the last word; a type named only in the property is
+    kept here (PostHog's SDK drops the whole property then, silently)."""
+    posthog.capture("u", "e", {"$groups": {"company": "old", "team": "eng"}}, groups={"company": "new"})
+    (event,) = sent(server, pipeline)
+    assert event["properties"]["$groups"] == {"company": "new", "team": "eng"}
+
+
+def test_a_groups_property_that_is_not_a_map_is_left_out_and_counted(server, pipeline, caplog):
+    uuid = posthog.capture("u", "e", {"$groups": "acme", "plan": "x"}, groups={"company": "acme"})
+    (event,) = sent(server, pipeline)
+    assert event["uuid"] == uuid
+    assert event["properties"]["$groups"] == {"company": "acme"} and event["properties"]["plan"] == "x"
+    assert posthog.drop_counts() == {"invalid_groups": 1}
+    assert "$groups" in caplog.text and "map of group type to group key" in caplog.text

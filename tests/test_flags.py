@@ -505,3 +505,23 @@ def test_flag_calls_never_raise_whatever_they_are_given(local_flags, key, distin
     snapshot = posthog_otel.evaluate_flags(distinct_id, flag_keys=flag_keys, **given)
     posthog_otel.capture("u1", "event", flags=snapshot.only_accessed())
     assert isinstance(snapshot.keys, list)
+
+
+# --- /flags: a transient failure is asked again, within the read's one deadline ------------------
+
+
+@pytest.mark.parametrize("status", [502, 504])
+def test_a_gateway_failure_is_asked_again_and_its_answer_returned(flag_server, provider, status):
+    """PostHog's SDK asks once more after a 502 or a 504 (the harness's retries_flags_on_502/_504)."""
+    failures = deque([(status, {"error": "gateway"})])
+    flag_server.answer = lambda payload: failures.popleft() if failures else (200, server_answer(["beta"]))
+    posthog_otel.configure(api_key=API_KEY, host=flag_server.url, logger_provider=provider)
+    assert posthog_otel.get_feature_flag("beta", "u1") == "from-server"
+    assert len(flag_server.flag_posts()) == 2
+
+
+def test_a_server_error_is_not_asked_again(flag_server, provider):
+    flag_server.answer = lambda payload: (500, {"error": "boom"})
+    posthog_otel.configure(api_key=API_KEY, host=flag_server.url, logger_provider=provider)
+    assert posthog_otel.get_feature_flag("beta", "u1") is None
+    assert len(flag_server.flag_posts()) == 1

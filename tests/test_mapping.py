@@ -170,6 +170,13 @@ FIELDS = [
     ("geoip_default", person(), props("$geoip_disable"), True),
     ("geoip_enabled_by_record", person({"posthog.disable_geoip": False}), props("$geoip_disable"), "<absent>"),
     ("geoip_disabled_by_record", person({"posthog.disable_geoip": True}), props("$geoip_disable"), True),
+    # groups: posthog.groups.* attributes, joined with a $groups map in the body (the attributes win)
+    ("groups_attributes", op("posthog.capture", {"posthog.event": "e", "posthog.groups.company": "acme"}),
+     props("$groups"), {"company": "acme"}),
+    ("groups_body_map", op("posthog.capture", {"posthog.event": "e"}, {"$groups": {"company": "acme"}}),
+     props("$groups"), {"company": "acme"}),
+    ("groups_joined", op("posthog.capture", {"posthog.event": "e", "posthog.groups.company": "new"},
+                         {"$groups": {"company": "old", "team": "eng"}}), props("$groups"), {"company": "new", "team": "eng"}),
     # system properties on captures only, library properties on everything
     ("system_on_capture", op("posthog.capture", {"posthog.event": "e"}), props("$os"), "Linux"),
     ("no_system_on_set", person(), props("$os"), "<absent>"),

@@ -666,6 +666,28 @@ def test_operations_with_any_keywords_never_raise(pipeline, keywords):
         pass
 
 
+# --- max_retries: PostHog's with the spool off; the spool keeps what it would drop ------------
+
+
+def test_max_retries_is_posthogs_with_the_spool_off(server, caplog):
+    """PostHog's max_retries=1: one retry, then the events are dropped, counted (the harness's
+    max_retries_respected, issue 19)."""
+    server.otherwise = lambda: Fault(status=503)
+    client = posthog_otel.Posthog(API_KEY, host=server.url, max_retries=1, spool=False)
+    client.capture("u", "e")
+    client.flush(timeout_seconds=10)
+    client.shutdown()
+    assert len(server.requests) == 2
+    assert posthog_otel.drop_counts() == {"delivery_failed": 1}
+    assert "gives up only with spool=False" not in caplog.text
+
+
+def test_max_retries_with_the_spool_on_says_the_spool_keeps_the_events(server, caplog):
+    client = posthog_otel.Posthog(API_KEY, host=server.url, max_retries=3)
+    client.shutdown()
+    assert "max_attempts=4 (PostHog's max_retries=3) gives up only with spool=False" in caplog.text
+
+
 # --- the README's table is the table ---------------------------------------------------------
 
 
