@@ -441,6 +441,28 @@ class Settings:
 REDIRECT: Optional[Dict[str, Any]] = None
 
 
+def effective(settings: "Settings") -> "Settings":
+    """``settings`` as they are to be used for a request now: while the test fixture runs, a
+    pipeline set up before it started (a client made at import) also sends to the local PostHog."""
+    redirect = REDIRECT
+    if redirect is None or settings.host == redirect["host"]:
+        return settings
+    cached = _effective.get(id(settings))
+    if cached is not None and cached[0] is settings and cached[1] is redirect:
+        return cached[2]
+    changed = dataclasses.replace(settings, api_key=redirect["api_key"], host=redirect["host"])
+    warn_limited("testing:redirect:%s" % settings.host, "posthog_otel.testing: a pipeline set up before posthog_local "
+                 "started sends to the local PostHog at %s, not to %s, while it is active", redirect["host"],
+                 settings.host)  # fmt: skip
+    if len(_effective) > 64:
+        _effective.clear()
+    _effective[id(settings)] = (settings, redirect, changed)
+    return changed
+
+
+_effective: Dict[int, Tuple[Any, Any, "Settings"]] = {}
+
+
 def _redirected(arguments: Dict[str, Any]) -> Dict[str, Any]:
     assert REDIRECT is not None
     given = arguments.get("host")

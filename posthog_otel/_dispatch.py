@@ -36,7 +36,7 @@ from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
 from . import _emit, _lifecycle
 from ._client import Shipment, Step, too_large
-from ._config import Settings, redact, scrub
+from ._config import Settings, effective, redact, scrub
 from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
 from ._hooks import DeliveryError, Hooks
 from ._http import HttpTransport, Transport
@@ -427,7 +427,8 @@ class Dispatcher:
         return self._shipment_of(EncodedBatch.join([w.batch for w in taken]), taken, taken[0].born)
 
     def _shipment_of(self, batch: EncodedBatch, source: Any, born: float) -> Shipment:
-        return Shipment(batch, source, born, self.settings, self._policy, self._transport.post, self.report_error)
+        settings = effective(self.settings)  # the test fixture's local PostHog, while it runs
+        return Shipment(batch, source, born, settings, self._policy, self._transport.post, self.report_error)
 
     def _http_run(self) -> None:
         _lifecycle.leave_signals_to_the_main_thread()

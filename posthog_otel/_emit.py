@@ -152,11 +152,15 @@ class _Emitter:
     def _update(self) -> None:
         self.blocked = self._switch or ("otel_sdk_disabled" if self._sdk_disabled else None) or self._refusal
 
-    def resolve(self) -> bool:
+    def resolve(self, operation: bool = True) -> bool:
+        """Find (or, from the module's options, build) the pipeline; ``operation``: an operation
+        waits on it, so not finding one drops it (counted)."""
         provider = otel_logs.get_logger_provider()
         if self.module and _module_configures(provider):
             return True
         if is_placeholder(provider):
+            if not operation:
+                return False
             count_drop("no_logger_provider")
             warn_limited(
                 "no_logger_provider",

@@ -39,18 +39,13 @@ class _PostHogExporter:
         retry_policy: Optional[RetryPolicy] = None,
         transport: Optional[Transport] = None,
         _emitter: Any = None,
+        _hooks: Optional[Hooks] = None,
         **settings: Any,
     ) -> None:
         self.settings = exporter_settings(api_key=api_key, host=host, **settings)
-        #: ``super_properties``, ``before_send`` and ``on_error``, changeable while it runs. An
-        #: exporter a ``Client`` owns has only its own; others fall back to the module's.
-        self.hooks = Hooks(
-            self.settings.before_send,
-            self.settings.on_error,
-            self.settings.super_properties,
-            self.settings.is_server,
-            fallback=None if _emitter is not None else MODULE,
-        )
+        #: ``super_properties``, ``before_send`` and ``on_error``, changeable while it runs: those
+        #: given here win, then (for an exporter no ``Client`` owns) the module's, then the environment's.
+        self.hooks = _hooks if _hooks is not None else hooks_for(self.settings, settings, MODULE)
         self._emitter = _emitter if _emitter is not None else _emit.emitter
         self._dispatcher = Dispatcher(
             self.settings, self.kind, self._read, retry_policy, transport, self.hooks, self._emitter
@@ -144,6 +139,21 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
                 if found is not None:
                     operations.append(found)
         return operations, numbers
+
+
+def hooks_for(settings: Any, given: Dict[str, Any], fallback: Optional[Hooks]) -> Hooks:
+    """The hooks of an exporter (or a client): those in ``given`` (code) first, then ``fallback``
+    (the module's), then what ``settings`` took from the environment."""
+    names = ("before_send", "on_error", "super_properties")
+    explicit = {name: getattr(settings, name) for name in names if given.get(name) is not None}
+    from_environment = {name: getattr(settings, name) for name in names if given.get(name) is None}
+    return Hooks(
+        explicit.get("before_send", ()), explicit.get("on_error"), explicit.get("super_properties"), settings.is_server,
+        fallback=fallback,
+        environment=Hooks(from_environment.get("before_send") or (), from_environment.get("on_error"),
+                          from_environment.get("super_properties"), settings.is_server)
+        if from_environment else None,
+    )  # fmt: skip
 
 
 _log_exporters: "weakref.WeakSet[PostHogLogExporter]" = weakref.WeakSet()

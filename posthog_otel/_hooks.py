@@ -29,8 +29,10 @@ module's hooks for what their own settings leave unset.
 
 from __future__ import annotations
 
+import contextlib
 import logging
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+import threading
+from typing import Any, Callable, Dict, Iterator, List, Optional, Sequence, Tuple
 
 from ._log import count_drop, logger, warn_limited
 
@@ -62,19 +64,28 @@ class Hooks:
         super_properties: Optional[Dict[str, Any]] = None,
         is_server: bool = True,
         fallback: Optional["Hooks"] = None,
+        environment: Optional["Hooks"] = None,
     ) -> None:
+        #: Given in code (a keyword of configure(), the exporter, a client; a client's attribute).
         self.before_send: Tuple[Hook, ...] = tuple(before_send)
         self.on_error = on_error
         self.super_properties = super_properties
         self.is_server = is_server
+        #: The module's (``posthog_otel.before_send = ...``), for exporters no Client owns.
         self.fallback = fallback
+        #: From the environment (``POSTHOG_OTEL_BEFORE_SEND``...): the last resort, as for every setting.
+        self.environment = environment
+
+    def _layers(self) -> Tuple["Hooks", ...]:
+        return tuple(layer for layer in (self, self.fallback, self.environment) if layer is not None)
 
     def active(self) -> Tuple[Tuple[Hook, ...], Optional[Dict[str, Any]]]:
-        fallback = self.fallback
-        hooks = self.before_send or (fallback.before_send if fallback is not None else ())
-        supers = self.super_properties
-        if supers is None and fallback is not None:
-            supers = fallback.super_properties
+        """(before_send hooks, super properties): code > the module's attributes > the environment."""
+        hooks: Tuple[Hook, ...] = ()
+        supers: Optional[Dict[str, Any]] = None
+        for layer in self._layers():
+            hooks = hooks or layer.before_send
+            supers = layer.super_properties if supers is None else supers
         return hooks, supers
 
     def apply(self, events: List[Dict[str, Any]]) -> List[Dict[str, Any]]:
@@ -99,9 +110,7 @@ class Hooks:
 
     def report(self, error: DeliveryError, events: Callable[[], List[Dict[str, Any]]]) -> None:
         """Tell ``on_error`` (if any) about dropped events; ``events`` decodes them only then."""
-        callback = self.on_error
-        if callback is None and self.fallback is not None:
-            callback = self.fallback.on_error
+        callback = next((layer.on_error for layer in self._layers() if layer.on_error is not None), None)
         if callback is None:
             return
         try:
@@ -109,7 +118,8 @@ class Hooks:
         except Exception:  # the events could not be read back: the error still says how many
             batch = []
         try:
-            callback(error, batch)
+            with in_callback():
+                callback(error, batch)
         except Exception as problem:
             warn_limited("on_error_raised", "posthog_otel: on_error raised %s: %s", type(problem).__name__, problem,
                          level=logging.ERROR)  # fmt: skip
@@ -121,7 +131,8 @@ def _run_hooks(hooks: Sequence[Hook], event: Dict[str, Any]) -> Optional[Dict[st
     name = event.get("event")
     for hook in hooks:
         try:
-            result = hook(event)
+            with in_callback():
+                result = hook(event)
         except Exception as problem:
             count_drop("before_send_error")
             warn_limited("before_send_raised", "posthog_otel: before_send raised %s (%s); the event %r is dropped, "
@@ -153,3 +164,26 @@ def _run_hooks(hooks: Sequence[Hook], event: Dict[str, Any]) -> Optional[Dict[st
 
 #: The module's hooks (``posthog_otel.before_send = ...``): the fallback of exporters no Client owns.
 MODULE = Hooks()
+
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def in_callback() -> Iterator[None]:
+    """While one of the application's hooks runs on the exporter's own thread: a ``flush()`` or
+    ``shutdown()`` it calls would wait for that very thread, so they return at once (PostHog's SDK
+    defers such calls)."""
+    _local.depth = getattr(_local, "depth", 0) + 1
+    try:
+        yield
+    finally:
+        _local.depth -= 1
+
+
+def inside_callback(call: str) -> bool:
+    """True (and said) when ``call`` is made from a hook on the exporter's thread."""
+    if getattr(_local, "depth", 0):
+        warn_limited("callback_reentry:" + call, "posthog_otel: %s() called from before_send or on_error, on the "
+                     "exporter's own thread, returns at once: waiting there would wait for itself", call)  # fmt: skip
+        return True
+    return False

@@ -112,6 +112,10 @@ def _run_bounded(work: Callable[[], Any], timeout: float) -> None:
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
+    from . import _module, _setup
+
+    _setup.after_fork()
+    _module.after_fork()
     _log.after_fork()
     _stats.after_fork()
     _emit.emitter.after_fork()

@@ -58,7 +58,7 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
     if translated.settings:
         _check(translated.settings)
     with _lock:
-        if value is None or _same(value, option.default):
+        if value is None or _options.is_default(name, value):
             _assigned.pop(name, None)
         else:
             _assigned[name] = value
@@ -70,6 +70,8 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
         elif option.target:
             _generation += 1
             _pipeline_option_changed(name)
+    if name in _ROUTED:
+        _apply_to_routed((name,))
 
 
 def _check(settings: Dict[str, Any]) -> None:
@@ -79,15 +81,16 @@ def _check(settings: Dict[str, Any]) -> None:
     Settings.resolve(environ={}, **merged)
 
 
-def _same(value: Any, default: Any) -> bool:
-    try:
-        return bool(value == default)
-    except Exception:
-        return False
-
-
 def _set_hook(name: str, value: Any) -> None:
-    """A hook, already checked and converted (None: unset)."""
+    """A hook, already checked and converted (None: unset). A pipeline given its own in code
+    keeps it (code wins over module attributes): that is said, not left to be found out."""
+    from ._exporter import live_log_exporters
+
+    if value is not None and any(
+        getattr(exporter.hooks, name) and exporter.hooks.fallback is _hooks.MODULE for exporter in live_log_exporters()
+    ):
+        warn_limited("module_hook_overruled:" + name, "posthog_otel: posthog_otel.%s is set, but the pipeline was "
+                     "given its own %s in code (configure(%s=...)), which wins; pass it there instead", name, name, name)  # fmt: skip
     hooks = _hooks.MODULE
     if name == "before_send":
         hooks.before_send = value or ()
@@ -174,13 +177,18 @@ def configure_from_attributes(provider: Any, emitter: Any) -> bool:
     """Called by the module's first operation (and after an option changed): build (or rebuild)
     the module's pipeline from the attributes when they name a key and nothing else serves the
     operations. True when the operations now have a pipeline."""
+    with _lock:  # the first calls of several threads at once build one pipeline, not one each
+        return _configure_from_attributes(provider, emitter)
+
+
+def _configure_from_attributes(provider: Any, emitter: Any) -> bool:
     from . import _setup
 
     current = _setup.current()
     if current is not None:
         if current.generation is not None and current.generation != _generation:
             return _rebuild(current)
-        emitter.bind(current.logger_provider)  # configure() set it up: nothing to build
+        emitter.bind(current.logger_provider)  # configure() set it up (perhaps another thread, just now)
         return True
     if not has_api_key():
         return False
@@ -245,6 +253,33 @@ def _route_to(client: Any) -> None:
         raise ValueError("posthog_otel.default_client takes a posthog_otel.Client (or Posthog), not %s"
                          % type(client).__name__)  # fmt: skip
     _emit.default.route(client)
+    _apply_to_routed()
+
+
+#: What PostHog's ``setup()`` applies to its default client on every module call, when set here.
+_ROUTED = ("disabled", "debug", "before_send")
+
+
+def _apply_to_routed(names: Tuple[str, ...] = ()) -> None:
+    """The module's own options over the routed client's (PostHog's ``setup()`` sets the module's
+    ``disabled``, ``debug`` and ``before_send`` on its default client): ``names`` just assigned
+    (their value, or PostHog's default when reset), else, when a client is routed, those assigned."""
+    client = _emit.default._routed
+    if client is None:
+        return
+    with _lock:
+        if names:
+            values = {name: _assigned.get(name, _options.BY_NAME[name].default) for name in names}
+        else:
+            values = {name: _assigned[name] for name in _ROUTED if name in _assigned}
+    for name, value in values.items():
+        setattr(client, name, value)
+
+
+def after_fork() -> None:
+    """In a forked child: a parent thread may have held the lock at the fork."""
+    global _lock
+    _lock = threading.RLock()
 
 
 def reset() -> None:

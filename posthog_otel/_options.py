@@ -216,8 +216,9 @@ def translate(given: Dict[str, Any], where: str, ours: Iterable[str] = ()) -> Tr
 
 def apply(option: Option, value: Any, out: Translated, where: str) -> None:
     if option.status == REFUSED:
-        if not _is_default(option, value):
-            raise ValueError("posthog_otel: %s=%s is not supported: %s" % (_label(where, option.name), _shown(value), option.note))
+        if not _is_default(option, value):  # the value is not shown: a cache URL may hold a password
+            raise ValueError("posthog_otel: %s is not supported (a %s was given): %s"
+                             % (_label(where, option.name), type(value).__name__, option.note))  # fmt: skip
         return
     if option.status == NO_EFFECT:
         if not _is_default(option, value):
@@ -249,6 +250,11 @@ def unknown(name: str, where: str, valid: Iterable[str]) -> str:
 def _label(where: str, name: str) -> str:
     """``posthog_otel.host`` for a module attribute, ``Posthog() host`` for a keyword."""
     return where + name if where.endswith(".") else "%s %s" % (where, name)
+
+
+def is_default(name: str, value: Any) -> bool:
+    """Whether ``value`` is PostHog's default for option ``name`` (None counts as the default)."""
+    return _is_default(BY_NAME[name], value)
 
 
 def _is_default(option: Option, value: Any) -> bool:

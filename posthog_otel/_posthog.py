@@ -20,10 +20,10 @@ from typing import Any, Callable, Dict, Optional, TypeVar
 
 from opentelemetry.sdk._logs import LoggerProvider
 
-from . import _context, _module, _options, _setup
+from . import _context, _exceptions, _hooks, _module, _options, _setup
 from ._config import Settings, parse_callback, parse_hooks, parse_properties, redact
 from ._emit import Operations, _Emitter
-from ._exporter import PostHogLogExporter
+from ._exporter import PostHogLogExporter, hooks_for
 from ._flags import api as _flags_api
 from ._flags.service import FlagService, using
 from ._log import logger
@@ -56,9 +56,16 @@ class Client(Operations):
         self._pipeline: Optional[_setup.Pipeline] = None
         self._exporter: Optional[PostHogLogExporter] = None
         self.settings = Settings.resolve(**{k: v for k, v in given.settings.items() if k not in _OBJECTS})
+        #: before_send, on_error, super_properties: its own, kept while it is disabled too.
+        self.hooks = hooks_for(self.settings, given.settings, None)
         self._flags = FlagService(self.settings, capture=self.capture)
         self._flags.disabled = lambda: self._emitter.disabled
-        switches = {"disabled": False, "send": True, **given.switches}
+        # Options that are the process's, not the client's (logging, exception hooks and limits): a
+        # client passing PostHog's default must not undo what another client or the module set.
+        switches = {"disabled": False, "send": True, **{
+            name: value for name, value in given.switches.items()
+            if name not in _PROCESS_WIDE or not _options.is_default(name, value)
+        }}  # fmt: skip
         if not self.settings.api_key:
             if not switches["disabled"]:
                 logger.error("posthog_otel: Posthog() has no project API key (pass it, or set POSTHOG_API_KEY): "
@@ -74,7 +81,7 @@ class Client(Operations):
         return "%s(host=%r, api_key=%r)" % (type(self).__name__, self.settings.host, redact(self.settings.api_key))
 
     def _start(self) -> None:
-        self._exporter = PostHogLogExporter(_emitter=self._emitter, **self._settings_given)
+        self._exporter = PostHogLogExporter(_emitter=self._emitter, _hooks=self.hooks, **self._settings_given)
         provider = LoggerProvider()  # only this client writes to it; shut down (flushed) at exit
         self._pipeline = _setup.build(provider, self._exporter, dict(self._batch))
         self._emitter.bind(provider)
@@ -127,31 +134,28 @@ class Client(Operations):
 
     @property
     def before_send(self) -> Any:
-        hooks = self._exporter.hooks.before_send if self._exporter is not None else ()
+        hooks = self.hooks.active()[0]
         return hooks[0] if len(hooks) == 1 else (list(hooks) or None)
 
     @before_send.setter
     def before_send(self, value: Any) -> None:
-        if self._exporter is not None:
-            self._exporter.hooks.before_send = parse_hooks(value) if value is not None else ()
+        self.hooks.before_send = parse_hooks(value) if value is not None else ()
 
     @property
     def on_error(self) -> Any:
-        return self._exporter.hooks.on_error if self._exporter is not None else None
+        return next((layer.on_error for layer in self.hooks._layers() if layer.on_error is not None), None)
 
     @on_error.setter
     def on_error(self, value: Any) -> None:
-        if self._exporter is not None:
-            self._exporter.hooks.on_error = parse_callback(value) if value is not None else None
+        self.hooks.on_error = parse_callback(value) if value is not None else None
 
     @property
     def super_properties(self) -> Optional[Dict[str, Any]]:
-        return self._exporter.hooks.super_properties if self._exporter is not None else None
+        return self.hooks.active()[1]
 
     @super_properties.setter
     def super_properties(self, value: Any) -> None:
-        if self._exporter is not None:
-            self._exporter.hooks.super_properties = parse_properties(value) if value is not None else None
+        self.hooks.super_properties = parse_properties(value) if value is not None else None
 
     @property
     def debug(self) -> bool:
@@ -172,6 +176,8 @@ class Client(Operations):
 
     def shutdown(self) -> None:
         """Deliver while PostHog answers promptly, spool the rest, stop; later calls return None."""
+        if _hooks.inside_callback("shutdown"):
+            return
         if self._pipeline is not None:
             self._pipeline.shutdown()
             self._pipeline.logger_provider.shutdown()  # type: ignore[attr-defined]
@@ -187,8 +193,14 @@ class Client(Operations):
 
     # --- contexts (OpenTelemetry's context, shared by every client, as PostHog's are) ---------
 
-    new_context = staticmethod(_context.new_context)
-    scoped = staticmethod(_context.scoped)
+    def new_context(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Any:
+        """``posthog_otel.new_context`` whose escaping exceptions this client captures (PostHog's)."""
+        return _context.new_context(fresh, capture_exceptions, client=self)
+
+    def scoped(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Any:
+        """``posthog_otel.scoped`` whose escaping exceptions this client captures (PostHog's)."""
+        return _context.scoped(fresh, capture_exceptions, client=self)
+
     identify_context = staticmethod(_context.identify_context)
     set_context_session = staticmethod(_context.set_context_session)
     set_context_device_id = staticmethod(_context.set_context_device_id)
@@ -210,6 +222,8 @@ class Client(Operations):
 class Posthog(Client):
     """PostHog's public name for ``Client``: the same class, the same options."""
 
+
+_PROCESS_WIDE = frozenset({"debug"}) | _exceptions.OPTIONS
 
 #: Settings that are objects, not values: the exporter takes them, ``Settings`` does not.
 _OBJECTS = frozenset({"retry_policy", "transport"})

@@ -109,7 +109,7 @@ def _walk(
     the rest goes through ``_entry``. This is the caller's thread's cost for every property
     that is not a flat scalar (a list, a nested map, a datetime), so it is kept tight.
     """
-    for key, value in mapping.items():
+    for key, value in list(mapping.items()):  # a snapshot: another thread may change the map meanwhile
         if type(key) is str and (key.isascii() or _SURROGATE_SEARCH(key) is None):
             name = prefix + key
         else:
@@ -166,7 +166,10 @@ def _walk(
 def _sequence(value: Any, what: str, name: str, depth: int, path: set) -> Any:
     """A list or tuple as a list: as it is when every item is a plain value (one loop, no
     call per item), else each item converted."""
-    for item in value:
+    if depth >= MAX_DEPTH:  # the full walk's rule (which also says it)
+        return _convert_object(value, what, name, depth, path)
+    items = list(value)  # a snapshot, as the full walk takes
+    for item in items:
         kind = type(item)
         if kind is str:
             if not (item.isascii() or _SURROGATE_SEARCH(item) is None):
@@ -180,8 +183,8 @@ def _sequence(value: Any, what: str, name: str, depth: int, path: set) -> Any:
         elif kind is not bool and item is not None:
             break
     else:
-        return list(value)
-    return _convert_object(value, what, name, depth, path)
+        return items
+    return _convert_object(value, what, name, depth, path)  # by the original: a cycle is told by its id
 
 
 def _entry(out: Dict[str, Any], name: str, value: Any, what: str, depth: int, path: set,

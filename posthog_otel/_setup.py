@@ -12,7 +12,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit, _lifecycle, _options
+from . import _emit, _hooks, _lifecycle, _options
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter
@@ -49,6 +49,7 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         with _lifecycle.threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
             self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
+        self.slot: Optional[_Slot] = None  # set by configure(), where it shares a provider
         self._exceptions = bool(getattr(getattr(exporter, "settings", None), "capture_exceptions", False))
 
     def on_emit(self, log_record: Any) -> None:
@@ -71,8 +72,11 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         return self.exporter.force_flush(timeout_millis) and exported
 
     def detach(self) -> None:
-        """Stop taking records (the SDK cannot remove a processor from a provider)."""
+        """Stop taking records (and leave the provider's slot: the SDK cannot remove a processor)."""
         self._detached = True
+        slot = self.slot
+        if slot is not None:
+            slot.processors = [p for p in slot.processors if p is not self]
 
 
 class Pipeline:
@@ -109,12 +113,16 @@ class Pipeline:
         if self.sdk_disabled:
             _emit.warn_sdk_disabled()
             return False
+        if _hooks.inside_callback("flush"):
+            return False
         return self.processor.force_flush(int(_millis(timeout_seconds, timeout_millis)))
 
     def shutdown(self) -> None:
-        """Flush, stop the worker, and stop routing operations to this pipeline."""
-        self.processor.shutdown()
+        """Stop routing operations to this pipeline, deliver what it holds, stop its worker."""
+        if _hooks.inside_callback("shutdown"):
+            return
         self.processor.detach()
+        self.processor.shutdown()
         with _lock:
             _pipelines.discard(self)
 
@@ -198,15 +206,19 @@ def configure(
     else:
         generation = None  # a ready exporter: module options cannot be applied to it
     with _lock:
-        previous, _current = _current, None
-        if previous is not None:
-            logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
-            previous.shutdown()
+        # The new pipeline takes the operations before the old one lets go of them: nothing emitted
+        # meanwhile falls between the two (at worst one reaches both: PostHog keeps one per uuid).
+        previous = _current
         provider = _choose_provider(logger_provider)
         pipeline = build(provider, exporter, batch, arguments, generation)
         _emit.emitter.bind(provider)
+        if previous is not None:
+            previous.processor.detach()
         _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
         _current = pipeline
+    if previous is not None:  # outside the lock: delivering what it holds may take seconds
+        logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
+        previous.shutdown()
     if pipeline.sdk_disabled:
         _emit.warn_sdk_disabled()
     return pipeline
@@ -223,11 +235,50 @@ def build(
     if batch.get("schedule_delay_millis") is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
         batch["schedule_delay_millis"] = DEFAULT_SCHEDULE_DELAY_MILLIS
     processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
-    provider.add_log_record_processor(processor)
+    _route(provider, processor)
     pipeline = Pipeline(provider, processor, arguments, generation)
     with _lock:
         _pipelines.add(pipeline)
     return pipeline
+
+
+class _Slot(LogRecordProcessor):
+    """The one place a provider gives PostHog's processors: ``configure()`` again (or a module
+    option that rebuilds the pipeline) puts the new processor here instead of adding one more
+    to the provider, which can never remove one (each would cost a call per record, forever)."""
+
+    def __init__(self) -> None:
+        self.processors: List[PostHogLogRecordProcessor] = []
+
+    def on_emit(self, log_record: Any) -> None:
+        for processor in self.processors:  # usually one; two for the instant a replacement takes over
+            processor.on_emit(log_record)
+
+    def shutdown(self) -> None:
+        for processor in list(self.processors):
+            processor.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return all([processor.force_flush(timeout_millis) for processor in list(self.processors)])
+
+
+_slots: "weakref.WeakKeyDictionary[Any, _Slot]" = weakref.WeakKeyDictionary()
+
+
+def _route(provider: ProviderWithProcessors, processor: PostHogLogRecordProcessor) -> None:
+    """``processor`` takes ``provider``'s operations; the processors it replaces leave the slot
+    when they detach (``Pipeline.shutdown``, or ``configure()`` replacing them)."""
+    with _lock:
+        try:
+            slot = _slots.get(provider)
+        except TypeError:  # a provider that cannot be weakly referenced: one processor each, as before
+            provider.add_log_record_processor(processor)
+            return
+        if slot is None:
+            slot = _slots[provider] = _Slot()
+            provider.add_log_record_processor(slot)
+        slot.processors = [p for p in slot.processors if not p._detached] + [processor]
+        processor.slot = slot
 
 
 def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
@@ -263,6 +314,12 @@ def _given(**values: Any) -> Dict[str, Any]:
 SETTINGS = frozenset(f.name for f in dataclasses.fields(Settings)) | {"retry_policy", "transport"}
 
 
+def after_fork() -> None:
+    """In a forked child: a parent thread may have held the lock at the fork."""
+    global _lock
+    _lock = threading.RLock()
+
+
 def _choose_provider(given: Optional[ProviderWithProcessors]) -> ProviderWithProcessors:
     if given is not None:
         return given
@@ -281,7 +338,7 @@ def setup() -> Optional[Pipeline]:
     """Build the module's pipeline now from the module's options (``posthog_otel.api_key``...),
     as the first operation would; returns it (None when the options name no key and nothing
     was configured). PostHog's ``setup()`` returns its client; here the pipeline is the handle."""
-    _emit.emitter.ready or _emit.emitter.resolve()
+    _emit.emitter.ready or _emit.emitter.resolve(operation=False)
     return _current
 
 
@@ -291,6 +348,8 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
     None: as long as it takes). True when nothing is left waiting (delivered, or safe in the
     spool); False when something is, or when nothing could deliver (said, with why)."""
     try:
+        if _hooks.inside_callback("flush"):
+            return False
         routed = _emit.default._routed
         if routed is not None:
             return bool(routed.flush(timeout_seconds))
@@ -314,6 +373,8 @@ def shutdown() -> None:
     None, counted as ``after_shutdown``. For final clean-up (PostHog's ``shutdown``)."""
     global _current
     try:
+        if _hooks.inside_callback("shutdown"):
+            return
         routed = _emit.default._routed
         if routed is not None:
             routed.shutdown()

@@ -764,3 +764,182 @@ def test_a_clients_capture_exception_goes_to_its_project(server):
     (event,) = events_of(server, other)
     assert (event["event"], event["distinct_id"], event["uuid"]) == ("$exception", "u1", returned)
     client.shutdown()
+
+
+# --- found by review: each seen failing before its fix ------------------------------------------
+
+
+def test_the_fixture_also_wins_over_a_client_made_before_it_started(server):
+    """A client made at import (before posthog_local) must not reach its real host during the test."""
+    from posthog_otel.testing import LocalPostHog
+
+    client = posthog_otel.Posthog("phc_production_key_0123456789", host=server.url)
+    posthog_otel.default_client = client
+    with LocalPostHog() as local:
+        client.capture("signup_in_test", distinct_id="user-1")
+        posthog_otel.set("user-2", {"plan": "pro"})
+        assert [e["event"] for e in local.events] == ["signup_in_test", "$set"]
+    posthog_otel.default_client = None
+    client.shutdown()
+    assert server.requests == []
+
+
+def test_the_first_calls_of_many_threads_build_one_pipeline_and_lose_nothing(server):
+    import threading
+
+    from posthog_otel import _setup
+
+    posthog_otel.api_key = API_KEY
+    posthog_otel.host = server.url
+    barrier, returned = threading.Barrier(8), []
+
+    def work(t):
+        barrier.wait()
+        returned.extend(posthog_otel.set("user-%d" % t, {"i": i}) for i in range(20))
+
+    threads = [threading.Thread(target=work, args=(t,)) for t in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert posthog_otel.flush(10) and posthog_otel.drop_counts() == {}
+    assert sorted(e["uuid"] for e in server.events) == sorted(returned)
+    assert len(_setup.pipelines()) == 1
+
+
+def test_module_options_changing_while_calls_run_lose_nothing_and_pile_nothing_up(server):
+    import threading
+
+    from posthog_otel import _setup
+
+    posthog_otel.api_key = API_KEY
+    posthog_otel.host = server.url
+    stop, returned = threading.Event(), []
+
+    def work():
+        while not stop.is_set():
+            returned.append(posthog_otel.set("u", {"n": len(returned)}))
+
+    thread = threading.Thread(target=work)
+    thread.start()
+    for timeout in range(5, 35):  # each change rebuilds the module's pipeline
+        posthog_otel.feature_flags_request_timeout_seconds = timeout
+        posthog_otel.set("u", {"changed": timeout})
+    stop.set()
+    thread.join()
+    assert posthog_otel.flush(10) and None not in returned
+    assert {e["uuid"] for e in server.events} >= set(returned)
+    slot = _setup._slots[_setup.current().logger_provider]
+    assert len(slot.processors) == 1  # one processor on the provider, not one per rebuild
+
+
+def test_the_routed_default_client_takes_the_modules_disabled_and_before_send(server):
+    client = posthog_otel.Posthog(API_KEY, host=server.url)
+    posthog_otel.default_client = client
+    posthog_otel.before_send = scrub
+    posthog_otel.set("u1", {"email": "jane@example.com", "plan": "pro"})
+    posthog_otel.disabled = True
+    assert posthog_otel.set("u1", {"late": True}) is None
+    posthog_otel.disabled = False
+    assert client.flush()
+    assert [e["$set"] for e in server.events] == [{"plan": "pro"}]
+    server.flags = {"beta": {"enabled": True}}
+    assert posthog_otel.feature_enabled("beta", "u1") is True  # the module's flag calls use it too
+    posthog_otel.default_client = None
+    client.shutdown()
+
+
+def test_hooks_given_to_a_disabled_client_apply_once_it_is_enabled(server):
+    client = posthog_otel.Posthog(API_KEY, host=server.url, disabled=True)
+    client.before_send = scrub
+    client.super_properties = {"app": "shop"}
+    client.disabled = False
+    client.set("u1", {"email": "jane@example.com", "plan": "pro"})
+    assert client.flush()
+    (event,) = server.events
+    assert event["$set"] == {"plan": "pro"} and event["properties"]["app"] == "shop"
+    assert client.before_send is scrub
+    client.shutdown()
+
+
+def test_a_module_hook_wins_over_the_environments(server, monkeypatch):
+    monkeypatch.setenv("POSTHOG_OTEL_BEFORE_SEND", "tests.test_posthog_compat:scrub")
+    pipeline = posthog_otel.configure(api_key=API_KEY, host=server.url)
+    posthog_otel.before_send = lambda event: None if event["event"] == "dropped_by_module" else event
+    posthog_otel.capture("u", "dropped_by_module")
+    posthog_otel.capture("u", "secret")  # the environment's hook would drop it: the module's is in effect
+    pipeline.flush()
+    assert [e["event"] for e in server.events] == ["secret"]
+
+
+def test_a_module_hook_after_a_configure_hook_is_said_to_be_overruled(server, caplog):
+    pipeline = posthog_otel.configure(api_key=API_KEY, host=server.url, before_send=scrub)
+    posthog_otel.before_send = lambda event: None
+    posthog_otel.capture("u", "kept")
+    pipeline.flush()
+    assert [e["event"] for e in server.events] == ["kept"]
+    assert "given its own before_send in code" in caplog.text
+
+
+def test_a_clients_contexts_capture_with_that_client(server):
+    module_project = posthog_otel.configure(api_key="phc_module_project_0123456789", host=server.url)
+    other = "phc_client_project_0123456789abc"
+    client = posthog_otel.Posthog(other, host=server.url)
+    with pytest.raises(ValueError):
+        with client.new_context(capture_exceptions=True):
+            client.identify_context("user-b")
+            raise ValueError("in the client's context")
+
+    @client.scoped(capture_exceptions=True)
+    def job():
+        raise KeyError("in the client's scoped function")
+
+    with pytest.raises(KeyError):
+        job()
+    assert client.flush() and module_project.flush()
+    assert [e["event"] for e in events_of(server, other)] == ["$exception", "$exception"]
+    assert events_of(server, "phc_module_project_0123456789") == []
+    client.shutdown()
+
+
+def test_on_error_that_flushes_does_not_stall_delivery(server, caplog):
+    calls = []
+
+    def on_error(error, batch):
+        calls.append(client.flush(5))  # on the exporter's own thread: returns at once
+
+    server.fail_next(Fault(status=400))
+    client = posthog_otel.Posthog(API_KEY, host=server.url, on_error=on_error, flush_interval=0.05)
+    client.capture("first", distinct_id="u")
+    client.flush(10)
+    client.capture("second", distinct_id="u")
+    assert client.flush(10) is True
+    assert calls == [False] and [e["event"] for e in server.events] == ["second"]
+    assert "returns at once" in caplog.text
+    client.shutdown()
+
+
+def test_a_client_passing_posthogs_defaults_does_not_undo_another_clients_process_wide_options(server):
+    from posthog_otel._exceptions import autocapture
+
+    a = posthog_otel.Posthog(API_KEY, host=server.url, enable_exception_autocapture=True)
+    b = posthog_otel.Posthog(API_KEY, host=server.url, enable_exception_autocapture=False, debug=False)
+    try:
+        assert autocapture.exception_autocapture_enabled()
+    finally:
+        posthog_otel.enable_exception_autocapture = False
+        a.shutdown()
+        b.shutdown()
+
+
+def test_a_refused_value_is_not_shown(server):
+    with pytest.raises(ValueError) as error:
+        posthog_otel.Posthog(API_KEY, host=server.url, flag_fallback_cache_url="redis://user:s3cret@cache:6379")
+    assert "s3cret" not in str(error.value) and "flag_fallback_cache_url" in str(error.value)
+
+
+def test_flush_and_setup_with_nothing_configured_count_no_drop():
+    """No operation was made, so none was dropped (whatever global provider an earlier test left)."""
+    posthog_otel.setup()
+    posthog_otel.flush(1)
+    assert posthog_otel.drop_counts() == {}

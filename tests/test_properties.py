@@ -270,5 +270,33 @@ def test_the_fast_walk_and_the_full_one_give_the_same_properties_and_the_same_dr
     _log.reset_diagnostics()
     full: dict = {}
     _properties._flatten_into(full, "", properties, "properties", 0, {id(properties)}, frozenset({"$set"}))
-    assert fast == full
+    assert _typed(fast) == _typed(full)  # equal, and of the same types (1 == True == 1.0 would hide one)
     assert fast_drops == _log.drop_counts()
+
+
+def _typed(value):
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    return (type(value).__name__, value)
+
+
+def _nested(depth, leaf):
+    for _ in range(depth):
+        leaf = {"k": leaf}
+    return leaf
+
+
+@pytest.mark.parametrize("depth", [18, 19, 20, 21])
+@pytest.mark.parametrize("leaf", [[1, 2], [], ("a",), [dt.datetime(2024, 1, 1)], {"a": [1]}], ids=repr)
+def test_the_two_walks_agree_at_the_depth_limit(depth, leaf):
+    """Found by review: a plain list at depth 20 was kept by the fast walk, dropped by the full one."""
+    properties = _nested(depth, {"leaf": leaf})
+    _log.reset_diagnostics()
+    fast = _properties.sanitize_properties(properties)
+    fast_drops = _log.drop_counts()
+    _log.reset_diagnostics()
+    full: dict = {}
+    _properties._flatten_into(full, "", properties, "properties", 0, {id(properties)})
+    assert _typed(fast) == _typed(full) and fast_drops == _log.drop_counts()

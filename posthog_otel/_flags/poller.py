@@ -27,6 +27,7 @@ import weakref
 from typing import Optional
 from urllib.parse import quote
 
+from .. import _config
 from .._config import redact
 from .._log import logger, warn_limited
 from .definitions import EMPTY, Definitions
@@ -112,7 +113,11 @@ class DefinitionsPoller:
             self._first_answer.set()
 
     def _poll(self) -> None:
-        url = "%s/flags/definitions?token=%s&send_cohorts" % (self.host, quote(self._project_key, safe=""))
+        host, project_key = self.host, self._project_key
+        redirect = _config.REDIRECT
+        if redirect is not None and host != redirect["host"]:  # the test fixture's local PostHog, while it runs
+            host, project_key = redirect["host"], redirect["api_key"]
+        url = "%s/flags/definitions?token=%s&send_cohorts" % (host, quote(project_key, safe=""))
         headers = {"Authorization": "Bearer %s" % self._personal_key}
         if self.etag:
             headers["If-None-Match"] = self.etag

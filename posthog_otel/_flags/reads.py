@@ -17,6 +17,7 @@ from __future__ import annotations
 from collections import abc
 from typing import Any, Dict, List, Mapping, Optional, Tuple
 
+from .._config import effective
 from .._context import current_scope, get_context_device_id
 from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
@@ -83,9 +84,10 @@ class Call:
         return Evaluation(definitions, self.person, self.groups, self.group_properties, self.device_id)
 
     def ask(self, flag_keys: Optional[List[str]]) -> RemoteAnswer:
-        body = request_body(self.service.settings, self.person, self.groups, self.person_properties,
+        settings = effective(self.service.settings)  # the test fixture's local PostHog, while it runs
+        body = request_body(settings, self.person, self.groups, self.person_properties,
                             self.group_properties, self.disable_geoip, self.device_id, flag_keys)  # fmt: skip
-        return ask(self.service.http, self.service.settings, body)
+        return ask(self.service.http, settings, body)
 
     def first_time(self, key: str, response: Any) -> bool:
         """Whether this read of ``key`` is to be reported (recorded as reported if so)."""

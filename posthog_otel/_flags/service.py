@@ -126,6 +126,11 @@ def current_service() -> Optional[FlagService]:
     chosen = _using.get()
     if chosen is not None:
         return chosen
+    from .. import _emit
+
+    routed = _emit.default._routed  # posthog_otel.default_client = Posthog(...): its flags, as its operations
+    if routed is not None:
+        return routed._flags
     source = _source()
     current = _current
     if current is not None and (current[0] is source or current[0] == source):
