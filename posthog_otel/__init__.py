@@ -23,7 +23,7 @@ from ._context import (
     set_context_session,
     tag,
 )
-from ._emit import alias, capture, capture_exception, group_identify, set, set_once
+from ._emit import alias, capture, capture_exception, group_identify, set, set_once, unset
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._hooks import DeliveryError
 from ._log import drop_counts
@@ -98,6 +98,7 @@ __all__ = [
     "setup",
     "shutdown",
     "tag",
+    "unset",
 ]
 
 #: Imported on first use (PEP 562): feature flags and the doctor bring asyncio, regular

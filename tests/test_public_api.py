@@ -17,6 +17,8 @@ EXPECTED = {
     "get_context_device_id",
     # error tracking (PostHog's names)
     "capture_exception",
+    # person properties removed (PostHog's $unset; posthog-node's unsetPersonProperties)
+    "unset",
 }  # fmt: skip
 
 
