@@ -25,6 +25,8 @@ from ._config import Settings, parse_callback, parse_hooks, parse_properties, re
 from ._emit import Operations, _Emitter
 from ._exporter import PostHogLogExporter
 from ._flags import api as _flags_api
+from ._flags import calls as _flags_calls
+from ._flags.overrides import Overrides
 from ._flags.service import FlagService, using
 from ._log import logger
 
@@ -58,6 +60,7 @@ class Client(Operations):
         self.settings = Settings.resolve(**{k: v for k, v in given.settings.items() if k not in _OBJECTS})
         self._flags = FlagService(self.settings, capture=self.capture)
         self._flags.disabled = lambda: self._emitter.disabled
+        self._flags.overrides = Overrides()  # override_feature_flags() on this client is its own
         switches = {"disabled": False, "send": True, **given.switches}
         if not self.settings.api_key:
             if not switches["disabled"]:
@@ -205,6 +208,11 @@ class Client(Operations):
     evaluate_flags = _with_flags(_flags_api.evaluate_flags)
     load_feature_flags = _with_flags(_flags_api.load_feature_flags)
     feature_flag_definitions = _with_flags(_flags_api.feature_flag_definitions)
+    get_feature_flag_result = _with_flags(_flags_calls.get_feature_flag_result)
+    get_remote_config_payload = _with_flags(_flags_calls.get_remote_config_payload)
+    get_feature_flag_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_evaluation_runtime)
+    get_feature_flag_keys_by_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_keys_by_evaluation_runtime)
+    override_feature_flags = _with_flags(_flags_calls.override_feature_flags)
 
 
 class Posthog(Client):

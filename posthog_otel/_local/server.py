@@ -14,6 +14,7 @@ import re
 import threading
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 from . import ui
 from .flags import LocalFlags
@@ -22,6 +23,7 @@ from .serving import BoundedHandler, BoundedHTTPServer, Limits
 from .store import Store, parse_timestamp
 
 BATCH_PATHS = ("/batch", "/batch/")
+_REMOTE_CONFIG = re.compile(r"/api/projects/@current/feature_flags/([^/]+)/remote_config/?")
 V1_PATH = "/i/v1/analytics/events"
 
 
@@ -231,6 +233,10 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
         def do_GET(self) -> None:  # noqa: N802
             if self.path.startswith("/flags/definitions"):
                 self.report(flags.handle_get(self), "flag definitions")
+                return
+            remote_config = _REMOTE_CONFIG.fullmatch(self.path.split("?", 1)[0])
+            if remote_config is not None:
+                self.report(flags.handle_remote_config(self, unquote(remote_config.group(1))), "remote config")
                 return
             if ui.serves(self.path):  # the web pages (ui.py)
                 self.report(ui.handle(self, store, flags), "page")
