@@ -57,6 +57,8 @@ __all__ = [
     "FeatureFlagResult",
     "Pipeline",
     "PostHogLogExporter",
+    "PostHogContextLogRecordProcessor",
+    "PostHogContextSpanProcessor",
     "PostHogLogRecordProcessor",
     "PostHogSpanExporter",
     "Posthog",
@@ -113,6 +115,8 @@ __all__ = [
 #: expressions and the flag evaluator, which an application that only sends operations
 #: should not pay for at start-up (``benchmarks/perf.py``, import time).
 _LAZY = {
+    "PostHogContextLogRecordProcessor": "._stamping",
+    "PostHogContextSpanProcessor": "._stamping",
     "Client": "._posthog",
     "Posthog": "._posthog",
     "doctor": "._doctor",
@@ -169,6 +173,7 @@ class _Package(types.ModuleType):
 if TYPE_CHECKING:
     from . import testing
     from ._doctor import doctor
+    from ._stamping import PostHogContextLogRecordProcessor, PostHogContextSpanProcessor
     from ._posthog import Client, Posthog
     from ._flags import (
         FeatureFlagEvaluationRuntime,

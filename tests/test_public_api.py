@@ -15,6 +15,8 @@ EXPECTED = {
     "FeatureFlagResult", "get_feature_flag_result", "get_feature_flag_result_async", "get_remote_config_payload",
     "FeatureFlagEvaluationRuntime", "get_feature_flag_evaluation_runtime", "get_feature_flag_keys_by_evaluation_runtime",
     "override_feature_flags",  # posthog-node's overrideFeatureFlags, for tests
+    # the context's person and session on the application's spans and log records
+    "PostHogContextSpanProcessor", "PostHogContextLogRecordProcessor",
     # PostHog's instance style, lifecycle and the rest of its context calls
     "Client", "Posthog", "DeliveryError", "flush", "join", "shutdown", "setup", "scoped", "set_context_device_id",
     "get_context_device_id",

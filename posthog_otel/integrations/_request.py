@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from opentelemetry import trace
 
-from .. import _context, _personless
+from .. import _context, _personless, _stamping
 from .._exceptions.capture import capture_escaping as _capture
 from .._exceptions.capture import escaping
 from .._guard import guarded
@@ -103,9 +103,14 @@ def capture_escaping(error: BaseException, source: str) -> None:
 
 
 def mark_span() -> None:
-    """``user.id`` / ``session.id`` on the current (server) span, so traces and persons line up."""
+    """``user.id`` / ``session.id`` on the current (server) span, so traces and persons line up;
+    with ``context_attributes`` on, every name its span processor writes (the server span started
+    before the request's context opened, so that processor did not see it)."""
     span = trace.get_current_span()
     if not span.is_recording():
+        return
+    if _stamping.installed(trace.get_tracer_provider()):
+        _stamping.enrich_current_span(span)
         return
     person, session = _context.get_context_distinct_id(), _context.get_context_session_id()
     if person:
