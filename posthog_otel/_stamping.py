@@ -247,7 +247,7 @@ def _add_first(provider: Any, processor: Any) -> None:
     """The SDK has no way to put a processor before those already added; its multi-processor
     keeps them in a tuple it replaces whole under its lock, and so do we. An SDK laid out
     otherwise gets the processor last, with a warning: records may leave without the person."""
-    multi = getattr(provider, "_multi_log_record_processor", None)
+    multi: Any = getattr(provider, "_multi_log_record_processor", None)
     lock = getattr(multi, "_lock", None)
     if isinstance(getattr(multi, "_log_record_processors", None), tuple) and lock is not None:
         with lock:
