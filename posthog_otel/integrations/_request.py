@@ -62,14 +62,16 @@ def request_tags(
 
 @guarded("request context")
 def begin(
-    person: Any, header: Callable[[str], Optional[str]], tags: Mapping[str, Any], tracing_headers: bool
+    person: Any, header: Callable[[str], Optional[str]], tags: Mapping[str, Any], tracing_headers: bool,
+    fresh: bool = False,
 ) -> Optional[_context.Opened]:
     """Open the request's context (None if that failed: said, counted, the request goes on).
 
     ``person`` is the callback's answer (None: none); ``header(name)`` reads a cleaned
-    request header, lower-case name.
+    request header, lower-case name; ``fresh`` opens it without the enclosing context's
+    person, session and tags (PostHog's Flask integration does).
     """
-    opened = _context.enter_scope()
+    opened = _context.enter_scope(fresh)
     try:
         session = None
         if tracing_headers:
