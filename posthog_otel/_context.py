@@ -107,8 +107,9 @@ def _scope_block(fresh: Any, capture_exceptions: Optional[bool], client: Any) ->
             _close_scope(opened)
 
 
-def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Callable[[F], F]:
-    """A decorator: each call of the function (or coroutine function) runs in ``new_context()``."""
+def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None, client: Any = None) -> Callable[[F], F]:
+    """A decorator: each call of the function (or coroutine function) runs in ``new_context()``
+    (with ``client``, PostHog's ``client.scoped()``)."""
 
     def decorate(function: F) -> F:
         import inspect  # here: the operations' import does not pay for it
@@ -117,14 +118,14 @@ def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Ca
 
             @functools.wraps(function)
             async def run_async(*args: Any, **kwargs: Any) -> Any:
-                with new_context(fresh, capture_exceptions):
+                with new_context(fresh, capture_exceptions, client):
                     return await function(*args, **kwargs)
 
             return run_async  # type: ignore[return-value]
 
         @functools.wraps(function)
         def run(*args: Any, **kwargs: Any) -> Any:
-            with new_context(fresh, capture_exceptions):
+            with new_context(fresh, capture_exceptions, client):
                 return function(*args, **kwargs)
 
         return run  # type: ignore[return-value]

@@ -190,8 +190,14 @@ class Client(Operations):
 
     # --- contexts (OpenTelemetry's context, shared by every client, as PostHog's are) ---------
 
-    new_context = staticmethod(_context.new_context)
-    scoped = staticmethod(_context.scoped)
+    def new_context(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Any:
+        """PostHog's ``client.new_context()``: a context whose escaping exception this client sends."""
+        return _context.new_context(fresh, capture_exceptions, client=self)
+
+    def scoped(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Callable[[F], F]:
+        """PostHog's ``client.scoped()``: ``new_context`` of this client around each call."""
+        return _context.scoped(fresh, capture_exceptions, client=self)
+
     identify_context = staticmethod(_context.identify_context)
     set_context_session = staticmethod(_context.set_context_session)
     set_context_device_id = staticmethod(_context.set_context_device_id)
