@@ -72,17 +72,18 @@ def context_attributes(
         person = None
     if person is None and session is None and not (tags and scope is not None):
         return {}
-    existing = existing or {}
+    # The names present, read once: the SDK's attribute mappings take a lock per look-up.
+    present: Any = existing.keys() if type(existing) is dict else (set(existing) if existing else ())
     extra: Dict[str, Any] = {}
     if tags:
         for key, value in _context.tags_of(scope).items():
             converted = attribute_value(value)
-            if converted is not None and key not in existing:
+            if converted is not None and key not in present:
                 extra[key] = converted
-    if person and not any(key in existing for key in PERSON_CLAIMS):
+    if person and PERSON_CLAIMS.isdisjoint(present):
         for key in person_keys:
             extra[key] = person
-    if session and not any(key in existing for key in SESSION_CLAIMS):
+    if session and SESSION_CLAIMS.isdisjoint(present):
         for key in session_keys:
             extra[key] = session
     return extra
@@ -156,7 +157,7 @@ class PostHogContextLogRecordProcessor(LogRecordProcessor):
             extra = context_attributes(getattr(record, "context", None), attributes, self.tags, self.person_keys,
                                        self.session_keys)  # fmt: skip
             if extra:
-                _add_to_record(record, attributes, extra)
+                _add_to_record(log_record, record, attributes, extra)
         except Exception:
             _failed("log record")
 
@@ -180,12 +181,17 @@ def _fits(span: Any, attributes: Any, extra: Dict[str, Any]) -> bool:
     return True
 
 
-def _add_to_record(record: Any, attributes: Any, extra: Dict[str, Any]) -> None:
-    try:
-        for key, value in extra.items():
-            attributes[key] = value
-    except TypeError:  # an SDK whose record attributes are immutable: a new mapping in their place
-        record.attributes = {**(attributes or {}), **extra}
+def _add_to_record(log_record: Any, record: Any, attributes: Any, extra: Dict[str, Any]) -> None:
+    """One new mapping with the additions, in place of the record's: setting six keys one by one
+    on the SDK's locked, validating mapping costs ten times as much (``benchmarks/stamping.py``).
+    Our values are text already; a record at its attribute limit is left alone (counted), as a
+    span is, rather than have its own attributes evicted."""
+    limit = getattr(getattr(log_record, "limits", None), "max_log_record_attributes", None)
+    if isinstance(limit, int) and len(attributes or ()) + len(extra) > limit:
+        count_drop("context_attributes_limit")
+        return
+    copy = getattr(attributes, "copy", None)  # the SDK's mapping copies its dict under one lock
+    record.attributes = {**(copy() if callable(copy) else (attributes or {})), **extra}
 
 
 def _failed(what: str) -> None:

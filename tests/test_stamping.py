@@ -128,7 +128,7 @@ def test_tags_are_added_only_when_asked(logs):
         logger.emit(body="x")
         provider.get_logger("app").emit(body="x")
     assert record_attributes(exported) == [{}]
-    assert record_attributes(with_tags) == [{"plan": "pro", "seats": (1, 2), "nested": '{"a": {"b": 1}}'}]
+    assert record_attributes(with_tags) == [{"plan": "pro", "seats": [1, 2], "nested": '{"a": {"b": 1}}'}]
     provider.shutdown()
 
 
