@@ -342,6 +342,13 @@ class Settings:
         "incoming baggage's for operations without a person. Off: baggage travels in request headers, "
         "and a caller could name any person. Read where operations are emitted.",
     )
+    flag_evaluation_events: bool = setting(
+        False,
+        "POSTHOG_OTEL_FLAG_EVALUATION_EVENTS",
+        parse=parse_bool,
+        doc="Each flag read adds OpenTelemetry's `feature_flag.evaluation` event (key, value, variant, "
+        "reason, provider, error) to the current span.",
+    )
     context_attributes: bool = setting(
         False,
         "POSTHOG_OTEL_CONTEXT_ATTRIBUTES",

@@ -268,3 +268,48 @@ def test_every_flag_call_returns_within_flags_timeout_when_posthog_never_answers
         took = time.monotonic() - started
         assert took < TIMEOUT + SLACK, "%s took %.2fs" % (name, took)
         assert answer in (None, False, {}, []) or name == "snapshot", (name, answer)
+
+
+# --- flag reads as OpenTelemetry data -----------------------------------------------------------
+
+
+def test_flag_reads_add_the_semantic_conventions_event_to_the_current_span(local_posthog, monkeypatch):
+    from opentelemetry import trace
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    tracers = TracerProvider()
+    exported = InMemorySpanExporter()
+    tracers.add_span_processor(SimpleSpanProcessor(exported))
+    monkeypatch.setattr(trace, "_TRACER_PROVIDER", tracers)
+    client = posthog_otel.Posthog(API_KEY, host=local_posthog.url, personal_api_key=PERSONAL_KEY,
+                                  flag_evaluation_events=True, flush_interval=0.05)  # fmt: skip
+    quiet = posthog_otel.Posthog(API_KEY, host=local_posthog.url, personal_api_key=PERSONAL_KEY, flush_interval=0.05)
+    try:
+        assert client.load_feature_flags()
+        client.override_feature_flags({"pinned": True})
+        with tracers.get_tracer("app").start_as_current_span("request"):
+            client.get_feature_flag("checkout", "u1")
+            client.feature_enabled("beta", "u1", person_properties={"plan": "free"})
+            client.get_feature_flag_result("no-such-flag", "u1", only_evaluate_locally=True)
+            client.get_feature_flag("pinned", "u1")
+            client.evaluate_flags("u1").get_flag("checkout")
+            quiet.get_feature_flag("checkout", "u1")  # the switch is off there
+        client.get_feature_flag("checkout", "u2")  # no span: nothing to add to
+    finally:
+        client.shutdown()
+        quiet.shutdown()
+    (span,) = exported.get_finished_spans()
+    events = [dict(e.attributes) for e in span.events]
+    assert [e.name for e in span.events] == ["feature_flag.evaluation"] * 5
+    provider = {"feature_flag.provider.name": "PostHog"}
+    assert events == [
+        {"feature_flag.key": "checkout", **provider, "feature_flag.result.value": "test",
+         "feature_flag.result.variant": "test", "feature_flag.result.reason": "split"},
+        {"feature_flag.key": "beta", **provider, "feature_flag.result.value": False, "feature_flag.result.reason": "default"},
+        {"feature_flag.key": "no-such-flag", **provider, "error.type": "flag_not_found", "feature_flag.result.reason": "error"},
+        {"feature_flag.key": "pinned", **provider, "feature_flag.result.value": True, "feature_flag.result.reason": "static"},
+        {"feature_flag.key": "checkout", **provider, "feature_flag.result.value": "test",
+         "feature_flag.result.variant": "test", "feature_flag.result.reason": "split"},
+    ]  # fmt: skip

@@ -22,7 +22,8 @@ from .._guard import failed
 from .._log import count_drop, warn_limited
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
-from .service import FlagService, calls_disabled, current_service, overrides_in_effect
+from . import otel_events
+from .service import FlagService, calls_disabled, current_service, overrides_in_effect, service_in_use
 from .snapshot import FeatureFlagEvaluations
 
 FlagValue = Union[bool, str]
@@ -122,6 +123,9 @@ def _flag_read(key: str, distinct_id: Any, groups: Groups, person_properties: Pr
 def _finish_flag(read: FlagRead, send_feature_flag_events: bool) -> FlagRead:
     if send_feature_flag_events:
         read.report()
+    if otel_events.wanted(read.call.service):
+        missing = read.value is None and read.flag is None and read.answer is None  # in no definition, not asked
+        otel_events.evaluated(read.key, read.value, otel_events.reason_of(read), read.error or ("flag_missing" if missing else None))
     return read
 
 
@@ -157,7 +161,10 @@ def overridden_flag(key: Any) -> Any:
         return False, None
     overridden, value = overrides.flag(key)
     if overridden:
-        return True, None if calls_disabled() else value
+        value = None if calls_disabled() else value
+        if otel_events.wanted(service_in_use()):
+            otel_events.evaluated(key, value, "static")
+        return True, value
     return False, None
 
 

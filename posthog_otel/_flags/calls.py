@@ -18,7 +18,7 @@ from typing import Any, List, Optional
 from urllib.parse import quote
 
 from .._log import warn_limited
-from .api import GroupProperties, Groups, Properties, _drive, _drive_async, _flag_read, _never_raises
+from .api import GroupProperties, Groups, Properties, _drive, _drive_async, _finish_flag, _flag_read, _never_raises
 from .api import overridden_flag, overridden_payload
 from .http import HttpFailure
 from .reads import FlagRead
@@ -68,9 +68,7 @@ async def get_feature_flag_result_async(
 
 
 def _result(read: FlagRead, send_feature_flag_events: bool) -> Optional[FeatureFlagResult]:
-    if send_feature_flag_events:
-        read.report()
-    return read.result()
+    return _finish_flag(read, send_feature_flag_events).result()
 
 
 def _overridden_result(key: Any) -> Optional[List[Optional[FeatureFlagResult]]]:

@@ -21,6 +21,7 @@ from .._context import current_scope, get_context_device_id
 from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
 from .definitions import Definitions, Flag
+from . import otel_events
 from .errors import Reason, Undecidable
 from .evaluator import Evaluation
 from .events import called_properties, send
@@ -397,6 +398,8 @@ class SnapshotRead:
 def _reporter(service: FlagService) -> Any:
     def report(person, key, response, properties, groups, disable_geoip, has_experiment):
         report_read(service, person, key, response, properties, groups, disable_geoip, has_experiment)
+        if otel_events.wanted(service):
+            otel_events.evaluated(key, response, None, properties.get("$feature_flag_error"))
 
     return report
 

@@ -131,6 +131,15 @@ def overrides_in_effect() -> Overrides:
     return chosen.overrides if chosen is not None else MODULE_OVERRIDES
 
 
+def service_in_use() -> Optional[FlagService]:
+    """The service the flag calls here would use, if one is built already (never builds one)."""
+    chosen = _using.get()
+    if chosen is not None:
+        return chosen
+    current = _current
+    return current[1] if current is not None else None
+
+
 def calls_disabled() -> bool:
     """PostHog's ``disabled`` for the flag calls here: a Client's, else the module's."""
     chosen = _using.get()
