@@ -23,7 +23,7 @@ from ._context import (
     set_context_session,
     tag,
 )
-from ._emit import alias, capture, capture_exception, group_identify, set, set_once
+from ._emit import alias, capture, capture_exception, group_identify, set, set_once, unset
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._hooks import DeliveryError
 from ._log import drop_counts
@@ -52,12 +52,16 @@ globals().update({o.name: o.default for o in _options.OPTIONS if o.module and o.
 __all__ = [
     "Client",
     "DeliveryError",
+    "FeatureFlagEvaluationRuntime",
     "FeatureFlagEvaluations",
+    "FeatureFlagResult",
     "Pipeline",
-    "Posthog",
     "PostHogLogExporter",
+    "PostHogContextLogRecordProcessor",
+    "PostHogContextSpanProcessor",
     "PostHogLogRecordProcessor",
     "PostHogSpanExporter",
+    "Posthog",
     "RetryPolicy",
     "Settings",
     "__version__",
@@ -69,27 +73,33 @@ __all__ = [
     "drop_counts",
     "evaluate_flags",
     "evaluate_flags_async",
-    "flush",
     "feature_enabled",
     "feature_enabled_async",
     "feature_flag_definitions",
+    "flush",
     "get_all_flags",
     "get_all_flags_and_payloads",
     "get_all_flags_and_payloads_async",
     "get_all_flags_async",
-    "get_feature_flag",
-    "get_feature_flag_async",
-    "get_feature_flag_payload",
-    "get_feature_flag_payload_async",
     "get_context_device_id",
     "get_context_distinct_id",
     "get_context_session_id",
+    "get_feature_flag",
+    "get_feature_flag_async",
+    "get_feature_flag_evaluation_runtime",
+    "get_feature_flag_keys_by_evaluation_runtime",
+    "get_feature_flag_payload",
+    "get_feature_flag_payload_async",
+    "get_feature_flag_result",
+    "get_feature_flag_result_async",
+    "get_remote_config_payload",
     "get_tags",
     "group_identify",
     "identify_context",
     "join",
     "load_feature_flags",
     "new_context",
+    "override_feature_flags",
     "scoped",
     "set",
     "set_context_device_id",
@@ -98,12 +108,15 @@ __all__ = [
     "setup",
     "shutdown",
     "tag",
+    "unset",
 ]
 
 #: Imported on first use (PEP 562): feature flags and the doctor bring asyncio, regular
 #: expressions and the flag evaluator, which an application that only sends operations
 #: should not pay for at start-up (``benchmarks/perf.py``, import time).
 _LAZY = {
+    "PostHogContextLogRecordProcessor": "._stamping",
+    "PostHogContextSpanProcessor": "._stamping",
     "Client": "._posthog",
     "Posthog": "._posthog",
     "doctor": "._doctor",
@@ -122,17 +135,20 @@ _LAZY = {
     "get_feature_flag_async": "._flags",
     "get_feature_flag_payload": "._flags",
     "get_feature_flag_payload_async": "._flags",
+    "FeatureFlagEvaluationRuntime": "._flags",
+    "FeatureFlagResult": "._flags",
+    "get_feature_flag_result_async": "._flags",
+    "override_feature_flags": "._flags",
     "load_feature_flags": "._flags",
+    "get_feature_flag_evaluation_runtime": "._flags",
+    "get_feature_flag_keys_by_evaluation_runtime": "._flags",
+    "get_feature_flag_result": "._flags",
+    "get_remote_config_payload": "._flags",
 }
 
 #: PostHog calls posthog-otel does not have: reaching for one says why, and what to use.
 _NOT_HERE = {
     "capture_ai": "PostHog's AI capture lane is not in posthog-otel; capture() the $ai_* events instead",
-    "get_feature_flag_result": "not in posthog-otel yet; get_feature_flag() and get_feature_flag_payload() answer the "
-    "same questions",
-    "get_remote_config_payload": "remote config payloads are not in posthog-otel yet",
-    "get_feature_flag_evaluation_runtime": "evaluation runtimes are not in posthog-otel",
-    "get_feature_flag_keys_by_evaluation_runtime": "evaluation runtimes are not in posthog-otel",
     "start_span": "trace with OpenTelemetry's own tracer (opentelemetry.trace.get_tracer(...).start_as_current_span)",
     "get_active_span": "use opentelemetry.trace.get_current_span()",
     "AsyncPosthog": "not in posthog-otel: the operations never block, and the flag calls have *_async twins",
@@ -157,9 +173,18 @@ class _Package(types.ModuleType):
 if TYPE_CHECKING:
     from . import testing
     from ._doctor import doctor
+    from ._stamping import PostHogContextLogRecordProcessor, PostHogContextSpanProcessor
     from ._posthog import Client, Posthog
     from ._flags import (
+        FeatureFlagEvaluationRuntime,
         FeatureFlagEvaluations,
+        FeatureFlagResult,
+        get_feature_flag_evaluation_runtime,
+        get_feature_flag_keys_by_evaluation_runtime,
+        get_feature_flag_result,
+        get_feature_flag_result_async,
+        get_remote_config_payload,
+        override_feature_flags,
         evaluate_flags,
         evaluate_flags_async,
         feature_enabled,

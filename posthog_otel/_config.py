@@ -362,6 +362,27 @@ class Settings:
         "incoming baggage's for operations without a person. Off: baggage travels in request headers, "
         "and a caller could name any person. Read where operations are emitted.",
     )
+    flag_evaluation_events: bool = setting(
+        False,
+        "POSTHOG_OTEL_FLAG_EVALUATION_EVENTS",
+        parse=parse_bool,
+        doc="Each flag read adds OpenTelemetry's `feature_flag.evaluation` event (key, value, variant, "
+        "reason, provider, error) to the current span.",
+    )
+    context_attributes: bool = setting(
+        False,
+        "POSTHOG_OTEL_CONTEXT_ATTRIBUTES",
+        parse=parse_bool,
+        doc="Put the context's person and session on every span and log record the application emits "
+        "(`posthogDistinctId`, `user.id`, `posthog.distinct_id`, `sessionId`, `session.id`, `$session_id`): "
+        "the global TracerProvider and LoggerProvider get PostHog's context processors.",
+    )
+    context_attribute_tags: bool = setting(
+        False,
+        "POSTHOG_OTEL_CONTEXT_ATTRIBUTE_TAGS",
+        parse=parse_bool,
+        doc="With `context_attributes`, the context's tags too.",
+    )
     capture_exceptions: bool = setting(
         False,
         "POSTHOG_OTEL_CAPTURE_EXCEPTIONS",

@@ -108,7 +108,8 @@ def _scope_block(fresh: Any, capture_exceptions: Optional[bool], client: Any) ->
 
 
 def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None, client: Any = None) -> Callable[[F], F]:
-    """A decorator: each call of the function (or coroutine function) runs in ``new_context()``."""
+    """A decorator: each call of the function (or coroutine function) runs in ``new_context()``
+    (with ``client``, PostHog's ``client.scoped()``)."""
 
     def decorate(function: F) -> F:
         import inspect  # here: the operations' import does not pay for it

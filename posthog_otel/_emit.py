@@ -292,6 +292,25 @@ class Operations:
             self._emitter, schema.SET_ONCE, "set_once", distinct_id, properties, timestamp, uuid, disable_geoip
         )
 
+    @guarded("unset")
+    def unset(
+        self,
+        distinct_id: Any = None,
+        properties: Any = None,
+        timestamp: Timestamp = None,
+        uuid: Any = None,
+        disable_geoip: Optional[bool] = None,
+    ) -> Optional[str]:
+        """Remove properties from a person (PostHog's ``$unset``; posthog-node's ``unsetPersonProperties``).
+
+        ``unset('user123', ['plan', 'email'])``, ``unset('user123', 'plan')``, or ``unset(['plan'])``
+        for the context's person. Returns the uuid, or None when nothing was sent (no distinct
+        id, no usable names).
+        """
+        from ._unset import unset
+
+        return unset(self._emitter, distinct_id, properties, timestamp, uuid, disable_geoip)
+
     @guarded("group_identify")
     def group_identify(
         self,
@@ -469,6 +488,7 @@ group_identify = default.group_identify
 alias = default.alias
 capture = default.capture
 capture_exception = default.capture_exception
+unset = default.unset
 
 
 # --- shared steps -----------------------------------------------------------------------

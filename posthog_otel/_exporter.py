@@ -111,6 +111,10 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         self._emitter.exporter_opened(self.settings)
         self._open = True
         _log_exporters.add(self)
+        if self.settings.context_attributes:  # opentelemetry-instrument's road: the providers are set by now
+            from . import _stamping
+
+            _stamping.install(tags=self.settings.context_attribute_tags, quiet=True)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
         ok = self._hand_off(batch)

@@ -132,6 +132,37 @@ def _person_update(key: str) -> Callable[..., Tuple[Dict[str, Any], Dict[str, An
     return build
 
 
+def _unset(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+    """``$set`` with ``properties.$unset``: the names, as posthog-node sends them. The body is the
+    list of names; a map body (a span event's properties) names them by its keys."""
+    person = _distinct_id(operation)
+    if person is None:
+        raise Skipped("no_distinct_id", "posthog.unset without a distinct id")
+    names = unset_names(operation.body)
+    if not names:
+        raise Skipped("no_properties", "posthog.unset without property names")
+    return {"event": "$set", "distinct_id": person}, {"$unset": names}
+
+
+def unset_names(body: Any) -> List[str]:
+    """The property names of an unset: text and not blank, in order (posthog-node's rule). What is
+    not text is left out (the emit side has already said so for our own records)."""
+    if _is_map(body):
+        body = list(body.keys())
+    elif isinstance(body, str):
+        body = [body]
+    elif not isinstance(body, (list, tuple)):
+        return []
+    names: List[str] = []
+    for name in body:
+        if isinstance(name, str) and name.strip():
+            try:
+                names.append(as_text(name))
+            except Unusable:
+                continue
+    return names
+
+
 def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
     group_type = attributes.get(schema.GROUP_TYPE)
     group_key = attributes.get(schema.GROUP_KEY)
@@ -206,6 +237,7 @@ def _event(name: str, operation: Operation, attributes: Mapping[str, Any], prope
 _BUILDERS = {
     schema.SET: _person_update("set"),
     schema.SET_ONCE: _person_update("set_once"),
+    schema.UNSET: _unset,
     schema.GROUP_IDENTIFY: _group_identify,
     schema.ALIAS: _alias,
     schema.CAPTURE: _capture,

@@ -25,6 +25,8 @@ from ._config import Settings, parse_callback, parse_hooks, parse_properties, re
 from ._emit import Operations, _Emitter
 from ._exporter import PostHogLogExporter, hooks_for
 from ._flags import api as _flags_api
+from ._flags import calls as _flags_calls
+from ._flags.overrides import Overrides
 from ._flags.service import FlagService, using
 from ._log import logger
 
@@ -60,6 +62,7 @@ class Client(Operations):
         self.hooks = hooks_for(self.settings, given.settings, None)
         self._flags = FlagService(self.settings, capture=self.capture)
         self._flags.disabled = lambda: self._emitter.disabled
+        self._flags.overrides = Overrides()  # override_feature_flags() on this client is its own
         # Options that are the process's, not the client's (logging, exception hooks and limits): a
         # client passing PostHog's default must not undo what another client or the module set.
         switches = {"disabled": False, "send": True, **{
@@ -194,11 +197,11 @@ class Client(Operations):
     # --- contexts (OpenTelemetry's context, shared by every client, as PostHog's are) ---------
 
     def new_context(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Any:
-        """``posthog_otel.new_context`` whose escaping exceptions this client captures (PostHog's)."""
+        """PostHog's ``client.new_context()``: a context whose escaping exception this client sends."""
         return _context.new_context(fresh, capture_exceptions, client=self)
 
-    def scoped(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Any:
-        """``posthog_otel.scoped`` whose escaping exceptions this client captures (PostHog's)."""
+    def scoped(self, fresh: bool = False, capture_exceptions: Optional[bool] = None) -> Callable[[F], F]:
+        """PostHog's ``client.scoped()``: ``new_context`` of this client around each call."""
         return _context.scoped(fresh, capture_exceptions, client=self)
 
     identify_context = staticmethod(_context.identify_context)
@@ -217,6 +220,11 @@ class Client(Operations):
     evaluate_flags = _with_flags(_flags_api.evaluate_flags)
     load_feature_flags = _with_flags(_flags_api.load_feature_flags)
     feature_flag_definitions = _with_flags(_flags_api.feature_flag_definitions)
+    get_feature_flag_result = _with_flags(_flags_calls.get_feature_flag_result)
+    get_remote_config_payload = _with_flags(_flags_calls.get_remote_config_payload)
+    get_feature_flag_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_evaluation_runtime)
+    get_feature_flag_keys_by_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_keys_by_evaluation_runtime)
+    override_feature_flags = _with_flags(_flags_calls.override_feature_flags)
 
 
 class Posthog(Client):

@@ -20,12 +20,15 @@ SET: Final = "posthog.set"
 SET_ONCE: Final = "posthog.set_once"
 GROUP_IDENTIFY: Final = "posthog.group_identify"
 ALIAS: Final = "posthog.alias"
+#: Remove person properties (PostHog's ``$unset``, sent as a ``$set`` event, as posthog-node's
+#: ``unsetPersonProperties`` sends it). The body is the list of property names.
+UNSET: Final = "posthog.unset"
 CAPTURE: Final = "posthog.capture"
 #: An exception for PostHog error tracking (``$exception``): ``capture_exception()``'s records,
 #: and what the exporters make of OpenTelemetry's own exception records.
 EXCEPTION: Final = "posthog.exception"
 
-OPERATIONS: Final = frozenset({SET, SET_ONCE, GROUP_IDENTIFY, ALIAS, CAPTURE, EXCEPTION})
+OPERATIONS: Final = frozenset({SET, SET_ONCE, UNSET, GROUP_IDENTIFY, ALIAS, CAPTURE, EXCEPTION})
 
 # --- attributes -------------------------------------------------------------------
 

@@ -211,6 +211,10 @@ def configure(
         previous = _current
         provider = _choose_provider(logger_provider)
         pipeline = build(provider, exporter, batch, arguments, generation)
+        if exporter.settings.context_attributes:  # after the provider exists (configure() may have made it)
+            from . import _stamping
+
+            _stamping.install(provider, tags=exporter.settings.context_attribute_tags)
         _emit.emitter.bind(provider)
         if previous is not None:
             previous.processor.detach()

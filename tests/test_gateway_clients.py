@@ -7,11 +7,9 @@ Then SIGTERM, several workers, and several gateways behind routing by person."""
 from __future__ import annotations
 
 import datetime as dt
-import fcntl
 import gzip
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -24,10 +22,10 @@ from opentelemetry.sdk._logs import LoggerProvider
 import posthog_otel
 
 from .gateway_support import KEY, GatewayProcess
+from .node_support import NODE, node_modules
 from .support import CaptureServer, Fault, child_env
 
 APPS = Path(__file__).parent / "apps"
-NODE = Path(__file__).parent / "node"
 SCHEMA_RECORDS = APPS / "schema_records.json"
 #: What only one road adds: the library's name and version, and the sending process's own system.
 LIBRARY_FIELDS = {"$lib", "$lib_version", "$python_runtime", "$python_version", "$os", "$os_version", "$os_distro"}
@@ -80,22 +78,6 @@ def test_python_otlp_exporter_sends_every_operation(gateway, server, tmp_path):
     received = server.wait_for_events(5)
     assert [e["properties"]["$lib"] for e in received] == ["posthog-otel-gateway"] * 5
     assert without_library_fields(received) == without_library_fields(direct_events(tmp_path))
-
-
-def node_modules() -> Path:
-    """The Node client's packages (tests/node/package-lock.json), installed once; a skip where
-    Node or npm is missing, or the registry cannot be reached."""
-    if not (shutil.which("node") and shutil.which("npm")):
-        pytest.skip("Node.js and npm are not installed")
-    installed = NODE / "node_modules" / "@opentelemetry" / "exporter-logs-otlp-http"
-    with open(NODE / "package.json") as lock_file:
-        fcntl.flock(lock_file, fcntl.LOCK_EX)  # pytest-xdist workers: one npm at a time
-        if not installed.exists():
-            done = subprocess.run(["npm", "ci", "--no-audit", "--no-fund", "--loglevel=error"], cwd=str(NODE),
-                                  capture_output=True, text=True, timeout=600)  # fmt: skip
-            if done.returncode != 0:
-                pytest.skip("npm ci failed (no registry?): %s" % done.stderr.strip()[-300:])
-    return installed
 
 
 def test_node_sdk_sends_every_operation(gateway, server, tmp_path):

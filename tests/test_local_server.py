@@ -558,3 +558,34 @@ def test_inflate_copies_a_bounded_slice_per_member():
     finally:
         module.zlib.decompressobj = original
     assert max(seen) <= module._FEED
+
+
+@pytest.mark.parametrize(
+    "where",
+    [
+        lambda s: {"event": "e", "distinct_id": s},
+        lambda s: {"event": "e", "distinct_id": "u", "properties": {"$groups": {"company": s}}},
+        lambda s: {"event": "$groupidentify", "distinct_id": "u", "properties": {"$group_type": "company", "$group_key": s}},
+        lambda s: {"event": "e", "distinct_id": "u", "properties": {s: 1}},
+        lambda s: {"event": s, "distinct_id": "u"},
+        lambda s: {"event": "$set", "distinct_id": "u", "$set": {"name": [s]}},
+    ],
+)
+@pytest.mark.parametrize("escape", ["\\ud800", "\\udfff", "x\\udbffy", "\\ude00\\ud83d"])
+def test_a_lone_surrogate_anywhere_is_answered_400_as_posthog_does(local, store, where, escape):
+    """A raw client's ``"\\ud800"`` is text Python decodes and SQLite cannot store (it was a 500);
+    PostHog's capture refuses the body as invalid JSON."""
+    body = json.dumps({"api_key": KEY, "batch": [where("SURROGATE")]}).replace("SURROGATE", escape)
+    for path in ("/batch/", "/flags/?v=4"):
+        response = requests.post(local.url + path, data=body.encode(), timeout=5)
+        assert response.status_code == 400, (path, response.text)
+        assert "lone UTF-16 surrogate" in response.json()["error"]
+    assert store.events() == []
+    still_serving(local)
+
+
+def test_paired_surrogate_escapes_are_text_and_stored(local, store):
+    body = json.dumps({"api_key": KEY, "batch": [ev("e", "\U0001f600 \\ud800")]}, ensure_ascii=True)
+    assert "\\ud83d\\ude00" in body
+    assert requests.post(local.url + "/batch/", data=body.encode(), timeout=5).status_code == 200
+    assert [e["distinct_id"] for e in store.events()] == ["\U0001f600 \\ud800"]

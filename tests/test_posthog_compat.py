@@ -383,8 +383,8 @@ def test_a_bad_value_is_refused_on_the_assigning_line():
 
 
 def test_a_posthog_call_we_lack_says_why_when_reached_for():
-    with pytest.raises(AttributeError, match="get_remote_config_payload: remote config"):
-        posthog_otel.get_remote_config_payload  # noqa: B018
+    with pytest.raises(AttributeError, match="capture_ai: PostHog's AI capture lane"):
+        posthog_otel.capture_ai  # noqa: B018
 
 
 def test_thread_has_no_effect_and_says_so(server, caplog):

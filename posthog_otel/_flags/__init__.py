@@ -3,7 +3,8 @@
 The calls are in ``api``; how a flag is decided in ``evaluator`` (with ``properties``,
 ``regex``, ``dates``, ``semver``); definitions are read in ``definitions`` and kept fresh
 by ``poller``; ``remote`` asks ``/flags``; ``events`` reports ``$feature_flag_called``;
-``snapshot`` is what ``evaluate_flags`` returns; ``cli`` is ``posthog-otel flags``.
+``snapshot`` is what ``evaluate_flags`` returns; ``calls`` holds PostHog 7.x's newer calls
+(``results`` their types) and the overrides (``overrides``); ``cli`` is ``posthog-otel flags``.
 """
 
 from .api import (
@@ -22,10 +23,21 @@ from .api import (
     get_feature_flag_payload_async,
     load_feature_flags,
 )
+from .calls import (
+    get_feature_flag_evaluation_runtime,
+    get_feature_flag_keys_by_evaluation_runtime,
+    get_feature_flag_result,
+    get_feature_flag_result_async,
+    get_remote_config_payload,
+    override_feature_flags,
+)
+from .results import FeatureFlagEvaluationRuntime, FeatureFlagResult
 from .snapshot import FeatureFlagEvaluations
 
 __all__ = [
+    "FeatureFlagEvaluationRuntime",
     "FeatureFlagEvaluations",
+    "FeatureFlagResult",
     "evaluate_flags",
     "evaluate_flags_async",
     "feature_enabled",
@@ -37,7 +49,13 @@ __all__ = [
     "get_all_flags_async",
     "get_feature_flag",
     "get_feature_flag_async",
+    "get_feature_flag_evaluation_runtime",
+    "get_feature_flag_keys_by_evaluation_runtime",
     "get_feature_flag_payload",
     "get_feature_flag_payload_async",
+    "get_feature_flag_result",
+    "get_feature_flag_result_async",
+    "get_remote_config_payload",
     "load_feature_flags",
+    "override_feature_flags",
 ]

@@ -15,13 +15,15 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
-from .service import FlagService, current_service
+from . import otel_events
+from .service import FlagService, calls_disabled, current_service, overrides_in_effect, service_in_use
 from .snapshot import FeatureFlagEvaluations
 
 FlagValue = Union[bool, str]
@@ -62,35 +64,41 @@ def _failed(function: Callable[..., Any], args: Any, kwargs: Any, error: Excepti
 # --- the shared drive: local, then /flags -----------------------------------------------------
 
 
-def _definitions(service: FlagService) -> Optional[Definitions]:
+def _definitions(service: FlagService, deadline: float) -> Optional[Definitions]:
     definitions = service.definitions()
     if definitions is None and service.first_load_pending():
-        definitions = service.wait_for_first_load()
+        definitions = service.wait_for_first_load(deadline)
     return definitions
 
 
-async def _definitions_async(service: FlagService) -> Optional[Definitions]:
+async def _definitions_async(service: FlagService, deadline: float) -> Optional[Definitions]:
     definitions = service.definitions()
     if definitions is None and service.first_load_pending():
-        definitions = await asyncio.to_thread(service.wait_for_first_load)
+        definitions = await asyncio.to_thread(service.wait_for_first_load, deadline)
     return definitions
 
 
 def _drive(read: Any, only_evaluate_locally: bool) -> Any:
-    definitions = _definitions(read.call.service)
+    """Local first, ``/flags`` for the rest, within one deadline (``flags_timeout``) for the whole
+    read: waiting for the first definitions and asking PostHog share it."""
+    service = read.call.service
+    deadline = time.monotonic() + service.settings.flags_timeout
+    definitions = _definitions(service, deadline)
     if not read.local(definitions):
         if not only_evaluate_locally:
-            read.remote()
+            read.remote(deadline if definitions is None else None)
         elif definitions is None:
             _not_loaded()
     return read
 
 
 async def _drive_async(read: Any, only_evaluate_locally: bool) -> Any:
-    definitions = await _definitions_async(read.call.service)
+    service = read.call.service
+    deadline = time.monotonic() + service.settings.flags_timeout
+    definitions = await _definitions_async(service, deadline)
     if not read.local(definitions):
         if not only_evaluate_locally:
-            await asyncio.to_thread(read.remote)
+            await asyncio.to_thread(read.remote, deadline if definitions is None else None)
         elif definitions is None:
             _not_loaded()
     return read
@@ -115,6 +123,9 @@ def _flag_read(key: str, distinct_id: Any, groups: Groups, person_properties: Pr
 def _finish_flag(read: FlagRead, send_feature_flag_events: bool) -> FlagRead:
     if send_feature_flag_events:
         read.report()
+    if otel_events.wanted(read.call.service):
+        missing = read.value is None and read.flag is None and read.answer is None  # in no definition, not asked
+        otel_events.evaluated(read.key, read.value, otel_events.reason_of(read), read.error or ("flag_missing" if missing else None))
     return read
 
 
@@ -132,9 +143,42 @@ def _keys(flag_keys: Any) -> Optional[List[str]]:
 
 
 def _all_flags_answer(read: Optional[AllRead]) -> Dict[str, Any]:
+    overrides = overrides_in_effect()
     if read is None:
+        if overrides.active and not calls_disabled():  # no key or no person: the overrides alone
+            flags, payloads = overrides.apply_to_all({}, {})
+            return {"featureFlags": flags, "featureFlagPayloads": payloads}
         return {"featureFlags": None, "featureFlagPayloads": None}
-    return {"featureFlags": read.flags, "featureFlagPayloads": read.checked_payloads()}
+    flags, payloads = overrides.apply_to_all(read.flags, read.checked_payloads())
+    return {"featureFlags": flags, "featureFlagPayloads": payloads}
+
+
+def overridden_flag(key: Any) -> Any:
+    """(True, value) when ``override_feature_flags`` answers ``key`` (no evaluation, no request, no
+    event; None when the calls are disabled), else (False, None)."""
+    overrides = overrides_in_effect()
+    if overrides.flags is None or not isinstance(key, str):
+        return False, None
+    overridden, value = overrides.flag(key)
+    if overridden:
+        value = None if calls_disabled() else value
+        if otel_events.wanted(service_in_use()):
+            otel_events.evaluated(key, value, "static")
+        return True, value
+    return False, None
+
+
+def overridden_payload(key: Any) -> Any:
+    """(True, payload) when overrides answer ``key``'s payload: a payload override, or a flag
+    override without one (None), as posthog-node's ``getFeatureFlagPayload``."""
+    overrides = overrides_in_effect()
+    if not overrides.active or not isinstance(key, str):
+        return False, None
+    has_payload, payload = overrides.payload(key)
+    if has_payload or overrides.flag(key)[0]:
+        return True, None if calls_disabled() else payload
+    return False, None
+
 
 
 # --- the synchronous calls -------------------------------------------------------------------
@@ -166,6 +210,9 @@ def get_feature_flag(
 def _flag_value(key: str, distinct_id: Any, groups: Groups, person_properties: Properties,
                 group_properties: GroupProperties, only_evaluate_locally: bool, send_feature_flag_events: bool,
                 disable_geoip: Optional[bool], device_id: Optional[str]) -> Any:  # fmt: skip
+    overridden, value = overridden_flag(key)
+    if overridden:
+        return value
     read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
     if read is None:
         return None
@@ -210,6 +257,9 @@ def get_feature_flag_payload(
 
     ``match_value`` picks the payload of that value instead of the person's own.
     """
+    overridden, payload = overridden_payload(key)
+    if overridden:
+        return payload
     read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value)
     if read is None:
         return None
@@ -232,8 +282,15 @@ def get_all_flags_and_payloads(
     Flags decided locally are answered here; if any is not, one ``/flags`` request answers
     all of them (its answers win). No ``$feature_flag_called`` events, as in PostHog's SDK.
     """
+    return _all_flags_and_payloads(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
+                                   disable_geoip, device_id, flag_keys_to_evaluate)  # fmt: skip
+
+
+def _all_flags_and_payloads(distinct_id: Any, groups: Groups, person_properties: Properties,
+                            group_properties: GroupProperties, only_evaluate_locally: bool,
+                            disable_geoip: Optional[bool], device_id: Optional[str], flag_keys: Any) -> Dict[str, Any]:  # fmt: skip
     return _all_flags_answer(_all_flags(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
-                                        disable_geoip, device_id, flag_keys_to_evaluate))  # fmt: skip
+                                        disable_geoip, device_id, flag_keys))  # fmt: skip
 
 
 def _all_flags(distinct_id: Any, groups: Groups, person_properties: Properties, group_properties: GroupProperties,
@@ -255,9 +312,8 @@ def get_all_flags(
     flag_keys_to_evaluate: Optional[List[str]] = None,
 ) -> Optional[Dict[str, FlagValue]]:
     """``{key: value}`` for every flag (or those in ``flag_keys_to_evaluate``), as ``get_all_flags_and_payloads``."""
-    read = _all_flags(distinct_id, groups, person_properties, group_properties, only_evaluate_locally, disable_geoip,
-                      device_id, flag_keys_to_evaluate)  # fmt: skip
-    return None if read is None else read.flags
+    return _all_flags_and_payloads(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
+                                   disable_geoip, device_id, flag_keys_to_evaluate)["featureFlags"]  # fmt: skip
 
 
 @_never_raises(empty_snapshot)
@@ -323,6 +379,9 @@ async def get_feature_flag_async(
     device_id: Optional[str] = None,
 ) -> Optional[FlagValue]:
     """``get_feature_flag`` for asyncio: the network waits in a worker thread, never on the loop."""
+    overridden, value = overridden_flag(key)
+    if overridden:
+        return value
     read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
     if read is None:
         return None
@@ -361,6 +420,9 @@ async def get_feature_flag_payload_async(
     device_id: Optional[str] = None,
 ) -> Any:
     """``get_feature_flag_payload`` for asyncio."""
+    overridden, payload = overridden_payload(key)
+    if overridden:
+        return payload
     read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value)
     if read is None:
         return None

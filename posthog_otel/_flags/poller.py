@@ -60,6 +60,10 @@ class DefinitionsPoller:
         self._thread: Optional[threading.Thread] = None
         self._stop = threading.Event()
         self._first_answer = threading.Event()
+        self._wake = threading.Event()  # a caller wants a poll now (load_feature_flags)
+        self._polled = threading.Condition()
+        self._completed = 0  # polls finished in this process
+        self._in_flight = False
 
     # --- running ------------------------------------------------------------------------
 
@@ -83,6 +87,26 @@ class DefinitionsPoller:
     def stop(self) -> None:
         """Stop polling (the thread ends at its next wake-up); what is loaded stays usable."""
         self._stop.set()
+        self._wake.set()
+
+    def poll_soon(self, timeout: float) -> bool:
+        """Have the poller's thread poll now and wait for that poll, at most ``timeout`` seconds;
+        True if it finished in time. The caller never makes the request itself, so a PostHog that
+        does not answer costs it ``timeout``, not the request's own (10 s); the poll goes on and
+        its answer is used when it comes. A poll already under way counts."""
+        self.ensure_running()
+        with self._polled:
+            wanted = self._completed + 1
+            if not self._in_flight and self._last_poll is not None:  # else the thread is about to poll
+                self._wake.set()
+        deadline = time.monotonic() + max(timeout, 0.0)
+        with self._polled:
+            while self._completed < wanted:
+                left = deadline - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return False
+                self._polled.wait(left)
+        return True
 
     def _run(self) -> None:
         """Poll when due: at once the first time, then every ``interval`` (a forked child keeps the schedule)."""
@@ -90,19 +114,22 @@ class DefinitionsPoller:
 
         leave_signals_to_the_main_thread()
         stop = self._stop
+        wake = self._wake
         while not stop.is_set():
             last = self._last_poll
             due = 0.0 if last is None else last + self.interval - time.monotonic()
-            if due <= 0:
+            if due <= 0 or wake.is_set():
+                wake.clear()
                 self.poll()
                 due = self.interval
-            if stop.wait(due):
-                break
+            wake.wait(due)
 
     # --- one poll -----------------------------------------------------------------------
 
     def poll(self) -> None:
         """Ask once; never raises (a failure keeps what is loaded)."""
+        with self._polled:
+            self._in_flight = True
         self.polls += 1
         self._last_poll = time.monotonic()
         try:
@@ -111,6 +138,10 @@ class DefinitionsPoller:
             logger.exception("posthog_otel: internal error while loading flag definitions")
         finally:
             self._first_answer.set()
+            with self._polled:
+                self._completed += 1
+                self._in_flight = False
+                self._polled.notify_all()
 
     def _poll(self) -> None:
         host, project_key = self.host, self._project_key

@@ -22,10 +22,12 @@ from .._context import current_scope, get_context_device_id
 from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
 from .definitions import Definitions, Flag
+from . import otel_events
 from .errors import Reason, Undecidable
 from .evaluator import Evaluation
 from .events import called_properties, send
 from .remote import RemoteAnswer, RemoteFailure, ask, request_body
+from .results import FeatureFlagResult
 from .service import FlagService, current_service
 from .snapshot import FeatureFlagEvaluations, FlagRecord, checked_payload, decode_payload
 
@@ -83,11 +85,11 @@ class Call:
         """An evaluation of these inputs; one serves any number of flags."""
         return Evaluation(definitions, self.person, self.groups, self.group_properties, self.device_id)
 
-    def ask(self, flag_keys: Optional[List[str]]) -> RemoteAnswer:
+    def ask(self, flag_keys: Optional[List[str]], deadline: Optional[float] = None) -> RemoteAnswer:
         settings = effective(self.service.settings)  # the test fixture's local PostHog, while it runs
         body = request_body(settings, self.person, self.groups, self.person_properties,
                             self.group_properties, self.disable_geoip, self.device_id, flag_keys)  # fmt: skip
-        return ask(self.service.http, settings, body)
+        return ask(self.service.http, settings, body, deadline)
 
     def first_time(self, key: str, response: Any) -> bool:
         """Whether this read of ``key`` is to be reported (recorded as reported if so)."""
@@ -206,9 +208,9 @@ class FlagRead:
         """The payload of the answer, decoded (computed only when someone asks)."""
         return decode_payload(self._payload)
 
-    def remote(self) -> None:
+    def remote(self, deadline: Optional[float] = None) -> None:
         try:
-            self.answer = self.call.ask([self.key])
+            self.answer = self.call.ask([self.key], deadline)
         except RemoteFailure as failure:
             self.error = failure.error
             return
@@ -224,6 +226,16 @@ class FlagRead:
         if record is not None and not record.failed:
             self.value = record.value if self.match_value is None else self.match_value
             self._payload = record.payload
+
+    def result(self) -> Optional[FeatureFlagResult]:
+        """PostHog's ``FeatureFlagResult`` of this read: local answers carry no reason; one of
+        ``/flags`` carries PostHog's; none for a flag PostHog marked failed, or no answer."""
+        if self.locally:
+            return FeatureFlagResult.of_value(self.key, self.value, self.payload)
+        record = self.answer.records.get(self.key) if self.answer is not None else None
+        if record is None or record.failed:
+            return None
+        return FeatureFlagResult(self.key, record.enabled, record.variant, decode_payload(record.payload), record.reason)
 
     def report(self) -> None:
         if not self.call.first_time(self.key, self.value):
@@ -305,10 +317,10 @@ class AllRead:
                     self.payloads[key] = raw
         return complete
 
-    def remote(self) -> None:
+    def remote(self, deadline: Optional[float] = None) -> None:
         """Ask ``/flags``; its answers replace the local ones (a failed one keeps the local value)."""
         try:
-            answer = self.call.ask(self.flag_keys)
+            answer = self.call.ask(self.flag_keys, deadline)
         except RemoteFailure as failure:
             logger.warning("posthog_otel: could not get all flags from PostHog (%s); returning those decided locally",
                            failure.error)  # fmt: skip
@@ -353,10 +365,10 @@ class SnapshotRead:
         wanted = set(self.flag_keys) if self.flag_keys else set()
         return complete and wanted.issubset(self.records)
 
-    def remote(self) -> None:
+    def remote(self, deadline: Optional[float] = None) -> None:
         local_keys = set(self.records)
         try:
-            answer = self.call.ask(self.flag_keys)
+            answer = self.call.ask(self.flag_keys, deadline)
         except RemoteFailure as failure:
             if failure.error == "quota_limited":
                 self.quota_limited = True
@@ -379,7 +391,8 @@ class SnapshotRead:
         call = self.call
         unresolved = {k: r for k, r in self.all.unresolved.items() if k not in self.records or self.records[k].failed}
         return FeatureFlagEvaluations(
-            _reporter(call.service), call.person, self.records, call.groups, call.disable_geoip, self.request_id,
+            _reporter(call.service), call.person, call.service.overrides.overlay(self.records), call.groups,
+            call.disable_geoip, self.request_id,
             self.evaluated_at, self.errors_while_computing, self.quota_limited, unresolved,
         )  # fmt: skip
 
@@ -387,6 +400,8 @@ class SnapshotRead:
 def _reporter(service: FlagService) -> Any:
     def report(person, key, response, properties, groups, disable_geoip, has_experiment):
         report_read(service, person, key, response, properties, groups, disable_geoip, has_experiment)
+        if otel_events.wanted(service):
+            otel_events.evaluated(key, response, None, properties.get("$feature_flag_error"))
 
     return report
 

@@ -96,8 +96,10 @@ def _retry(retries: int, settings: Settings, deadline: float) -> bool:
     return True
 
 
-def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any]) -> RemoteAnswer:
-    """POST the body to ``/flags/?v=4`` and read the answer; ``RemoteFailure`` otherwise."""
+def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any], deadline: Optional[float] = None) -> RemoteAnswer:
+    """POST the body to ``/flags/?v=4`` and read the answer; ``RemoteFailure`` otherwise. ``deadline``
+    (monotonic) is the read's, when it began before this request (it waited for the first load):
+    none left, no request (``timeout``)."""
     try:
         data = _encode(body)
     except Exception as problem:  # a value JSON cannot carry, or an object that fails when read
@@ -105,7 +107,12 @@ def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any]) -> RemoteAnsw
                      "(%s)", type(problem).__name__)  # fmt: skip
         raise RemoteFailure("unknown_error", type(problem).__name__) from None
     headers = {"Content-Type": "application/json"}
-    deadline = time.monotonic() + settings.flags_timeout
+    if deadline is None:
+        deadline = time.monotonic() + settings.flags_timeout
+    elif deadline - time.monotonic() < 0.01:
+        warn_limited("flag:no_time", "posthog_otel: the flag read spent its %gs waiting for the first flag definitions "
+                     "(PostHog does not answer?); not asking /flags", settings.flags_timeout)  # fmt: skip
+        raise RemoteFailure("timeout", "no time left")
     retries = 0
     while True:
         try:

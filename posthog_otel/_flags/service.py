@@ -7,9 +7,11 @@ first use and kept while that configuration stays the same; a new configuration 
 new service (the old poller stops).
 
 With a personal API key (``personal_api_key`` or its newer name ``secret_key``) and
-``local_evaluation`` on, definitions are polled and flags are evaluated here. The first
-flag read waits for the first load (up to the flags timeout, what asking ``/flags``
-would cost) so that it too is answered locally; later reads never wait.
+``local_evaluation`` on, definitions are polled and flags are evaluated here. A flag read
+started before the first load has finished waits for it, within the read's one deadline
+(``flags_timeout``, which also bounds asking ``/flags`` for what is left), so that it too is
+answered locally. Once one read has waited in vain, later reads stop waiting for that load:
+a PostHog that does not answer costs each read at most ``flags_timeout``, never twice.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import contextvars
 import os
 import sys
 import threading
+import time
 from typing import Any, Callable, Iterator, Optional, Tuple
 
 from .. import _setup
@@ -27,6 +30,7 @@ from .._log import logger, warn_limited
 from .definitions import Definitions
 from .events import CalledEvents
 from .http import FlagsHttp
+from .overrides import MODULE_OVERRIDES, Overrides
 from .poller import DefinitionsPoller
 
 _ENVIRONMENT = (
@@ -47,6 +51,9 @@ class FlagService:
         #: Whether flag calls answer nothing (PostHog's ``disabled``): the module's or a Client's.
         self.disabled: Callable[[], bool] = _module_disabled
         self.poller: Optional[DefinitionsPoller] = None
+        #: The answers set for tests (``override_feature_flags``): the module's, or a Client's own.
+        self.overrides: Overrides = MODULE_OVERRIDES
+        self._waited_out = False  # a read waited for the first load until its deadline, in vain
         key = personal_key(settings)
         if key and settings.local_evaluation and settings.api_key:
             self.poller = DefinitionsPoller(settings.host, settings.api_key, key, settings.poll_interval, self.http)
@@ -63,22 +70,25 @@ class FlagService:
         return poller.definitions
 
     def first_load_pending(self) -> bool:
-        """True while the very first load is under way (worth waiting for, once)."""
+        """True while the very first load is under way and no read has yet waited for it in vain."""
         poller = self.poller
-        return poller is not None and poller.definitions is None and not poller.answered
+        return poller is not None and poller.definitions is None and not poller.answered and not self._waited_out
 
-    def wait_for_first_load(self, timeout: Optional[float] = None) -> Optional[Definitions]:
+    def wait_for_first_load(self, deadline: Optional[float] = None) -> Optional[Definitions]:
+        """The definitions, once the first load has answered or ``deadline`` (monotonic) has come."""
         if self.poller is not None:
             self.poller.ensure_running()
-            self.poller.wait_for_first_answer(self.settings.flags_timeout if timeout is None else timeout)
+            left = self.settings.flags_timeout if deadline is None else deadline - time.monotonic()
+            if not self.poller.wait_for_first_answer(max(left, 0.0)):
+                self._waited_out = True
         return self.definitions()
 
     def load(self) -> bool:
-        """Load now, on the caller's thread; True when definitions are loaded."""
+        """Load now, waiting at most ``flags_timeout``; True when definitions are loaded. The
+        request is the poller's: one that PostHog does not answer goes on in the background."""
         if self.poller is None:
             return False
-        self.poller.poll()
-        self.poller.ensure_running()
+        self.poller.poll_soon(self.settings.flags_timeout)
         return bool(self.poller.definitions is not None and not self.poller.definitions.empty)
 
     def stop(self) -> None:
@@ -113,6 +123,27 @@ def using(service: Optional[FlagService]) -> Iterator[None]:
         yield
     finally:
         _using.reset(token)
+
+
+def overrides_in_effect() -> Overrides:
+    """The overrides of the flag calls here: a Client's (inside its calls), else the module's."""
+    chosen = _using.get()
+    return chosen.overrides if chosen is not None else MODULE_OVERRIDES
+
+
+def service_in_use() -> Optional[FlagService]:
+    """The service the flag calls here would use, if one is built already (never builds one)."""
+    chosen = _using.get()
+    if chosen is not None:
+        return chosen
+    current = _current
+    return current[1] if current is not None else None
+
+
+def calls_disabled() -> bool:
+    """PostHog's ``disabled`` for the flag calls here: a Client's, else the module's."""
+    chosen = _using.get()
+    return chosen.disabled() if chosen is not None else _module_disabled()
 
 
 def _module_disabled() -> bool:

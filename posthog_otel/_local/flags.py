@@ -77,6 +77,19 @@ class LocalFlags:
             return 304, {}, {"ETag": self.etag}
         return 200, self.definitions.to_response(), {"ETag": self.etag}
 
+    def remote_config_reply(self, authorization: Optional[str], key: str) -> Tuple[int, Any, Dict[str, str]]:
+        """``GET /api/projects/@current/feature_flags/<key>/remote_config``: the flag's payload for
+        ``true``, as PostHog answers it: its stored JSON text, as a JSON string (so posthog-node
+        decodes twice, PostHog's Python SDK returns the text)."""
+        scheme, _, token = (authorization or "").partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return 401, {"type": "authentication_error", "detail": "Authorization: Bearer <personal API key> is missing"}, {}
+        flag = self.definitions.by_key.get(key)
+        if flag is None:
+            return 404, {"type": "invalid_request", "detail": "no flag %r" % key}, {}
+        payloads = (flag.raw.get("filters") or {}).get("payloads") or {}
+        return 200, payloads.get("true") if isinstance(payloads, dict) else None, {}
+
     def flags_reply(self, request: Any) -> Reply:
         """``POST /flags/``: each asked flag (all, when none are named) evaluated for the request."""
         if not isinstance(request, dict) or not request.get("distinct_id"):
@@ -135,6 +148,9 @@ class LocalFlags:
 
     # --- the HTTP side: the server routes here, these read and answer ---------------------------
 
+    def handle_remote_config(self, handler: Any, key: str) -> int:
+        return respond(handler, *self.remote_config_reply(handler.headers.get("Authorization"), key))
+
     def handle_get(self, handler: Any) -> int:
         """``GET /flags/definitions?token=...`` on an ``http.server`` handler; the status sent."""
         reply = self.definitions_reply(handler.headers.get("Authorization"), handler.headers.get("If-None-Match"))
@@ -157,7 +173,7 @@ def _object(container: Mapping[str, Any], key: str) -> Dict[str, Any]:
     return value if isinstance(value, dict) else {}
 
 
-def respond(handler: Any, status: int, body: Dict[str, Any], headers: Dict[str, str]) -> int:
+def respond(handler: Any, status: int, body: Any, headers: Dict[str, str]) -> int:
     handler.send_response(status)
     for name, value in headers.items():
         handler.send_header(name, value)

@@ -10,9 +10,11 @@ What a peer can cost it (body and inflated size, read time, connections) is boun
 from __future__ import annotations
 
 import json
+import re
 import threading
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import unquote
 
 from . import ui
 from .flags import LocalFlags
@@ -21,6 +23,7 @@ from .serving import BoundedHandler, BoundedHTTPServer, Limits
 from .store import Store, parse_timestamp
 
 BATCH_PATHS = ("/batch", "/batch/")
+_REMOTE_CONFIG = re.compile(r"/api/projects/@current/feature_flags/([^/]+)/remote_config/?")
 V1_PATH = "/i/v1/analytics/events"
 
 
@@ -115,6 +118,39 @@ def _event_problem(event: Any) -> Optional[str]:
     return None
 
 
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
+
+
+def refuse_lone_surrogates(raw: bytes, parsed: Any) -> None:
+    """``Invalid`` for a body whose text holds a lone UTF-16 surrogate (``"\\ud800"``).
+
+    Python's JSON decoder takes such an escape; PostHog's (Rust's ``serde_json``) refuses the
+    body as invalid JSON (400), and SQLite cannot store the string at all (it was a 500 here).
+    Only a body with a surrogate escape in it is walked (paired ones, an emoji, are valid).
+    """
+    if not _SURROGATE_ESCAPE.search(raw):
+        return
+    stack = [parsed]
+    while stack:
+        value = stack.pop()
+        if isinstance(value, str):
+            _encodable(value)
+        elif isinstance(value, dict):
+            for key, item in value.items():
+                _encodable(key)
+                stack.append(item)
+        elif isinstance(value, list):
+            stack.extend(value)
+
+
+def _encodable(text: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid("the body is not valid JSON: it holds a lone UTF-16 surrogate escape (%s), which is not "
+                      "text" % ascii(text[:40])) from None
+
+
 class LocalServer:
     """``with LocalServer(store) as server:`` serves in a background thread at ``server.url``.
 
@@ -198,6 +234,10 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
             if self.path.startswith("/flags/definitions"):
                 self.report(flags.handle_get(self), "flag definitions")
                 return
+            remote_config = _REMOTE_CONFIG.fullmatch(self.path.split("?", 1)[0])
+            if remote_config is not None:
+                self.report(flags.handle_remote_config(self, unquote(remote_config.group(1))), "remote config")
+                return
             if ui.serves(self.path):  # the web pages (ui.py)
                 self.report(ui.handle(self, store, flags), "page")
                 return
@@ -208,11 +248,13 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
             encoding), ``Invalid`` for a body that is not JSON."""
             raw = inflate(self.read_body(), self.headers.get("Content-Encoding") or "", self.limits.max_inflated_bytes)
             try:
-                return json.loads(raw)
+                parsed = json.loads(raw)
             except ValueError:
                 raise Invalid("the body is not valid JSON") from None
             except RecursionError:  # nested deeper than Python's stack: a 400 like any unusable body
                 raise Invalid("the body is JSON nested too deeply") from None
+            refuse_lone_surrogates(raw, parsed)
+            return parsed
 
         def _reply(self, status: int, body: Dict[str, Any], detail: str = "") -> None:
             self.reply(status, body)

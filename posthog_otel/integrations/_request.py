@@ -13,7 +13,7 @@ from typing import Any, Callable, Dict, Mapping, Optional
 
 from opentelemetry import trace
 
-from .. import _context, _personless
+from .. import _context, _personless, _stamping
 from .._exceptions.capture import capture_escaping as _capture
 from .._exceptions.capture import escaping
 from .._guard import guarded
@@ -62,14 +62,16 @@ def request_tags(
 
 @guarded("request context")
 def begin(
-    person: Any, header: Callable[[str], Optional[str]], tags: Mapping[str, Any], tracing_headers: bool
+    person: Any, header: Callable[[str], Optional[str]], tags: Mapping[str, Any], tracing_headers: bool,
+    fresh: bool = False,
 ) -> Optional[_context.Opened]:
     """Open the request's context (None if that failed: said, counted, the request goes on).
 
     ``person`` is the callback's answer (None: none); ``header(name)`` reads a cleaned
-    request header, lower-case name.
+    request header, lower-case name; ``fresh`` opens it without the enclosing context's
+    person, session and tags (PostHog's Flask integration does).
     """
-    opened = _context.enter_scope()
+    opened = _context.enter_scope(fresh)
     try:
         session = None
         if tracing_headers:
@@ -103,9 +105,14 @@ def capture_escaping(error: BaseException, source: str) -> None:
 
 
 def mark_span() -> None:
-    """``user.id`` / ``session.id`` on the current (server) span, so traces and persons line up."""
+    """``user.id`` / ``session.id`` on the current (server) span, so traces and persons line up;
+    with ``context_attributes`` on, every name its span processor writes (the server span started
+    before the request's context opened, so that processor did not see it)."""
     span = trace.get_current_span()
     if not span.is_recording():
+        return
+    if _stamping.installed(trace.get_tracer_provider()):
+        _stamping.enrich_current_span(span)
         return
     person, session = _context.get_context_distinct_id(), _context.get_context_session_id()
     if person:
