@@ -240,7 +240,7 @@ def test_keys_that_are_str_subclasses_become_plain_text():
 import datetime as _datetime  # noqa: E402
 import uuid as _uuid  # noqa: E402
 
-from hypothesis import given, settings  # noqa: E402
+from hypothesis import example, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 
 from posthog_otel import _log, _properties  # noqa: E402
@@ -261,6 +261,9 @@ _VALUES = st.recursive(
 
 @settings(max_examples=400, deadline=None)
 @given(properties=st.dictionaries(_KEYS, _VALUES, max_size=8))
+@example(properties={"nan": float("nan"), "inf": float("-inf"), "big": 2**70, "list": [1, float("nan")], "map": {"a": 1}})
+@example(properties={"when": _datetime.datetime(2024, 1, 1), "id": _uuid.UUID(int=1), "t": ("a", 1), "s": "\ud800"})
+@example(properties={"$set": {"a": {"b": 1}}, 1: "int key", "x": {"y": [{"z": 1}]}})
 def test_the_fast_walk_and_the_full_one_give_the_same_properties_and_the_same_drops(properties):
     """sanitize_properties walks plain dicts with the common kinds inline (the caller's thread's
     cost); the full, generic walk is the reference: same output, same values dropped."""

@@ -1,6 +1,7 @@
 """Break the code one way at a time and check that the tests guarding it fail.
 
     python tools/mutate.py [part of a mutation's name ...]
+    python tools/mutate.py --quick     # the sample .ci/run runs
 
 Each mutation replaces one exact piece of code (which must occur once) in a throwaway copy of
 the working tree, runs the tests named beside it there, and reports CAUGHT (they failed, or
@@ -247,12 +248,57 @@ MUTATIONS = [
      '    except RecursionError:  # nested deeper',
      '    except ZeroDivisionError:  # nested deeper',
      'tests/test_gateway_otlp.py::test_json_nested_past_the_stack_is_malformed_not_an_internal_error'),
+    # --- feature flags: the evaluator, against PostHog's SDK as the oracle
+    ('flag bucket salt ignored', 'posthog_otel/_flags/evaluator.py',
+     '    text = f"{key}{separator}{bucketing_id}{salt}"',
+     '    text = f"{key}{separator}{bucketing_id}"',
+     'tests/test_flags_oracle.py'),
+    ('is_not answers as exact', 'posthog_otel/_flags/properties.py',
+     '        return found if self.operator == "exact" else not found',
+     '        return found',
+     'tests/test_flags_oracle.py::test_every_operator_matches_like_posthogs'),
+    ('every variant the first', 'posthog_otel/_flags/evaluator.py',
+     '            if low <= share < high:',
+     '            if low <= share:',
+     'tests/test_flags_oracle.py'),
+    # --- PostHog's options and hooks (issue 16)
+    ('before_send not applied', 'posthog_otel/_dispatch.py',
+     '        events = self.hooks.apply(events)',
+     '        pass',
+     'tests/test_posthog_compat.py::test_before_send_scrubs_and_drops_as_posthogs_does'),
+    ('disabled ignored', 'posthog_otel/_emit.py',
+     '        self._switch = "disabled" if self.disabled else (None if self.send else "not_sent")',
+     '        self._switch = None',
+     'tests/test_posthog_compat.py::test_disabled_sends_nothing_and_returns_none_as_posthogs'),
+    ('test fixture does not redirect', 'posthog_otel/testing.py',
+     '        _config.REDIRECT = {',
+     '        _unused = {',
+     'tests/test_posthog_compat.py::test_the_test_fixture_wins_over_the_applications_configure'),
+    ('keyword mistakes blamed on the library', 'posthog_otel/_guard.py',
+     '    elif isinstance(error, TypeError) and _binding_failed(error):',
+     '    elif False:',
+     'tests/test_posthog_compat.py::test_two_different_mistakes_in_one_function_are_both_said'),
+    ('host without a scheme goes elsewhere', 'posthog_otel/_config.py',
+     '        value = ("http://" if _is_loopback_name(name) else "https://") + value',
+     '        pass',
+     'tests/test_config.py::test_a_host_without_a_scheme_keeps_its_region_everywhere'),
+    ('fast property walk keeps NaN', 'posthog_otel/_properties.py',
+     '            out[name] = value if _isfinite(value) else None',
+     '            out[name] = value',
+     'tests/test_properties.py::test_the_fast_walk_and_the_full_one_give_the_same_properties_and_the_same_drops'),
 ]
+
+#: A handful that run in .ci/run (``--quick``): one per layer, a couple of minutes in all.
+QUICK = ("before_send not applied", "flag bucket salt ignored", "fast property walk keeps NaN",
+         "keyword mistakes blamed on the library", "SDK queue drops not counted")
 
 
 def main() -> None:
     only = sys.argv[1:]
-    chosen = [m for m in MUTATIONS if not only or any(o in m[0] for o in only)]
+    if only == ["--quick"]:
+        chosen = [m for m in MUTATIONS if m[0] in QUICK]
+    else:
+        chosen = [m for m in MUTATIONS if not only or any(o in m[0] for o in only)]
     missed = 0
     with tempfile.TemporaryDirectory(prefix="posthog-otel-mutate-") as work:
         copy = pathlib.Path(work) / "tree"
