@@ -14,8 +14,9 @@ keyword is a ``TypeError`` with the nearest valid one (``_options``). Without a 
 
 from __future__ import annotations
 
-import functools
+import importlib
 import logging
+import threading
 from typing import Any, Callable, Dict, Optional, TypeVar
 
 from opentelemetry.sdk._logs import LoggerProvider
@@ -24,24 +25,26 @@ from . import _context, _exceptions, _hooks, _module, _options, _setup
 from ._config import Settings, parse_callback, parse_hooks, parse_properties, redact
 from ._emit import Operations, _Emitter
 from ._exporter import PostHogLogExporter, hooks_for
-from ._flags import api as _flags_api
-from ._flags import calls as _flags_calls
-from ._flags.overrides import Overrides
-from ._flags.service import FlagService, using
 from ._log import logger
 
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-def _with_flags(function: F) -> F:
-    """A flag call of the module, answered with this client's flag service."""
+def _with_flags(module: str, name: str) -> Callable[..., Any]:
+    """The module's flag call ``name`` (of ``posthog_otel._flags.<module>``), answered with this
+    client's flag service. Imported on the first call: flags bring the evaluator, its regular
+    expressions and asyncio, which a client that only sends operations should not pay for."""
 
-    @functools.wraps(function)
     def method(self: "Client", *args: Any, **kwargs: Any) -> Any:
+        function = getattr(importlib.import_module("posthog_otel._flags." + module), name)
+        from ._flags.service import using
+
         with using(self._flags):
             return function(*args, **kwargs)
 
-    return method  # type: ignore[return-value]
+    method.__name__ = method.__qualname__ = name
+    method.__doc__ = "PostHog's ``%s``, with this client's keys and definitions (see ``posthog_otel.%s``)." % (name, name)
+    return method
 
 
 class Client(Operations):
@@ -60,9 +63,8 @@ class Client(Operations):
         self.settings = Settings.resolve(**{k: v for k, v in given.settings.items() if k not in _OBJECTS})
         #: before_send, on_error, super_properties: its own, kept while it is disabled too.
         self.hooks = hooks_for(self.settings, given.settings, None)
-        self._flags = FlagService(self.settings, capture=self.capture)
-        self._flags.disabled = lambda: self._emitter.disabled
-        self._flags.overrides = Overrides()  # override_feature_flags() on this client is its own
+        self._flag_service_: Any = None  # made on the first flag call (``_flags``)
+        self._flag_lock = threading.Lock()
         # Options that are the process's, not the client's (logging, exception hooks and limits): a
         # client passing PostHog's default must not undo what another client or the module set.
         switches = {"disabled": False, "send": True, **{
@@ -95,6 +97,23 @@ class Client(Operations):
 
     def _flag_service(self) -> Any:
         return self._flags
+
+    @property
+    def _flags(self) -> Any:
+        """This client's flag service, made on first use."""
+        service = self._flag_service_
+        if service is None:
+            with self._flag_lock:
+                service = self._flag_service_
+                if service is None:
+                    from ._flags.overrides import Overrides
+                    from ._flags.service import FlagService
+
+                    service = FlagService(self.settings, capture=self.capture)
+                    service.disabled = lambda: self._emitter.disabled
+                    service.overrides = Overrides()  # override_feature_flags() on this client is its own
+                    self._flag_service_ = service
+        return service
 
     # --- PostHog's attributes that change behaviour while it runs ---------------------------
 
@@ -184,7 +203,8 @@ class Client(Operations):
         if self._pipeline is not None:
             self._pipeline.shutdown()
             self._pipeline.logger_provider.shutdown()  # type: ignore[attr-defined]
-        self._flags.stop()
+        if self._flag_service_ is not None:
+            self._flag_service_.stop()
 
     def join(self) -> None:
         """PostHog's ``join()``: deliver what is queued and stop (as ``shutdown``)."""
@@ -212,19 +232,19 @@ class Client(Operations):
 
     # --- feature flags, with this client's keys and definitions -----------------------------
 
-    feature_enabled = _with_flags(_flags_api.feature_enabled)
-    get_feature_flag = _with_flags(_flags_api.get_feature_flag)
-    get_feature_flag_payload = _with_flags(_flags_api.get_feature_flag_payload)
-    get_all_flags = _with_flags(_flags_api.get_all_flags)
-    get_all_flags_and_payloads = _with_flags(_flags_api.get_all_flags_and_payloads)
-    evaluate_flags = _with_flags(_flags_api.evaluate_flags)
-    load_feature_flags = _with_flags(_flags_api.load_feature_flags)
-    feature_flag_definitions = _with_flags(_flags_api.feature_flag_definitions)
-    get_feature_flag_result = _with_flags(_flags_calls.get_feature_flag_result)
-    get_remote_config_payload = _with_flags(_flags_calls.get_remote_config_payload)
-    get_feature_flag_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_evaluation_runtime)
-    get_feature_flag_keys_by_evaluation_runtime = _with_flags(_flags_calls.get_feature_flag_keys_by_evaluation_runtime)
-    override_feature_flags = _with_flags(_flags_calls.override_feature_flags)
+    feature_enabled = _with_flags("api", "feature_enabled")
+    get_feature_flag = _with_flags("api", "get_feature_flag")
+    get_feature_flag_payload = _with_flags("api", "get_feature_flag_payload")
+    get_all_flags = _with_flags("api", "get_all_flags")
+    get_all_flags_and_payloads = _with_flags("api", "get_all_flags_and_payloads")
+    evaluate_flags = _with_flags("api", "evaluate_flags")
+    load_feature_flags = _with_flags("api", "load_feature_flags")
+    feature_flag_definitions = _with_flags("api", "feature_flag_definitions")
+    get_feature_flag_result = _with_flags("calls", "get_feature_flag_result")
+    get_remote_config_payload = _with_flags("calls", "get_remote_config_payload")
+    get_feature_flag_evaluation_runtime = _with_flags("calls", "get_feature_flag_evaluation_runtime")
+    get_feature_flag_keys_by_evaluation_runtime = _with_flags("calls", "get_feature_flag_keys_by_evaluation_runtime")
+    override_feature_flags = _with_flags("calls", "override_feature_flags")
 
 
 class Posthog(Client):

@@ -51,15 +51,33 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         self._detached = False
         self.slot: Optional[_Slot] = None  # set by configure(), where it shares a provider
         self._exceptions = bool(getattr(getattr(exporter, "settings", None), "capture_exceptions", False))
+        # Taken around each hand-over to the batch processor and by ``detach``: a record that passed
+        # the check is queued before the processor can shut down (after, the SDK drops it unsaid).
+        self._open = threading.Lock()
+        self._successor: Optional["PostHogLogRecordProcessor"] = None
 
     def on_emit(self, log_record: Any) -> None:
         if self._detached:
+            self._forward(log_record)
             return
         record = log_record.log_record
         if is_operation(getattr(record, "event_name", None)):
-            self._batch.on_emit(log_record)
+            pass
         elif self._exceptions and has_exception(record.attributes):  # capture_exceptions: OTel's exception logs
-            self._batch.on_emit(with_context_identity(log_record))
+            log_record = with_context_identity(log_record)
+        else:
+            return
+        with self._open:
+            if not self._detached:
+                self._batch.on_emit(log_record)
+                return
+        self._forward(log_record)
+
+    def _forward(self, log_record: Any) -> None:
+        """A record that reached this processor after it let go: to the one that replaced it."""
+        successor = self._successor
+        if successor is not None:
+            successor.on_emit(log_record)
 
     def shutdown(self) -> None:
         self._batch.shutdown()
@@ -71,9 +89,12 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         exported = self._batch.force_flush(timeout_millis)
         return self.exporter.force_flush(timeout_millis) and exported
 
-    def detach(self) -> None:
-        """Stop taking records (and leave the provider's slot: the SDK cannot remove a processor)."""
-        self._detached = True
+    def detach(self, successor: Optional["PostHogLogRecordProcessor"] = None) -> None:
+        """Stop taking records (and leave the provider's slot: the SDK cannot remove a processor);
+        records that still reach it go to ``successor`` (``configure()`` replacing it)."""
+        self._successor = successor
+        with self._open:  # no hand-over is under way from here on
+            self._detached = True
         slot = self.slot
         if slot is not None:
             slot.processors = [p for p in slot.processors if p is not self]
@@ -121,7 +142,8 @@ class Pipeline:
         """Stop routing operations to this pipeline, deliver what it holds, stop its worker."""
         if _hooks.inside_callback("shutdown"):
             return
-        self.processor.detach()
+        if not self.processor._detached:
+            self.processor.detach()
         self.processor.shutdown()
         with _lock:
             _pipelines.discard(self)
@@ -217,7 +239,7 @@ def configure(
             _stamping.install(provider, tags=exporter.settings.context_attribute_tags)
         _emit.emitter.bind(provider)
         if previous is not None:
-            previous.processor.detach()
+            previous.processor.detach(successor=pipeline.processor)
         _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
         _current = pipeline
     if previous is not None:  # outside the lock: delivering what it holds may take seconds
