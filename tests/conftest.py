@@ -36,6 +36,18 @@ def clean_state(monkeypatch, tmp_path_factory):
     _emit.emitter.unbind()  # after the shutdown, which would leave it refusing operations
     _module.reset()
     _config.REDIRECT = None
+    _forget_global_logger_provider()
+
+
+def _forget_global_logger_provider():
+    """A test that installed a global LoggerProvider (``posthog_otel.api_key = ...`` without one
+    makes it) must not leave it to the next: "no provider" is a state tests need. OpenTelemetry's
+    API allows one set per process, so its private state is put back (tests only)."""
+    from opentelemetry._logs import _internal
+
+    if getattr(_internal, "_LOGGER_PROVIDER", None) is not None and hasattr(_internal, "Once"):
+        _internal._LOGGER_PROVIDER = None
+        _internal._LOGGER_PROVIDER_SET_ONCE = _internal.Once()
 
 
 @pytest.fixture
