@@ -69,6 +69,9 @@ EXIT_STALL = 1.0
 EXIT_SPOOL_DRAIN = 2.0
 #: Seconds before a spool that failed (a read-only or full disk) is tried again.
 SPOOL_RETRY = 30.0
+#: Seconds the dispatcher pauses after an internal error (a bug), so that one that repeats
+#: costs a log line a minute and a count, not a core.
+INTERNAL_ERROR_PAUSE = 0.5
 
 Read = Callable[[Sequence[Any]], Tuple[List[Operation], List[int]]]
 
@@ -126,7 +129,7 @@ class Dispatcher:
         )
         self._spool = self._open_spool()
         self._stats = Stats(self._spool, self._gauges)
-        self._tracker = SequenceTracker(self._emitter.checkpoint())
+        self._tracker = SequenceTracker(self._checkpoint(), getattr(self._emitter, "unused", frozenset()))
         self._cond = threading.Condition()
         # Shared with the SDK's worker and the HTTP thread (under _cond):
         self._handoff: Deque[Tuple[float, Any]] = deque()
@@ -250,9 +253,12 @@ class Dispatcher:
         else:
             request.done.wait(max(request.deadline - time.monotonic(), 0.0) + 0.5)
 
-    def shutdown(self, timeout_millis: float = 5000) -> None:
+    def shutdown(self, timeout_millis: float = 5000, mark: Optional[int] = None) -> None:
         """Stop taking batches; deliver what is pending while PostHog answers promptly (within
-        the timeout), spool the rest; then close and log a summary if anything was dropped."""
+        the timeout), spool the rest; then close and log a summary if anything was dropped.
+
+        ``mark`` (from the emitter, at its last exporter's shutdown): records numbered below
+        it that never arrived are counted here, as made too late to be exported."""
         with self._cond:
             if self._closed:
                 return
@@ -260,7 +266,9 @@ class Dispatcher:
         pending = self._handoff or self._memory or self._shipment is not None
         if pending or self._threads_alive():
             self.finish(max(timeout_millis, 0) / 1000, stop=True)
-        self._report_losses(self._tracker.settle())
+        gaps, never = self._tracker.close(mark)
+        self._report_losses(gaps)
+        self._report_never_exported(never)
         _lifecycle.unregister(self)
         if not self._in_flight:
             self._transport.close()
@@ -288,7 +296,7 @@ class Dispatcher:
         self._stats.after_fork()
         if self._spool is not None:
             self._spool.after_fork()
-        self._tracker.after_fork(self._emitter.checkpoint())
+        self._tracker.after_fork(self._checkpoint())
         after_fork = getattr(self._transport, "after_fork", None)
         if after_fork is not None:
             after_fork()
@@ -318,6 +326,7 @@ class Dispatcher:
                 logger.debug("internal error in the exporter", exc_info=True)
                 if _emit.RAISE_INTERNAL_ERRORS:
                     raise
+                time.sleep(INTERNAL_ERROR_PAUSE)  # a fault that repeats must not spin a core
             with self._cond:
                 self._absorbed += len(taken)
                 self._quiet, self._safe = self._is_quiet(), self._is_safe()
@@ -791,12 +800,30 @@ class Dispatcher:
             verdict = shipment.attempt(max(min(self.settings.timeout, deadline - now, EXIT_STALL), 0.01))
             self._settle(shipment, verdict, time.monotonic())
 
+    def _checkpoint(self) -> int:
+        """Where this exporter starts judging sequence numbers (only log records carry them)."""
+        return self._emitter.checkpoint() if self.kind == "logs" else 0
+
     def _refuse(self, items: Sequence[Any]) -> None:
-        operations = items if isinstance(items, MappedEvents) else self._read(items)[0]
-        if operations:
-            count_drop("after_shutdown", len(operations))
+        if isinstance(items, MappedEvents):
+            refused = len(items)
+        else:
+            operations, numbers = self._read(items)
+            # Numbered records the shutdown counted already (never seen by then) are not counted again.
+            refused = len(operations) - len(numbers) + self._tracker.refused(numbers)
+        if refused:
+            count_drop("after_shutdown", refused)
             warn_limited("export_after_shutdown", "posthog_otel: %d operation(s) exported after shutdown; dropped",
-                         len(operations))  # fmt: skip
+                         refused)  # fmt: skip
+
+    def _report_never_exported(self, lost: int) -> None:
+        if lost:
+            count_drop("after_shutdown", lost)
+            warn_limited(
+                "never_exported",
+                "posthog_otel: %d operation(s) made while the pipeline shut down never reached the exporter "
+                "(the OpenTelemetry batch processor had stopped); dropped", lost, level=logging.ERROR,
+            )  # fmt: skip
 
     def _report_losses(self, lost: int) -> None:
         if lost:

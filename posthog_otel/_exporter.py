@@ -115,6 +115,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
             raise
         self._emitter.exporter_opened(self.settings)
         self._open = True
+        self._mark: Optional[int] = None
         _log_exporters.add(self)
 
     def export(self, batch: Sequence[Any]) -> LogRecordExportResult:
@@ -122,10 +123,15 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self, timeout_millis: float = 5000) -> None:
-        super().shutdown(timeout_millis)
+        self._dispatcher.shutdown(timeout_millis, self.closing())
+
+    def closing(self) -> Optional[int]:
+        """The pipeline is shutting down: operations are refused from now on (None, counted)
+        when no other exporter serves them. Returns the emitter's mark then (see ``_sequence``)."""
         if self._open:
             self._open = False
-            self._emitter.exporter_closed()
+            self._mark = self._emitter.exporter_closed()
+        return self._mark
 
     def _read(self, records: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
         operations = []

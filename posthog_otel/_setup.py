@@ -61,6 +61,9 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
             self._batch.on_emit(with_context_identity(log_record))
 
     def shutdown(self) -> None:
+        # From here the SDK's processor drops records without a word: operations are refused
+        # instead (None, counted); one racing this is counted by the exporter's shutdown.
+        self.exporter.closing()
         self._batch.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -526,6 +526,17 @@ def spool_directory(settings: Any) -> Path:
 
 
 def _parse(data: bytes, name: str) -> EncodedBatch:
+    """The batch in ``data``; ``_Unreadable`` whatever is wrong with it (nested too deep for
+    the parser's recursion, too large for memory...): an entry must never wedge the spool."""
+    try:
+        return _parse_batch(data, name)
+    except _Unreadable:
+        raise
+    except Exception as error:  # RecursionError (a file nested 100,000 deep), MemoryError...
+        raise _Unreadable("cannot be parsed (%s)" % type(error).__name__) from None
+
+
+def _parse_batch(data: bytes, name: str) -> EncodedBatch:
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError):

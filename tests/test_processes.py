@@ -325,3 +325,51 @@ def test_sigterm_goes_to_the_main_thread_not_to_our_threads_or_the_sdks(server):
         assert masks["MainThread"] is False, (process, masks)
         assert masks["OtelBatchLogRecordProcessor"] is True, (process, masks)
         assert masks["posthog"] is True, (process, masks)
+
+
+DAEMONS_AT_EXIT = """
+    import atexit, json, sys, threading, time
+    import posthog_otel as posthog
+
+    calls, drops = sys.argv[1], sys.argv[2]
+    lock, stopped = threading.Lock(), []
+    log = open(calls, "w")
+
+    def report():  # registered before configure(): runs after the pipeline shut down at exit
+        with lock:  # no call is half done now, and none starts after
+            stopped.append(True)
+            log.close()
+            with open(drops, "w") as out:
+                json.dump(posthog.drop_counts(), out)
+
+    atexit.register(report)
+    posthog.configure(schedule_delay_millis=50)
+
+    def work(k):
+        n = 0
+        while True:
+            with lock:
+                if stopped:
+                    return
+                log.write("%s\\n" % posthog.set("user-%d" % k, {"n": n}))
+            n += 1
+
+    for k in range(4):
+        threading.Thread(target=work, args=(k,), daemon=True).start()
+    time.sleep(float(sys.argv[3]))  # then the main thread ends while they go on
+"""
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.3])
+def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seconds, server, tmp_path):
+    calls, drops = tmp_path / "calls", tmp_path / "drops.json"
+    assert run(DAEMONS_AT_EXIT, server, tmp_path / "spool", calls, drops, seconds).wait(timeout=60) == 0
+    assert run(EMIT_AND_EXIT, server, tmp_path / "spool", 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    made = calls.read_text().split()
+    returned = {u for u in made if u != "None"}
+    counted = sum(json.loads(drops.read_text()).values())
+    delivered = {e["uuid"] for e in server.wait_for_events(len(returned) - counted, timeout=30)}
+    assert delivered <= returned
+    assert len(made) > 100
+    # every call either returned a uuid PostHog got, or was counted (those that returned None among them)
+    assert len(made) == len(delivered) + counted, (len(made), len(delivered), counted, made.count("None"))

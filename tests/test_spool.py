@@ -199,10 +199,12 @@ def _plant(directory, name, how):
     elif how == "too large":
         with open(path, "wb") as handle:
             handle.truncate(17 * 1024 * 1024)
+    elif how == "deeply nested":  # json.loads raises RecursionError, not ValueError
+        path.write_text('{"events": [' + "[" * 100_000 + "]" * 100_000 + "]}")
 
 
 HOSTILE = ["not json", "wrong shape", "events without uuids", "directory", "dangling symlink", "symlink to a file",
-           "fifo", "another user's file", "too large"]  # fmt: skip
+           "fifo", "another user's file", "too large", "deeply nested"]  # fmt: skip
 
 
 @pytest.mark.parametrize("how", HOSTILE)
@@ -215,6 +217,20 @@ def test_an_unreadable_entry_ahead_of_real_batches_is_set_aside_and_delivery_goe
     assert head_names(spool)[1] == ["good"]
     assert posthog.drop_counts().get("spool_corrupt", 0) >= 1
     assert "not a batch we can send" in caplog.text
+
+
+def test_a_deeply_nested_file_left_in_the_spool_never_wedges_delivery(server, provider, tmp_path):
+    """Left by an earlier process (or planted): the exporter sets it aside and delivers, instead
+    of counting an internal error and trying it again at once, forever, on a busy core."""
+    directory = spool_directory(posthog.Settings.resolve(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path)))
+    DiskSpool(directory, BIG, WEEK)
+    _plant(directory, "%020d-planted.json" % 1, "deeply nested")
+    pipeline = configure(server.url, provider, spool_dir=str(tmp_path))
+    uuid = posthog.set("u", {"a": 1})
+    assert pipeline.flush(timeout_millis=10_000)
+    assert [e["uuid"] for e in server.events] == [uuid]
+    assert posthog.drop_counts() == {"spool_corrupt": 1}
+    assert os.listdir(directory / "corrupt") == ["%020d-planted.json" % 1]
 
 
 def test_a_claim_with_a_malformed_name_and_foreign_files_are_ignored(tmp_path, caplog):
