@@ -43,7 +43,7 @@ from ._http import HttpTransport, Transport
 from ._log import count_drop, logger, warn_limited
 from ._mapping import Defaults, Operation, to_posthog_events
 from ._protocol import policy_for
-from ._retry import Backoff, RetryPolicy, Verdict
+from ._retry import Backoff, Outcome, RetryPolicy, Verdict
 from ._sequence import SequenceTracker
 from ._spool import BUSY, Claim, DiskSpool, SpoolUnavailable, spool_directory
 from ._stats import Stats, register_metrics
@@ -138,6 +138,8 @@ class Dispatcher:
         self._absorbed = 0
         self._quiet = True  # nothing pending anywhere (the dispatcher thread's view)
         self._safe = True  # nothing only in memory: all delivered, or in the spool
+        self._parked: Optional[str] = None  # why what is left waits on what no wait fixes
+        self._looks_asked = self._looks_done = 0  # a flush's "look at the spool now", and the answer
         self._job: Optional[Tuple[Shipment, float]] = None
         self._answer: Optional[Tuple[Shipment, Verdict]] = None
         self._finish: Optional[_Finish] = None
@@ -210,30 +212,51 @@ class Dispatcher:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._threads_alive():
                     return False
+                if self._absorbed >= target and self._parked_why(deadline) is not None:
+                    break  # no wait helps: spooled below, at once
                 self._cond.wait(min(left, 0.5))
-        return True
+        if self._safe:
+            return True
+        self.finish(0.0, stop=False)  # spool it now
+        return self._safe
 
     def force_flush(self, timeout_millis: float = 30000) -> bool:
-        """Wait until everything handed off so far is delivered (or dropped, counted)."""
+        """Wait until everything handed off so far, and the spool's backlog, is delivered (or
+        dropped, counted): True. Returns False as soon as what is left waits on something no
+        wait within the timeout fixes (a refused key, a retry due later), or at the timeout,
+        with a warning saying what waits and why."""
         deadline = time.monotonic() + max(timeout_millis, 0) / 1000
         with self._cond:
             target = self._accepted
-        if target == 0 and not (self._spool is not None and self._spool_usable(time.monotonic()) and self._spool.pending()):
+        if target == 0 and not (self._spool is not None and self._spool_pending()):
             return True
+        with self._cond:
+            self._looks_asked += 1  # look at the spool now: batches there count as waiting
+            asked = self._looks_asked
+            self._next_poll = 0.0
+            self._cond.notify_all()
         self._ensure_threads()
         if self._inline:
             self._run_inline(deadline)
+        why = None
         with self._cond:
-            self._next_poll = 0.0  # look at the spool now: batches there count as waiting
-            self._cond.notify_all()
-            while not (self._absorbed >= target and self._quiet):
+            while not (self._absorbed >= target and self._looks_done >= asked and self._quiet):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed and self._finish is None and not self._threads_alive():
+                    why = "no answer from PostHog in time (%s)" % self._waiting_for() if left <= 0 else "shut down"
                     break
+                if self._absorbed >= target and self._looks_done >= asked:
+                    why = self._parked_why(deadline)
+                    if why is not None:
+                        break
                 self._cond.wait(min(left, 0.5))
-            done = self._absorbed >= target and self._quiet
         self._report_losses(self._tracker.settle())
-        return done
+        if why is None:
+            return True
+        if not self._safe:
+            self.finish(0.0, stop=False)  # what memory holds goes to the spool now
+        self._report_unflushed(why)
+        return False
 
     def finish(self, budget: float, stop: bool) -> None:
         """Deliver what is pending while PostHog answers promptly, spool the rest; with ``stop``
@@ -309,7 +332,7 @@ class Dispatcher:
             with self._cond:
                 now = time.monotonic()
                 wake = self._wake_at(now)
-                while not (self._handoff or self._answer or wake <= now):
+                while not (self._handoff or self._answer or wake <= now or self._looks_asked > self._looks_done):
                     self._cond.wait(wake - now)
                     now = time.monotonic()
                     wake = self._wake_at(now)
@@ -318,6 +341,9 @@ class Dispatcher:
                 self._handoff_records = 0
                 answer, self._answer = self._answer, None
                 finish = self._finish
+                looks = self._looks_asked
+                if looks > self._looks_done:
+                    self._next_poll = 0.0
             try:
                 self._step(taken, answer, finish)
             except Exception:  # never let the thread die: say it, count it, carry on
@@ -330,6 +356,8 @@ class Dispatcher:
             with self._cond:
                 self._absorbed += len(taken)
                 self._quiet, self._safe = self._is_quiet(), self._is_safe()
+                self._parked = self._park_reason()
+                self._looks_done = looks
                 self._cond.notify_all()
                 if finish is not None and finish.done.is_set() and finish.stop:
                     return
@@ -789,6 +817,8 @@ class Dispatcher:
                 self._absorbed += len(taken)
                 job, self._job = self._job, None
                 self._quiet, self._safe = self._is_quiet(), self._is_safe()
+                self._parked = self._park_reason()
+                self._looks_done = self._looks_asked
             now = time.monotonic()
             if job is None or now >= deadline:
                 if job is not None:
@@ -799,6 +829,40 @@ class Dispatcher:
             shipment, _ = job
             verdict = shipment.attempt(max(min(self.settings.timeout, deadline - now, EXIT_STALL), 0.01))
             self._settle(shipment, verdict, time.monotonic())
+
+    def _parked_why(self, deadline: float) -> Optional[str]:
+        """Why what is left cannot leave before ``deadline`` whatever we wait (under ``_cond``)."""
+        if self._quiet or self._in_flight:
+            return None
+        if self._parked is not None:
+            return self._parked
+        if self._send_at <= deadline:
+            return None
+        return "the next attempt is due in %.3g s (%s)" % (self._send_at - time.monotonic(), self._waiting_for())
+
+    def _park_reason(self) -> Optional[str]:
+        """What no wait fixes, on the dispatcher's thread: PostHog refused the project key (it
+        is tried again every ``unauthorized_wait``, 60 s, but a wrong key stays wrong)."""
+        shipment = self._shipment
+        verdict = shipment.verdict if shipment is not None else None
+        if self._in_flight or verdict is None or verdict.outcome is not Outcome.UNAUTHORIZED:
+            return None
+        return "PostHog refused the project API key %s (HTTP %s): check POSTHOG_API_KEY" % (
+            redact(self.settings.api_key), verdict.status)
+
+    def _report_unflushed(self, why: str) -> None:
+        stats = self._stats.snapshot()
+        warn_limited(
+            "unflushed:" + why.split(" (")[0],
+            "posthog_otel: flush: %d event(s) in memory and %d batch(es) in the spool %s still wait: %s",
+            stats["memory_events"], stats["spool_batches"], self._spool, why,
+        )  # fmt: skip
+
+    def _spool_pending(self) -> bool:
+        try:
+            return self._spool is not None and self._spool.pending()
+        except OSError:
+            return False
 
     def _checkpoint(self) -> int:
         """Where this exporter starts judging sequence numbers (only log records carry them)."""

@@ -369,7 +369,8 @@ def test_a_refused_key_keeps_data_in_the_spool(server, provider, caplog):
     assert pipeline.flush(timeout_millis=1000) is False
     _wait_until(lambda: pipeline.exporter.stats()["spool_batches"] == 1)
     assert [r.levelno for r in caplog.records].count(logging.ERROR) == 1
-    server.otherwise = lambda: Fault()  # the key is accepted again
+    server.otherwise = lambda: Fault()  # the key is accepted again: sent at the next attempt
+    server.wait_for_events(1, timeout=30)
     assert pipeline.flush() is True
     assert [e["uuid"] for e in server.events] == [uuid]
 
