@@ -62,11 +62,16 @@ REQUEST_BYTES = MAX_REQUEST_BYTES - 1024
 SPOOL_POLL = 1.0
 #: Seconds between looks at a spool whose oldest batch another process is sending.
 BUSY_POLL = 0.25
-#: At exit (or SIGTERM): seconds without an answer before the rest is spooled instead.
+#: At exit (or SIGTERM): seconds without an answer before what is left is spooled and no
+#: further request starts (a stall).
 EXIT_STALL = 1.0
-#: At exit: seconds spent sending the spool's backlog while PostHog answers (the next process
-#: sends the rest).
+#: At exit: seconds without progress (an accepted request) after which no new request starts:
+#: each prompt answer extends the budget, up to ``exit_timeout``; the next process sends the rest.
 EXIT_SPOOL_DRAIN = 2.0
+#: Seconds within which PostHog must have answered something (any status) for exit to wait
+#: for a request in flight, rather than abandon it after ``EXIT_STALL`` (a re-sent batch
+#: re-applies its ``$set``s): a PostHog that answers slowly is waited for, a silent one is not.
+ANSWERED_RECENTLY = 30.0
 #: Seconds before a spool that failed (a read-only or full disk) is tried again.
 SPOOL_RETRY = 30.0
 #: Seconds the dispatcher pauses after an internal error (a bug), so that one that repeats
@@ -96,6 +101,7 @@ class _Finish:
     started: float
     last_progress: float
     stepped: float = 0.0  # when the dispatcher last looked at it (0: not yet: at once)
+    stalled: bool = False  # a request took longer than EXIT_STALL: none starts after it
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -152,6 +158,7 @@ class Dispatcher:
         self._in_flight = False
         self._sent_at = 0.0
         self._send_at = 0.0
+        self._answered_at = -ANSWERED_RECENTLY  # when PostHog last answered anything (monotonic)
         self._asked_to_wait_until = 0.0  # a Retry-After's end: exit does not come back before it
         self._backoff = Backoff(self._policy)
         self._disk_mode = False
@@ -262,7 +269,7 @@ class Dispatcher:
         """Deliver what is pending while PostHog answers promptly, spool the rest; with ``stop``
         the threads end afterwards (exit). Returns within ``budget`` seconds or so."""
         now = time.monotonic()
-        request = _Finish(now + max(budget, 0.0), stop, now, now)
+        request = _Finish(now + min(max(budget, 0.0), self.settings.exit_timeout), stop, now, now)
         with self._cond:
             if self._finish is not None and not self._finish.done.is_set():
                 request = self._finish
@@ -501,6 +508,8 @@ class Dispatcher:
 
     def _settle(self, shipment: Shipment, verdict: Verdict, now: float) -> None:
         self._in_flight = False
+        if verdict.status is not None:
+            self._answered_at = now
         if shipment is not self._shipment:
             return  # an answer for a shipment abandoned at exit
         step = shipment.settle(verdict)
@@ -679,8 +688,10 @@ class Dispatcher:
     # --- exit ------------------------------------------------------------------------------
 
     def _finish_step(self, finish: _Finish, now: float) -> None:
-        """Deliver what only memory holds while PostHog answers within ``EXIT_STALL``, then
-        (briefly) the spool's backlog; spool the rest when the answers stop or time is up."""
+        """Deliver what memory holds, then the spool's backlog, while PostHog takes each request
+        within ``EXIT_STALL`` (up to the budget); at a stall, spool what is left and start
+        nothing more. A request in flight is waited for while PostHog is known to answer (it
+        may have taken it: sent again, its ``$set``s would be applied again), else abandoned."""
         if finish.done.is_set():
             return
         finish.stepped = now
@@ -689,7 +700,16 @@ class Dispatcher:
             return
         if self._in_flight:
             if now - max(finish.last_progress, self._sent_at) >= EXIT_STALL:
-                self._abandon(now)
+                if not finish.stalled:
+                    finish.stalled = True
+                    if self._spool_usable(now):
+                        self._spill_all()  # nothing waits only in memory from here
+                silent = now - self._answered_at >= ANSWERED_RECENTLY
+                if silent or now - self._sent_at >= self.settings.timeout:
+                    self._abandon(now)
+            return
+        if finish.stalled:
+            self._abandon(now)
             return
         if now < self._asked_to_wait_until and self._spool_usable(now):
             self._abandon(now)  # PostHog said when to come back (Retry-After): the spool keeps it till then
@@ -698,7 +718,8 @@ class Dispatcher:
         if self._memory or (shipment is not None and not isinstance(shipment.source, Claim)):
             self._send_at = min(self._send_at, now)  # no backing off at exit
             return
-        if shipment is None and self._disk_mode and not self._busy and now - finish.started < EXIT_SPOOL_DRAIN:
+        progressing = now - max(finish.last_progress, finish.started) < EXIT_SPOOL_DRAIN
+        if (shipment is not None or self._disk_mode) and not self._busy and progressing:
             self._send_at = min(self._send_at, now)
             return
         self._abandon(now)
@@ -752,7 +773,11 @@ class Dispatcher:
         if self._finish is not None:
             if self._finish.done.is_set():
                 return now if self._finish.stop else times[0]
-            times.append(min(self._finish.deadline, max(self._finish.last_progress, self._sent_at) + EXIT_STALL))
+            times.append(self._finish.deadline)
+            if not self._finish.stalled:
+                times.append(max(self._finish.last_progress, self._sent_at) + EXIT_STALL)
+            elif self._in_flight:  # waiting for an answer: until the request's own timeout, or silence
+                times.append(min(self._sent_at + self.settings.timeout, self._answered_at + ANSWERED_RECENTLY))
             if not self._in_flight:  # look again shortly (measured from the last look, not from now)
                 times.append(self._finish.stepped + 0.02)
         if spool_up and self._memory:

@@ -373,3 +373,67 @@ def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seco
     assert len(made) > 100
     # every call either returned a uuid PostHog got, or was counted (those that returned None among them)
     assert len(made) == len(delivered) + counted, (len(made), len(delivered), counted, made.count("None"))
+
+
+SPOOLED_THEN_EXIT = """
+    import json, sys, time
+    import posthog_otel as posthog
+    from posthog_otel import _dispatch
+
+    _dispatch.REQUEST_BYTES = 16 * 1024  # many small requests: the backlog takes a while to send
+    pipeline = posthog.configure(spool_after=0.2, schedule_delay_millis=50, exit_timeout=120)
+    uuids = [posthog.set("user-%d" % (n % 10), {"n": n}) for n in range(int(sys.argv[1]))]
+    while pipeline.exporter.stats()["spooled"] < len(uuids):  # PostHog is down: all of it spooled
+        time.sleep(0.05)
+    print(json.dumps(uuids), flush=True)
+    sys.stdin.readline()  # PostHog is back; the script ends, without flush()
+"""
+
+
+def test_exit_keeps_sending_while_posthog_takes_each_batch_promptly(server, tmp_path):
+    """A backlog that takes seconds to send, to a PostHog that takes each request within 0.05 s:
+    exit sends all of it (the budget grows with each batch taken), instead of stopping after a
+    fixed two seconds and leaving the rest for a next run that may never come."""
+    server.otherwise = lambda: Fault(503)
+    app = run(SPOOLED_THEN_EXIT, server, tmp_path, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    uuids = json.loads(app.stdout.readline())
+    server.otherwise = lambda: Fault(delay=0.05)
+    app.stdin.write("exit\n")
+    app.stdin.close()
+    assert app.wait(timeout=120) == 0
+    arrived = [e["uuid"] for e in server.events]
+    assert len(server.accepted) > 60  # it took many requests: over 2 s of them
+    assert arrived == uuids  # all of them, once each, in order
+    assert [n for d in tmp_path.iterdir() for n in os.listdir(d) if n.endswith((".json", ".claimed"))] == []
+
+
+ANSWERED_THEN_SLOW = """
+    import json, sys
+    import posthog_otel as posthog
+
+    pipeline = posthog.configure(schedule_delay_millis=50)
+    uuids = [posthog.set("user", {"n": n}) for n in range(10)]
+    assert pipeline.flush()  # PostHog answers
+    print("answered", flush=True)
+    sys.stdin.readline()  # now it answers slowly
+    uuids += [posthog.set("user", {"n": n}) for n in range(10, 200)]
+    print(json.dumps(uuids), flush=True)
+"""
+
+
+def test_exit_waits_for_a_slow_answer_rather_than_send_the_batch_again(server, tmp_path):
+    """PostHog takes 2 s to answer at exit. Abandoning the request after a second would leave its
+    batch in the spool, and the next run would send it again: PostHog drops the duplicate event,
+    but applies its $set to the person again, after newer ones. Exit waits for the answer."""
+    app = run(ANSWERED_THEN_SLOW, server, tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert app.stdout.readline().strip() == "answered"
+    server.otherwise = lambda: Fault(delay=2.0)
+    app.stdin.write("go\n")
+    app.stdin.close()
+    uuids = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0
+    server.otherwise = lambda: Fault()
+    assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    server.wait_for_events(len(uuids), timeout=30)
+    assert server.wait_idle(timeout=30)  # a request the exit gave up on is answered (and recorded) too
+    assert sorted(e["uuid"] for e in server.events) == sorted(uuids)  # each once: none sent again
