@@ -444,20 +444,22 @@ class Dispatcher:
             self._cond.notify_all()
 
     def _next_shipment(self, now: float) -> Optional[Shipment]:
-        if self._disk_mode and self._spool_usable(now):
-            assert self._spool is not None
+        """The spool's oldest batches while it holds any, else what memory holds. A spool whose
+        batches cannot be claimed (a read-only disk) holds everything newer back: memory waits
+        behind it (bounded, the oldest counted out), so that no later ``$set`` goes first."""
+        if self._disk_mode and self._spool is not None:
             try:
                 head = self._spool.claim_head(REQUEST_BYTES, 1 << 62)
             except OSError as error:
-                self._spool_failed(error, now)
-            else:
-                self._busy = head is BUSY
-                if isinstance(head, Claim):
-                    return self._shipment_of(head.batch, head, now)
-                if self._busy:
-                    self._send_at = now + BUSY_POLL
-                    return None
-                self._disk_mode = False  # empty
+                self._claims_failed(error, now)
+                return None
+            self._busy = head is BUSY
+            if isinstance(head, Claim):
+                return self._shipment_of(head.batch, head, now)
+            if self._busy:
+                self._send_at = now + BUSY_POLL
+                return None
+            self._disk_mode = False  # empty
         if not self._memory:
             return None
         taken: List[_Waiting] = []
@@ -625,16 +627,28 @@ class Dispatcher:
         return True
 
     def _poll_spool(self, now: float) -> None:
-        """Batches of other processes (or of one that died) go first: queue behind them."""
-        if self._disk_mode or now < self._next_poll or not self._spool_usable(now):
+        """Batches of other processes (or of one that died) go first: queue behind them (read
+        even while the spool cannot be written: what it holds is older than what memory holds).
+        Delivered batches the disk would not let us remove are removed as soon as it does."""
+        if self._spool is None or now < self._next_poll:
             return
         self._next_poll = now + SPOOL_POLL
-        assert self._spool is not None
         try:
-            if self._spool.pending():
+            self._spool.retry_removals()
+            if not self._disk_mode and self._spool.pending():
                 self._disk_mode = True
         except OSError as error:
             self._spool_failed(error, now)
+
+    def _claims_failed(self, error: OSError, now: float) -> None:
+        """The spool holds batches we cannot take (a read-only disk): wait, holding newer ones."""
+        self._send_at = now + SPOOL_POLL
+        warn_limited(
+            "spool_claims_failed",
+            "posthog_otel: cannot take batches out of the spool %s (%s); newer events wait in memory behind them "
+            "(at most %d MiB), so that none overtakes an older one", self._spool, error, MEMORY_MAX_BYTES >> 20,
+            level=logging.ERROR,
+        )  # fmt: skip
 
     def _limit_memory(self, now: float) -> None:
         """Without a usable spool, memory is the only place left: bounded, oldest dropped."""
@@ -785,7 +799,7 @@ class Dispatcher:
         shipment = self._shipment
         if spool_up and shipment is not None and not isinstance(shipment.source, Claim):
             times.append(shipment.born + self.settings.spool_after)
-        if spool_up and not self._disk_mode:
+        if self._spool is not None and (not self._disk_mode or self._spool.has_undeleted):
             times.append(self._next_poll)
         if not self._in_flight and (shipment is not None or self._memory or self._disk_mode):
             times.append(self._send_at)

@@ -14,6 +14,7 @@ and a returned uuid is always the one PostHog receives.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import itertools
 import logging
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
@@ -70,8 +71,8 @@ class _Emitter:
         self.ready = False
         #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
         self.sequence = itertools.count(1)
-        #: Numbers taken without a record (a checkpoint, a refusal): no gap, nothing lost.
-        self.unused: "set[int]" = set()
+        #: Numbers taken without a record (a checkpoint, a closing mark): no gap, nothing lost.
+        self.unused: Set[int] = builtins.set()  # this module's ``set`` is the operation
         #: Once the last exporter closed: numbered records from here on refuse themselves, and
         #: ``_mark`` is the first number the closing exporter does not account for.
         self._closed_from: float = float("inf")

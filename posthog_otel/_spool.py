@@ -101,6 +101,7 @@ class Empty:
 
 BUSY = Busy()
 EMPTY = Empty()
+_SKIPPED = object()  # an entry set aside (quarantined, empty) while claiming
 
 
 class Claim:
@@ -249,44 +250,73 @@ class DiskSpool:
         me = self._owner()
         taken: List[Tuple[str, EncodedBatch]] = []
         size = count = 0
-        names = self._scan()
-        for found in names:
-            name = found.name
-            if found.owner == me and name in self._undeleted:
-                if self._remove(name) or not (self.directory / name).exists():
-                    self._undeleted.discard(name)
-                continue  # delivered already
-            if found.owner is not None:
-                if found.owner == me and name in self._active or found.owner != me and self._owner_alive(found.owner):
-                    break
-                if self._rename(name, found.entry) is None:  # its sender died, or let go: back in line
-                    break
-                name = found.entry
-            if taken:
-                try:
-                    on_disk = os.lstat(str(self.directory / name)).st_size
-                except OSError:
-                    break
-                if size + on_disk > max_bytes or count >= max_events:
-                    break
-            claimed = self._rename(name, "%s.%s.claimed" % (found.entry, me))
-            if claimed is None:
-                break  # another sender was quicker
+        self.retry_removals()
+        for found in self._scan():
+            if found.owner == me and found.name in self._undeleted:
+                continue  # delivered already: removed as soon as the disk lets us
             try:
-                batch = self._read(claimed)
-            except _Unreadable as why:
-                self._quarantine(claimed, str(why))
-                continue
-            if not batch.count:
-                self._remove(claimed)
-                continue
-            taken.append((claimed, batch))
-            self._active.add(claimed)
-            size += batch.size
-            count += batch.count
+                step = self._take(found, me, taken, size, count, max_bytes, max_events)
+            except OSError:
+                if not taken:
+                    raise  # a read-only disk: nothing can be claimed, the caller waits
+                break  # what is claimed already goes now; the rest waits
+            if step is None:
+                break
+            if step is not _SKIPPED:
+                taken.append(step)
+                size += step[1].size
+                count += step[1].count
         if taken:
             return Claim(self, [n for n, _ in taken], EncodedBatch.join([b for _, b in taken]))
-        return BUSY if self._scan() else EMPTY
+        waiting = [f for f in self._scan() if not (f.owner == me and f.name in self._undeleted)]
+        return BUSY if waiting else EMPTY
+
+    def _take(
+        self, found: "_Name", me: str, taken: List[Any], size: int, count: int, max_bytes: int, max_events: int
+    ) -> Optional[Any]:
+        """Claim one batch: (claimed name, batch), ``_SKIPPED`` (set aside), or None to stop
+        here (it is another live sender's, or the request is full). OSError from the disk."""
+        name = found.name
+        if found.owner is not None:
+            if found.owner == me and name in self._active or found.owner != me and self._owner_alive(found.owner):
+                return None
+            if self._rename(name, found.entry) is None:  # its sender died, or let go: back in line
+                return None
+            name = found.entry
+        if taken:
+            try:
+                on_disk = os.lstat(str(self.directory / name)).st_size
+            except FileNotFoundError:
+                return None
+            if size + on_disk > max_bytes or count >= max_events:
+                return None
+        claimed = self._rename(name, "%s.%s.claimed" % (found.entry, me))
+        if claimed is None:
+            return None  # another sender was quicker
+        self._active.add(claimed)
+        try:
+            batch = self._read(claimed)
+        except _Unreadable as why:
+            self._active.discard(claimed)
+            self._quarantine(claimed, str(why))
+            return _SKIPPED
+        if not batch.count:
+            self._active.discard(claimed)
+            self._remove(claimed)
+            return _SKIPPED
+        return claimed, batch
+
+    def retry_removals(self) -> bool:
+        """Remove delivered batches the disk would not let us remove before (read-only, then
+        writable again): at once, so that no sibling waits behind them. True while some remain."""
+        for name in list(self._undeleted):
+            if self._remove(name) or not os.path.lexists(str(self.directory / name)):
+                self._undeleted.discard(name)
+        return bool(self._undeleted)
+
+    @property
+    def has_undeleted(self) -> bool:
+        return bool(self._undeleted)
 
     def _read(self, name: str) -> EncodedBatch:
         try:

@@ -326,6 +326,78 @@ def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog, monke
     assert posthog.drop_counts() == {}
 
 
+def _fill_up(directory):
+    filler = os.open(str(directory / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        while os.write(filler, b"x" * 4096):
+            pass
+    except OSError:
+        pass
+    finally:
+        os.close(filler)
+
+
+def _spool_three_batches(pipeline):
+    """PostHog down: 300 operations for five persons, in three spool files (the first of them the
+    batch being retried, claimed), then PostHog back. Returns their uuids, oldest first."""
+    made = []
+    for _ in range(3):
+        made += [posthog.set("user-%d" % (n % 5), {"n": n}) for n in range(len(made), len(made) + 100)]
+        _wait_until(lambda: pipeline.exporter.stats()["spooled"] == len(made), timeout=30)
+    return made
+
+
+def _assert_each_once_in_order(events, uuids):
+    assert sorted(e["uuid"] for e in events) == sorted(uuids)
+    latest = {}
+    for event in events:
+        person, n = event["distinct_id"], event["$set"]["n"]
+        assert n > latest.get(person, -1), "%s: n=%d arrived after n=%d" % (person, n, latest[person])
+        latest[person] = n
+
+
+@pytest.mark.parametrize("fault", ["read-only", "full"])
+def test_newer_operations_never_overtake_what_the_spool_cannot_release(fault, server, provider, tmpfs, monkeypatch):
+    """The disk turns read-only (or fills up) while the spool holds older batches: the one in
+    flight is delivered, and nothing newer is sent before the batches behind it."""
+    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
+    pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
+    server.otherwise = lambda: Fault(503)
+    older = _spool_three_batches(pipeline)
+    if fault == "read-only":
+        subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    else:
+        _fill_up(tmpfs)
+    server.otherwise = lambda: Fault()
+    newer = [posthog.set("user-%d" % (n % 5), {"n": n}) for n in range(300, 400)]
+    server.wait_for_events(100, timeout=30)  # the batch in flight, at least
+    if fault == "read-only":
+        assert pipeline.flush(timeout_millis=1000) is False  # the rest waits: older on disk, newer behind
+        assert len(server.events) == 100
+        subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+    assert pipeline.flush(timeout_millis=60_000)
+    _assert_each_once_in_order(server.events, older + newer)
+    assert posthog.drop_counts() == {}
+
+
+def test_a_delivered_batch_the_disk_would_not_let_go_is_removed_as_soon_as_it_does(server, provider, tmpfs, monkeypatch):
+    """Its file is a claim of a live process: a sibling sharing the spool waits behind it. Once
+    the disk is writable again it goes at once, even though writing to the spool is not tried
+    again for a long while, and nothing is sent twice."""
+    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 3600.0)
+    pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
+    server.otherwise = lambda: Fault(503)
+    older = _spool_three_batches(pipeline)
+    subprocess.run(["mount", "-o", "remount,ro", str(tmpfs)], check=True)
+    server.otherwise = lambda: Fault()
+    server.wait_for_events(100, timeout=30)
+    subprocess.run(["mount", "-o", "remount,rw", str(tmpfs)], check=True)
+    _wait_until(lambda: not [n for d in tmpfs.iterdir() for n in os.listdir(d) if n.endswith((".json", ".claimed"))],
+                timeout=30)  # fmt: skip
+    assert pipeline.flush(timeout_millis=10_000)
+    _assert_each_once_in_order(server.events, older)
+
+
 # --- the exporter with its spool --------------------------------------------------------------
 
 
