@@ -22,6 +22,9 @@ from ._schema import is_operation
 
 #: The SDK's batch delay since 1.41 (up to 1.40 it waited 5 s): what a SIGKILL can lose, before the exporter.
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+#: What PostHog's SDK queues (its ``max_queue_size``); the OTel SDK's own default is 2048, which a
+#: burst on a busy machine overflows before its worker gets the CPU (the oldest are dropped).
+DEFAULT_MAX_QUEUE_SIZE = 10_000
 
 
 class ProviderWithProcessors(Protocol):
@@ -225,6 +228,8 @@ def build(
     """A processor for ``exporter`` on ``provider``, registered for exit and SIGTERM."""
     if batch.get("schedule_delay_millis") is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
         batch["schedule_delay_millis"] = DEFAULT_SCHEDULE_DELAY_MILLIS
+    if batch.get("max_queue_size") is None and not os.environ.get("OTEL_BLRP_MAX_QUEUE_SIZE"):
+        batch["max_queue_size"] = DEFAULT_MAX_QUEUE_SIZE
     processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
     provider.add_log_record_processor(processor)
     pipeline = Pipeline(provider, processor, arguments, generation)

@@ -438,3 +438,17 @@ def test_flush_returns_at_once_when_posthog_refuses_the_key_and_says_so(server, 
     assert len(said) == 1 and "refused the project API key phc_...vw" in said[0] and "POSTHOG_API_KEY" in said[0]
     assert pipeline.exporter.stats()["spool_batches"] == 1  # kept, for when the key is accepted
     assert posthog.drop_counts() == {}
+
+
+def test_configure_queues_as_much_as_posthogs_sdk(server, provider):
+    """PostHog's SDK queues 10,000 operations; so does configure()'s batch processor (the OTel
+    SDK's own default, 2048, drops the oldest of a burst its worker has not taken yet)."""
+    exporter = _HeldExporter(api_key=API_KEY, host=server.url)
+    pipeline = posthog.configure(exporter=exporter, logger_provider=provider, schedule_delay_millis=10)
+    uuids = [posthog.set("u", {"n": 0})]
+    assert exporter.entered.wait(30)  # the SDK's worker is held: everything else waits in its queue
+    uuids += [posthog.set("u", {"n": n}) for n in range(1, 10_001)]
+    exporter.release.set()
+    assert pipeline.flush()
+    assert [e["uuid"] for e in server.events] == uuids
+    assert posthog.drop_counts() == {}
