@@ -139,7 +139,13 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         is_operation, from_log_record = schema.is_operation, Operation.from_log_record
         exceptions = self.settings.capture_exceptions
         for readable in records:
-            if is_operation(getattr(readable.log_record, "event_name", None)):
+            name = getattr(readable.log_record, "event_name", None)
+            if not name:  # stdlib logging through OTel's handler: the name is an attribute
+                name = record_event_name(readable.log_record)
+                if is_operation(name):
+                    operations.append(from_log_record(readable)._replace(name=name))
+                    continue
+            if is_operation(name):
                 operation = from_log_record(readable)
                 operations.append(operation)
                 number = operation.attributes.get(schema.SEQUENCE)
@@ -150,6 +156,17 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
                 if found is not None:
                     operations.append(found)
         return operations, numbers
+
+
+def record_event_name(record: Any) -> Any:
+    """A log record's event name: ``event_name``, else its ``event.name`` attribute (the semantic
+    conventions' older place, and the only one a stdlib ``logging`` call can fill, through
+    ``extra={"event.name": ...}``): the gateway reads OTLP records the same way."""
+    name = getattr(record, "event_name", None)
+    if name:
+        return name
+    attributes = getattr(record, "attributes", None)
+    return attributes.get(schema.EVENT_NAME_ATTRIBUTE) if attributes else None
 
 
 _log_exporters: "weakref.WeakSet[PostHogLogExporter]" = weakref.WeakSet()

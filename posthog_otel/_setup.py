@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from . import _emit, _lifecycle, _options
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
-from ._exporter import PostHogLogExporter
+from ._exporter import PostHogLogExporter, record_event_name
 from ._log import logger
 from ._schema import is_operation
 
@@ -58,7 +58,7 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
         if self._detached:
             return
         record = log_record.log_record
-        if is_operation(getattr(record, "event_name", None)):
+        if is_operation(getattr(record, "event_name", None) or record_event_name(record)):
             self._batch.on_emit(log_record)
         elif self._exceptions and has_exception(record.attributes):  # capture_exceptions: OTel's exception logs
             self._batch.on_emit(with_context_identity(log_record))
