@@ -73,7 +73,10 @@ def persist_all(budget: float, stop: bool) -> None:
     dispatchers = live()
     if not dispatchers:
         return
-    _flush_sdk_queues(dispatchers, max(deadline - time.monotonic(), 0.1))
+    try:
+        _flush_sdk_queues(dispatchers, max(deadline - time.monotonic(), 0.1))
+    except RuntimeError:  # no thread can start (interpreter shutdown, 3.12+): what is handed off still goes
+        logger.debug("posthog_otel: cannot flush the SDK's queue now", exc_info=True)
     for dispatcher in dispatchers:
         dispatcher.finish(max(deadline - time.monotonic(), 0.0), stop=stop)
 
@@ -123,12 +126,21 @@ def _after_fork_in_child() -> None:
 
 def _watch_multiprocessing() -> None:
     try:
+        import multiprocessing
         import multiprocessing.util as mp_util
     except ImportError:  # pragma: no cover - some embedded interpreters
         return
-    # Called in every multiprocessing child at start-up, after it cleared the parent's
-    # finalizers: register ours there.
+    # Called in every forked multiprocessing child at start-up (fork, forkserver), after it
+    # cleared the parent's finalizers: register ours there.
     mp_util.register_after_fork(_anchor, _in_multiprocessing_child)
+    # A spawned child runs no after-fork hooks (nothing was forked), and a child that sets up
+    # its pipeline itself was forked before any hook existed: register ours now. Without it a
+    # spawned pool worker delivered only from its interpreter's exit, where ``with Pool()``'s
+    # SIGTERM lands, and where Python 3.12+ can no longer start the threads that deliver.
+    # (While a spawned child imports the parent's main module, ``parent_process()`` is not set
+    # yet; the flag the standard library's own spawn and forkserver code reads is.)
+    if multiprocessing.parent_process() is not None or getattr(multiprocessing.current_process(), "_inheriting", False):
+        _in_multiprocessing_child(_anchor)
 
 
 def _in_multiprocessing_child(anchor: Any) -> None:

@@ -3,6 +3,7 @@ SIGKILLs among processes sharing a spool, pid 1, and a set-up without a key."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pathlib
@@ -437,3 +438,58 @@ def test_exit_waits_for_a_slow_answer_rather_than_send_the_batch_again(server, t
     server.wait_for_events(len(uuids), timeout=30)
     assert server.wait_idle(timeout=30)  # a request the exit gave up on is answered (and recorded) too
     assert sorted(e["uuid"] for e in server.events) == sorted(uuids)  # each once: none sent again
+
+
+SPAWNED_POOL = """
+import json, multiprocessing, sys
+import posthog_otel as posthog
+
+posthog.configure()  # at import: a spawned child runs it again
+
+
+def work(i):
+    return posthog.set("child-%d" % i, {"i": i})  # no flush
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(4) as pool:  # __exit__ terminates the workers
+        print(json.dumps(pool.map(work, range(40))), flush=True)
+"""
+
+
+def _interpreters():
+    """This one, and a Python 3.12+ found beside it that can import this checkout with this
+    environment's pure-Python dependencies: where a spawned pool worker lost everything (it
+    delivered only from its interpreter's exit, where 3.12 starts no threads)."""
+    found = [pytest.param((sys.executable,), id="this-python")]
+    for name in ("python3.13", "python3.12"):
+        candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.%s*/bin/%s" % (name[-2:], name))))
+        other = candidates[-1] if candidates else shutil.which(name)  # (a pyenv shim may not run it)
+        if other is None or sys.version_info >= (3, 12):
+            continue
+        path = os.pathsep.join([str(ROOT), *[p for p in sys.path if p.endswith("site-packages")]])
+        probe = subprocess.run([other, "-c", "import posthog_otel, opentelemetry.sdk._logs"], env=child_env(PYTHONPATH=path),
+                               capture_output=True, timeout=60)  # fmt: skip
+        if probe.returncode == 0:
+            found.append(pytest.param((other, path), id=name))
+    return found
+
+
+@pytest.mark.parametrize("python", _interpreters())
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_a_pool_of_spawned_children_used_as_a_context_manager_delivers(python, start, server, tmp_path):
+    if start not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("no %s start method here" % start)
+    server.otherwise = lambda: Fault(delay=0.5)  # a delivery takes a while: the pool's SIGTERM lands in it
+    script = tmp_path / "app.py"  # spawned children import the parent's main module: a file
+    script.write_text(textwrap.dedent(SPAWNED_POOL))
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path / "spool"))
+    if len(python) > 1:
+        env["PYTHONPATH"] = python[1]
+    done = subprocess.run([python[0], str(script), start], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    uuids = json.loads(done.stdout.splitlines()[-1])
+    assert len(uuids) == 40 and None not in uuids
+    events = server.wait_for_events(40, timeout=60)
+    assert sorted(e["uuid"] for e in events) == sorted(uuids)
