@@ -304,6 +304,11 @@ class Dispatcher:
             self._transport.close()
         self._summarise()
 
+    def remove_spool_if_empty(self) -> bool:
+        """After ``shutdown``: remove this key's spool directory if nothing waits there (a
+        gateway's project closed for good); a later process with the key makes it again."""
+        return self._spool is not None and self._spool.remove_if_empty()
+
     def stats(self) -> Dict[str, Any]:
         """Events exported, request retries, events spooled and drained, drops by reason,
         what waits in memory and in the spool."""

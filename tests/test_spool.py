@@ -21,6 +21,7 @@ from posthog_otel._spool import BUSY, EMPTY, Claim, DiskSpool, SpoolUnavailable,
 from .conftest import API_KEY
 from .support import Fault, child_env
 
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FAST = RetryPolicy(backoff_base=0.01, backoff_max=0.05, unauthorized_wait=0.05)
 BIG = 1 << 40
 WEEK = 7 * 24 * 3600.0
@@ -537,3 +538,65 @@ def test_batches_queued_behind_another_process_backlog_are_not_called_late(serve
     assert "behind earlier batches" in caplog.text
     assert "has not taken" not in caplog.text
 
+
+
+# --- housekeeping -----------------------------------------------------------------------------
+
+HOLD_A_CLAIM = """
+import sys
+from posthog_otel._spool import DiskSpool
+spool = DiskSpool(sys.argv[1], 1 << 30, 3600)
+spool._owner()  # its owner file, locked for as long as it lives
+print("holding", flush=True)
+sys.stdin.readline()
+"""
+
+
+def test_owner_files_of_processes_that_ended_are_removed(tmp_path):
+    """Each run leaves an owner file; a hundred short runs left a hundred, and every look at
+    the spool lists them. Those nobody holds go when a spool is opened; a live process's stays."""
+    live = subprocess.Popen([sys.executable, "-c", HOLD_A_CLAIM, str(tmp_path)], stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, text=True, env=child_env(), cwd=str(ROOT))  # fmt: skip
+    try:
+        assert live.stdout.readline().strip() == "holding"
+        for n in range(100):
+            (tmp_path / ("owner-%016x.lock" % n)).write_text("")
+        DiskSpool(tmp_path, BIG, WEEK)
+        assert len([n for n in os.listdir(tmp_path) if n.startswith("owner-")]) == 1  # the live one
+    finally:
+        live.stdin.close()
+        live.wait(timeout=30)
+
+
+@pytest.mark.skipif(not hasattr(os, "geteuid") or os.geteuid() != 0, reason="needs root to give a directory away")
+def test_a_spool_whose_parent_belongs_to_another_user_is_refused(tmp_path):
+    """That user could rename our directory away and put theirs in its place."""
+    theirs = tmp_path / "theirs"
+    theirs.mkdir(mode=0o755)
+    os.chown(theirs, 12345, 12345)
+    with pytest.raises(SpoolUnavailable, match="belongs to another user"):
+        DiskSpool(theirs / "spool", BIG, WEEK)
+
+
+def test_two_exporters_on_one_spool_in_one_process_never_send_a_claim_twice(tmp_path):
+    """Same key and host (configure() and a Client, or a gateway's project reopened): one
+    directory, one owner token. Each must see the other's claims as held, not as orphans."""
+    first, second = DiskSpool(tmp_path, BIG, WEEK), DiskSpool(tmp_path, BIG, WEEK)
+    first.append(batch("a"))
+    second.append(batch("b"))
+    claim, names = head_names(first, max_bytes=1)  # "a", held by the first
+    assert names == ["a"]
+    assert second.claim_head(BIG, 1 << 30) is BUSY  # not taken back and sent again
+    claim.done()
+    assert head_names(second)[1] == ["b"]
+
+
+def test_an_empty_spool_directory_can_be_removed_and_comes_back_when_needed(tmp_path):
+    spool = DiskSpool(tmp_path / "key", BIG, WEEK)
+    spool.append(batch("a"))
+    assert not spool.remove_if_empty()  # holds a batch
+    head_names(spool)[0].done()
+    assert spool.remove_if_empty()
+    assert not (tmp_path / "key").exists()
+    spool.append(batch("b"))  # used again: made again
+    assert head_names(spool)[1] == ["b"]
