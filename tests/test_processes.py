@@ -493,3 +493,34 @@ def test_a_pool_of_spawned_children_used_as_a_context_manager_delivers(python, s
     assert len(uuids) == 40 and None not in uuids
     events = server.wait_for_events(40, timeout=60)
     assert sorted(e["uuid"] for e in events) == sorted(uuids)
+
+
+OS_EXIT = """
+    import json, os, sys, time
+    import posthog_otel as posthog
+
+    pipeline = posthog.configure(schedule_delay_millis=50, spool_after=0.2)
+    early = [posthog.set("user", {"n": n}) for n in range(50)]
+    while sum(pipeline.exporter.stats()[k] for k in ("exported", "spooled")) < 50:
+        time.sleep(0.02)  # older than the window: delivered, or safe in the spool
+    late = [posthog.set("user", {"n": n}) for n in range(50, 100)]
+    if sys.argv[1] == "flush":
+        assert pipeline.flush()
+    print(json.dumps([early, late]), flush=True)
+    os._exit(0)  # no atexit, no thread runs after this
+"""
+
+
+@pytest.mark.parametrize("first", ["flush", "nothing"])
+def test_os_exit_loses_only_what_was_not_delivered_or_spooled_yet(first, server, tmp_path):
+    """As the README says: os._exit() loses what a SIGKILL loses (the SDK's queue and what waits
+    in memory), and nothing after flush(); what was older is delivered or sent by the next run."""
+    app = run(OS_EXIT, server, tmp_path, first, stdout=subprocess.PIPE)
+    early, late = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0
+    assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    server.wait_for_events(len(early) + (len(late) if first == "flush" else 0), timeout=30)
+    arrived = {e["uuid"] for e in server.events}
+    assert set(early) <= arrived
+    if first == "flush":
+        assert set(late) <= arrived
