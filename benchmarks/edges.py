@@ -26,6 +26,21 @@ from typing import Any, Dict
 HERE = pathlib.Path(__file__).resolve().parent
 API_KEY = "phc_reliability0123456789abcdefghijklmnopq"
 
+#: Each SDK as its docs set it up (PostHog's with its shutdown at exit): ``emit(user, seq)``, ``stop()``.
+SDK = r"""
+if sdk == "ours":
+    import posthog_otel as api
+    pipeline = api.configure(api_key=key, host=url, spool_dir=spool)
+    emit = lambda user, seq: api.set(user, {"seq": seq})
+    stop = pipeline.shutdown
+else:
+    import atexit, posthog
+    client = posthog.Client(key, host=url)
+    atexit.register(client.shutdown)
+    emit = lambda user, seq: client.set(distinct_id=user, properties={"seq": seq})
+    stop = client.shutdown
+"""
+
 DAEMONS = r"""
 import atexit, json, os, sys, threading, time
 sdk, url, log_path, spool, key, report = sys.argv[1:7]
@@ -45,16 +60,7 @@ def done():  # registered first: runs last, once the SDK's own exit has run
             json.dump(counted(), out)
 
 atexit.register(done)
-if sdk == "ours":
-    import posthog_otel as api
-    api.configure(api_key=key, host=url, spool_dir=spool)
-    emit = lambda user, seq: api.set(user, {"seq": seq})
-else:
-    import posthog
-    client = posthog.Client(key, host=url)
-    atexit.register(client.shutdown)
-    emit = lambda user, seq: client.set(distinct_id=user, properties={"seq": seq})
-
+""" + SDK + r"""
 def work(k):
     n = 0
     while True:
@@ -74,16 +80,7 @@ PHASES = r"""
 import os, sys, time
 sdk, url, log_path, spool, key = sys.argv[1:6]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-if sdk == "ours":
-    import posthog_otel as api
-    pipeline = api.configure(api_key=key, host=url, spool_dir=spool)
-    emit = lambda user, seq: api.set(user, {"seq": seq})
-    stop = pipeline.shutdown
-else:
-    import posthog
-    client = posthog.Client(key, host=url)
-    emit = lambda user, seq: client.set(distinct_id=user, properties={"seq": seq})
-    stop = client.shutdown
+""" + SDK + r"""
 seq = 0
 print("started", flush=True)
 for line in sys.stdin:  # "N": N more calls at 1,000/s; "stop"
@@ -175,15 +172,7 @@ EXIT = r"""
 import os, sys, time
 sdk, url, log_path, spool, key = sys.argv[1:6]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-if sdk == "ours":
-    import posthog_otel as api
-    api.configure(api_key=key, host=url, spool_dir=spool)
-    emit = lambda user, seq: api.set(user, {"seq": seq})
-else:
-    import atexit, posthog
-    client = posthog.Client(key, host=url)
-    atexit.register(client.shutdown)
-    emit = lambda user, seq: client.set(distinct_id=user, properties={"seq": seq})
+""" + SDK + r"""
 lines = ["%s %d %.6f\n" % (emit("user-%d" % (n % 10), n), n, time.time()) for n in range(20_000)]
 os.write(log, "".join(lines).encode())
 print("done %.6f" % time.time(), flush=True)  # and the script ends, without flush()

@@ -498,15 +498,7 @@ class DiskSpool:
         """Remove the owner files of processes that ended (a short-lived script leaves one per
         run): any nobody holds a lock on. At start, then at most once a minute."""
         self._next_owner_sweep = time.monotonic() + OWNER_SWEEP_INTERVAL
-        try:
-            names = os.listdir(str(self.directory))
-        except OSError:
-            return
-        me = _process.current().token
-        for name in names:
-            owner = _OWNER_LOCK.fullmatch(name)
-            if owner and owner.group(1) != me:
-                self._owner_alive(owner.group(1))  # removes the file of a dead owner
+        self._sweep(_OWNER_LOCK, remove=False)  # checking an owner removes a dead one's file
 
     def _owner_alive(self, owner: str) -> bool:
         """Whether the process ``owner`` still holds its lock; a dead owner's file is removed."""
@@ -618,14 +610,18 @@ class DiskSpool:
 
     def _sweep_temporaries(self) -> None:
         """Temporary files of writers that died mid-write."""
+        self._sweep(_TEMPORARY, remove=True)
+
+    def _sweep(self, pattern: "re.Pattern[str]", remove: bool) -> None:
+        """The entries ``pattern`` names after another process's token, whose owner has ended."""
         try:
             names = os.listdir(str(self.directory))
         except OSError:
             return
         me = _process.current().token
         for name in names:
-            match = _TEMPORARY.fullmatch(name)
-            if match and match.group(1) != me and not self._owner_alive(match.group(1)):
+            match = pattern.fullmatch(name)
+            if match and match.group(1) != me and not self._owner_alive(match.group(1)) and remove:
                 _unlink(self.directory / name)
 
 

@@ -311,14 +311,7 @@ def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog, monke
     server.otherwise = lambda: Fault(503)
     first = posthog.set("u", {"n": 1})
     _wait_until(lambda: pipeline.exporter.stats()["spooled"] == 1)  # the spool is in use
-    filler = os.open(str(tmpfs / "filler"), os.O_WRONLY | os.O_CREAT, 0o600)
-    try:  # then the disk fills up
-        while os.write(filler, b"x" * 4096):
-            pass
-    except OSError:
-        pass
-    finally:
-        os.close(filler)
+    _fill_up(tmpfs)  # then the disk fills up
     second = posthog.set("u", {"n": 2, "pad": "y" * 8000})
     _wait_until(lambda: "cannot use the spool" in caplog.text)
     server.otherwise = lambda: Fault()
