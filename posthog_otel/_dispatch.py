@@ -101,7 +101,7 @@ class _Finish:
     started: float
     last_progress: float
     stepped: float = 0.0  # when the dispatcher last looked at it (0: not yet: at once)
-    stalled: bool = False  # a request took longer than EXIT_STALL: none starts after it
+    stalled: bool = False  # a request is unanswered after EXIT_STALL: none starts unless it is taken
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -526,8 +526,8 @@ class Dispatcher:
             if isinstance(shipment.source, Claim):
                 self._stats.add("drained", delivered)
             self._backoff.succeeded()
-            if self._finish is not None:
-                self._finish.last_progress = now
+            if self._finish is not None:  # PostHog took it, slowly maybe: exit goes on (up to its budget)
+                self._finish.last_progress, self._finish.stalled = now, False
         if step is Step.DONE or step is Step.NEXT:
             if step is Step.DONE:
                 self._done(shipment)
@@ -707,10 +707,11 @@ class Dispatcher:
     # --- exit ------------------------------------------------------------------------------
 
     def _finish_step(self, finish: _Finish, now: float) -> None:
-        """Deliver what memory holds, then the spool's backlog, while PostHog takes each request
-        within ``EXIT_STALL`` (up to the budget); at a stall, spool what is left and start
-        nothing more. A request in flight is waited for while PostHog is known to answer (it
-        may have taken it: sent again, its ``$set``s would be applied again), else abandoned."""
+        """Deliver what memory holds, then the spool's backlog, while PostHog takes the requests
+        (up to the budget). A request unanswered after ``EXIT_STALL`` is a stall: what memory
+        holds is spooled, and nothing more starts unless PostHog takes that request. It is
+        waited for while PostHog is known to answer (it may have taken it: sent again, its
+        ``$set``s would be applied again), up to its timeout and the budget; else abandoned."""
         if finish.done.is_set():
             return
         finish.stepped = now
