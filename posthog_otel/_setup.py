@@ -109,9 +109,11 @@ class Pipeline:
         return "Pipeline(exporter=%r)" % (self.exporter,)
 
     def flush(self, timeout_seconds: Optional[float] = 30.0, *, timeout_millis: Optional[float] = None) -> bool:
-        """Export everything emitted so far; True when it was delivered (or is safe in the spool)
-        in time. ``timeout_seconds`` as PostHog's ``flush`` (None: as long as it takes);
-        ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
+        """Export everything emitted so far; True when it was delivered (or dropped, counted) in
+        time. False, with a warning saying what waits and why, at the timeout, or at once when
+        no wait can help (PostHog refused the key; the next attempt is due after the timeout):
+        what memory holds is then in the spool. ``timeout_seconds`` as PostHog's ``flush``
+        (None: as long as it takes); ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
         if self.sdk_disabled:
             _emit.warn_sdk_disabled()
             return False
@@ -296,8 +298,9 @@ def setup() -> Optional[Pipeline]:
 def flush(timeout_seconds: Optional[float] = 10) -> bool:
     """Deliver what was emitted so far, in every set-up style (``configure()``, the module's
     ``api_key``, ``opentelemetry-instrument``), within ``timeout_seconds`` (PostHog's unit;
-    None: as long as it takes). True when nothing is left waiting (delivered, or safe in the
-    spool); False when something is, or when nothing could deliver (said, with why)."""
+    None: as long as it takes). True when nothing is left waiting (delivered, or dropped and
+    counted); False when something is (in memory or the spool: said, with why, at once when no
+    wait can help, as a refused key), or when nothing could deliver."""
     try:
         routed = _emit.default._routed
         if routed is not None:
