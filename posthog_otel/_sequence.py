@@ -53,10 +53,11 @@ class SequenceTracker:
             return self._confirm(older_than=-1)
 
     def close(self, mark: Optional[int]) -> Tuple[int, int]:
-        """At the last shutdown: (records lost in gaps, records below ``mark`` never seen)."""
+        """At the last shutdown: (records lost in gaps, records below ``mark`` never seen). An
+        exporter that never saw one of the emitter's records (not on its provider) counts none."""
         with self._lock:
             lost = self._confirm(older_than=-1)
-            if mark is None or mark <= self._expected:
+            if mark is None or mark <= self._expected or self._expected == self._start:
                 return lost, 0
             never = mark - self._expected - sum(1 for n in list(self._unused) if self._expected <= n < mark)
             self._expected = mark

@@ -99,3 +99,15 @@ def test_a_second_exporter_built_later_makes_no_false_drop(server, pipeline):
     assert posthog.drop_counts() == {}
     spans.shutdown()
     second.shutdown()
+
+
+def test_an_exporter_that_never_saw_the_operations_counts_none_of_them_at_its_shutdown(server, pipeline):
+    """The last exporter to shut down counts the operations it never saw as lost at shutdown;
+    one on no provider (or another one) never saw any, and must not count them all."""
+    idle = PostHogLogExporter(api_key=API_KEY, host=server.url)
+    uuids = [posthog.set("u", {"n": n}) for n in range(3)]
+    assert pipeline.flush()
+    pipeline.shutdown()
+    idle.shutdown()  # the last one
+    assert [e["uuid"] for e in server.events] == uuids
+    assert posthog.drop_counts() == {}
