@@ -17,6 +17,8 @@ Scenarios (the issue's):
                              the first event arrives, then events/s from first to last
   schedule                   90 s at 200/s: 503s, 429s, dropped connections, slow answers,
                              30 s down, SIGTERM while down, SIGKILL, a normal exit
+  daemon-exit, read-only-order, exit-healthy
+                             delivery at the edges: see benchmarks/edges.py
 
 Both SDKs run with their defaults: posthog_otel.configure(api_key=..., host=...) (the SDK's
 batch processor: queue 2048, batch 512, 1 s delay; spool on, spool_after 1 s) and
@@ -41,6 +43,8 @@ import time
 import urllib.request
 from collections import defaultdict
 from typing import Any, Callable, Dict, List, Optional
+
+import edges  # noqa: E402 (beside this script)
 
 HERE = pathlib.Path(__file__).resolve().parent
 API_KEY = "phc_reliability0123456789abcdefghijklmnopq"
@@ -303,6 +307,9 @@ SCENARIOS: Dict[str, Callable[[Run], Dict[str, Any]]] = {
     "blackhole-exit": blackhole_exit,
     "backlog-drain": backlog_drain(10_000),
     "schedule": schedule,
+    "daemon-exit": edges.daemon_exit,
+    "read-only-order": edges.read_only_order,
+    "exit-healthy": edges.exit_healthy,
 }
 
 

@@ -272,6 +272,14 @@ class Settings:
         doc="Seconds an operation may wait in memory for PostHog before it is written to the spool "
         "(when the spool is on): what a SIGKILL can lose, beyond the OTel batch processor's delay.",
     )
+    exit_timeout: float = setting(
+        10.0,
+        "POSTHOG_OTEL_EXIT_TIMEOUT",
+        parse=parse_seconds,
+        doc="Seconds exit (and `shutdown()`, SIGTERM) may spend delivering while PostHog takes each request "
+        "within a second: the budget grows with each batch taken, up to this; what is left waits in the spool "
+        "for the next process. Exit stops sooner, about a second after PostHog stops answering.",
+    )
     handle_sigterm: bool = setting(
         True,
         "POSTHOG_OTEL_HANDLE_SIGTERM",

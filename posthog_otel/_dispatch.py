@@ -43,7 +43,7 @@ from ._http import HttpTransport, Transport
 from ._log import count_drop, logger, warn_limited
 from ._mapping import Defaults, Operation, to_posthog_events
 from ._protocol import policy_for
-from ._retry import Backoff, RetryPolicy, Verdict
+from ._retry import Backoff, Outcome, RetryPolicy, Verdict
 from ._sequence import SequenceTracker
 from ._spool import BUSY, Claim, DiskSpool, SpoolUnavailable, spool_directory
 from ._stats import Stats, register_metrics
@@ -62,13 +62,21 @@ REQUEST_BYTES = MAX_REQUEST_BYTES - 1024
 SPOOL_POLL = 1.0
 #: Seconds between looks at a spool whose oldest batch another process is sending.
 BUSY_POLL = 0.25
-#: At exit (or SIGTERM): seconds without an answer before the rest is spooled instead.
+#: At exit (or SIGTERM): seconds without an answer before what is left is spooled and no
+#: further request starts (a stall).
 EXIT_STALL = 1.0
-#: At exit: seconds spent sending the spool's backlog while PostHog answers (the next process
-#: sends the rest).
+#: At exit: seconds without progress (an accepted request) after which no new request starts:
+#: each prompt answer extends the budget, up to ``exit_timeout``; the next process sends the rest.
 EXIT_SPOOL_DRAIN = 2.0
+#: Seconds within which PostHog must have answered something (any status) for exit to wait
+#: for a request in flight, rather than abandon it after ``EXIT_STALL`` (a re-sent batch
+#: re-applies its ``$set``s): a PostHog that answers slowly is waited for, a silent one is not.
+ANSWERED_RECENTLY = 30.0
 #: Seconds before a spool that failed (a read-only or full disk) is tried again.
 SPOOL_RETRY = 30.0
+#: Seconds the dispatcher pauses after an internal error (a bug), so that one that repeats
+#: costs a log line a minute and a count, not a core.
+INTERNAL_ERROR_PAUSE = 0.5
 
 Read = Callable[[Sequence[Any]], Tuple[List[Operation], List[int]]]
 
@@ -93,6 +101,7 @@ class _Finish:
     started: float
     last_progress: float
     stepped: float = 0.0  # when the dispatcher last looked at it (0: not yet: at once)
+    stalled: bool = False  # a request is unanswered after EXIT_STALL: none starts unless it is taken
     done: threading.Event = field(default_factory=threading.Event)
 
 
@@ -126,7 +135,7 @@ class Dispatcher:
         )
         self._spool = self._open_spool()
         self._stats = Stats(self._spool, self._gauges)
-        self._tracker = SequenceTracker(self._emitter.checkpoint())
+        self._tracker = SequenceTracker(self._checkpoint(), getattr(self._emitter, "unused", frozenset()))
         self._cond = threading.Condition()
         # Shared with the SDK's worker and the HTTP thread (under _cond):
         self._handoff: Deque[Tuple[float, Any]] = deque()
@@ -135,6 +144,8 @@ class Dispatcher:
         self._absorbed = 0
         self._quiet = True  # nothing pending anywhere (the dispatcher thread's view)
         self._safe = True  # nothing only in memory: all delivered, or in the spool
+        self._parked: Optional[str] = None  # why what is left waits on what no wait fixes
+        self._looks_asked = self._looks_done = 0  # a flush's "look at the spool now", and the answer
         self._job: Optional[Tuple[Shipment, float]] = None
         self._answer: Optional[Tuple[Shipment, Verdict]] = None
         self._finish: Optional[_Finish] = None
@@ -147,6 +158,7 @@ class Dispatcher:
         self._in_flight = False
         self._sent_at = 0.0
         self._send_at = 0.0
+        self._answered_at = -ANSWERED_RECENTLY  # when PostHog last answered anything (monotonic)
         self._asked_to_wait_until = 0.0  # a Retry-After's end: exit does not come back before it
         self._backoff = Backoff(self._policy)
         self._disk_mode = False
@@ -207,36 +219,57 @@ class Dispatcher:
                 left = deadline - time.monotonic()
                 if left <= 0 or not self._threads_alive():
                     return False
+                if self._absorbed >= target and self._parked_why(deadline) is not None:
+                    break  # no wait helps: spooled below, at once
                 self._cond.wait(min(left, 0.5))
-        return True
+        if self._safe:
+            return True
+        self.finish(0.0, stop=False)  # spool it now
+        return self._safe
 
     def force_flush(self, timeout_millis: float = 30000) -> bool:
-        """Wait until everything handed off so far is delivered (or dropped, counted)."""
+        """Wait until everything handed off so far, and the spool's backlog, is delivered (or
+        dropped, counted): True. Returns False as soon as what is left waits on something no
+        wait within the timeout fixes (a refused key, a retry due later), or at the timeout,
+        with a warning saying what waits and why."""
         deadline = time.monotonic() + max(timeout_millis, 0) / 1000
         with self._cond:
             target = self._accepted
-        if target == 0 and not (self._spool is not None and self._spool_usable(time.monotonic()) and self._spool.pending()):
+        if target == 0 and not (self._spool is not None and self._spool_pending()):
             return True
+        with self._cond:
+            self._looks_asked += 1  # look at the spool now: batches there count as waiting
+            asked = self._looks_asked
+            self._next_poll = 0.0
+            self._cond.notify_all()
         self._ensure_threads()
         if self._inline:
             self._run_inline(deadline)
+        why = None
         with self._cond:
-            self._next_poll = 0.0  # look at the spool now: batches there count as waiting
-            self._cond.notify_all()
-            while not (self._absorbed >= target and self._quiet):
+            while not (self._absorbed >= target and self._looks_done >= asked and self._quiet):
                 left = deadline - time.monotonic()
                 if left <= 0 or self._closed and self._finish is None and not self._threads_alive():
+                    why = "no answer from PostHog in time (%s)" % self._waiting_for() if left <= 0 else "shut down"
                     break
+                if self._absorbed >= target and self._looks_done >= asked:
+                    why = self._parked_why(deadline)
+                    if why is not None:
+                        break
                 self._cond.wait(min(left, 0.5))
-            done = self._absorbed >= target and self._quiet
         self._report_losses(self._tracker.settle())
-        return done
+        if why is None:
+            return True
+        if not self._safe:
+            self.finish(0.0, stop=False)  # what memory holds goes to the spool now
+        self._report_unflushed(why)
+        return False
 
     def finish(self, budget: float, stop: bool) -> None:
         """Deliver what is pending while PostHog answers promptly, spool the rest; with ``stop``
         the threads end afterwards (exit). Returns within ``budget`` seconds or so."""
         now = time.monotonic()
-        request = _Finish(now + max(budget, 0.0), stop, now, now)
+        request = _Finish(now + min(max(budget, 0.0), self.settings.exit_timeout), stop, now, now)
         with self._cond:
             if self._finish is not None and not self._finish.done.is_set():
                 request = self._finish
@@ -250,9 +283,12 @@ class Dispatcher:
         else:
             request.done.wait(max(request.deadline - time.monotonic(), 0.0) + 0.5)
 
-    def shutdown(self, timeout_millis: float = 5000) -> None:
+    def shutdown(self, timeout_millis: float = 5000, mark: Optional[int] = None) -> None:
         """Stop taking batches; deliver what is pending while PostHog answers promptly (within
-        the timeout), spool the rest; then close and log a summary if anything was dropped."""
+        the timeout), spool the rest; then close and log a summary if anything was dropped.
+
+        ``mark`` (from the emitter, at its last exporter's shutdown): records numbered below
+        it that never arrived are counted here, as made too late to be exported."""
         with self._cond:
             if self._closed:
                 return
@@ -260,11 +296,18 @@ class Dispatcher:
         pending = self._handoff or self._memory or self._shipment is not None
         if pending or self._threads_alive():
             self.finish(max(timeout_millis, 0) / 1000, stop=True)
-        self._report_losses(self._tracker.settle())
+        gaps, never = self._tracker.close(mark)
+        self._report_losses(gaps)
+        self._report_never_exported(never)
         _lifecycle.unregister(self)
         if not self._in_flight:
             self._transport.close()
         self._summarise()
+
+    def remove_spool_if_empty(self) -> bool:
+        """After ``shutdown``: remove this key's spool directory if nothing waits there (a
+        gateway's project closed for good); a later process with the key makes it again."""
+        return self._spool is not None and self._spool.remove_if_empty()
 
     def stats(self) -> Dict[str, Any]:
         """Events exported, request retries, events spooled and drained, drops by reason,
@@ -288,7 +331,7 @@ class Dispatcher:
         self._stats.after_fork()
         if self._spool is not None:
             self._spool.after_fork()
-        self._tracker.after_fork(self._emitter.checkpoint())
+        self._tracker.after_fork(self._checkpoint())
         after_fork = getattr(self._transport, "after_fork", None)
         if after_fork is not None:
             after_fork()
@@ -301,7 +344,7 @@ class Dispatcher:
             with self._cond:
                 now = time.monotonic()
                 wake = self._wake_at(now)
-                while not (self._handoff or self._answer or wake <= now):
+                while not (self._handoff or self._answer or wake <= now or self._looks_asked > self._looks_done):
                     self._cond.wait(wake - now)
                     now = time.monotonic()
                     wake = self._wake_at(now)
@@ -310,6 +353,9 @@ class Dispatcher:
                 self._handoff_records = 0
                 answer, self._answer = self._answer, None
                 finish = self._finish
+                looks = self._looks_asked
+                if looks > self._looks_done:
+                    self._next_poll = 0.0
             try:
                 self._step(taken, answer, finish)
             except Exception:  # never let the thread die: say it, count it, carry on
@@ -318,9 +364,12 @@ class Dispatcher:
                 logger.debug("internal error in the exporter", exc_info=True)
                 if _emit.RAISE_INTERNAL_ERRORS:
                     raise
+                time.sleep(INTERNAL_ERROR_PAUSE)  # a fault that repeats must not spin a core
             with self._cond:
                 self._absorbed += len(taken)
                 self._quiet, self._safe = self._is_quiet(), self._is_safe()
+                self._parked = self._park_reason()
+                self._looks_done = looks
                 self._cond.notify_all()
                 if finish is not None and finish.done.is_set() and finish.stop:
                     return
@@ -400,20 +449,22 @@ class Dispatcher:
             self._cond.notify_all()
 
     def _next_shipment(self, now: float) -> Optional[Shipment]:
-        if self._disk_mode and self._spool_usable(now):
-            assert self._spool is not None
+        """The spool's oldest batches while it holds any, else what memory holds. A spool whose
+        batches cannot be claimed (a read-only disk) holds everything newer back: memory waits
+        behind it (bounded, the oldest counted out), so that no later ``$set`` goes first."""
+        if self._disk_mode and self._spool is not None:
             try:
                 head = self._spool.claim_head(REQUEST_BYTES, 1 << 62)
             except OSError as error:
-                self._spool_failed(error, now)
-            else:
-                self._busy = head is BUSY
-                if isinstance(head, Claim):
-                    return self._shipment_of(head.batch, head, now)
-                if self._busy:
-                    self._send_at = now + BUSY_POLL
-                    return None
-                self._disk_mode = False  # empty
+                self._claims_failed(error, now)
+                return None
+            self._busy = head is BUSY
+            if isinstance(head, Claim):
+                return self._shipment_of(head.batch, head, now)
+            if self._busy:
+                self._send_at = now + BUSY_POLL
+                return None
+            self._disk_mode = False  # empty
         if not self._memory:
             return None
         taken: List[_Waiting] = []
@@ -465,6 +516,8 @@ class Dispatcher:
 
     def _settle(self, shipment: Shipment, verdict: Verdict, now: float) -> None:
         self._in_flight = False
+        if verdict.status is not None:
+            self._answered_at = now
         if shipment is not self._shipment:
             return  # an answer for a shipment abandoned at exit
         step = shipment.settle(verdict)
@@ -474,8 +527,8 @@ class Dispatcher:
             if isinstance(shipment.source, Claim):
                 self._stats.add("drained", delivered)
             self._backoff.succeeded()
-            if self._finish is not None:
-                self._finish.last_progress = now
+            if self._finish is not None:  # PostHog took it, slowly maybe: exit goes on (up to its budget)
+                self._finish.last_progress, self._finish.stalled = now, False
         if step is Step.DONE or step is Step.NEXT:
             if step is Step.DONE:
                 self._done(shipment)
@@ -580,16 +633,28 @@ class Dispatcher:
         return True
 
     def _poll_spool(self, now: float) -> None:
-        """Batches of other processes (or of one that died) go first: queue behind them."""
-        if self._disk_mode or now < self._next_poll or not self._spool_usable(now):
+        """Batches of other processes (or of one that died) go first: queue behind them (read
+        even while the spool cannot be written: what it holds is older than what memory holds).
+        Delivered batches the disk would not let us remove are removed as soon as it does."""
+        if self._spool is None or now < self._next_poll:
             return
         self._next_poll = now + SPOOL_POLL
-        assert self._spool is not None
         try:
-            if self._spool.pending():
+            self._spool.retry_removals()
+            if not self._disk_mode and self._spool.pending():
                 self._disk_mode = True
         except OSError as error:
             self._spool_failed(error, now)
+
+    def _claims_failed(self, error: OSError, now: float) -> None:
+        """The spool holds batches we cannot take (a read-only disk): wait, holding newer ones."""
+        self._send_at = now + SPOOL_POLL
+        warn_limited(
+            "spool_claims_failed",
+            "posthog_otel: cannot take batches out of the spool %s (%s); newer events wait in memory behind them "
+            "(at most %d MiB), so that none overtakes an older one", self._spool, error, MEMORY_MAX_BYTES >> 20,
+            level=logging.ERROR,
+        )  # fmt: skip
 
     def _limit_memory(self, now: float) -> None:
         """Without a usable spool, memory is the only place left: bounded, oldest dropped."""
@@ -643,8 +708,11 @@ class Dispatcher:
     # --- exit ------------------------------------------------------------------------------
 
     def _finish_step(self, finish: _Finish, now: float) -> None:
-        """Deliver what only memory holds while PostHog answers within ``EXIT_STALL``, then
-        (briefly) the spool's backlog; spool the rest when the answers stop or time is up."""
+        """Deliver what memory holds, then the spool's backlog, while PostHog takes the requests
+        (up to the budget). A request unanswered after ``EXIT_STALL`` is a stall: what memory
+        holds is spooled, and nothing more starts unless PostHog takes that request. It is
+        waited for while PostHog is known to answer (it may have taken it: sent again, its
+        ``$set``s would be applied again), up to its timeout and the budget; else abandoned."""
         if finish.done.is_set():
             return
         finish.stepped = now
@@ -653,7 +721,16 @@ class Dispatcher:
             return
         if self._in_flight:
             if now - max(finish.last_progress, self._sent_at) >= EXIT_STALL:
-                self._abandon(now)
+                if not finish.stalled:
+                    finish.stalled = True
+                    if self._spool_usable(now):
+                        self._spill_all()  # nothing waits only in memory from here
+                silent = now - self._answered_at >= ANSWERED_RECENTLY
+                if silent or now - self._sent_at >= self.settings.timeout:
+                    self._abandon(now)
+            return
+        if finish.stalled:
+            self._abandon(now)
             return
         if now < self._asked_to_wait_until and self._spool_usable(now):
             self._abandon(now)  # PostHog said when to come back (Retry-After): the spool keeps it till then
@@ -662,7 +739,8 @@ class Dispatcher:
         if self._memory or (shipment is not None and not isinstance(shipment.source, Claim)):
             self._send_at = min(self._send_at, now)  # no backing off at exit
             return
-        if shipment is None and self._disk_mode and not self._busy and now - finish.started < EXIT_SPOOL_DRAIN:
+        progressing = now - max(finish.last_progress, finish.started) < EXIT_SPOOL_DRAIN
+        if (shipment is not None or self._disk_mode) and not self._busy and progressing:
             self._send_at = min(self._send_at, now)
             return
         self._abandon(now)
@@ -716,7 +794,11 @@ class Dispatcher:
         if self._finish is not None:
             if self._finish.done.is_set():
                 return now if self._finish.stop else times[0]
-            times.append(min(self._finish.deadline, max(self._finish.last_progress, self._sent_at) + EXIT_STALL))
+            times.append(self._finish.deadline)
+            if not self._finish.stalled:
+                times.append(max(self._finish.last_progress, self._sent_at) + EXIT_STALL)
+            elif self._in_flight:  # waiting for an answer: until the request's own timeout, or silence
+                times.append(min(self._sent_at + self.settings.timeout, self._answered_at + ANSWERED_RECENTLY))
             if not self._in_flight:  # look again shortly (measured from the last look, not from now)
                 times.append(self._finish.stepped + 0.02)
         if spool_up and self._memory:
@@ -724,7 +806,7 @@ class Dispatcher:
         shipment = self._shipment
         if spool_up and shipment is not None and not isinstance(shipment.source, Claim):
             times.append(shipment.born + self.settings.spool_after)
-        if spool_up and not self._disk_mode:
+        if self._spool is not None and (not self._disk_mode or self._spool.has_undeleted):
             times.append(self._next_poll)
         if not self._in_flight and (shipment is not None or self._memory or self._disk_mode):
             times.append(self._send_at)
@@ -781,6 +863,8 @@ class Dispatcher:
                 self._absorbed += len(taken)
                 job, self._job = self._job, None
                 self._quiet, self._safe = self._is_quiet(), self._is_safe()
+                self._parked = self._park_reason()
+                self._looks_done = self._looks_asked
             now = time.monotonic()
             if job is None or now >= deadline:
                 if job is not None:
@@ -792,12 +876,64 @@ class Dispatcher:
             verdict = shipment.attempt(max(min(self.settings.timeout, deadline - now, EXIT_STALL), 0.01))
             self._settle(shipment, verdict, time.monotonic())
 
+    def _parked_why(self, deadline: float) -> Optional[str]:
+        """Why what is left cannot leave before ``deadline`` whatever we wait (under ``_cond``)."""
+        if self._quiet or self._in_flight:
+            return None
+        if self._parked is not None:
+            return self._parked
+        if self._send_at <= deadline:
+            return None
+        return "the next attempt is due in %.3g s (%s)" % (self._send_at - time.monotonic(), self._waiting_for())
+
+    def _park_reason(self) -> Optional[str]:
+        """What no wait fixes, on the dispatcher's thread: PostHog refused the project key (it
+        is tried again every ``unauthorized_wait``, 60 s, but a wrong key stays wrong)."""
+        shipment = self._shipment
+        verdict = shipment.verdict if shipment is not None else None
+        if self._in_flight or verdict is None or verdict.outcome is not Outcome.UNAUTHORIZED:
+            return None
+        return "PostHog refused the project API key %s (HTTP %s): check POSTHOG_API_KEY" % (
+            redact(self.settings.api_key), verdict.status)
+
+    def _report_unflushed(self, why: str) -> None:
+        stats = self._stats.snapshot()
+        warn_limited(
+            "unflushed:" + why.split(" (")[0],
+            "posthog_otel: flush: %d event(s) in memory and %d batch(es) in the spool %s still wait: %s",
+            stats["memory_events"], stats["spool_batches"], self._spool, why,
+        )  # fmt: skip
+
+    def _spool_pending(self) -> bool:
+        try:
+            return self._spool is not None and self._spool.pending()
+        except OSError:
+            return False
+
+    def _checkpoint(self) -> int:
+        """Where this exporter starts judging sequence numbers (only log records carry them)."""
+        return self._emitter.checkpoint() if self.kind == "logs" else 0
+
     def _refuse(self, items: Sequence[Any]) -> None:
-        operations = items if isinstance(items, MappedEvents) else self._read(items)[0]
-        if operations:
-            count_drop("after_shutdown", len(operations))
+        if isinstance(items, MappedEvents):
+            refused = len(items)
+        else:
+            operations, numbers = self._read(items)
+            # Numbered records the shutdown counted already (never seen by then) are not counted again.
+            refused = len(operations) - len(numbers) + self._tracker.refused(numbers)
+        if refused:
+            count_drop("after_shutdown", refused)
             warn_limited("export_after_shutdown", "posthog_otel: %d operation(s) exported after shutdown; dropped",
-                         len(operations))  # fmt: skip
+                         refused)  # fmt: skip
+
+    def _report_never_exported(self, lost: int) -> None:
+        if lost:
+            count_drop("after_shutdown", lost)
+            warn_limited(
+                "never_exported",
+                "posthog_otel: %d operation(s) made while the pipeline shut down never reached the exporter "
+                "(the OpenTelemetry batch processor had stopped); dropped", lost, level=logging.ERROR,
+            )  # fmt: skip
 
     def _report_losses(self, lost: int) -> None:
         if lost:

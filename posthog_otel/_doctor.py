@@ -8,7 +8,13 @@ Each finding is judged against how the process is actually configured:
 - the ``OTEL_*_EXPORTER`` traps only matter to ``opentelemetry-instrument``: they are
   checked when the process runs under it or the environment is set up for it
   (``OTEL_LOGS_EXPORTER`` names posthog), and only mentioned otherwise;
-- a fix never switches PostHog off (no ``OTEL_LOGS_EXPORTER=none``).
+- a fix never switches PostHog off (no ``OTEL_LOGS_EXPORTER=none``);
+- run as ``posthog-otel doctor`` outside ``opentelemetry-instrument``, its process is not the
+  application: it says what it can check from there (key, host, spool, variables) and how to
+  check the rest, rather than report its own process's missing LoggerProvider;
+- with the network, nothing is taken on trust: the project key is sent to PostHog's ``/flags``
+  the way the SDK sends it (a harmless read: no event, no person), so "ok" means PostHog took
+  it; a personal key is tried on ``/flags/definitions`` as local evaluation uses it.
 """
 
 from __future__ import annotations
@@ -16,8 +22,8 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Any, Iterable, List, Mapping, Optional, TextIO
-from urllib.parse import urlsplit
+from typing import Any, Dict, Iterable, List, Mapping, Optional, TextIO, Tuple
+from urllib.parse import quote, urlsplit
 
 import requests
 from opentelemetry import _logs as otel_logs
@@ -26,6 +32,10 @@ from ._config import Settings, redact
 from ._emit import is_placeholder
 
 OK, WARN, PROBLEM = "ok", "warn", "problem"
+#: Seconds each network check may take.
+NETWORK_TIMEOUT = 5.0
+#: The distinct id (and the one flag) the key check asks PostHog about: no such person, no such flag.
+DOCTOR_ID = "posthog-otel-doctor"
 _LABEL = {OK: "  ok ", WARN: "warn ", PROBLEM: "FAIL "}
 _SIGNALS = (("traces", "OTEL_TRACES_EXPORTER"), ("metrics", "OTEL_METRICS_EXPORTER"), ("logs", "OTEL_LOGS_EXPORTER"))
 _OTLP_PACKAGES = {"otlp_proto_grpc": "opentelemetry-exporter-otlp-proto-grpc", "otlp_proto_http": "opentelemetry-exporter-otlp-proto-http"}  # fmt: skip
@@ -38,6 +48,9 @@ class Finding:
     topic: str
     message: str
     fix: str = ""
+    host: str = ""  # the host a "Host" finding is about (for the network checks after it)
+    key: str = ""  # the project key an "API key" finding is about
+    source: str = ""  # where that key came from
 
 
 @dataclass(frozen=True)
@@ -49,14 +62,26 @@ class _Process:
     under_instrument: bool  # set up by opentelemetry-instrument (its sitecustomize ran)
 
 
-def diagnose(environ: Optional[Mapping[str, str]] = None, check_network: bool = True) -> List[Finding]:
+def diagnose(
+    environ: Optional[Mapping[str, str]] = None, check_network: bool = True, in_app: bool = True
+) -> List[Finding]:
+    """The findings; ``in_app``: called inside the application (False: ``posthog-otel doctor``,
+    whose own process is the application only under ``opentelemetry-instrument``)."""
     environ = os.environ if environ is None else environ
     process = _observe()
     settings = process.exporter.settings if process.exporter is not None else None
-    findings = [_api_key(environ, settings)]
-    findings += _host(environ, settings, check_network)
+    key = _api_key(environ, settings)
+    hosts = _host(environ, settings)
+    if check_network and hosts[0].level == OK:
+        if key.level != PROBLEM:
+            reached, key = _ask_posthog(hosts[0].host, key)
+        else:  # no usable key to try: only whether anything answers there
+            reached = _reachable(hosts[0].host)
+        hosts.append(reached)
+    findings = [key, *hosts]
+    findings += _personal_key(environ, settings, hosts[0].host, check_network and hosts[-1].level == OK)
     findings += _sdk_disabled(environ)
-    findings.append(_provider(process))
+    findings.append(_provider(process, in_app or process.under_instrument))
     findings += _spool(environ, settings)
     findings += _auto_config(environ, process)
     return findings
@@ -133,9 +158,9 @@ def _api_key(environ: Mapping[str, str], settings: Optional[Settings]) -> Findin
     if not key.startswith("phc_") and not _is_loopback(_host_of(environ, settings)):
         return Finding(
             WARN, "API key", "%s (%s) does not look like a project key" % (source, redact(key)),
-            "project API keys start with phc_ (Project settings > Project API key)",
+            "project API keys start with phc_ (Project settings > Project API key)", key=key, source=source,
         )  # fmt: skip
-    return Finding(OK, "API key", "%s is set (%s)" % (source, redact(key)))
+    return Finding(OK, "API key", "%s is set (%s)" % (source, redact(key)), key=key, source=source)
 
 
 def _host_of(environ: Mapping[str, str], settings: Optional[Settings]) -> str:
@@ -151,7 +176,7 @@ def _is_loopback(host: str) -> bool:
     return (urlsplit(host).hostname or "") in ("127.0.0.1", "localhost", "::1")
 
 
-def _host(environ: Mapping[str, str], settings: Optional[Settings], check_network: bool) -> List[Finding]:
+def _host(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
     text = environ.get("POSTHOG_HOST")
     if settings is not None:
         host, origin = settings.host, " (the installed exporter's)"
@@ -161,21 +186,98 @@ def _host(environ: Mapping[str, str], settings: Optional[Settings], check_networ
         except ValueError as error:
             return [Finding(PROBLEM, "Host", "POSTHOG_HOST=%r is invalid: %s" % (text, error), "use https://us.i.posthog.com, https://eu.i.posthog.com or your instance's URL")]  # fmt: skip
         origin = "" if text else " (the default)"
-    findings = [Finding(OK, "Host", "sending to %s%s" % (host, origin))]
-    if not check_network:
-        return findings
+    return [Finding(OK, "Host", "sending to %s%s" % (host, origin), host=host)]
+
+
+def _reachable(host: str) -> Finding:
     try:
-        requests.get(host + "/", timeout=3)
+        requests.get(host + "/", timeout=NETWORK_TIMEOUT)
     except requests.RequestException as error:
-        findings.append(
-            Finding(
-                PROBLEM, "Reachable", "cannot reach %s (%s)" % (host, type(error).__name__),
-                "check POSTHOG_HOST, DNS, proxies (HTTPS_PROXY) and firewalls from this machine",
-            )  # fmt: skip
-        )
+        return _unreachable(host, error)
+    return Finding(OK, "Reachable", "%s answers (without a usable project key, not tried as PostHog)" % host)
+
+
+def _unreachable(host: str, error: Exception) -> Finding:
+    return Finding(
+        PROBLEM, "Reachable", "cannot reach %s (%s)" % (host, type(error).__name__),
+        "check POSTHOG_HOST, DNS, proxies (HTTPS_PROXY) and firewalls from this machine",
+    )  # fmt: skip
+
+
+def _ask_posthog(host: str, key: Finding) -> Tuple[Finding, Finding]:
+    """(Reachable, API key): the key sent to ``/flags`` as the SDK sends it, asking for one flag
+    that does not exist: PostHog checks the key first (401 for one it does not know), and a
+    flag read writes nothing (no event, no person)."""
+    body: Dict[str, Any] = {"api_key": key.key, "distinct_id": DOCTOR_ID, "flag_keys_to_evaluate": [DOCTOR_ID], "geoip_disable": True}
+    try:
+        answer = requests.post(host + "/flags/?v=2", json=body, timeout=NETWORK_TIMEOUT)
+    except requests.RequestException as error:
+        return _unreachable(host, error), key
+    status = answer.status_code
+    shown = redact(key.key)
+    if status in (401, 403):
+        return Finding(OK, "Reachable", "PostHog answers at %s" % host), Finding(
+            PROBLEM, "API key", "PostHog at %s refused %s %s (HTTP %d)" % (host, key.source, shown, status),
+            "check POSTHOG_API_KEY (Project settings > Project API key), and that POSTHOG_HOST is that project's "
+            "region (https://us.i.posthog.com or https://eu.i.posthog.com)",
+        )  # fmt: skip
+    if status != 200 or not _looks_like_flags(answer):
+        failing = status in (500, 502, 503, 504)  # PostHog (or a proxy before it) having trouble
+        return Finding(
+            WARN if failing else PROBLEM, "Reachable",
+            "%s answers, but not as PostHog does: HTTP %d to /flags/%s" % (host, status, "" if status != 200 else " "
+                                                                           "without flags"),
+            "POSTHOG_HOST must be PostHog's ingestion host (https://us.i.posthog.com, https://eu.i.posthog.com, "
+            "your instance's URL, or `posthog-otel server`'s)" if not failing else "PostHog is failing: try again",
+        ), key  # fmt: skip
+    return Finding(OK, "Reachable", "PostHog answers at %s" % host), Finding(
+        OK, "API key", "%s is set (%s), and PostHog at %s accepted it" % (key.source, shown, host), key=key.key
+    )
+
+
+def _looks_like_flags(answer: Any) -> bool:
+    try:
+        document = answer.json()
+    except ValueError:
+        return False
+    return isinstance(document, dict) and ("flags" in document or "featureFlags" in document)
+
+
+def _personal_key(
+    environ: Mapping[str, str], settings: Optional[Settings], host: str, check_network: bool
+) -> List[Finding]:
+    """The personal (or secret) key local flag evaluation uses, tried where it is used."""
+    if settings is not None:
+        personal, project = settings.secret_key or settings.personal_api_key, settings.api_key or ""
     else:
-        findings.append(Finding(OK, "Reachable", "%s answers" % host))
-    return findings
+        personal = (environ.get("POSTHOG_SECRET_KEY") or environ.get("POSTHOG_PERSONAL_API_KEY") or "").strip()
+        project = (environ.get("POSTHOG_API_KEY") or environ.get("POSTHOG_PROJECT_API_KEY") or "").strip()
+    if not personal:
+        return []
+    shown = redact(personal)
+    if personal.startswith("phc_"):
+        return [Finding(PROBLEM, "Personal key", "the personal key (%s) is a project key" % shown,
+                        "POSTHOG_PERSONAL_API_KEY takes a personal API key (phx_...) with feature flag read access")]  # fmt: skip
+    if not check_network or not project or not host:
+        return [Finding(OK, "Personal key", "set (%s); not tried%s" % (shown, "" if check_network else " (offline)"))]
+    url = "%s/flags/definitions?token=%s&send_cohorts" % (host, quote(project, safe=""))
+    try:
+        answer = requests.get(url, headers={"Authorization": "Bearer %s" % personal}, timeout=NETWORK_TIMEOUT)
+    except requests.RequestException as error:
+        return [Finding(WARN, "Personal key", "not tried: %s did not answer (%s)" % (host, type(error).__name__))]
+    status = answer.status_code
+    if status == 200:
+        return [Finding(OK, "Personal key", "PostHog accepted the personal key %s: flags are evaluated locally" % shown)]
+    if status == 401:
+        fix = "check POSTHOG_PERSONAL_API_KEY (Settings > Personal API keys); flags are asked of /flags meanwhile"
+        return [Finding(PROBLEM, "Personal key", "PostHog refused the personal key %s (HTTP 401)" % shown, fix)]
+    if status == 403:
+        return [Finding(PROBLEM, "Personal key", "the personal key %s may not read this project's feature flags "
+                        "(HTTP 403)" % shown, "give the key the feature_flag:read scope for this project")]  # fmt: skip
+    if status == 402:
+        return [Finding(WARN, "Personal key", "PostHog answered HTTP 402: local evaluation is not in this "
+                        "organisation's plan; flags are asked of /flags instead")]  # fmt: skip
+    return [Finding(WARN, "Personal key", "PostHog answered HTTP %d to /flags/definitions" % status)]
 
 
 def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
@@ -218,9 +320,16 @@ def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:
     return []
 
 
-def _provider(process: _Process) -> Finding:
+def _provider(process: _Process, in_app: bool) -> Finding:
     from . import _setup
 
+    if process.exporter is None and not in_app:
+        return Finding(
+            OK, "Provider",
+            "checked from the command line, which is not your application: call posthog_otel.doctor() inside it "
+            "(after configure()) to check its provider, or run `opentelemetry-instrument posthog-otel doctor` "
+            "for an opentelemetry-instrument set-up",
+        )  # fmt: skip
     if process.exporter is not None:
         how = "posthog_otel.configure()" if _setup._current is not None else "the global LoggerProvider"
         return Finding(OK, "Provider", "the PostHog exporter is installed (by %s)" % how)

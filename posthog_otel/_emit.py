@@ -14,6 +14,7 @@ and a returned uuid is always the one PostHog receives.
 
 from __future__ import annotations
 
+import builtins
 import datetime as _dt
 import itertools
 import logging
@@ -21,7 +22,7 @@ import os
 import threading
 import time
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, FrozenSet, Optional, Tuple, Union
+from typing import Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
@@ -71,6 +72,12 @@ class _Emitter:
         self.ready = False
         #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
         self.sequence = itertools.count(1)
+        #: Numbers taken without a record (a checkpoint, a closing mark): no gap, nothing lost.
+        self.unused: Set[int] = builtins.set()  # this module's ``set`` is the operation
+        #: Once the last exporter closed: numbered records from here on refuse themselves, and
+        #: ``_mark`` is the first number the closing exporter does not account for.
+        self._closed_from: float = float("inf")
+        self._mark: Optional[int] = None
         self.blocked: Optional[str] = None
         #: ``sync_mode``: called after each operation, returns once it is delivered (or not).
         self.sync: Optional[Callable[[], Any]] = None
@@ -103,14 +110,18 @@ class _Emitter:
         set_propagation(None)
         with self._lock:
             self._exporters, self._refusal, self._sdk_disabled = 0, None, False
+            self._closed_from, self._mark = float("inf"), None
             self._update()
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
 
     def checkpoint(self) -> int:
-        """The first sequence number a record emitted from now on can carry."""
-        return next(self.sequence) + 1
+        """The first sequence number a record emitted from now on can carry (the number taken
+        to learn it is no record's: marked unused, so no exporter counts it as a drop)."""
+        number = next(self.sequence)
+        self.unused.add(number)
+        return number + 1
 
     def switch_values(self, disabled: Optional[bool] = None, send: Optional[bool] = None) -> None:
         """The application's ``disabled`` and ``send`` (PostHog's meanings); None keeps one as is."""
@@ -128,15 +139,24 @@ class _Emitter:
         with self._lock:
             self._exporters += 1
             self._refusal = None
+            self._closed_from, self._mark = float("inf"), None
             self._update()
 
-    def exporter_closed(self) -> None:
-        """The last PostHog exporter of this emitter shut down: later operations would vanish."""
+    def exporter_closed(self) -> Optional[int]:
+        """An exporter of this emitter shuts down. When it is the last, later operations would
+        vanish: they are refused from now on, and the mark is returned: every number below it
+        was taken by a record that either reaches that exporter or is its to count as lost."""
         with self._lock:
             self._exporters -= 1
-            if self._exporters <= 0:
-                self._exporters, self._refusal = 0, "after_shutdown"
+            if self._exporters > 0:
+                return None
+            self._exporters, self._refusal = 0, "after_shutdown"
             self._update()
+            self._closed_from = -1  # before the mark is taken: a later number sees it
+            number = next(self.sequence)
+            self.unused.add(number)
+            self._mark = number
+            return number
 
     def exporter_failed(self, reason: str, why: str = "") -> None:
         """An exporter could not be built (no API key...): nothing would deliver the operations."""
@@ -183,7 +203,10 @@ class _Emitter:
             # and before a number is taken: a refused record must not look like an SDK drop.
             attributes[schema.SEQUENCE] = 0
             limits.check(attributes)
-        attributes[schema.SEQUENCE] = next(self.sequence)
+        number = next(self.sequence)
+        if number >= self._closed_from:  # the last exporter closed while this call ran
+            return self._refuse_numbered(number)
+        attributes[schema.SEQUENCE] = number
         self.logger.emit(
             timestamp=timestamp,
             severity_number=SeverityNumber.INFO,
@@ -194,6 +217,13 @@ class _Emitter:
         if self.sync is not None:
             self.sync()
         return True
+
+    def _refuse_numbered(self, number: int) -> bool:
+        """Refused after taking a number: below the closing exporter's mark it is that exporter's
+        to count (a record it never saw), above it ours; never both."""
+        with self._lock:  # the closing exporter holds it until its mark is set
+            ours = self._mark is None or number > self._mark
+        return self._refuse("after_shutdown") if ours else False
 
     def _refuse(self, reason: str) -> bool:
         """Count the operation under ``reason``; True only for ``send=False`` (PostHog returns the

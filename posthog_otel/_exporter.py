@@ -110,6 +110,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
             raise
         self._emitter.exporter_opened(self.settings)
         self._open = True
+        self._mark: Optional[int] = None
         _log_exporters.add(self)
         if self.settings.context_attributes:  # opentelemetry-instrument's road: the providers are set by now
             from . import _stamping
@@ -121,10 +122,15 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         return LogRecordExportResult.SUCCESS if ok else LogRecordExportResult.FAILURE
 
     def shutdown(self, timeout_millis: float = 5000) -> None:
-        super().shutdown(timeout_millis)
+        self._dispatcher.shutdown(timeout_millis, self.closing())
+
+    def closing(self) -> Optional[int]:
+        """The pipeline is shutting down: operations are refused from now on (None, counted)
+        when no other exporter serves them. Returns the emitter's mark then (see ``_sequence``)."""
         if self._open:
             self._open = False
-            self._emitter.exporter_closed()
+            self._mark = self._emitter.exporter_closed()
+        return self._mark
 
     def _read(self, records: Sequence[Any]) -> Tuple[List[Operation], List[int]]:
         operations = []
@@ -132,7 +138,13 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         is_operation, from_log_record = schema.is_operation, Operation.from_log_record
         exceptions = self.settings.capture_exceptions
         for readable in records:
-            if is_operation(getattr(readable.log_record, "event_name", None)):
+            name = getattr(readable.log_record, "event_name", None)
+            if not name:  # stdlib logging through OTel's handler: the name is an attribute
+                name = record_event_name(readable.log_record)
+                if is_operation(name):
+                    operations.append(from_log_record(readable)._replace(name=name))
+                    continue
+            if is_operation(name):
                 operation = from_log_record(readable)
                 operations.append(operation)
                 number = operation.attributes.get(schema.SEQUENCE)
@@ -158,6 +170,17 @@ def hooks_for(settings: Any, given: Dict[str, Any], fallback: Optional[Hooks]) -
                           from_environment.get("super_properties"), settings.is_server)
         if from_environment else None,
     )  # fmt: skip
+
+
+def record_event_name(record: Any) -> Any:
+    """A log record's event name: ``event_name``, else its ``event.name`` attribute (the semantic
+    conventions' older place, and the only one a stdlib ``logging`` call can fill, through
+    ``extra={"event.name": ...}``): the gateway reads OTLP records the same way."""
+    name = getattr(record, "event_name", None)
+    if name:
+        return name
+    attributes = getattr(record, "attributes", None)
+    return attributes.get(schema.EVENT_NAME_ATTRIBUTE) if attributes else None
 
 
 _log_exporters: "weakref.WeakSet[PostHogLogExporter]" = weakref.WeakSet()

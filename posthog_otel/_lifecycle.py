@@ -23,7 +23,7 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, Callable, List
+from typing import Any, List
 
 from . import _emit, _log, _stats
 from ._log import logger
@@ -68,20 +68,26 @@ def live() -> List[Any]:
         return list(_dispatchers)
 
 
-def persist_all(budget: float, stop: bool) -> None:
-    """Flush the SDK's queues into our exporters, then deliver (or spool) what they hold."""
+def persist_all(budget: float, stop: bool, in_signal: bool = False) -> bool:
+    """Flush the SDK's queues into our exporters, then deliver (or spool) what they hold.
+
+    False when the SDK's queues could not be flushed: no thread can start (the interpreter
+    is exiting, Python 3.12+) and ``in_signal`` (a signal handler must not flush on its own
+    thread: it may have interrupted the one holding the SDK's export lock)."""
     deadline = time.monotonic() + budget
     dispatchers = live()
     if not dispatchers:
-        return
-    _flush_sdk_queues(dispatchers, max(deadline - time.monotonic(), 0.1))
+        return True
+    flushed = _flush_sdk_queues(dispatchers, max(deadline - time.monotonic(), 0.1), in_signal)
     for dispatcher in dispatchers:
         dispatcher.finish(max(deadline - time.monotonic(), 0.0), stop=stop)
+    return flushed
 
 
-def _flush_sdk_queues(dispatchers: List[Any], timeout: float) -> None:
+def _flush_sdk_queues(dispatchers: List[Any], timeout: float, in_signal: bool) -> bool:
     """``force_flush`` the providers feeding us, on a helper thread: the caller may be a signal
-    handler that interrupted the very thread holding the SDK's export lock."""
+    handler that interrupted the very thread holding the SDK's export lock. Where no thread can
+    start (at interpreter exit on 3.12+: a multiprocessing child's exit), on this thread."""
     from opentelemetry import _logs, trace
 
     from . import _setup
@@ -93,20 +99,26 @@ def _flush_sdk_queues(dispatchers: List[Any], timeout: float) -> None:
     if any(d.kind == "traces" for d in dispatchers):
         providers.append(trace.get_tracer_provider())
     unique = {id(p): p for p in providers if callable(getattr(p, "force_flush", None))}
-    if unique:
-        _run_bounded(lambda: [p.force_flush(int(timeout * 1000)) for p in unique.values()], timeout)
+    if not unique:
+        return True
 
-
-def _run_bounded(work: Callable[[], Any], timeout: float) -> None:
-    def run() -> None:
+    def work() -> None:
         try:
-            work()
+            for provider in unique.values():
+                provider.force_flush(int(timeout * 1000))
         except Exception:
             logger.debug("posthog_otel: flushing the SDK's queue failed", exc_info=True)
 
-    helper = threading.Thread(target=run, name="posthog-otel-flush", daemon=True)
-    helper.start()
+    helper = threading.Thread(target=work, name="posthog-otel-flush", daemon=True)
+    try:
+        helper.start()
+    except RuntimeError:  # "can't create new thread at interpreter shutdown"
+        if in_signal:
+            return False
+        work()
+        return True
     helper.join(timeout)
+    return True
 
 
 def _after_fork_in_child() -> None:
@@ -146,12 +158,21 @@ def _register_if_multiprocessing() -> None:
 
 def _register_with_multiprocessing() -> None:
     try:
+        import multiprocessing
         import multiprocessing.util as mp_util
     except ImportError:  # pragma: no cover - some embedded interpreters
         return
-    # Called in every multiprocessing child at start-up, after it cleared the parent's
-    # finalizers: register ours there.
+    # Called in every forked multiprocessing child at start-up (fork, forkserver), after it
+    # cleared the parent's finalizers: register ours there.
     mp_util.register_after_fork(_anchor, _in_multiprocessing_child)
+    # A spawned child runs no after-fork hooks (nothing was forked), and a child that sets up
+    # its pipeline itself was forked before any hook existed: register ours now. Without it a
+    # spawned pool worker delivered only from its interpreter's exit, where ``with Pool()``'s
+    # SIGTERM lands, and where Python 3.12+ can no longer start the threads that deliver.
+    # (While a spawned child imports the parent's main module, ``parent_process()`` is not set
+    # yet; the flag the standard library's own spawn and forkserver code reads is.)
+    if multiprocessing.parent_process() is not None or getattr(multiprocessing.current_process(), "_inheriting", False):
+        _in_multiprocessing_child(_anchor)
 
 
 def _in_multiprocessing_child(anchor: Any) -> None:
@@ -240,11 +261,22 @@ def _install_sigterm_handler() -> None:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
-    try:
-        persist_all(SIGTERM_BUDGET, stop=False)
-    except Exception:
-        logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
+    # The process may be exiting already (the main thread has ended: atexit handlers run, the
+    # SDK's shutdown among them, or a multiprocessing child's exit, where ``with Pool()``'s
+    # SIGTERM lands). That exit delivers what is queued; this handler could not reach it without
+    # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
+    # by its budgets); a second SIGTERM ends the process at once.
+    persisted = False
+    if threading.main_thread().is_alive():
+        try:
+            persisted = persist_all(SIGTERM_BUDGET, stop=False, in_signal=True)
+        except Exception:
+            persisted = True
+            logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not persisted:
+        logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
+        return
     os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
     # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
     signal.signal(signal.SIGTERM, _on_sigterm)

@@ -58,6 +58,10 @@ TIMESTAMP: Final = "posthog.timestamp"
 #: ``false`` lets PostHog resolve GeoIP for the event; absent or ``true`` disables it.
 DISABLE_GEOIP: Final = "posthog.disable_geoip"
 
+#: Where a record's operation name is read when its ``event_name`` is empty: the semantic
+#: conventions' attribute before OTLP had the field, and what a stdlib ``logging`` call can set.
+EVENT_NAME_ATTRIBUTE: Final = "event.name"
+
 #: A per-process sequence number on every record this package emits; the exporter counts
 #: the gaps, which are records the OTel SDK dropped before export (its queue was full).
 SEQUENCE: Final = "posthog.seq"

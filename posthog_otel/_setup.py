@@ -15,13 +15,16 @@ from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 from . import _emit, _hooks, _lifecycle, _options
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
-from ._exporter import PostHogLogExporter
+from ._exporter import PostHogLogExporter, record_event_name
 from ._log import logger
 from ._schema import is_operation
 
 
 #: The SDK's batch delay since 1.41 (up to 1.40 it waited 5 s): what a SIGKILL can lose, before the exporter.
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
+#: What PostHog's SDK queues (its ``max_queue_size``); the OTel SDK's own default is 2048, which a
+#: burst on a busy machine overflows before its worker gets the CPU (the oldest are dropped).
+DEFAULT_MAX_QUEUE_SIZE = 10_000
 
 
 class ProviderWithProcessors(Protocol):
@@ -61,7 +64,7 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
             self._forward(log_record)
             return
         record = log_record.log_record
-        if is_operation(getattr(record, "event_name", None)):
+        if is_operation(getattr(record, "event_name", None) or record_event_name(record)):
             pass
         elif self._exceptions and has_exception(record.attributes):  # capture_exceptions: OTel's exception logs
             log_record = with_context_identity(log_record)
@@ -80,6 +83,9 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
             successor.on_emit(log_record)
 
     def shutdown(self) -> None:
+        # From here the SDK's processor drops records without a word: operations are refused
+        # instead (None, counted); one racing this is counted by the exporter's shutdown.
+        self.exporter.closing()
         self._batch.shutdown()
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
@@ -128,9 +134,11 @@ class Pipeline:
         return "Pipeline(exporter=%r)" % (self.exporter,)
 
     def flush(self, timeout_seconds: Optional[float] = 30.0, *, timeout_millis: Optional[float] = None) -> bool:
-        """Export everything emitted so far; True when it was delivered (or is safe in the spool)
-        in time. ``timeout_seconds`` as PostHog's ``flush`` (None: as long as it takes);
-        ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
+        """Export everything emitted so far; True when it was delivered (or dropped, counted) in
+        time. False, with a warning saying what waits and why, at the timeout, or at once when
+        no wait can help (PostHog refused the key; the next attempt is due after the timeout):
+        what memory holds is then in the spool. ``timeout_seconds`` as PostHog's ``flush``
+        (None: as long as it takes); ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
         if self.sdk_disabled:
             _emit.warn_sdk_disabled()
             return False
@@ -260,6 +268,8 @@ def build(
     """A processor for ``exporter`` on ``provider``, registered for exit and SIGTERM."""
     if batch.get("schedule_delay_millis") is None and not os.environ.get("OTEL_BLRP_SCHEDULE_DELAY"):
         batch["schedule_delay_millis"] = DEFAULT_SCHEDULE_DELAY_MILLIS
+    if batch.get("max_queue_size") is None and not os.environ.get("OTEL_BLRP_MAX_QUEUE_SIZE"):
+        batch["max_queue_size"] = DEFAULT_MAX_QUEUE_SIZE
     processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
     _route(provider, processor)
     pipeline = Pipeline(provider, processor, arguments, generation)
@@ -371,8 +381,9 @@ def setup() -> Optional[Pipeline]:
 def flush(timeout_seconds: Optional[float] = 10) -> bool:
     """Deliver what was emitted so far, in every set-up style (``configure()``, the module's
     ``api_key``, ``opentelemetry-instrument``), within ``timeout_seconds`` (PostHog's unit;
-    None: as long as it takes). True when nothing is left waiting (delivered, or safe in the
-    spool); False when something is, or when nothing could deliver (said, with why)."""
+    None: as long as it takes). True when nothing is left waiting (delivered, or dropped and
+    counted); False when something is (in memory or the spool: said, with why, at once when no
+    wait can help, as a refused key), or when nothing could deliver."""
     try:
         if _hooks.inside_callback("flush"):
             return False

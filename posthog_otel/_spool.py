@@ -43,7 +43,7 @@ import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, List, Optional, Tuple, Union
+from typing import Any, Dict, List, Optional, Set, Tuple, Union
 
 from . import _filelock
 from ._encoding import EncodedBatch
@@ -53,6 +53,8 @@ from ._log import count_drop, logger, warn_limited
 MAX_ENTRY_BYTES = 16 * 1024 * 1024
 #: How long ``append`` waits for another process's ``append.lock`` before writing without it.
 APPEND_LOCK_WAIT = 2.0
+#: Seconds between two sweeps of the owner files of processes that ended.
+OWNER_SWEEP_INTERVAL = 60.0
 
 _ENTRY = re.compile(r"(\d{1,20})-[0-9A-Za-z_-]{1,64}\.json")
 _CLAIMED = re.compile(r"((\d{1,20})-[0-9A-Za-z_-]{1,64}\.json)\.([0-9A-Za-z_-]{1,64})\.claimed")
@@ -101,6 +103,7 @@ class Empty:
 
 BUSY = Busy()
 EMPTY = Empty()
+_SKIPPED = object()  # an entry set aside (quarantined, empty) while claiming
 
 
 class Claim:
@@ -126,6 +129,17 @@ class Claim:
 Head = Union[Claim, Busy, Empty]
 
 
+class _Claims:
+    """This process's claims in one spool directory, whichever ``DiskSpool`` made them (two
+    exporters with the same key and host share a directory, and the owner token): held by a
+    live ``Claim``, or delivered but not removed yet (the disk refused). Any other claim of
+    ours is an orphan and goes back in line."""
+
+    def __init__(self) -> None:
+        self.active: Set[str] = set()
+        self.undeleted: Set[str] = set()
+
+
 class _Process:
     """This process's identity in spools: a random owner token, renewed in a forked child."""
 
@@ -133,6 +147,7 @@ class _Process:
         self.pid = -1
         self.token = ""
         self.owner_locks: Dict[str, int] = {}  # spool directory -> descriptor of our locked owner file
+        self.claims: Dict[str, _Claims] = {}  # spool directory -> this process's claims there
         self.lock = threading.Lock()
 
     def current(self) -> "_Process":
@@ -145,8 +160,15 @@ class _Process:
                 except OSError:
                     pass
             self.owner_locks = {}
+            self.claims = {}
             self.lock = threading.Lock()
         return self
+
+    def claims_in(self, directory: str) -> _Claims:
+        claims = self.current().claims.get(directory)
+        if claims is None:
+            claims = self.claims.setdefault(directory, _Claims())
+        return claims
 
 
 _process = _Process()
@@ -161,12 +183,18 @@ class DiskSpool:
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._last_key = 0
-        # This process's claims: held by a live ``Claim``, or delivered but not yet removed
-        # (the disk refused). Any other claim of ours is an orphan and goes back in line.
-        self._active: set = set()
-        self._undeleted: set = set()
         self._warned_names: set = set()
         self._next_bounds_check = 0.0
+        self._next_owner_sweep = 0.0
+        self._sweep_owner_locks()
+
+    @property
+    def _active(self) -> Set[str]:
+        return _process.claims_in(str(self.directory)).active
+
+    @property
+    def _undeleted(self) -> Set[str]:
+        return _process.claims_in(str(self.directory)).undeleted
 
     def __repr__(self) -> str:
         return "DiskSpool(%s)" % self.directory
@@ -174,9 +202,7 @@ class DiskSpool:
     def after_fork(self) -> None:
         """In a forked child: the parent's claims are the parent's; a lock held by one of its
         threads at fork time would stay held."""
-        self._lock = threading.Lock()
-        self._active = set()
-        self._undeleted = set()
+        self._lock = threading.Lock()  # (the claims are per process: a child starts with none)
 
     def __str__(self) -> str:
         return str(self.directory)
@@ -190,7 +216,11 @@ class DiskSpool:
             return None
         me = self._owner() if claimed else _process.current().token
         with self._lock:
-            fd = os.open(str(self.directory / "append.lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            try:
+                fd = os.open(str(self.directory / "append.lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            except FileNotFoundError:  # the directory went (removed when empty, or by hand): made again
+                _prepare(self.directory)
+                fd = os.open(str(self.directory / "append.lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
             try:  # closing the descriptor releases the lock
                 self._lock_appends(fd)
                 key = max(self._largest_key(), self._last_key) + 1
@@ -249,44 +279,73 @@ class DiskSpool:
         me = self._owner()
         taken: List[Tuple[str, EncodedBatch]] = []
         size = count = 0
-        names = self._scan()
-        for found in names:
-            name = found.name
-            if found.owner == me and name in self._undeleted:
-                if self._remove(name) or not (self.directory / name).exists():
-                    self._undeleted.discard(name)
-                continue  # delivered already
-            if found.owner is not None:
-                if found.owner == me and name in self._active or found.owner != me and self._owner_alive(found.owner):
-                    break
-                if self._rename(name, found.entry) is None:  # its sender died, or let go: back in line
-                    break
-                name = found.entry
-            if taken:
-                try:
-                    on_disk = os.lstat(str(self.directory / name)).st_size
-                except OSError:
-                    break
-                if size + on_disk > max_bytes or count >= max_events:
-                    break
-            claimed = self._rename(name, "%s.%s.claimed" % (found.entry, me))
-            if claimed is None:
-                break  # another sender was quicker
+        self.retry_removals()
+        for found in self._scan():
+            if found.owner == me and found.name in self._undeleted:
+                continue  # delivered already: removed as soon as the disk lets us
             try:
-                batch = self._read(claimed)
-            except _Unreadable as why:
-                self._quarantine(claimed, str(why))
-                continue
-            if not batch.count:
-                self._remove(claimed)
-                continue
-            taken.append((claimed, batch))
-            self._active.add(claimed)
-            size += batch.size
-            count += batch.count
+                step = self._take(found, me, taken, size, count, max_bytes, max_events)
+            except OSError:
+                if not taken:
+                    raise  # a read-only disk: nothing can be claimed, the caller waits
+                break  # what is claimed already goes now; the rest waits
+            if step is None:
+                break
+            if step is not _SKIPPED:
+                taken.append(step)
+                size += step[1].size
+                count += step[1].count
         if taken:
             return Claim(self, [n for n, _ in taken], EncodedBatch.join([b for _, b in taken]))
-        return BUSY if self._scan() else EMPTY
+        waiting = [f for f in self._scan() if not (f.owner == me and f.name in self._undeleted)]
+        return BUSY if waiting else EMPTY
+
+    def _take(
+        self, found: "_Name", me: str, taken: List[Any], size: int, count: int, max_bytes: int, max_events: int
+    ) -> Optional[Any]:
+        """Claim one batch: (claimed name, batch), ``_SKIPPED`` (set aside), or None to stop
+        here (it is another live sender's, or the request is full). OSError from the disk."""
+        name = found.name
+        if found.owner is not None:
+            if found.owner == me and name in self._active or found.owner != me and self._owner_alive(found.owner):
+                return None
+            if self._rename(name, found.entry) is None:  # its sender died, or let go: back in line
+                return None
+            name = found.entry
+        if taken:
+            try:
+                on_disk = os.lstat(str(self.directory / name)).st_size
+            except FileNotFoundError:
+                return None
+            if size + on_disk > max_bytes or count >= max_events:
+                return None
+        claimed = self._rename(name, "%s.%s.claimed" % (found.entry, me))
+        if claimed is None:
+            return None  # another sender was quicker
+        self._active.add(claimed)
+        try:
+            batch = self._read(claimed)
+        except _Unreadable as why:
+            self._active.discard(claimed)
+            self._quarantine(claimed, str(why))
+            return _SKIPPED
+        if not batch.count:
+            self._active.discard(claimed)
+            self._remove(claimed)
+            return _SKIPPED
+        return claimed, batch
+
+    def retry_removals(self) -> bool:
+        """Remove delivered batches the disk would not let us remove before (read-only, then
+        writable again): at once, so that no sibling waits behind them. True while some remain."""
+        for name in list(self._undeleted):
+            if self._remove(name) or not os.path.lexists(str(self.directory / name)):
+                self._undeleted.discard(name)
+        return bool(self._undeleted)
+
+    @property
+    def has_undeleted(self) -> bool:
+        return bool(self._undeleted)
 
     def _read(self, name: str) -> EncodedBatch:
         try:
@@ -369,6 +428,8 @@ class DiskSpool:
                 self.directory, self.max_bytes, self.max_age, dropped_batches, dropped_events,
             )  # fmt: skip
         self._sweep_temporaries()
+        if time.monotonic() >= self._next_owner_sweep:
+            self._sweep_owner_locks()
 
     def _count_events(self, name: str) -> int:
         try:
@@ -414,13 +475,30 @@ class DiskSpool:
         with process.lock:
             key = str(self.directory)
             if key not in process.owner_locks:
-                path = self.directory / ("owner-%s.lock" % process.token)
-                fd = os.open(str(path), _filelock.HOLD_MODE | os.O_CREAT | _NOFOLLOW, 0o600)
-                if not _filelock.hold_shared(fd):
-                    os.close(fd)
-                    raise SpoolUnavailable("cannot lock %s" % path)
-                process.owner_locks[key] = fd
+                process.owner_locks[key] = self._hold_owner_lock(self.directory / ("owner-%s.lock" % process.token))
         return process.token
+
+    def _hold_owner_lock(self, path: Path) -> int:
+        """Create and lock our owner file. Another process's sweep may remove a file nobody
+        holds between its creation and our lock: then the lock is on a file no longer there,
+        and would say nothing; so it is checked to be the one at ``path``, and made again."""
+        for attempt in range(20):
+            try:
+                fd = os.open(str(path), _filelock.HOLD_MODE | os.O_CREAT | _NOFOLLOW, 0o600)
+            except FileNotFoundError:  # the directory itself went (an empty one removed): again
+                _prepare(self.directory)
+                continue
+            if _filelock.hold_shared(fd) and _same_file(fd, path):
+                return fd
+            os.close(fd)
+            time.sleep(0.001 * attempt)  # a sweep holds it for an instant
+        raise SpoolUnavailable("cannot lock %s" % path)
+
+    def _sweep_owner_locks(self) -> None:
+        """Remove the owner files of processes that ended (a short-lived script leaves one per
+        run): any nobody holds a lock on. At start, then at most once a minute."""
+        self._next_owner_sweep = time.monotonic() + OWNER_SWEEP_INTERVAL
+        self._sweep(_OWNER_LOCK, remove=False)  # checking an owner removes a dead one's file
 
     def _owner_alive(self, owner: str) -> bool:
         """Whether the process ``owner`` still holds its lock; a dead owner's file is removed."""
@@ -498,16 +576,52 @@ class DiskSpool:
             claimed.group(1) if claimed else name, why, where,
         )  # fmt: skip
 
+    def remove_if_empty(self) -> bool:
+        """Remove the spool directory when it holds nothing but our own lock files (a gateway's
+        project closed for good): True if removed. A sibling that has it open holds its owner
+        file there, and one writing holds ``append.lock``: then it stays."""
+        process = _process.current()
+        key = str(self.directory)
+        mine = {"append.lock", "owner-%s.lock" % process.token}
+        with self._lock:
+            try:
+                if set(os.listdir(key)) - mine:
+                    return False
+                fd = os.open(str(self.directory / "append.lock"), os.O_RDWR | os.O_CREAT | _NOFOLLOW, 0o600)
+            except OSError:
+                return False
+            try:
+                if not _filelock.try_lock(fd) or set(os.listdir(key)) - mine:
+                    return False
+                with process.lock:
+                    held = process.owner_locks.pop(key, None)
+                    if held is not None:
+                        os.close(held)
+                for name in mine:
+                    _unlink(self.directory / name)
+                try:
+                    os.rmdir(key)
+                except OSError:  # something arrived meanwhile: it stays, and works as before
+                    return False
+            finally:
+                os.close(fd)
+        process.claims.pop(key, None)
+        return True
+
     def _sweep_temporaries(self) -> None:
         """Temporary files of writers that died mid-write."""
+        self._sweep(_TEMPORARY, remove=True)
+
+    def _sweep(self, pattern: "re.Pattern[str]", remove: bool) -> None:
+        """The entries ``pattern`` names after another process's token, whose owner has ended."""
         try:
             names = os.listdir(str(self.directory))
         except OSError:
             return
         me = _process.current().token
         for name in names:
-            match = _TEMPORARY.fullmatch(name)
-            if match and match.group(1) != me and not self._owner_alive(match.group(1)):
+            match = pattern.fullmatch(name)
+            if match and match.group(1) != me and not self._owner_alive(match.group(1)) and remove:
                 _unlink(self.directory / name)
 
 
@@ -526,6 +640,17 @@ def spool_directory(settings: Any) -> Path:
 
 
 def _parse(data: bytes, name: str) -> EncodedBatch:
+    """The batch in ``data``; ``_Unreadable`` whatever is wrong with it (nested too deep for
+    the parser's recursion, too large for memory...): an entry must never wedge the spool."""
+    try:
+        return _parse_batch(data, name)
+    except _Unreadable:
+        raise
+    except Exception as error:  # RecursionError (a file nested 100,000 deep), MemoryError...
+        raise _Unreadable("cannot be parsed (%s)" % type(error).__name__) from None
+
+
+def _parse_batch(data: bytes, name: str) -> EncodedBatch:
     try:
         document = json.loads(data)
     except (ValueError, UnicodeDecodeError):
@@ -559,11 +684,23 @@ def _is_event(event: Any) -> bool:
 
 def _prepare(directory: Path) -> None:
     """Create the directory, or refuse one that others could tamper with."""
+    for _ in range(3):
+        try:
+            return _make_ready(directory)
+        except FileNotFoundError:  # removed as we made it (an empty one, by its last user): again
+            continue
+    raise SpoolUnavailable("%s keeps disappearing" % directory)
+
+
+def _make_ready(directory: Path) -> None:
     try:
         directory.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
         parent = os.stat(str(directory.parent))
         if parent.st_mode & stat.S_IWOTH and not parent.st_mode & stat.S_ISVTX:
             raise SpoolUnavailable("%s is writable by other users" % directory.parent)
+        if hasattr(os, "geteuid") and parent.st_uid not in (os.geteuid(), 0):
+            # its owner could rename our directory away and put one of theirs in its place
+            raise SpoolUnavailable("%s belongs to another user" % directory.parent)
         try:
             os.mkdir(str(directory), 0o700)
         except FileExistsError:
@@ -580,10 +717,18 @@ def _prepare(directory: Path) -> None:
         probe = directory / (".tmp-%s-probe" % _process.current().token)
         os.close(os.open(str(probe), _OPEN_NEW, 0o600))  # raises when the directory is not writable
         _unlink(probe)
-    except SpoolUnavailable:
+    except (SpoolUnavailable, FileNotFoundError):
         raise
     except OSError as error:
         raise SpoolUnavailable("%s: %s" % (directory, error.strerror or error)) from None
+
+
+def _same_file(fd: int, path: Path) -> bool:
+    try:
+        on_disk, held = os.lstat(str(path)), os.fstat(fd)
+    except OSError:
+        return False
+    return (on_disk.st_dev, on_disk.st_ino) == (held.st_dev, held.st_ino)
 
 
 def _unlink(path: Path) -> bool:

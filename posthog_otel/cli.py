@@ -201,7 +201,7 @@ def _doctor(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
     from ._doctor import diagnose, report
 
     out.write("posthog-otel doctor\n\n")
-    return report(diagnose(check_network=not args.offline), out)
+    return report(diagnose(check_network=not args.offline, in_app=False), out)
 
 
 # --- inspecting the local database -------------------------------------------------------------

@@ -54,6 +54,7 @@ class CaptureServer:
         self.otherwise: Any = lambda: Fault()
         self._released = threading.Event()
         self.held = 0  # requests kept unanswered (Fault(hold=True)) so far
+        self.active = 0  # requests being handled right now (a delayed answer among them)
         self.flags: Dict[str, Any] = {}  # what /flags/ answers: {"key": {"enabled": ..., "variant": ...}}
         self._changed = threading.Condition()
         server = self
@@ -62,6 +63,16 @@ class CaptureServer:
             protocol_version = "HTTP/1.1"
 
             def do_POST(self) -> None:  # noqa: N802 (http.server's naming)
+                with server._changed:
+                    server.active += 1
+                try:
+                    self._post()
+                finally:
+                    with server._changed:
+                        server.active -= 1
+                        server._changed.notify_all()
+
+            def _post(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 raw = self.rfile.read(length)
                 fault = server._next_fault()
@@ -161,6 +172,17 @@ class CaptureServer:
                     break
                 self._changed.wait(left)
         return self.events
+
+    def wait_idle(self, timeout: float = 10.0) -> bool:
+        """Until no request is being handled (a delayed one is answered, and recorded)."""
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while self.active:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    return False
+                self._changed.wait(left)
+        return True
 
     def by_event(self, name: str) -> List[Dict[str, Any]]:
         return [e for e in self.events if e["event"] == name]

@@ -400,3 +400,55 @@ def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provid
         head = next(i for i, (a, b) in enumerate(zip(arrived, uuids)) if a != b)
         # the request being retried keeps its events; behind it, the oldest waiting went first
         assert arrived == uuids[:head] + uuids[head + dropped :]
+
+
+def test_force_flush_of_a_new_exporter_waits_for_the_spool_it_inherits(server, tmp_path):
+    """An earlier process left a batch; a drain script's first force_flush must deliver it, not
+    answer True before the exporter's thread has even looked at the spool."""
+    from posthog_otel._spool import DiskSpool, spool_directory
+
+    settings = posthog.Settings.resolve(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path))
+    left = {"event": "$set", "uuid": "0190f4c1-0000-7000-8000-000000000001", "distinct_id": "u",
+            "timestamp": "2024-01-01T00:00:00+00:00", "properties": {}, "$set": {"a": 1}}  # fmt: skip
+    from posthog_otel._encoding import EncodedBatch
+
+    DiskSpool(spool_directory(settings), 1 << 30, 3600).append(EncodedBatch.encode([left])[0])
+    server.otherwise = lambda: Fault(delay=0.5)  # answered, but not at once
+    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path))
+    try:
+        assert exporter.force_flush(60_000) is True
+        assert [e["uuid"] for e in server.events] == [left["uuid"]]
+    finally:
+        exporter.shutdown()
+
+
+def test_flush_returns_at_once_when_posthog_refuses_the_key_and_says_so(server, provider, tmp_path, caplog):
+    """A wrong key: the events wait in the spool for the next attempt (a minute away), and no
+    wait within the flush's timeout can change that: flush() says so and returns False at once."""
+    pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path),
+                                 schedule_delay_millis=50)  # fmt: skip
+    server.otherwise = lambda: Fault(401)
+    posthog.set("u", {"a": 1})
+    result = []
+    flushing = threading.Thread(target=lambda: result.append(pipeline.flush(timeout_seconds=600)), daemon=True)
+    flushing.start()
+    flushing.join(60)  # a safety net: it returns after one answer, not after 600 s
+    assert not flushing.is_alive() and result == [False]
+    said = [r.getMessage() for r in caplog.records if "flush:" in r.getMessage()]
+    assert len(said) == 1 and "refused the project API key phc_...vw" in said[0] and "POSTHOG_API_KEY" in said[0]
+    assert pipeline.exporter.stats()["spool_batches"] == 1  # kept, for when the key is accepted
+    assert posthog.drop_counts() == {}
+
+
+def test_configure_queues_as_much_as_posthogs_sdk(server, provider):
+    """PostHog's SDK queues 10,000 operations; so does configure()'s batch processor (the OTel
+    SDK's own default, 2048, drops the oldest of a burst its worker has not taken yet)."""
+    exporter = _HeldExporter(api_key=API_KEY, host=server.url)
+    pipeline = posthog.configure(exporter=exporter, logger_provider=provider, schedule_delay_millis=10)
+    uuids = [posthog.set("u", {"n": 0})]
+    assert exporter.entered.wait(30)  # the SDK's worker is held: everything else waits in its queue
+    uuids += [posthog.set("u", {"n": n}) for n in range(1, 10_001)]
+    exporter.release.set()
+    assert pipeline.flush()
+    assert [e["uuid"] for e in server.events] == uuids
+    assert posthog.drop_counts() == {}

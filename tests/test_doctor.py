@@ -14,7 +14,7 @@ import posthog_otel
 from posthog_otel._doctor import OK, PROBLEM, WARN, _entry_point, diagnose, report
 
 from .conftest import API_KEY
-from .support import child_env, free_port
+from .support import Fault, child_env, free_port
 
 BIN = pathlib.Path(sys.executable).parent
 
@@ -214,3 +214,99 @@ def test_under_opentelemetry_instrument_a_failed_set_up_is_a_failure_with_fixes(
     assert "opentelemetry-instrument installed no LoggerProvider: its set-up failed" in result.stdout
     assert "OTEL_TRACES_EXPORTER" in result.stdout and "OTEL_LOGS_EXPORTER=none" not in result.stdout
     assert "export OTEL_LOGS_EXPORTER=posthog" in result.stdout
+
+
+# --- proven, not assumed ------------------------------------------------------------------------
+
+
+def test_a_key_posthog_refuses_is_a_problem_not_ok(server):
+    server.otherwise = lambda: Fault(401)
+    findings = diagnose({"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": server.url})
+    (key,) = by_topic(findings, "API key")
+    assert key.level == PROBLEM and "refused" in key.message and "POSTHOG_API_KEY" in key.fix
+    assert API_KEY not in key.message
+    (request,) = server.requests  # the check itself: a flag read, as the SDK asks it; no event
+    assert request.path.startswith("/flags") and request.payload["api_key"] == API_KEY
+
+
+def test_a_key_posthog_accepts_is_ok_because_it_said_so(server):
+    findings = diagnose({"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": server.url})
+    (key,) = by_topic(findings, "API key")
+    assert key.level == OK and "accepted" in key.message
+    assert server.events == []  # nothing was captured
+
+
+def test_any_server_that_answers_is_not_taken_for_posthog(tmp_path):
+    """An HTTP server that is not PostHog (a wrong port, a web app) answered "Reachable: ok"."""
+    import http.server
+    import threading
+
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        url = "http://127.0.0.1:%d" % httpd.server_address[1]
+        (reached,) = by_topic(diagnose({"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": url}), "Reachable")
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
+    assert reached.level == PROBLEM and "not as PostHog" in reached.message and "POSTHOG_HOST" in reached.fix
+
+
+class _PostHogStandIn:
+    """A loopback PostHog for the key checks: /flags accepts the project key, /flags/definitions
+    answers the personal key with ``status`` (the local PostHog takes any bearer token)."""
+
+    def __init__(self, status):
+        import http.server
+        import json
+        import threading
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_POST(self):  # noqa: N802
+                self.rfile.read(int(self.headers.get("Content-Length", "0")))
+                self._answer(200, {"flags": {}, "errorsWhileComputingFlags": False})
+
+            def do_GET(self):  # noqa: N802
+                self._answer(status, {"flags": [], "group_type_mapping": {}, "cohorts": {}} if status == 200 else {})
+
+            def _answer(self, code, document):
+                body = json.dumps(document).encode()
+                self.send_response(code)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = "http://127.0.0.1:%d" % self.httpd.server_address[1]
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+@pytest.mark.parametrize("status, level, said", [(200, OK, "accepted"), (401, PROBLEM, "refused"),
+                                                 (403, PROBLEM, "feature flags")])  # fmt: skip
+def test_the_personal_key_is_tried_where_local_evaluation_uses_it(status, level, said):
+    stand_in = _PostHogStandIn(status)
+    personal = "phx_personal0123456789abcdefghijklmnop"
+    try:
+        environ = {"POSTHOG_API_KEY": API_KEY, "POSTHOG_HOST": stand_in.url, "POSTHOG_PERSONAL_API_KEY": personal}
+        (finding,) = by_topic(diagnose(environ), "Personal key")
+    finally:
+        stand_in.close()
+    assert finding.level == level and said in finding.message and personal not in finding.message
+
+
+def test_the_command_speaks_about_the_application_not_its_own_process():
+    """Run outside opentelemetry-instrument, its own process has no LoggerProvider, nor should it:
+    that is no warning about the application."""
+    result = subprocess.run([str(BIN / "posthog-otel"), "doctor", "--offline"], env=child_env(POSTHOG_API_KEY=API_KEY),
+                            capture_output=True, text=True, timeout=60)  # fmt: skip
+    (line,) = [l for l in result.stdout.splitlines() if " Provider " in l]
+    assert line.startswith("  ok") and "posthog_otel.doctor()" in line
+    assert "no OpenTelemetry LoggerProvider" not in result.stdout

@@ -4,6 +4,7 @@ hold the gateway for tens of seconds or for ever), not measurements."""
 
 from __future__ import annotations
 
+import dataclasses
 import gzip
 import socket
 import subprocess
@@ -272,6 +273,74 @@ def test_projects_without_requests_age_out(server):
         assert [key for key, _ in projects.snapshot()] == [redact(KEY)]
     finally:
         projects.close(1.0)
+
+
+def _event(n):
+    from posthog_otel._dispatch import MappedEvents
+
+    return MappedEvents([{"event": "$set", "distinct_id": "person", "uuid": "0190f4c1-0000-7000-8000-%012d" % n,
+                          "timestamp": "2024-01-01T00:00:00+00:00", "properties": {}, "$set": {"n": n}}])  # fmt: skip
+
+
+def _age_out(projects, key):
+    """Take ``key``'s project out of service as the gateway does when it has been idle."""
+    time.sleep(0.05)  # project_idle is 0.01 s
+    projects._next_sweep = 0.0  # the sweep runs at most once a second; this one now
+    projects.release(projects.project(KEY))
+
+
+def test_an_aged_out_project_leaves_no_empty_spool_directory(server, tmp_path):
+    """Made-up keys, each used once, each left a directory behind: one is removed when its
+    project closes with nothing waiting in it."""
+    from posthog_otel._spool import spool_directory
+
+    delivery = Settings.resolve(host=server.url, spool_dir=str(tmp_path))
+    projects = Projects(GatewaySettings(project_idle=0.01), delivery)
+    try:
+        project = projects.project(OTHER_KEY)
+        project.dispatcher.hand_off(_event(1))
+        projects.release(project)
+        server.wait_for_events(1, timeout=30)
+        directory = spool_directory(dataclasses.replace(delivery, api_key=OTHER_KEY))
+        assert directory.is_dir()
+        _age_out(projects, OTHER_KEY)
+        deadline = time.monotonic() + SAFETY
+        while directory.exists():
+            assert time.monotonic() < deadline, "the closed project's empty spool directory stayed"
+            time.sleep(0.05)
+    finally:
+        projects.close(1.0)
+
+
+def test_a_key_back_while_its_project_closes_waits_for_it(server, tmp_path):
+    """Two dispatchers on one spool directory in one process would each take the other's claims
+    for orphans: the key is answered 503 until its old project has closed, then opens again and
+    sends what the old one spooled, once."""
+    server.otherwise = lambda: Fault(hold=True)  # the old project's close takes its stall limit
+    projects = Projects(GatewaySettings(project_idle=0.01, retry_after=3),
+                        Settings.resolve(host=server.url, spool_dir=str(tmp_path)))  # fmt: skip
+    try:
+        project = projects.project(OTHER_KEY)
+        project.dispatcher.hand_off(_event(1))
+        projects.release(project)
+        _age_out(projects, OTHER_KEY)
+        with pytest.raises(Refused) as refused:
+            projects.project(OTHER_KEY)
+        assert (refused.value.status, refused.value.retry_after) == (503, 3)
+        server.otherwise = lambda: Fault()
+        deadline = time.monotonic() + SAFETY
+        while True:
+            try:
+                reopened = projects.project(OTHER_KEY)
+                break
+            except Refused:
+                assert time.monotonic() < deadline, "the key never opened again"
+                time.sleep(0.05)
+        projects.release(reopened)
+        assert [e["$set"]["n"] for e in server.wait_for_events(1, timeout=30)] == [1]
+    finally:
+        projects.close(1.0)
+    assert [e["$set"]["n"] for e in server.events] == [1]
 
 
 # --- the spool's cap ----------------------------------------------------------------------------------

@@ -83,3 +83,31 @@ def _wait_until(condition, timeout=30.0):
     while not condition():
         assert time.monotonic() < deadline, "condition not met in time"
         time.sleep(0.01)
+
+
+def test_a_second_exporter_built_later_makes_no_false_drop(server, pipeline):
+    """Building an exporter takes a look at the sequence (where it starts judging); that look is
+    no record, so the exporter already running must not count it as one the SDK dropped."""
+    from posthog_otel import PostHogSpanExporter
+
+    posthog.set("u", {"n": 1})
+    spans = PostHogSpanExporter(api_key=API_KEY, host=server.url)
+    second = PostHogLogExporter(api_key=API_KEY, host=server.url)
+    posthog.set("u", {"n": 2})
+    assert pipeline.flush()
+    assert [e["$set"]["n"] for e in server.events] == [1, 2]
+    assert posthog.drop_counts() == {}
+    spans.shutdown()
+    second.shutdown()
+
+
+def test_an_exporter_that_never_saw_the_operations_counts_none_of_them_at_its_shutdown(server, pipeline):
+    """The last exporter to shut down counts the operations it never saw as lost at shutdown;
+    one on no provider (or another one) never saw any, and must not count them all."""
+    idle = PostHogLogExporter(api_key=API_KEY, host=server.url)
+    uuids = [posthog.set("u", {"n": n}) for n in range(3)]
+    assert pipeline.flush()
+    pipeline.shutdown()
+    idle.shutdown()  # the last one
+    assert [e["uuid"] for e in server.events] == uuids
+    assert posthog.drop_counts() == {}

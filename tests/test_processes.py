@@ -3,6 +3,7 @@ SIGKILLs among processes sharing a spool, pid 1, and a set-up without a key."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import pathlib
@@ -325,3 +326,201 @@ def test_sigterm_goes_to_the_main_thread_not_to_our_threads_or_the_sdks(server):
         assert masks["MainThread"] is False, (process, masks)
         assert masks["OtelBatchLogRecordProcessor"] is True, (process, masks)
         assert masks["posthog"] is True, (process, masks)
+
+
+DAEMONS_AT_EXIT = """
+    import atexit, json, sys, threading, time
+    import posthog_otel as posthog
+
+    calls, drops = sys.argv[1], sys.argv[2]
+    lock, stopped = threading.Lock(), []
+    log = open(calls, "w")
+
+    def report():  # registered before configure(): runs after the pipeline shut down at exit
+        with lock:  # no call is half done now, and none starts after
+            stopped.append(True)
+            log.close()
+            with open(drops, "w") as out:
+                json.dump(posthog.drop_counts(), out)
+
+    atexit.register(report)
+    posthog.configure(schedule_delay_millis=50)
+
+    def work(k):
+        n = 0
+        while True:
+            with lock:
+                if stopped:
+                    return
+                log.write("%s\\n" % posthog.set("user-%d" % k, {"n": n}))
+            n += 1
+
+    for k in range(4):
+        threading.Thread(target=work, args=(k,), daemon=True).start()
+    time.sleep(float(sys.argv[3]))  # then the main thread ends while they go on
+"""
+
+
+@pytest.mark.parametrize("seconds", [0.05, 0.3])
+def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seconds, server, tmp_path):
+    calls, drops = tmp_path / "calls", tmp_path / "drops.json"
+    assert run(DAEMONS_AT_EXIT, server, tmp_path / "spool", calls, drops, seconds).wait(timeout=60) == 0
+    assert run(EMIT_AND_EXIT, server, tmp_path / "spool", 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    made = calls.read_text().split()
+    returned = {u for u in made if u != "None"}
+    counted = sum(json.loads(drops.read_text()).values())
+    delivered = {e["uuid"] for e in server.wait_for_events(len(returned) - counted, timeout=30)}
+    assert delivered <= returned
+    assert len(made) > 100
+    # every call either returned a uuid PostHog got, or was counted (those that returned None among them)
+    assert len(made) == len(delivered) + counted, (len(made), len(delivered), counted, made.count("None"))
+
+
+SPOOLED_THEN_EXIT = """
+    import json, sys, time
+    import posthog_otel as posthog
+    from posthog_otel import _dispatch
+
+    _dispatch.REQUEST_BYTES = 16 * 1024  # many small requests: the backlog takes a while to send
+    pipeline = posthog.configure(spool_after=0.2, schedule_delay_millis=50, exit_timeout=120)
+    uuids = [posthog.set("user-%d" % (n % 10), {"n": n}) for n in range(int(sys.argv[1]))]
+    while pipeline.exporter.stats()["spooled"] < len(uuids):  # PostHog is down: all of it spooled
+        time.sleep(0.05)
+    print(json.dumps(uuids), flush=True)
+    sys.stdin.readline()  # PostHog is back; the script ends, without flush()
+"""
+
+
+def test_exit_keeps_sending_while_posthog_takes_each_batch_promptly(server, tmp_path):
+    """A backlog that takes seconds to send, to a PostHog that takes each request within 0.05 s:
+    exit sends all of it (the budget grows with each batch taken), instead of stopping after a
+    fixed two seconds and leaving the rest for a next run that may never come."""
+    server.otherwise = lambda: Fault(503)
+    app = run(SPOOLED_THEN_EXIT, server, tmp_path, 5000, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    uuids = json.loads(app.stdout.readline())
+    server.otherwise = lambda: Fault(delay=0.05)
+    app.stdin.write("exit\n")
+    app.stdin.close()
+    assert app.wait(timeout=120) == 0
+    arrived = [e["uuid"] for e in server.events]
+    assert len(server.accepted) > 60  # it took many requests: over 2 s of them
+    assert arrived == uuids  # all of them, once each, in order
+    assert [n for d in tmp_path.iterdir() for n in os.listdir(d) if n.endswith((".json", ".claimed"))] == []
+
+
+ANSWERED_THEN_SLOW = """
+    import json, sys
+    import posthog_otel as posthog
+
+    pipeline = posthog.configure(schedule_delay_millis=50)
+    uuids = [posthog.set("user", {"n": n}) for n in range(10)]
+    assert pipeline.flush()  # PostHog answers
+    print("answered", flush=True)
+    sys.stdin.readline()  # now it answers slowly
+    uuids += [posthog.set("user", {"n": n}) for n in range(10, 200)]
+    print(json.dumps(uuids), flush=True)
+"""
+
+
+def test_exit_waits_for_a_slow_answer_rather_than_send_the_batch_again(server, tmp_path):
+    """PostHog takes 2 s to answer at exit. Abandoning the request after a second would leave its
+    batch in the spool, and the next run would send it again: PostHog drops the duplicate event,
+    but applies its $set to the person again, after newer ones. Exit waits for the answer."""
+    app = run(ANSWERED_THEN_SLOW, server, tmp_path, stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert app.stdout.readline().strip() == "answered"
+    server.otherwise = lambda: Fault(delay=2.0)
+    app.stdin.write("go\n")
+    app.stdin.close()
+    uuids = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0
+    server.otherwise = lambda: Fault()
+    assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    server.wait_for_events(len(uuids), timeout=30)
+    assert server.wait_idle(timeout=30)  # a request the exit gave up on is answered (and recorded) too
+    assert sorted(e["uuid"] for e in server.events) == sorted(uuids)  # each once: none sent again
+
+
+SPAWNED_POOL = """
+import json, multiprocessing, sys
+import posthog_otel as posthog
+
+posthog.configure()  # at import: a spawned child runs it again
+
+
+def work(i):
+    return posthog.set("child-%d" % i, {"i": i})  # no flush
+
+
+if __name__ == "__main__":
+    with multiprocessing.get_context(sys.argv[1]).Pool(4) as pool:  # __exit__ terminates the workers
+        print(json.dumps(pool.map(work, range(40))), flush=True)
+"""
+
+
+def _interpreters():
+    """This one, and a Python 3.12+ found beside it that can import this checkout with this
+    environment's pure-Python dependencies: where a spawned pool worker lost everything (it
+    delivered only from its interpreter's exit, where 3.12 starts no threads)."""
+    found = [pytest.param((sys.executable,), id="this-python")]
+    for name in ("python3.13", "python3.12"):
+        candidates = sorted(glob.glob(os.path.expanduser("~/.pyenv/versions/3.%s*/bin/%s" % (name[-2:], name))))
+        other = candidates[-1] if candidates else shutil.which(name)  # (a pyenv shim may not run it)
+        if other is None or sys.version_info >= (3, 12):
+            continue
+        path = os.pathsep.join([str(ROOT), *[p for p in sys.path if p.endswith("site-packages")]])
+        probe = subprocess.run([other, "-c", "import posthog_otel, opentelemetry.sdk._logs"], env=child_env(PYTHONPATH=path),
+                               capture_output=True, timeout=60)  # fmt: skip
+        if probe.returncode == 0:
+            found.append(pytest.param((other, path), id=name))
+    return found
+
+
+@pytest.mark.parametrize("python", _interpreters())
+@pytest.mark.parametrize("start", ["spawn", "forkserver"])
+def test_a_pool_of_spawned_children_used_as_a_context_manager_delivers(python, start, server, tmp_path):
+    if start not in __import__("multiprocessing").get_all_start_methods():
+        pytest.skip("no %s start method here" % start)
+    server.otherwise = lambda: Fault(delay=0.5)  # a delivery takes a while: the pool's SIGTERM lands in it
+    script = tmp_path / "app.py"  # spawned children import the parent's main module: a file
+    script.write_text(textwrap.dedent(SPAWNED_POOL))
+    env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path / "spool"))
+    if len(python) > 1:
+        env["PYTHONPATH"] = python[1]
+    done = subprocess.run([python[0], str(script), start], env=env, cwd=str(tmp_path), capture_output=True, text=True,
+                          timeout=120)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    uuids = json.loads(done.stdout.splitlines()[-1])
+    assert len(uuids) == 40 and None not in uuids
+    events = server.wait_for_events(40, timeout=60)
+    assert sorted(e["uuid"] for e in events) == sorted(uuids)
+
+
+OS_EXIT = """
+    import json, os, sys, time
+    import posthog_otel as posthog
+
+    pipeline = posthog.configure(schedule_delay_millis=50, spool_after=0.2)
+    early = [posthog.set("user", {"n": n}) for n in range(50)]
+    while sum(pipeline.exporter.stats()[k] for k in ("exported", "spooled")) < 50:
+        time.sleep(0.02)  # older than the window: delivered, or safe in the spool
+    late = [posthog.set("user", {"n": n}) for n in range(50, 100)]
+    if sys.argv[1] == "flush":
+        assert pipeline.flush()
+    print(json.dumps([early, late]), flush=True)
+    os._exit(0)  # no atexit, no thread runs after this
+"""
+
+
+@pytest.mark.parametrize("first", ["flush", "nothing"])
+def test_os_exit_loses_only_what_was_not_delivered_or_spooled_yet(first, server, tmp_path):
+    """As the README says: os._exit() loses what a SIGKILL loses (the SDK's queue and what waits
+    in memory), and nothing after flush(); what was older is delivered or sent by the next run."""
+    app = run(OS_EXIT, server, tmp_path, first, stdout=subprocess.PIPE)
+    early, late = json.loads(app.stdout.readline())
+    assert app.wait(timeout=60) == 0
+    assert run(EMIT_AND_EXIT, server, tmp_path, 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    server.wait_for_events(len(early) + (len(late) if first == "flush" else 0), timeout=30)
+    arrived = {e["uuid"] for e in server.events}
+    assert set(early) <= arrived
+    if first == "flush":
+        assert set(late) <= arrived

@@ -55,7 +55,7 @@ _OPERATION_MARK = b"posthog."
 _EXCEPTION_MARK = b"exception."
 
 #: The attribute older SDKs (and the earlier Events API) put the event's name in.
-EVENT_NAME_ATTRIBUTE = "event.name"
+EVENT_NAME_ATTRIBUTE = schema.EVENT_NAME_ATTRIBUTE
 
 
 class Malformed(ValueError):

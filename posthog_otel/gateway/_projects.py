@@ -115,6 +115,7 @@ class Projects:
         )
         self._lock = threading.Lock()
         self._projects: Dict[str, Project] = {}
+        self._closing: Dict[str, threading.Thread] = {}  # taken out of service, still delivering
         self._closed = False
         self._next_sweep = 0.0
 
@@ -162,7 +163,7 @@ class Projects:
         """The key's project, marked in use until ``release``; ``Refused`` (503) when the
         gateway stops or no slot can be freed for it."""
         now = time.monotonic()
-        closing: List[Project] = []
+        closing: List[Tuple[str, Project]] = []
         with self._lock:
             if now >= self._next_sweep:
                 self._next_sweep = now + 1.0
@@ -171,34 +172,57 @@ class Projects:
             if project is None:
                 if self._closed:
                     raise Refused(503, "the gateway is stopping", retry_after=self.gateway.retry_after)
+                if key in self._closing:  # two dispatchers must never share one spool directory
+                    raise Refused(503, "this project key was idle and its delivery is being closed; retry in a "
+                                       "moment", retry_after=self.gateway.retry_after)  # fmt: skip
                 if len(self._projects) >= self.gateway.max_projects:
                     closing += self._free_a_slot()
                 project = self._open(key)
                 self._projects[key] = project
             project.users += 1
             project.last_used = now
-        _close_in_background(closing, self.gateway.close_budget)
+            for key_closed, closed in closing:
+                self._closing[key_closed] = self._close_in_background(key_closed, closed)
+        for thread in [self._closing.get(k) for k, _ in closing]:
+            if thread is not None:
+                thread.start()
         return project
+
+    def _close_in_background(self, key: str, project: Project) -> threading.Thread:
+        """A thread that closes a project taken out of service (delivers or spools what it
+        holds, off the request's thread), removes its spool directory if nothing is left in
+        it (made-up keys would leave one each), then lets the key be opened again."""
+
+        def close() -> None:
+            try:
+                project.dispatcher.shutdown(self.gateway.close_budget * 1000)
+                project.dispatcher.remove_spool_if_empty()
+            finally:
+                with self._lock:
+                    self._closing.pop(key, None)
+
+        return threading.Thread(target=close, name="posthog-otel-close", daemon=True)
 
     def release(self, project: Project) -> None:
         with self._lock:
             project.users -= 1
             project.last_used = time.monotonic()
 
-    def _sweep(self, now: float) -> List[Project]:
+    def _sweep(self, now: float) -> List[Tuple[str, Project]]:
         """Projects without a request for ``project_idle`` seconds, taken out (to close)."""
         idle = [key for key, p in self._projects.items()
                 if not p.trusted and not p.users and now - p.last_used >= self.gateway.project_idle]  # fmt: skip
-        return [self._projects.pop(key) for key in idle]
+        return [(key, self._projects.pop(key)) for key in idle]
 
-    def _free_a_slot(self) -> List[Project]:
+    def _free_a_slot(self) -> List[Tuple[str, Project]]:
         """The least recently used project whose key PostHog has not accepted yet, taken out;
         ``Refused`` (503) when every slot holds a proven or busy one."""
         candidates = sorted((p.last_used, key) for key, p in self._projects.items() if not p.users and not p.proven)
         if not candidates:
             raise Refused(503, "this gateway serves %d project keys at once, all in use (POSTHOG_OTEL_GATEWAY_MAX_PROJECTS); "
                                "retry later" % self.gateway.max_projects, retry_after=self.gateway.retry_after)  # fmt: skip
-        return [self._projects.pop(candidates[0][1])]
+        key = candidates[0][1]
+        return [(key, self._projects.pop(key))]
 
     def open_known(self) -> None:
         """Open the project of every key on the allow-list (and ``POSTHOG_API_KEY``): each
@@ -248,13 +272,6 @@ class Projects:
             thread.start()
         for thread in threads:
             thread.join(max(deadline - time.monotonic(), 0.0) + 1.0)
-
-
-def _close_in_background(projects: List[Project], budget: float) -> None:
-    """Close projects taken out of service (deliver or spool what they hold) off the request's thread."""
-    for project in projects:
-        threading.Thread(target=project.dispatcher.shutdown, args=(budget * 1000,), name="posthog-otel-close",
-                         daemon=True).start()  # fmt: skip
 
 
 def _bearer(authorization: str) -> Optional[str]:
