@@ -76,6 +76,11 @@ class Shipment:
             return self._exchange.attempt(self.attempts, timeout)
         except TransportError as error:
             return Verdict(None, None, "no response (%s)" % error)
+        except Exception as error:  # a transport of the application's that raises anything else
+            warn_limited("transport_raised:%s" % type(error).__name__, "posthog_otel: the transport raised %s (%s); "
+                         "taken as no answer, the request is tried again", type(error).__name__,
+                         scrub(str(error), self._settings.api_key), level=logging.ERROR)  # fmt: skip
+            return Verdict(None, None, "no response (the transport raised %s)" % type(error).__name__)
 
     def settle(self, verdict: Verdict) -> Step:
         """Apply the answer to the request ``attempt`` made."""

@@ -34,7 +34,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, Deque, Dict, List, Optional, Sequence, Tuple
 
-from . import _emit, _lifecycle
+from . import _emit, _lifecycle, _log
 from ._client import Shipment, Step, too_large
 from ._config import Settings, effective, redact, scrub
 from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
@@ -134,7 +134,7 @@ class Dispatcher:
             trace_context=settings.trace_context,
         )
         self._spool = self._open_spool()
-        self._stats = Stats(self._spool, self._gauges)
+        self._stats = Stats(self._spool, self._gauges, getattr(self._emitter, "drops", None))
         self._tracker = SequenceTracker(self._checkpoint(), getattr(self._emitter, "unused", frozenset()))
         self._cond = threading.Condition()
         # Shared with the SDK's worker and the HTTP thread (under _cond):
@@ -340,6 +340,7 @@ class Dispatcher:
 
     def _run(self) -> None:
         _lifecycle.leave_signals_to_the_main_thread()
+        _log.attribute_drops_to(self._stats.drops)  # what this thread drops is this exporter's
         while True:
             with self._cond:
                 now = time.monotonic()
@@ -483,6 +484,7 @@ class Dispatcher:
 
     def _http_run(self) -> None:
         _lifecycle.leave_signals_to_the_main_thread()
+        _log.attribute_drops_to(self._stats.drops)
         while True:
             with self._cond:
                 while self._job is None:
@@ -491,7 +493,7 @@ class Dispatcher:
                     self._cond.wait(1.0)
                 shipment, timeout = self._job
                 self._job = None
-            verdict = shipment.attempt(timeout)
+            verdict = shipment.attempt(timeout)  # never raises, whatever the transport does
             with self._cond:
                 stopped = self._finish is not None and self._finish.stop and self._finish.done.is_set()
                 if not stopped:
@@ -542,7 +544,9 @@ class Dispatcher:
             wait = self._backoff.failed(verdict.retry_after)
             if verdict.retry_after:  # PostHog's own word, not our backoff: 0 means "now"
                 self._asked_to_wait_until = now + min(verdict.retry_after, self._policy.retry_after_cap)
-        if not self.settings.spool and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):
+        # No spool to keep it in (off, or refused when opened: one notion of "no spool"): the
+        # attempts are bounded, as with the spool off.
+        if self._spool is None and (step is Step.UNAUTHORIZED or shipment.attempts >= self._policy.max_attempts):
             self._give_up(shipment, verdict, "unauthorized" if step is Step.UNAUTHORIZED else "delivery_failed")
         self._send_at = now + wait
         if self._finish is not None:
@@ -833,13 +837,17 @@ class Dispatcher:
         with self._cond:
             if self._threads_alive():
                 return True
+            # Only a thread that is not running is started: a dispatcher thread beside one still
+            # alive would work on the same state (its threads never end on an error, but a
+            # thread killed another way must not lead to two).
+            targets = ((self._run, "posthog-otel-dispatch"), (self._http_run, "posthog-otel-http"))
+            threads: List[Any] = list(self._threads) or [None, None]
             try:
-                threads = [
-                    threading.Thread(target=self._run, name="posthog-otel-dispatch", daemon=True),
-                    threading.Thread(target=self._http_run, name="posthog-otel-http", daemon=True),
-                ]
-                for thread in threads:
-                    thread.start()
+                for index, (target, name) in enumerate(targets):
+                    current = threads[index]
+                    if current is None or not current.is_alive():
+                        threads[index] = threading.Thread(target=target, name=name, daemon=True)
+                        threads[index].start()
             except RuntimeError:
                 self._inline = True
                 return False

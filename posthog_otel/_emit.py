@@ -21,6 +21,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Mapping
 from typing import Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
 
@@ -89,6 +90,8 @@ class _Emitter:
         self._sdk_disabled = False  # OTEL_SDK_DISABLED: the provider hands out no-op loggers
         self._refusal: Optional[str] = None  # "after_shutdown", "exporter_failed"
         self._failure = ""  # why the exporter could not start
+        #: The drops of this emitter's operations at the call (the exporters' stats show them).
+        self.drops: "Counter[str]" = Counter()
         self._exporters = 0
         self._lock = threading.Lock()
 
@@ -107,6 +110,7 @@ class _Emitter:
         self.limits = None
         self.ready = False
         self.sync = None
+        self.drops.clear()
         set_propagation(None)
         with self._lock:
             self._exporters, self._refusal, self._sdk_disabled = 0, None, False
@@ -228,7 +232,7 @@ class _Emitter:
     def _refuse(self, reason: str) -> bool:
         """Count the operation under ``reason``; True only for ``send=False`` (PostHog returns the
         uuid of an event it did not send)."""
-        count_drop(reason)
+        count_drop(reason, counter=self.drops)
         if reason == "not_sent":
             return True
         if reason == "disabled":

@@ -55,13 +55,15 @@ def guarded(call: str) -> Callable[[F], F]:
 
 def failed(call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], error: Exception) -> None:
     """Say and count why a guarded call of ``function`` failed; re-raises internal errors under
-    the test suite (and with ``debug``, as PostHog's SDK does)."""
+    the test suite (and with ``debug``, as PostHog's SDK does). A method of an object with an
+    emitter (the operations) counts the drop for that emitter too."""
+    counter = getattr(getattr(args[0], "_emitter", None), "drops", None) if args else None
     if isinstance(error, Dropped):
-        report_drop(call, error)
+        report_drop(call, error, counter)
     elif isinstance(error, TypeError) and _binding_failed(error):
-        argument_error(call, function, args, kwargs, error)
+        argument_error(call, function, args, kwargs, error, counter)
     else:
-        internal_error(call)
+        internal_error(call, counter)
 
 
 def _binding_failed(error: TypeError) -> bool:
@@ -72,12 +74,12 @@ def _binding_failed(error: TypeError) -> bool:
 
 
 def argument_error(call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any],
-                   error: TypeError) -> None:  # fmt: skip
+                   error: TypeError, counter: Any = None) -> None:  # fmt: skip
     """The caller's mistake, not the library's: the argument named, and the nearest valid one."""
     import difflib  # on this error path only: the import of the operations does not pay for them
     import inspect
 
-    count_drop("invalid_argument")
+    count_drop("invalid_argument", counter=counter)
     try:
         parameters = inspect.signature(function).parameters
     except (TypeError, ValueError):  # pragma: no cover - every guarded function has a signature
@@ -99,8 +101,8 @@ def argument_error(call: str, function: Callable[..., Any], args: Tuple[Any, ...
     warn_limited("argument:%s:%s" % (call, message), "posthog_otel: %s(): %s; the call is dropped", call, message)
 
 
-def report_drop(call: str, drop: Dropped) -> None:
-    count_drop(drop.reason)
+def report_drop(call: str, drop: Dropped, counter: Any = None) -> None:
+    count_drop(drop.reason, counter=counter)
     warn_limited(
         "drop:%s:%s" % (call, drop.reason),
         "posthog_otel: %s(): " + drop.message + "; the call is dropped",
@@ -113,9 +115,9 @@ def report_drop(call: str, drop: Dropped) -> None:
 DEBUG_RAISES = False
 
 
-def internal_error(call: str) -> None:
+def internal_error(call: str, counter: Any = None) -> None:
     """Count and log the exception being handled; re-raise it under the test suite (or ``debug``)."""
-    count_drop("internal_error")
+    count_drop("internal_error", counter=counter)
     if DEBUG_RAISES or _raise_internal_errors():
         raise
     warn_limited("internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR)

@@ -12,7 +12,7 @@ import logging
 import threading
 import time
 from collections import Counter
-from typing import Dict, Tuple
+from typing import Dict, Optional, Tuple
 
 logger = logging.getLogger("posthog_otel")
 
@@ -21,7 +21,7 @@ WARN_INTERVAL = 60.0
 
 _lock = threading.Lock()
 _last: Dict[str, Tuple[float, int]] = {}
-_drops: Counter = Counter()
+_drops: "Counter[str]" = Counter()
 
 
 def warn_limited(key: str, message: str, *args: object, level: int = logging.WARNING) -> None:
@@ -39,10 +39,32 @@ def warn_limited(key: str, message: str, *args: object, level: int = logging.WAR
     logger.log(level, message, *args)
 
 
-def count_drop(reason: str, n: int = 1) -> None:
-    """Count ``n`` dropped operations (or property values) under ``reason``."""
+_attributed = threading.local()
+
+
+def attribute_drops_to(counter: "Counter[str]") -> None:
+    """Drops counted on the calling thread from now on also go to ``counter``: an exporter's
+    threads name their exporter, so its ``stats()`` (and the gateway's per-project health) show
+    its own drops, not every exporter's of the process."""
+    _attributed.counter = counter
+
+
+def count_drop(reason: str, n: int = 1, counter: "Optional[Counter[str]]" = None) -> None:
+    """Count ``n`` dropped operations (or property values) under ``reason``: for the process,
+    and for whose they were (``counter``: an emitter's; or the exporter whose thread this is)."""
+    thread_counter = getattr(_attributed, "counter", None)
     with _lock:
         _drops[reason] += n
+        if thread_counter is not None:
+            thread_counter[reason] += n
+        if counter is not None and counter is not thread_counter:
+            counter[reason] += n
+
+
+def copy_counter(counter: "Counter[str]") -> Dict[str, int]:
+    """A copy of a counter that ``count_drop`` writes to (taken under its lock)."""
+    with _lock:
+        return dict(counter)
 
 
 def drop_counts() -> Dict[str, int]:

@@ -10,15 +10,21 @@ from __future__ import annotations
 import threading
 import weakref
 from collections import Counter
-from typing import Any, Callable, Dict, Iterable, List
+from typing import Optional, Any, Callable, Dict, Iterable, List
 
-from ._log import drop_counts
+from ._log import copy_counter, drop_counts  # drop_counts: the process's, for the meter
 
 
 class Stats:
-    def __init__(self, spool: Any = None, gauges: Callable[[], Dict[str, int]] = dict) -> None:
+    def __init__(
+        self, spool: Any = None, gauges: Callable[[], Dict[str, int]] = dict, upstream: "Optional[Counter[str]]" = None
+    ) -> None:
         self._lock = threading.Lock()
-        self._counts: Counter = Counter()
+        self._counts: "Counter[str]" = Counter()
+        #: This exporter's drops, by reason (its threads count into it: ``_log.attribute_drops_to``).
+        self.drops: "Counter[str]" = Counter()
+        #: The drops at the call of the operations it serves (its emitter's), shown with its own.
+        self.upstream = upstream
         self.spool = spool
         self._gauges = gauges  # what waits in memory, read on demand
 
@@ -26,6 +32,7 @@ class Stats:
         """A forked child counts its own deliveries, with a lock no parent thread holds."""
         self._lock = threading.Lock()
         self._counts = Counter()
+        self.drops = Counter()
 
     def add(self, name: str, n: int = 1) -> None:
         if n:
@@ -39,7 +46,10 @@ class Stats:
         return {key: counts.get(key, 0) for key in ("exported", "retried", "spooled", "drained")}
 
     def snapshot(self) -> Dict[str, Any]:
-        snapshot: Dict[str, Any] = {**self.counts(), "dropped": drop_counts(), **self._gauges()}
+        dropped = Counter(copy_counter(self.drops))
+        if self.upstream is not None:
+            dropped.update(copy_counter(self.upstream))
+        snapshot: Dict[str, Any] = {**self.counts(), "dropped": dict(dropped), **self._gauges()}
         try:
             depth = self.spool.depth() if self.spool is not None else None
         except OSError:
