@@ -266,15 +266,17 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     # SIGTERM lands). That exit delivers what is queued; this handler could not reach it without
     # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
     # by its budgets); a second SIGTERM ends the process at once.
-    persisted = False
-    if threading.main_thread().is_alive():
+    # Only a process whose main thread has ended is exiting: one that is not (a pool worker
+    # blocked on its task queue) must end now, whatever could be persisted, or whoever sent the
+    # signal waits for it forever (Pool.terminate() joins its workers).
+    exiting = not threading.main_thread().is_alive()
+    if not exiting:
         try:
-            persisted = persist_all(SIGTERM_BUDGET, stop=False, in_signal=True)
+            persist_all(SIGTERM_BUDGET, stop=False, in_signal=True)
         except Exception:
-            persisted = True
             logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if not persisted:
+    if exiting:
         logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
         return
     os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
