@@ -106,6 +106,7 @@ def test_invalid_key_is_logged_once_and_redacted(server, provider, caplog):
     assert len(server.requests) == 2
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("timing")
 def test_export_returns_while_posthog_holds_the_request(server, provider, tmp_path):
     """A blackhole PostHog: the SDK's worker keeps exporting (nothing is lost in its queue,

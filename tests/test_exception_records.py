@@ -101,6 +101,7 @@ def test_off_by_default(local, provider, handler):
     assert [e["event"] for e in store.events()] == ["still_here"]
 
 
+@pytest.mark.slow
 def test_a_hot_loop_is_bounded_and_the_rest_counted(local, provider, handler, monkeypatch):
     """10,000 failures at one place: PostHog's burst (50) goes out, the 9,950 others are counted.
     The clock stands still, so no bucket refills while the loop runs, however slow the machine."""

@@ -258,6 +258,7 @@ CALLS = [
 ]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("first", [0, 1], ids=["load_first", "read_first"])
 def test_every_flag_call_returns_within_flags_timeout_when_posthog_never_answers(black_hole, first, caplog):
     posthog_otel.configure(api_key=API_KEY, host=black_hole, personal_api_key=PERSONAL_KEY,

@@ -482,6 +482,7 @@ def near(value: Any) -> st.SearchStrategy:
     return st.just(value)
 
 
+@pytest.mark.slow
 @examples(1500)
 @given(case=filter_and_properties(), matching_version=st.sampled_from([1, 2]))
 def test_every_operator_matches_like_posthogs(case, matching_version):
@@ -557,6 +558,7 @@ patterns = st.one_of(regexes, st.text(alphabet="ab()[]{}*+?|^$\\.-:,=!<>&~dDwWsS
 subjects = st.one_of(words, st.text(alphabet="ab09 _-.\n\x1cé\u0301٣²\u200dAZ", max_size=8))
 
 
+@pytest.mark.slow
 @examples(3000)
 @given(pattern=patterns, subject=subjects, negated=st.booleans())
 def test_regex_core_is_posthogs(pattern, subject, negated):

@@ -312,6 +312,7 @@ def test_an_aged_out_project_leaves_no_empty_spool_directory(server, tmp_path):
         projects.close(1.0)
 
 
+@pytest.mark.slow
 def test_a_key_back_while_its_project_closes_waits_for_it(server, tmp_path):
     """Two dispatchers on one spool directory in one process would each take the other's claims
     for orphans: the key is answered 503 until its old project has closed, then opens again and

@@ -164,6 +164,7 @@ def test_several_workers_deliver_everything_once(server, tmp_path):
         assert running.stop() == 0, running.stderr
 
 
+@pytest.mark.slow
 def test_several_gateways_routed_by_person_keep_each_persons_order(server, tmp_path):
     """The scale-out topology of docs/gateway.md without a Collector binary: the client plays
     the loadbalancing exporter (one OTLP exporter per gateway, a person always to the same

@@ -391,6 +391,7 @@ SPOOLED_THEN_EXIT = """
 """
 
 
+@pytest.mark.slow
 def test_exit_keeps_sending_while_posthog_takes_each_batch_promptly(server, tmp_path):
     """A backlog that takes seconds to send, to a PostHog that takes each request within 0.05 s:
     exit sends all of it (the budget grows with each batch taken), instead of stopping after a
@@ -471,7 +472,7 @@ def _interpreters():
         probe = subprocess.run([other, "-c", "import posthog_otel, opentelemetry.sdk._logs"], env=child_env(PYTHONPATH=path),
                                capture_output=True, timeout=60)  # fmt: skip
         if probe.returncode == 0:
-            found.append(pytest.param((other, path), id=name))
+            found.append(pytest.param((other, path), id=name, marks=pytest.mark.slow))  # another interpreter: slow
     return found
 
 

@@ -350,7 +350,7 @@ def _assert_each_once_in_order(events, uuids):
         latest[person] = n
 
 
-@pytest.mark.parametrize("fault", ["read-only", "full"])
+@pytest.mark.parametrize("fault", [pytest.param("read-only", marks=pytest.mark.slow), "full"])
 def test_newer_operations_never_overtake_what_the_spool_cannot_release(fault, server, provider, tmpfs, monkeypatch):
     """The disk turns read-only (or fills up) while the spool holds older batches: the one in
     flight is delivered, and nothing newer is sent before the batches behind it."""
