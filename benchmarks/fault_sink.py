@@ -10,7 +10,10 @@ killed and restarted). ``POST /_mode`` switches how it answers:
     slow:SECONDS | hold (never answers) | flaky:RATE:SEED[:SECONDS] (a seeded RATE of 503s,
     every answer after SECONDS)
 
-Prints ``ready`` when listening.
+Prints ``ready`` when listening. Sockets are ``TCP_NODELAY``, as in ``sink.py``: the answer goes
+out in two writes (head, body), and without it Nagle's algorithm and the client's delayed ACK
+hold every answer ~40 ms, a round trip nobody asked for (it capped PostHog's SDK, which sends
+100 events a request, at about 2,000 a second).
 """
 
 from __future__ import annotations
@@ -19,6 +22,7 @@ import gzip
 import json
 import os
 import random
+import socket
 import sys
 import threading
 import time
@@ -34,6 +38,10 @@ def main() -> None:
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
         def do_POST(self):  # noqa: N802
             raw = self.rfile.read(int(self.headers.get("Content-Length", "0")))
