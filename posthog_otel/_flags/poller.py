@@ -37,7 +37,9 @@ DEFINITIONS_TIMEOUT = 10.0  # PostHog's SDK allows the same for this (large) ans
 
 
 class DefinitionsPoller:
-    def __init__(self, host: str, project_key: str, personal_key: str, interval: float, http: Optional[FlagsHttp] = None):
+    def __init__(
+        self, host: str, project_key: str, personal_key: str, interval: float, http: Optional[FlagsHttp] = None
+    ) -> None:
         self.host = host
         self.interval = interval
         self._project_key = project_key
