@@ -32,7 +32,7 @@ from . import _schema as schema
 from . import _personless
 from ._baggage import set_propagation
 from . import _baggage
-from ._context import Refused, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
+from ._context import RefusedId, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
 from ._limits import LimitsSource
@@ -613,7 +613,7 @@ def _resolve(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
     if person is not None:
         return person
     found = context_distinct_id(scope)
-    if isinstance(found, Refused):
+    if isinstance(found, RefusedId):
         raise Dropped("invalid_id", "the context's distinct id (identify_context) %s", found.why)
     return found
 

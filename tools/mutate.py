@@ -174,7 +174,7 @@ MUTATIONS = [
      '',
      'tests/test_emit.py::test_internal_errors_reraise_under_the_test_suite'),
     ('refused context id falls back to parent', 'posthog_otel/_context.py',
-     '        return Refused("%s %s" % (describe(value), problem))',
+     '        return RefusedId("%s %s" % (describe(value), problem))',
      '        return None',
      'tests/test_context.py tests/test_bad_input.py::test_every_call_in_any_context_never_raises_and_accounts_for_itself'),
     ('refused session falls back to parent', 'posthog_otel/_context.py',

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
@@ -482,14 +482,3 @@ async def evaluate_flags_async(
     if flag_keys == []:
         return empty_snapshot(call)
     return (await _drive_async(SnapshotRead(call, _keys(flag_keys)), only_evaluate_locally)).snapshot()
-
-
-#: The awaitable twins, by the name of the call they mirror.
-ASYNC: Dict[str, Callable[..., Awaitable[Any]]] = {
-    "feature_enabled": feature_enabled_async,
-    "get_feature_flag": get_feature_flag_async,
-    "get_feature_flag_payload": get_feature_flag_payload_async,
-    "get_all_flags": get_all_flags_async,
-    "get_all_flags_and_payloads": get_all_flags_and_payloads_async,
-    "evaluate_flags": evaluate_flags_async,
-}

@@ -335,7 +335,8 @@ class Definitions:
         }
 
 
-EMPTY = Definitions()
+#: What a refused key or quota leaves: no flag is evaluated here, every one is asked of ``/flags``.
+CLEARED = Definitions()
 
 
 # --- what the definition alone leaves undecidable (reported, not evaluated) -------------------

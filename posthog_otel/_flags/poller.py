@@ -30,7 +30,7 @@ from urllib.parse import quote
 from .. import _config
 from .._config import redact
 from .._log import logger, warn_limited
-from .definitions import EMPTY, Definitions
+from .definitions import CLEARED, Definitions
 from .http import FlagsHttp, HttpFailure
 
 DEFINITIONS_TIMEOUT = 10.0  # PostHog's SDK allows the same for this (large) answer
@@ -45,7 +45,7 @@ class DefinitionsPoller:
         self._project_key = project_key
         self._personal_key = personal_key
         self._http = http or FlagsHttp()
-        #: None until the first answer; EMPTY after the key or the quota was refused.
+        #: None until the first answer; CLEARED after the key or the quota was refused.
         self.definitions: Optional[Definitions] = None
         self.etag: Optional[str] = None
         self.polls = 0
@@ -184,7 +184,7 @@ class DefinitionsPoller:
         return None
 
     def _refuse(self, status: int) -> None:
-        self.definitions = EMPTY
+        self.definitions = CLEARED
         self.etag = None
         if self._refused == status:
             return  # said once for this refusal; said again only after it ends and recurs

@@ -19,7 +19,6 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import sys
 import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
