@@ -183,7 +183,7 @@ class DiskSpool:
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._last_key = 0
-        self._warned_names: set = set()
+        self._warned_names: Set[str] = set()
         self._next_bounds_check = 0.0
         self._next_owner_sweep = 0.0
         self._sweep_owner_locks()
