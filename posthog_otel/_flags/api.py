@@ -78,7 +78,10 @@ async def _definitions_async(service: FlagService, deadline: float) -> Optional[
     return definitions
 
 
-def _drive(read: Any, only_evaluate_locally: bool) -> Any:
+R = TypeVar("R", FlagRead, AllRead, SnapshotRead)
+
+
+def _drive(read: R, only_evaluate_locally: bool) -> R:
     """Local first, ``/flags`` for the rest, within one deadline (``flags_timeout``) for the whole
     read: waiting for the first definitions and asking PostHog share it."""
     service = read.call.service
@@ -92,7 +95,7 @@ def _drive(read: Any, only_evaluate_locally: bool) -> Any:
     return read
 
 
-async def _drive_async(read: Any, only_evaluate_locally: bool) -> Any:
+async def _drive_async(read: R, only_evaluate_locally: bool) -> R:
     service = read.call.service
     deadline = time.monotonic() + service.settings.flags_timeout
     definitions = await _definitions_async(service, deadline)
