@@ -502,7 +502,7 @@ def _redirected(arguments: Dict[str, Any]) -> Dict[str, Any]:
 
 
 def _from_environment(
-    environ: Mapping[str, str], names: Tuple[str, ...], parse: Callable, secret: bool, fatal: bool = False
+    environ: Mapping[str, str], names: Tuple[str, ...], parse: Callable[[str], Any], secret: bool, fatal: bool = False
 ) -> Any:
     for name in names:
         text = environ.get(name)

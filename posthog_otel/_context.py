@@ -29,7 +29,7 @@ from ._text import Unusable, as_text, describe
 F = TypeVar("F", bound=Callable[..., Any])
 
 
-class Refused:
+class RefusedId:
     """What a scope holds for an id it was given but cannot send.
 
     It stops the walk up the scopes: the operations of this scope must not quietly fall
@@ -50,8 +50,8 @@ class _Scope:
         self.parent = parent
         #: The scope that was current when this one opened (fresh or not): for closing.
         self.enclosing = enclosing
-        self.distinct_id: Union[str, Refused, None] = None
-        self.session_id: Union[str, Refused, None] = None
+        self.distinct_id: Union[str, RefusedId, None] = None
+        self.session_id: Union[str, RefusedId, None] = None
         self.device_id: Optional[str] = None
         self.tags: Dict[str, Any] = {}
 
@@ -258,14 +258,14 @@ def set_context_session(session_id: Any) -> None:
     if scope is None:
         return
     session = _scope_id("set_context_session", "session id", session_id, "operations here carry no session")
-    if isinstance(session, Refused):
+    if isinstance(session, RefusedId):
         count_drop("invalid_session_id")
     scope.session_id = session
     if _baggage.propagating():
         _baggage.carry(_baggage.SESSION_ID, session_of(scope))
 
 
-def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, Refused, None]:
+def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, RefusedId, None]:
     if value is None:
         return None
     try:
@@ -280,7 +280,7 @@ def _scope_id(call: str, what: str, value: Any, consequence: str) -> Union[str, 
             problem,
             consequence,
         )
-        return Refused("%s %s" % (describe(value), problem))
+        return RefusedId("%s %s" % (describe(value), problem))
 
 
 @guarded("set_context_device_id")
@@ -327,7 +327,7 @@ def tag(key: str, value: Any) -> None:
 # --- what operations see -------------------------------------------------------------------
 
 
-def distinct_id_of(scope: Optional[_Scope]) -> Union[str, Refused, None]:
+def distinct_id_of(scope: Optional[_Scope]) -> Union[str, RefusedId, None]:
     """The distinct id ``scope`` (or the nearest parent that has one) provides."""
     while scope is not None:
         if scope.distinct_id:
@@ -345,7 +345,7 @@ def session_of(scope: Optional[_Scope]) -> Optional[str]:
     return None
 
 
-def context_distinct_id(scope: Optional[_Scope]) -> Union[str, Refused, None]:
+def context_distinct_id(scope: Optional[_Scope]) -> Union[str, RefusedId, None]:
     """The person of an operation given none: the scopes', else (with ``propagate_identity``)
     the incoming baggage's, unless a fresh scope stands in between."""
     found = distinct_id_of(scope)
@@ -370,7 +370,7 @@ def get_context_distinct_id() -> Optional[str]:
     when this scope's ``identify_context`` value was refused.
     """
     found = context_distinct_id(current_scope())
-    return None if isinstance(found, Refused) else found
+    return None if isinstance(found, RefusedId) else found
 
 
 def get_context_session_id() -> Optional[str]:

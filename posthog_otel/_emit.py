@@ -32,7 +32,7 @@ from . import _schema as schema
 from . import _personless
 from ._baggage import set_propagation
 from . import _baggage
-from ._context import Refused, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
+from ._context import RefusedId, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
 from ._limits import LimitsSource
@@ -299,7 +299,7 @@ class Operations:
     def set(
         self,
         distinct_id: Any = None,
-        properties: Optional[Mapping] = None,
+        properties: Optional[Mapping[str, Any]] = None,
         timestamp: Timestamp = None,
         uuid: Any = None,
         disable_geoip: Optional[bool] = None,
@@ -316,7 +316,7 @@ class Operations:
     def set_once(
         self,
         distinct_id: Any = None,
-        properties: Optional[Mapping] = None,
+        properties: Optional[Mapping[str, Any]] = None,
         timestamp: Timestamp = None,
         uuid: Any = None,
         disable_geoip: Optional[bool] = None,
@@ -350,7 +350,7 @@ class Operations:
         self,
         group_type: Any,
         group_key: Any,
-        properties: Optional[Mapping] = None,
+        properties: Optional[Mapping[str, Any]] = None,
         timestamp: Timestamp = None,
         uuid: Any = None,
         disable_geoip: Optional[bool] = None,
@@ -407,8 +407,8 @@ class Operations:
         *args: Any,
         distinct_id: Any = None,
         event: Optional[str] = None,
-        properties: Optional[Mapping] = None,
-        groups: Optional[Mapping] = None,
+        properties: Optional[Mapping[str, Any]] = None,
+        groups: Optional[Mapping[str, Any]] = None,
         timestamp: Timestamp = None,
         uuid: Any = None,
         disable_geoip: Optional[bool] = None,
@@ -469,11 +469,11 @@ class Operations:
         self,
         exception: Any = None,
         distinct_id: Any = None,
-        properties: Optional[Mapping] = None,
+        properties: Optional[Mapping[str, Any]] = None,
         *,
         timestamp: Timestamp = None,
         uuid: Any = None,
-        groups: Optional[Mapping] = None,
+        groups: Optional[Mapping[str, Any]] = None,
         disable_geoip: Optional[bool] = None,
         flags: Any = None,
     ) -> Optional[str]:
@@ -613,7 +613,7 @@ def _resolve(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
     if person is not None:
         return person
     found = context_distinct_id(scope)
-    if isinstance(found, Refused):
+    if isinstance(found, RefusedId):
         raise Dropped("invalid_id", "the context's distinct id (identify_context) %s", found.why)
     return found
 

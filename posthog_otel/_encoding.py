@@ -1,8 +1,13 @@
-"""Pure encoding of PostHog ``/batch/`` requests: events to JSON, size limits, splitting.
+"""Events as bytes, for both ingestion protocols: JSON encoding, size limits, request
+splitting, the ``/batch/`` envelope and compression (gzip; deflate and zstd for Capture V1).
 
-Each event is encoded once, on its own, so its size is known: an event over PostHog's
-per-event limit is dropped alone, and a batch is cut into requests that stay under the
-request size without re-encoding anything.
+``EncodedBatch`` is the form events wait in (memory, the spool) and leave in. A batch is
+encoded in one call when it is under PostHog's per-event limit (several times cheaper),
+else each event on its own, so its size is known: an event over the limit is set apart (the
+caller drops it alone), and a batch is cut into requests under the request size without
+re-encoding.
+orjson (the ``fast`` extra) is used when installed, for the same JSON. No I/O; a value
+JSON cannot hold in a hand-written record is converted or left out, counted and said.
 """
 
 from __future__ import annotations
@@ -155,20 +160,6 @@ def encode_events(
     return fitting, parts, too_large
 
 
-def request_groups(
-    events: List[Any], parts: List[bytes], max_request_bytes: int = MAX_REQUEST_BYTES
-) -> List[Tuple[List[Any], List[bytes]]]:
-    """(events, parts) per request, in order, each under ``max_request_bytes``."""
-    if len(parts) != len(events):  # the fast path's single part: one request
-        return [(events, parts)] if events else []
-    groups: List[Tuple[List[Any], List[bytes]]] = []
-    index = 0
-    for group in split_by_size(parts, max_request_bytes):
-        groups.append((events[index : index + len(group)], group))
-        index += len(group)
-    return groups
-
-
 def batch_body(api_key: str, parts: Sequence[bytes], sent_at: str, historical_migration: bool) -> bytes:
     """The ``/batch/`` envelope around already-encoded events."""
     return b"".join(
@@ -290,5 +281,3 @@ class EncodedBatch:
         each = self.per_event()
         return [EncodedBatch.of(group, len(group)) for group in split_by_size(each.parts, max_request_bytes)]
 
-
-EMPTY = EncodedBatch((), 0, 0)

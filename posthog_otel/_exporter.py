@@ -21,7 +21,7 @@ from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
 from ._hooks import MODULE, Hooks
 from ._exceptions import records as exception_records
-from ._http import Transport
+from ._http import HttpTransport, Transport
 from ._mapping import Operation
 from ._retry import RetryPolicy
 
@@ -47,8 +47,10 @@ class _PostHogExporter:
         #: given here win, then (for an exporter no ``Client`` owns) the module's, then the environment's.
         self.hooks = _hooks if _hooks is not None else hooks_for(self.settings, settings, MODULE)
         self._emitter = _emitter if _emitter is not None else _emit.emitter
+        #: How requests reach PostHog: this exporter's deliveries, and the flags of its pipeline.
+        self.transport: Transport = transport if transport is not None else HttpTransport()
         self._dispatcher = Dispatcher(
-            self.settings, self.kind, self._read, retry_policy, transport, self.hooks, self._emitter
+            self.settings, self.kind, self._read, retry_policy, self.transport, self.hooks, self._emitter
         )
 
     def __repr__(self) -> str:
@@ -90,7 +92,8 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
     from declarative configuration (keyword arguments) alike.
 
     ``retry_policy`` replaces the default backoff schedule; ``transport`` replaces the
-    HTTP layer (an object with ``post`` and ``close``, see ``posthog_otel._http.Transport``).
+    HTTP layer of the exporter and of its pipeline's feature flags (an object with ``post``,
+    ``get`` and ``close``, see ``posthog_otel._http.Transport``).
 
     ``export`` only hands the batch to the exporter's own thread and returns at once,
     whatever PostHog does: the SDK's worker always keeps up with the application. That

@@ -26,13 +26,6 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
             return False
         return True
 
-    def unlock(fd: int) -> None:
-        try:
-            os.lseek(fd, 0, os.SEEK_SET)
-            msvcrt.locking(fd, msvcrt.LK_UNLCK, 1)
-        except OSError:
-            pass
-
     def hold_shared(fd: int) -> bool:
         return try_lock(fd)
 
@@ -51,12 +44,6 @@ else:
                 return False
             raise
         return True
-
-    def unlock(fd: int) -> None:
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_UN)
-        except OSError:
-            pass
 
     def hold_shared(fd: int) -> bool:
         """A shared lock, which a descriptor opened read-only can hold: a process holding it

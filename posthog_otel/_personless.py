@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import os
 import threading
-from typing import Any, Dict, Optional
+from typing import Any, Dict
 
 from . import _baggage
 from ._log import count_drop, warn_limited

@@ -109,7 +109,9 @@ class Client(Operations):
                     from ._flags.overrides import Overrides
                     from ._flags.service import FlagService
 
-                    service = FlagService(self.settings, capture=self.capture)
+                    exporter = self._exporter
+                    transport = exporter.transport if exporter is not None else self._settings_given.get("transport")
+                    service = FlagService(self.settings, transport, capture=self.capture)
                     service.disabled = lambda: self._emitter.disabled
                     service.overrides = Overrides()  # override_feature_flags() on this client is its own
                     self._flag_service_ = service

@@ -26,7 +26,7 @@ import numbers
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Dict, FrozenSet, List, Optional
+from typing import Any, Dict, FrozenSet, List, Optional, Set
 
 from ._log import count_drop, warn_limited
 from ._text import _SURROGATE, SURROGATES, Unusable, as_text, is_sendable
@@ -99,7 +99,7 @@ def _walk(
     mapping: Dict[Any, Any],
     what: str,
     depth: int,
-    path: set,
+    path: Set[int],
     keep_nested: FrozenSet[str] = frozenset(),
 ) -> None:
     """``_flatten_into`` for a plain ``dict``, with the common value types inline.
@@ -163,7 +163,7 @@ def _walk(
             _entry(out, name, value, what, depth, path, keep_nested)
 
 
-def _sequence(value: Any, what: str, name: str, depth: int, path: set) -> Any:
+def _sequence(value: Any, what: str, name: str, depth: int, path: Set[int]) -> Any:
     """A list or tuple as a list: as it is when every item is a plain value (one loop, no
     call per item), else each item converted."""
     if depth >= MAX_DEPTH:  # the full walk's rule (which also says it)
@@ -187,7 +187,7 @@ def _sequence(value: Any, what: str, name: str, depth: int, path: set) -> Any:
     return _convert_object(value, what, name, depth, path)  # by the original: a cycle is told by its id
 
 
-def _entry(out: Dict[str, Any], name: str, value: Any, what: str, depth: int, path: set,
+def _entry(out: Dict[str, Any], name: str, value: Any, what: str, depth: int, path: Set[int],
            keep_nested: FrozenSet[str]) -> None:  # fmt: skip
     """One property of any other kind: a map-like object is flattened, the rest converted."""
     kind = type(value)
@@ -229,10 +229,10 @@ _EXACT: Dict[type, Any] = {
 def _flatten_into(
     out: Dict[str, Any],
     prefix: str,
-    mapping: Mapping,
+    mapping: Mapping[Any, Any],
     what: str,
     depth: int,
-    path: set,
+    path: Set[int],
     keep_nested: FrozenSet[str] = frozenset(),
 ) -> None:
     for key, value in _items(mapping, what, prefix[:-1] or None):
@@ -266,7 +266,7 @@ def _flatten_into(
             path.discard(id(value))
 
 
-def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
+def _convert(value: Any, what: str, name: str, depth: int, path: Set[int]) -> Any:
     """Convert one non-map value; ``_DROP`` when it has no JSON form."""
     kind = type(value)
     if kind is str:
@@ -285,7 +285,7 @@ def _convert(value: Any, what: str, name: str, depth: int, path: set) -> Any:
         return _dropped(what, kind, "could not be read (%s)" % type(error).__name__, name)
 
 
-def _convert_object(value: Any, what: str, name: str, depth: int, path: set) -> Any:
+def _convert_object(value: Any, what: str, name: str, depth: int, path: Set[int]) -> Any:
     if isinstance(value, enum.Enum):
         return _convert(value.value, what, name, depth, path)
     if isinstance(value, str):
@@ -322,7 +322,7 @@ def _convert_object(value: Any, what: str, name: str, depth: int, path: set) -> 
     return mapping if mapping is _DROP else _map_value(value, mapping, what, name, depth, path)
 
 
-def _map_value(value: Any, mapping: Mapping, what: str, name: str, depth: int, path: set) -> Any:
+def _map_value(value: Any, mapping: Mapping[Any, Any], what: str, name: str, depth: int, path: Set[int]) -> Any:
     """A map inside a list (or an enum's value): kept as a map, flattened inside."""
     if depth >= MAX_DEPTH or id(value) in path:
         return _dropped(what, type(value), "is nested too deeply or refers to itself", name)
@@ -340,7 +340,7 @@ def _big_int(value: int, what: str, name: str) -> Any:
         return _dropped(what, int, "is too large for any JSON number", name)
 
 
-def _items(mapping: Mapping, what: str, name: Optional[str]) -> List[Any]:
+def _items(mapping: Mapping[Any, Any], what: str, name: Optional[str]) -> List[Any]:
     """A map's items, read once; a map whose reading fails gives none (said and counted)."""
     if type(mapping) is dict:
         return list(mapping.items())

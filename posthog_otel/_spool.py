@@ -97,12 +97,12 @@ class Busy:
     """The oldest batch is being delivered by another live sender: wait for it."""
 
 
-class Empty:
+class NothingWaiting:
     """Nothing is waiting."""
 
 
 BUSY = Busy()
-EMPTY = Empty()
+NOTHING_WAITING = NothingWaiting()
 _SKIPPED = object()  # an entry set aside (quarantined, empty) while claiming
 
 
@@ -126,7 +126,7 @@ class Claim:
         self.spool._give_back(names, remaining)
 
 
-Head = Union[Claim, Busy, Empty]
+Head = Union[Claim, Busy, NothingWaiting]
 
 
 class _Claims:
@@ -183,7 +183,7 @@ class DiskSpool:
         self._counter = itertools.count()
         self._lock = threading.Lock()
         self._last_key = 0
-        self._warned_names: set = set()
+        self._warned_names: Set[str] = set()
         self._next_bounds_check = 0.0
         self._next_owner_sweep = 0.0
         self._sweep_owner_locks()
@@ -274,7 +274,7 @@ class DiskSpool:
         """Claim the oldest batches, up to ``max_bytes``/``max_events`` (always at least one).
 
         ``BUSY`` when the oldest is being delivered by a live sender (ourselves included),
-        ``EMPTY`` when nothing waits.
+        ``NOTHING_WAITING`` when nothing waits.
         """
         me = self._owner()
         taken: List[Tuple[str, EncodedBatch]] = []
@@ -298,7 +298,7 @@ class DiskSpool:
         if taken:
             return Claim(self, [n for n, _ in taken], EncodedBatch.join([b for _, b in taken]))
         waiting = [f for f in self._scan() if not (f.owner == me and f.name in self._undeleted)]
-        return BUSY if waiting else EMPTY
+        return BUSY if waiting else NOTHING_WAITING
 
     def _take(
         self, found: "_Name", me: str, taken: List[Any], size: int, count: int, max_bytes: int, max_events: int

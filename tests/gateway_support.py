@@ -4,7 +4,6 @@ official protobuf classes."""
 
 from __future__ import annotations
 
-import os
 import re
 import signal
 import subprocess

@@ -101,6 +101,19 @@ def test_only_events_answered_retry_are_resent_and_drops_are_counted(server, v1_
     assert "PostHog dropped 1 event(s)" in caplog.text
 
 
+def test_a_long_per_event_answer_is_read_whole(server, v1_pipeline):
+    """PostHog answers each of up to hundreds of events: an answer over a kilobyte is read, not
+    taken as unreadable (which would count every event as delivered)."""
+    uuids = [posthog.set("u", {"n": i}) for i in range(40)]
+    answer = {u: {"result": "retry"} for u in uuids}
+    body = json.dumps({"results": answer})
+    assert len(body) > 1000
+    server.fail_next(Fault(200, body=body))
+    v1_pipeline.flush()
+    first, second = server.requests[:2]
+    assert [e["uuid"] for e in second.payload["batch"]] == [e["uuid"] for e in first.payload["batch"]]
+
+
 def test_local_server_speaks_v1(tmp_path, provider):
     store = Store(tmp_path / "v1.sqlite3")
     with LocalServer(store) as local:

@@ -11,7 +11,6 @@ import textwrap
 import threading
 import uuid
 
-import pytest
 
 import posthog_otel
 from posthog_otel import PostHogLogExporter, _baggage

@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from .conftest import API_KEY
-from .test_autoconfigure import APPS, run
+from .test_autoconfigure import run
 
 EXAMPLES = pathlib.Path(__file__).resolve().parent.parent / "examples"
 

@@ -16,7 +16,7 @@ import pytest
 import posthog_otel as posthog
 from posthog_otel import PostHogLogExporter, RetryPolicy, _dispatch
 from posthog_otel._encoding import EncodedBatch
-from posthog_otel._spool import BUSY, EMPTY, Claim, DiskSpool, SpoolUnavailable, spool_directory
+from posthog_otel._spool import BUSY, NOTHING_WAITING, Claim, DiskSpool, SpoolUnavailable, spool_directory
 
 from .conftest import API_KEY
 from .support import Fault, child_env
@@ -68,7 +68,7 @@ def test_a_backlog_leaves_in_large_requests(tmp_path):
     claim, names = head_names(spool)
     assert names == list("abcdef") and len(claim.names) == 6
     claim.done()
-    assert spool.claim_head(BIG, 1 << 30) is EMPTY
+    assert spool.claim_head(BIG, 1 << 30) is NOTHING_WAITING
 
 
 def test_release_keeps_only_what_is_left(tmp_path):

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import sys
 from types import TracebackType
-from typing import Any, Dict, List, Mapping, NamedTuple, Optional, Tuple
+from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from opentelemetry import trace
 

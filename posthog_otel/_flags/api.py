@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any, Awaitable, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
@@ -78,7 +78,10 @@ async def _definitions_async(service: FlagService, deadline: float) -> Optional[
     return definitions
 
 
-def _drive(read: Any, only_evaluate_locally: bool) -> Any:
+R = TypeVar("R", FlagRead, AllRead, SnapshotRead)
+
+
+def _drive(read: R, only_evaluate_locally: bool) -> R:
     """Local first, ``/flags`` for the rest, within one deadline (``flags_timeout``) for the whole
     read: waiting for the first definitions and asking PostHog share it."""
     service = read.call.service
@@ -92,7 +95,7 @@ def _drive(read: Any, only_evaluate_locally: bool) -> Any:
     return read
 
 
-async def _drive_async(read: Any, only_evaluate_locally: bool) -> Any:
+async def _drive_async(read: R, only_evaluate_locally: bool) -> R:
     service = read.call.service
     deadline = time.monotonic() + service.settings.flags_timeout
     definitions = await _definitions_async(service, deadline)
@@ -482,14 +485,3 @@ async def evaluate_flags_async(
     if flag_keys == []:
         return empty_snapshot(call)
     return (await _drive_async(SnapshotRead(call, _keys(flag_keys)), only_evaluate_locally)).snapshot()
-
-
-#: The awaitable twins, by the name of the call they mirror.
-ASYNC: Dict[str, Callable[..., Awaitable[Any]]] = {
-    "feature_enabled": feature_enabled_async,
-    "get_feature_flag": get_feature_flag_async,
-    "get_feature_flag_payload": get_feature_flag_payload_async,
-    "get_all_flags": get_all_flags_async,
-    "get_all_flags_and_payloads": get_all_flags_and_payloads_async,
-    "evaluate_flags": evaluate_flags_async,
-}

@@ -21,7 +21,6 @@ from .._config import Settings
 from ..cli import CommandError
 from .definitions import Definitions, Flag
 from .errors import Undecidable
-from .evaluator import Evaluation
 from .poller import DefinitionsPoller
 from .service import personal_key
 

@@ -17,7 +17,7 @@ object, a rollout that is not a number) is kept as a ``problem`` and raised as
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Sequence, Set, Tuple, Union
 
 from .._log import count_drop
 from .errors import Reason
@@ -335,7 +335,8 @@ class Definitions:
         }
 
 
-EMPTY = Definitions()
+#: What a refused key or quota leaves: no flag is evaluated here, every one is asked of ``/flags``.
+CLEARED = Definitions()
 
 
 # --- what the definition alone leaves undecidable (reported, not evaluated) -------------------
@@ -380,7 +381,7 @@ def _definition_reason(flag: Flag, definitions: Definitions) -> Optional[Reason]
     return None
 
 
-def _unsupported(item: Any, definitions: Definitions, seen: set) -> bool:
+def _unsupported(item: Any, definitions: Definitions, seen: Set[Any]) -> bool:
     if isinstance(item, BrokenFilter):
         raise _Unreadable()
     if isinstance(item, DependencyFilter):

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Any, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
 
 from .._log import logger, warn_limited
 from .definitions import CohortFilter, CohortGroup, Condition, Definitions, DependencyFilter, Flag
@@ -45,7 +45,7 @@ Trace = List[Tuple[int, str]]
 _SCALE = float(0xFFFFFFFFFFFFFFF)
 _MATCH, _NO_MATCH, _OUT_OF_ROLLOUT = "match", "no match", "out of rollout"
 _MAX_DEPTH = 64  # cohorts and dependencies nested deeper than this are cycles
-_warned_dependencies: set = set()
+_warned_dependencies: Set[Tuple[Any, str]] = set()
 
 
 def bucket(key: Any, bucketing_id: Any, salt: str = "", separator: str = ".") -> float:

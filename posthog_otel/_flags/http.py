@@ -1,40 +1,20 @@
-"""HTTP for flags: ``GET`` definitions and ``POST /flags``, nothing else.
+"""Flags' requests (``GET`` definitions and remote config, ``POST /flags``) over the package's
+one transport (``posthog_otel._http``): the exporter's, so a ``transport=`` an application
+passes (a proxy, mTLS) carries flag traffic too.
 
-Its own small layer rather than the exporter's transport: definitions need a ``GET``
-with ``If-None-Match`` and a body of megabytes (the exporter's transport keeps the
-first kilobyte of an answer, which is all a capture response needs).
-
-The ``requests.Session`` belongs to the process that made it: a forked child makes its
-own on first use and leaves the parent's alone (closing it would shut the parent's
-sockets). TLS verification stays on.
-
-PostHog takes the project key of a definitions request in its URL (``?token=``; its own
-SDK does the same) and ``urllib3`` logs request lines at DEBUG: a filter on its logger
-shows such a token redacted (``phc_...xy``), so turning DEBUG on does not print the key.
+What this adds is what flags need of any transport: every way a request can fail is an
+``HttpFailure`` whose ``kind`` is PostHog's ``$feature_flag_error`` name, including a
+transport of the application's that raises something else or has no ``get`` (said once,
+never raised into the flag call).
 """
 
 from __future__ import annotations
 
 import logging
-import os
-import re
-import threading
-from dataclasses import dataclass
-from typing import Mapping, Optional
+from typing import Callable, Mapping, Optional
 
-import requests
-
-from .._config import redact
-from .._version import __version__
-
-USER_AGENT = "posthog-otel/%s" % __version__
-
-
-@dataclass(frozen=True)
-class Answer:
-    status: int
-    headers: Mapping[str, str]
-    text: str
+from .._http import HttpTransport, Response, Transport, TransportError
+from .._log import warn_limited
 
 
 class HttpFailure(Exception):
@@ -45,71 +25,31 @@ class HttpFailure(Exception):
         self.kind = kind
 
 
-_TOKEN = re.compile(r"([?&]token=)([^&\s\"']+)")
-
-
-class _RedactTokens(logging.Filter):
-    """Shows ``token=`` values in ``urllib3``'s request lines redacted."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and any(isinstance(a, str) and "token=" in a for a in args):
-            record.args = tuple(_TOKEN.sub(_redacted, a) if isinstance(a, str) else a for a in args)
-        return True
-
-
-def _redacted(found: "re.Match[str]") -> str:
-    return found.group(1) + (redact(found.group(2)) or "")
-
-
-_REDACT_TOKENS = _RedactTokens()
-
-
-def _guard_urllib3_log() -> None:
-    log = logging.getLogger("urllib3.connectionpool")
-    if _REDACT_TOKENS not in log.filters:
-        log.addFilter(_REDACT_TOKENS)
-
-
 class FlagsHttp:
-    def __init__(self) -> None:
-        _guard_urllib3_log()
-        self._lock = threading.Lock()
-        self._session: Optional[requests.Session] = None
-        self._pid = os.getpid()
+    """The transport as flags use it; a new ``HttpTransport`` when none is given."""
 
-    def get(self, url: str, headers: Mapping[str, str], timeout: float) -> Answer:
-        return self._send("GET", url, None, headers, timeout)
+    def __init__(self, transport: Optional[Transport] = None) -> None:
+        self.transport: Transport = transport if transport is not None else HttpTransport()
 
-    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Answer:
-        return self._send("POST", url, body, headers, timeout)
+    def get(self, url: str, headers: Mapping[str, str], timeout: float) -> Response:
+        get = getattr(self.transport, "get", None)
+        if get is None:
+            warn_limited("flag:transport_get", "posthog_otel: the transport passed as transport= has no get(url, "
+                         "headers, timeout): flag definitions and remote config cannot be fetched through it",
+                         level=logging.ERROR)  # fmt: skip
+            raise HttpFailure("connection_error", "the transport has no get()")
+        return self._call("GET", lambda: get(url, headers, timeout))
 
-    def _send(self, method: str, url: str, body: Optional[bytes], headers: Mapping[str, str], timeout: float) -> Answer:
-        session = self._session_here()
+    def post(self, url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> Response:
+        return self._call("POST", lambda: self.transport.post(url, body, headers, timeout))
+
+    def _call(self, method: str, request: Callable[[], Response]) -> Response:
         try:
-            reply = session.request(method, url, data=body, headers=dict(headers), timeout=timeout)
-            return Answer(reply.status_code, reply.headers, reply.text)
-        except requests.Timeout as error:
-            raise HttpFailure("timeout", type(error).__name__) from None
-        except requests.RequestException as error:
+            return request()
+        except TransportError as error:
+            raise HttpFailure(error.kind, str(error) or type(error).__name__) from None
+        except Exception as error:  # a transport of the application's that raises anything else
+            warn_limited("flag:transport_raised:%s" % type(error).__name__, "posthog_otel: the transport raised %s "
+                         "on a flags %s; taken as no answer", type(error).__name__, method,
+                         level=logging.ERROR)  # fmt: skip
             raise HttpFailure("connection_error", type(error).__name__) from None
-
-    def close(self) -> None:
-        with self._lock:
-            session, self._session = self._session, None
-        if session is not None and self._pid == os.getpid():
-            session.close()
-
-    def _session_here(self) -> requests.Session:
-        pid = os.getpid()
-        session = self._session
-        if session is not None and self._pid == pid:
-            return session
-        if self._pid != pid:
-            self._lock = threading.Lock()  # a forked child: the parent's lock may be held by a thread now gone
-        with self._lock:
-            if self._session is None or self._pid != pid:
-                self._session = requests.Session()
-                self._session.headers["User-Agent"] = USER_AGENT
-                self._pid = pid
-            return self._session

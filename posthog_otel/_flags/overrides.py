@@ -105,7 +105,7 @@ class Overrides:
         return self.flags is not None or self.payloads is not None
 
 
-def _is_options(value: Mapping) -> bool:
+def _is_options(value: Mapping[Any, Any]) -> bool:
     """posthog-node's rule: ``{"flags": ...}`` / ``{"payloads": ...}`` holding a list, a map or False
     are the two parts; ``{"flags": True}`` is a flag named "flags"."""
     flags, payloads = value.get("flags", 0), value.get("payloads", 0)

@@ -30,20 +30,22 @@ from urllib.parse import quote
 from .. import _config
 from .._config import redact
 from .._log import logger, warn_limited
-from .definitions import EMPTY, Definitions
+from .definitions import CLEARED, Definitions
 from .http import FlagsHttp, HttpFailure
 
 DEFINITIONS_TIMEOUT = 10.0  # PostHog's SDK allows the same for this (large) answer
 
 
 class DefinitionsPoller:
-    def __init__(self, host: str, project_key: str, personal_key: str, interval: float, http: Optional[FlagsHttp] = None):
+    def __init__(
+        self, host: str, project_key: str, personal_key: str, interval: float, http: Optional[FlagsHttp] = None
+    ) -> None:
         self.host = host
         self.interval = interval
         self._project_key = project_key
         self._personal_key = personal_key
         self._http = http or FlagsHttp()
-        #: None until the first answer; EMPTY after the key or the quota was refused.
+        #: None until the first answer; CLEARED after the key or the quota was refused.
         self.definitions: Optional[Definitions] = None
         self.etag: Optional[str] = None
         self.polls = 0
@@ -182,7 +184,7 @@ class DefinitionsPoller:
         return None
 
     def _refuse(self, status: int) -> None:
-        self.definitions = EMPTY
+        self.definitions = CLEARED
         self.etag = None
         if self._refused == status:
             return  # said once for this refusal; said again only after it ends and recurs

@@ -15,7 +15,7 @@ SDK's:
 from __future__ import annotations
 
 from collections import abc
-from typing import Any, Dict, List, Mapping, Optional, Tuple
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .._config import effective
 from .._context import current_scope, get_context_device_id
@@ -397,8 +397,9 @@ class SnapshotRead:
         )  # fmt: skip
 
 
-def _reporter(service: FlagService) -> Any:
-    def report(person, key, response, properties, groups, disable_geoip, has_experiment):
+def _reporter(service: FlagService) -> Callable[..., None]:
+    def report(person: str, key: str, response: Any, properties: Dict[str, Any], groups: Optional[Mapping[str, Any]],
+               disable_geoip: Optional[bool], has_experiment: Optional[bool]) -> None:
         report_read(service, person, key, response, properties, groups, disable_geoip, has_experiment)
         if otel_events.wanted(service):
             otel_events.evaluated(key, response, None, properties.get("$feature_flag_error"))

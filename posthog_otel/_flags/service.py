@@ -19,13 +19,13 @@ from __future__ import annotations
 import contextlib
 import contextvars
 import os
-import sys
 import threading
 import time
-from typing import Any, Callable, Iterator, Optional, Tuple
+from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
 from .. import _setup
 from .._config import Settings
+from .._http import Transport
 from .._log import logger, warn_limited
 from .definitions import Definitions
 from .events import CalledEvents
@@ -41,10 +41,11 @@ _ENVIRONMENT = (
 
 class FlagService:
     def __init__(
-        self, settings: Settings, http: Optional[FlagsHttp] = None, capture: Optional[Callable[..., Any]] = None
+        self, settings: Settings, transport: Optional[Transport] = None, capture: Optional[Callable[..., Any]] = None
     ) -> None:
         self.settings = settings
-        self.http = http or FlagsHttp()
+        #: The exporter's transport (``transport=`` included) when there is one: flags go the same way.
+        self.http = FlagsHttp(transport)
         self.events = CalledEvents()
         #: How ``$feature_flag_called`` is captured: the module's ``capture``, or a Client's.
         self.capture = capture
@@ -178,7 +179,8 @@ def _source() -> Any:
         return ("module", attributes) + _environment()
     pipeline = _setup._current
     if pipeline is not None:
-        return pipeline.exporter.settings
+        exporter = pipeline.exporter
+        return _Exported(exporter.settings, exporter.transport)
     return ("environment",) + _environment()
 
 
@@ -196,7 +198,7 @@ def _replace(source: Any) -> Optional[FlagService]:
         settings = _settings_of(source)
         if settings is None:
             return None
-        service = FlagService(settings)
+        service = FlagService(settings, source.transport if isinstance(source, _Exported) else None)
         _current = (source, service)
     if current is not None:
         current[1].stop()
@@ -204,9 +206,16 @@ def _replace(source: Any) -> Optional[FlagService]:
     return service
 
 
+class _Exported(NamedTuple):
+    """The configured pipeline's exporter as flags see it: its settings and its transport."""
+
+    settings: Settings
+    transport: Transport
+
+
 def _settings_of(source: Any) -> Optional[Settings]:
-    if isinstance(source, Settings):
-        return source
+    if isinstance(source, _Exported):
+        return source.settings
     try:
         if source[0] == "module":
             from .. import _module

@@ -18,7 +18,7 @@ from urllib.parse import unquote
 
 from . import ui
 from .flags import LocalFlags
-from .._inflate import HTTPError, inflate
+from .._inflate import inflate
 from .serving import BoundedHandler, BoundedHTTPServer, Limits
 from .store import Store, parse_timestamp
 

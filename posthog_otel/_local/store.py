@@ -33,7 +33,7 @@ from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .._config import redact
 from . import history
-from .database import DatabaseError, default_path, open_database
+from .database import default_path, open_database
 from .history import Origin
 
 #: Distinct ids PostHog refuses to merge (they name a class of users, not one).

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import html
 import json
-from typing import Any, Iterable, Optional, Sequence
+from typing import Any, Iterable, Optional, Sequence, Tuple
 from urllib.parse import quote, urlencode
 
 from .render import when
@@ -93,7 +93,7 @@ def section(title: Any, body: Any, count: Optional[int] = None) -> Html:
     return fill("<section><h2>%s</h2>%s</section>", shown, body)
 
 
-def page(title: str, body: Html, nav: Sequence[tuple], current: str, context: Html = Html("")) -> Html:
+def page(title: str, body: Html, nav: Sequence[Tuple[Any, Any]], current: str, context: Html = Html("")) -> Html:
     """A whole page: the navigation (``(label, url)``, ``current`` marked), ``context`` under
     it (the project), then ``body``. Styles and the only script are files of this server."""
     links = join(

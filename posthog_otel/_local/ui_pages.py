@@ -3,7 +3,7 @@ its properties came from."""
 
 from __future__ import annotations
 
-from typing import Any, Dict, List, Sequence
+from typing import Any, Dict, List, Sequence, Tuple
 
 from . import views
 from .render import summary
@@ -216,7 +216,7 @@ def _change_row(key: str, change: Dict[str, Any], outcome: str, request: Request
 # --- small parts -----------------------------------------------------------------------------------
 
 
-def _facts(pairs: Sequence[tuple]) -> Html:
+def _facts(pairs: Sequence[Tuple[Any, Any]]) -> Html:
     return fill('<dl class="facts">%s</dl>', join(fill("<dt>%s</dt><dd>%s</dd>", k, v) for k, v in pairs))
 
 

@@ -21,8 +21,8 @@ OUTCOMES = ("accepted", "rejected", "ignored")
 class GatewayCounters:
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self.records: Counter = Counter()
-        self.requests: Counter = Counter()  # by HTTP status
+        self.records: "Counter[str]" = Counter()
+        self.requests: "Counter[int]" = Counter()  # by HTTP status
 
     def after_fork(self) -> None:
         self._lock = threading.Lock()
@@ -58,8 +58,8 @@ def register(counters: GatewayCounters) -> None:
         _create_instruments()
 
 
-def _total(kind: str) -> Counter:
-    total: Counter = Counter()
+def _total(kind: str) -> "Counter[str]":
+    total: "Counter[str]" = Counter()
     for counters in list(_registered):
         total.update(counters.snapshot()[kind])
     return total
