@@ -106,7 +106,9 @@ def test_a_body_that_stops_arriving_is_answered_408_as_documented(command):
 
 @pytest.fixture
 def gateway(server):
-    running = start(server)
+    # The bounds on size and objects must decide here, not the decode deadline (1 s by default),
+    # which a loaded machine can reach first: it has a test of its own.
+    running = start(server, GatewaySettings(decode_timeout=120.0))
     yield running
     running.close()
 
