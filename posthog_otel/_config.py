@@ -132,7 +132,7 @@ def parse_hooks(value: Any) -> Tuple[Callable[..., Any], ...]:
     return hooks
 
 
-def parse_callback(value: Any) -> Callable[..., Any]:
+def parse_callback(value: object) -> Callable[..., Any]:
     """``on_error``: a callable; from the environment, a ``module:function`` name."""
     if isinstance(value, str):
         return _import_callable(value)
@@ -146,7 +146,7 @@ def _import_callable(name: str) -> Callable[..., Any]:
     if not module_name or not attribute:
         raise ValueError("expected module:function, not %r" % name.strip())
     try:
-        found: Any = importlib.import_module(module_name)
+        found: object = importlib.import_module(module_name)
         for part in attribute.split("."):
             found = getattr(found, part)
     except Exception as error:  # an import error, a missing name: said with the name asked for

@@ -23,7 +23,7 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Mapping
-from typing import Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
 
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
@@ -40,6 +40,9 @@ from ._log import count_drop, warn_limited
 from ._properties import sanitize_properties
 from ._text import Unusable, as_text, describe
 from ._version import __version__
+
+if TYPE_CHECKING:  # _posthog imports this module
+    from ._posthog import Client
 
 Timestamp = Union[_dt.datetime, str, None]
 
@@ -284,13 +287,13 @@ class Operations:
 
     def __init__(self, emitter: _Emitter) -> None:
         self._emitter = emitter
-        self._routed: Any = None  # the module's: ``posthog_otel.default_client = ...``
+        self._routed: Optional[Client] = None  # the module's: ``posthog_otel.default_client = ...``
 
     def _flag_service(self) -> Any:
         """The flag service ``send_feature_flags`` evaluates with (None: the module's)."""
         return self._routed._flag_service() if self._routed is not None else None
 
-    def route(self, client: Any) -> None:
+    def route(self, client: Optional[Client]) -> None:
         """Write to ``client``'s pipeline instead (None: back to this object's own emitter)."""
         self._routed = client
         self._emitter = client._emitter if client is not None else emitter

@@ -18,7 +18,7 @@ import json
 import math
 import zlib as _zlib
 from dataclasses import dataclass
-from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
+from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
 from ._log import count_drop, warn_limited
 from ._properties import sanitize_properties
@@ -201,7 +201,7 @@ def zstd_compressor() -> Optional[Callable[[bytes], bytes]]:
     package (the ``posthog-otel[zstd]`` extra); None without either. Looked up on first use
     and kept: only Capture V1 with ``capture_compression='zstd'`` imports anything."""
     global _zstd
-    if _zstd is _UNKNOWN:
+    if _zstd is _Lookup.PENDING:
         _zstd = _find_zstd()
     return _zstd
 
@@ -210,7 +210,10 @@ def _find_zstd() -> Optional[Callable[[bytes], bytes]]:
     try:
         from compression import zstd as stdlib_zstd  # type: ignore[import-not-found,unused-ignore]
 
-        return stdlib_zstd.compress
+        # compression.zstd.compress(data: bytes, ...) -> bytes, unseen by mypy checking 3.10 (an
+        # annotation, not a cast: a cast would be redundant where 3.14 is checked).
+        compress: Callable[[bytes], bytes] = stdlib_zstd.compress
+        return compress
     except ImportError:
         pass
     try:
@@ -222,8 +225,11 @@ def _find_zstd() -> Optional[Callable[[bytes], bytes]]:
     return lambda body: zstandard.ZstdCompressor().compress(body)
 
 
-_UNKNOWN: Any = object()
-_zstd: Any = _UNKNOWN
+class _Lookup(enum.Enum):
+    PENDING = "not looked up yet"  # None is looked up and absent
+
+
+_zstd: Union[Callable[[bytes], bytes], None, _Lookup] = _Lookup.PENDING
 
 
 @dataclass(frozen=True)

@@ -20,6 +20,9 @@ from ._envelope import new_uuid4
 from ._text import Unusable, as_text
 
 NewId = Callable[[], str]
+#: What a builder gives: the event's own fields, and its properties (completed by ``to_posthog_event``).
+Built = Tuple[Dict[str, Any], Dict[str, Any]]
+Builder = Callable[["Operation", Mapping[str, Any], NewId], Built]
 
 
 #: The ids of events (and personless persons) that come without one: random, version 4.
@@ -118,8 +121,8 @@ def to_posthog_event(operation: Operation, defaults: Defaults, new_id: NewId = n
     return event
 
 
-def _person_update(key: str) -> Callable[..., Tuple[Dict[str, Any], Dict[str, Any]]]:
-    def build(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _person_update(key: str) -> Builder:
+    def build(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
         person = _distinct_id(operation)
         if person is None:
             raise Skipped("no_distinct_id", "%s without a distinct id" % operation.name)
@@ -132,7 +135,7 @@ def _person_update(key: str) -> Callable[..., Tuple[Dict[str, Any], Dict[str, An
     return build
 
 
-def _unset(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _unset(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
     """``$set`` with ``properties.$unset``: the names, as posthog-node sends them. The body is the
     list of names; a map body (a span event's properties) names them by its keys."""
     person = _distinct_id(operation)
@@ -163,7 +166,7 @@ def unset_names(body: Any) -> List[str]:
     return names
 
 
-def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
     group_type = attributes.get(schema.GROUP_TYPE)
     group_key = attributes.get(schema.GROUP_KEY)
     if not group_type or not group_key:
@@ -178,7 +181,7 @@ def _group_identify(operation: Operation, attributes: Mapping[str, Any], new_id:
     return {"event": "$groupidentify", "distinct_id": person}, properties
 
 
-def _alias(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _alias(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
     previous = attributes.get(schema.PREVIOUS_ID)
     person = _distinct_id(operation)
     if not previous or person is None:
@@ -189,7 +192,7 @@ def _alias(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
     return {"event": "$create_alias", "distinct_id": previous}, properties
 
 
-def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
     name = attributes.get(schema.EVENT)
     if not name or not isinstance(name, str):
         raise Skipped("no_event", "posthog.capture without posthog.event")
@@ -198,7 +201,7 @@ def _capture(operation: Operation, attributes: Mapping[str, Any], new_id: NewId)
     return _event(name, operation, attributes, dict(body) if _is_map(body) else {}, new_id)
 
 
-def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewId):
+def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewId) -> Built:
     """``$exception``: the body's ``$exception_list`` (``capture_exception``'s records), else one
     read from OTel's ``exception.*`` attributes (on the record, or among a span event's properties)."""
     body = operation.body
@@ -217,7 +220,9 @@ def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewI
     return _event("$exception", operation, attributes, properties, new_id)
 
 
-def _event(name: str, operation: Operation, attributes: Mapping[str, Any], properties: Dict[str, Any], new_id: NewId):
+def _event(
+    name: str, operation: Operation, attributes: Mapping[str, Any], properties: Dict[str, Any], new_id: NewId
+) -> Built:
     """A captured event's groups and person (personless without one, as PostHog's SDK)."""
     groups = {
         _id_text(key[len(schema.GROUPS_PREFIX) :], "group type", operation): _id_text(value, "group key", operation)
@@ -234,7 +239,7 @@ def _event(name: str, operation: Operation, attributes: Mapping[str, Any], prope
     return {"event": name, "distinct_id": person}, properties
 
 
-_BUILDERS = {
+_BUILDERS: Dict[str, Builder] = {
     schema.SET: _person_update("set"),
     schema.SET_ONCE: _person_update("set_once"),
     schema.UNSET: _unset,

@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import logging
 import threading
-from typing import Any, Callable, Dict, Optional, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 from opentelemetry.sdk._logs import LoggerProvider
 
@@ -26,6 +26,9 @@ from ._config import Settings, parse_callback, parse_hooks, parse_properties, re
 from ._emit import Operations, _Emitter
 from ._exporter import PostHogLogExporter, hooks_for
 from ._log import logger
+
+if TYPE_CHECKING:  # imported on the first flag call
+    from ._flags.service import FlagService
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -63,7 +66,7 @@ class Client(Operations):
         self.settings = Settings.resolve(**{k: v for k, v in given.settings.items() if k not in _OBJECTS})
         #: before_send, on_error, super_properties: its own, kept while it is disabled too.
         self.hooks = hooks_for(self.settings, given.settings, None)
-        self._flag_service_: Any = None  # made on the first flag call (``_flags``)
+        self._flag_service_: Optional[FlagService] = None  # made on the first flag call (``_flags``)
         self._flag_lock = threading.Lock()
         # Options that are the process's, not the client's (logging, exception hooks and limits): a
         # client passing PostHog's default must not undo what another client or the module set.
@@ -99,7 +102,7 @@ class Client(Operations):
         return self._flags
 
     @property
-    def _flags(self) -> Any:
+    def _flags(self) -> FlagService:
         """This client's flag service, made on first use."""
         service = self._flag_service_
         if service is None:

@@ -26,7 +26,7 @@ import numbers
 import uuid
 from collections import deque
 from collections.abc import Mapping
-from typing import Any, Dict, FrozenSet, List, Optional, Set
+from typing import Any, Callable, Dict, FrozenSet, List, Optional, Set, Union
 
 from ._log import count_drop, warn_limited
 from ._text import _SURROGATE, SURROGATES, Unusable, as_text, is_sendable
@@ -212,13 +212,13 @@ def _entry(out: Dict[str, Any], name: str, value: Any, what: str, depth: int, pa
         path.discard(id(value))
 
 
-def _isoformat(value: Any) -> str:
+def _isoformat(value: Union[_dt.date, _dt.time]) -> str:
     return value.isoformat()
 
 
 #: Exact types (not subclasses, which take the full path) whose conversion is one call and
 #: always gives a plain value: the values of the common road beside scalars.
-_EXACT: Dict[type, Any] = {
+_EXACT: Dict[type, Callable[[Any], str]] = {
     _dt.datetime: _isoformat,
     _dt.date: _isoformat,
     _dt.time: _isoformat,

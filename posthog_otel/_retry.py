@@ -46,7 +46,7 @@ class RetryPolicy:
 
     def backoff(self, failures: int, rand: Callable[[], float] = random.random) -> float:
         """Seconds to wait after ``failures`` failed attempts in a row (1-based)."""
-        delay = min(self.backoff_base * 2 ** min(failures - 1, 62), self.backoff_max)
+        delay: float = min(self.backoff_base * 2 ** min(failures - 1, 62), self.backoff_max)  # int ** int: Any to mypy
         return delay * (1 - self.jitter + 2 * self.jitter * rand())
 
     def wait_after(

@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, TypeVar, Union
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
@@ -41,8 +41,8 @@ def _never_raises(default: Any) -> Callable[[Callable[..., T]], Callable[..., T]
         def guarded(*args: Any, **kwargs: Any) -> T:
             try:
                 return function(*args, **kwargs)
-            except Exception as error:
-                return _failed(function, args, kwargs, error, default)
+            except Exception as error:  # default: the call's own empty answer, a T by the decorator's use
+                return cast(T, _failed(function, args, kwargs, error, default))
 
         @functools.wraps(function)
         async def guarded_async(*args: Any, **kwargs: Any) -> Any:
@@ -156,7 +156,7 @@ def _all_flags_answer(read: Optional[AllRead]) -> Dict[str, Any]:
     return {"featureFlags": flags, "featureFlagPayloads": payloads}
 
 
-def overridden_flag(key: Any) -> Any:
+def overridden_flag(key: Any) -> Tuple[bool, Optional[FlagValue]]:
     """(True, value) when ``override_feature_flags`` answers ``key`` (no evaluation, no request, no
     event; None when the calls are disabled), else (False, None)."""
     overrides = overrides_in_effect()
@@ -212,7 +212,7 @@ def get_feature_flag(
 
 def _flag_value(key: str, distinct_id: Any, groups: Groups, person_properties: Properties,
                 group_properties: GroupProperties, only_evaluate_locally: bool, send_feature_flag_events: bool,
-                disable_geoip: Optional[bool], device_id: Optional[str]) -> Any:  # fmt: skip
+                disable_geoip: Optional[bool], device_id: Optional[str]) -> Optional[FlagValue]:  # fmt: skip
     overridden, value = overridden_flag(key)
     if overridden:
         return value
@@ -315,8 +315,9 @@ def get_all_flags(
     flag_keys_to_evaluate: Optional[List[str]] = None,
 ) -> Optional[Dict[str, FlagValue]]:
     """``{key: value}`` for every flag (or those in ``flag_keys_to_evaluate``), as ``get_all_flags_and_payloads``."""
-    return _all_flags_and_payloads(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
-                                   disable_geoip, device_id, flag_keys_to_evaluate)["featureFlags"]  # fmt: skip
+    answer = _all_flags_and_payloads(distinct_id, groups, person_properties, group_properties, only_evaluate_locally,
+                                     disable_geoip, device_id, flag_keys_to_evaluate)  # fmt: skip
+    return cast(Optional[Dict[str, FlagValue]], answer["featureFlags"])  # _all_flags_answer's: flag values by key
 
 
 @_never_raises(empty_snapshot)
@@ -464,7 +465,7 @@ async def get_all_flags_async(
     answer = await get_all_flags_and_payloads_async(distinct_id, groups, person_properties, group_properties,
                                                      only_evaluate_locally, disable_geoip, device_id,
                                                      flag_keys_to_evaluate)  # fmt: skip
-    return answer["featureFlags"]
+    return cast(Optional[Dict[str, FlagValue]], answer["featureFlags"])  # _all_flags_answer's: flag values by key
 
 
 @_never_raises(empty_snapshot)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
-from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union
+from typing import Any, Dict, List, Mapping, Optional, Set, Tuple, Union, cast
 
 from .._log import logger, warn_limited
 from .definitions import CohortFilter, CohortGroup, Condition, Definitions, DependencyFilter, Flag
@@ -220,7 +220,8 @@ class Evaluation:
         properties: Mapping[str, Any],
         bucketing_id: Any,
         groups_visible: bool,
-    ) -> Tuple[str, Any]:
+    ) -> Tuple[str, FlagValue]:
+        """(outcome, value): the value is the flag's when the outcome is a match, else False (unread)."""
         if condition.problem:
             raise DefinitionError(condition.problem)
         if condition.own_group:
@@ -228,7 +229,7 @@ class Evaluation:
             group_type = mapping.get(str(condition.aggregation))
             if not group_type or group_type not in (self.groups if groups_visible else {}):
                 self.note("targets a group the call does not name: no match")
-                return _NO_MATCH, None
+                return _NO_MATCH, False
             if group_type not in self.group_properties:
                 raise Undecidable(Reason.MISSING_CONTEXT, "no properties for group %s" % group_type)
             properties = self.group_properties[group_type]
@@ -236,7 +237,7 @@ class Evaluation:
         if condition.filters:
             if not self._filters_match(condition, distinct_id, properties):
                 self.note("no match")
-                return _NO_MATCH, None
+                return _NO_MATCH, False
         if condition.rollout is not None:
             if condition.rollout_problem:
                 raise DefinitionError(condition.rollout_problem)
@@ -249,14 +250,14 @@ class Evaluation:
                 self.note("rollout bucket %s is %s the %s%% rollout%s", _percent(share), "outside" if outside else "inside",
                           _number(condition.rollout), ": no match" if outside else "")  # fmt: skip
             if outside:
-                return _OUT_OF_ROLLOUT, None
+                return _OUT_OF_ROLLOUT, False
         return _MATCH, self._variant(flag, condition, bucketing_id)
 
     def _variant(self, flag: Flag, condition: Condition, bucketing_id: Any) -> FlagValue:
         override = condition.variant
         if override and override in flag.variant_keys:
             self.note("match: variant %r (the condition's override)", override)
-            return override
+            return cast(str, override)  # one of the flag's variant keys, strings in PostHog's definitions
         if flag.table_problem:
             raise DefinitionError(flag.table_problem)
         if not flag.variants:

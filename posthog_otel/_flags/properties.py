@@ -229,16 +229,17 @@ class _Date(PropertyFilter):
     def check(self, value: Any) -> bool:
         if value is None:
             return False
-        bound: Any
         try:
-            bound = self.date.moment()
+            at = self.date.moment()
         except Exception:
             raise Undecidable(_UNSUPPORTED, "%r is not a date" % (self.value,)) from None
-        moment: Any
+        # Both sides are datetimes, or both dates (a date is compared with the bound's day).
+        moment: _dt.date
+        bound: _dt.date = at
         if isinstance(value, _dt.datetime):
             moment = aware(value)
         elif isinstance(value, _dt.date):
-            moment, bound = value, bound.date()
+            moment, bound = value, at.date()
         elif isinstance(value, str):
             try:
                 moment = aware(parse_datetime(value))

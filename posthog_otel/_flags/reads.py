@@ -27,7 +27,7 @@ from .errors import Reason, Undecidable
 from .evaluator import Evaluation
 from .events import called_properties, send
 from .remote import RemoteAnswer, RemoteFailure, ask, request_body
-from .results import FeatureFlagResult
+from .results import FeatureFlagResult, FlagValue
 from .service import FlagService, current_service
 from .snapshot import FeatureFlagEvaluations, FlagRecord, checked_payload, decode_payload
 
@@ -182,7 +182,7 @@ class FlagRead:
         self.call = call
         self.key = key
         self.match_value = match_value
-        self.value: Any = None
+        self.value: Optional[FlagValue] = None
         self._payload: Any = None  # raw; decoded when asked for
         self.locally = False
         self.flag: Optional[Flag] = None

@@ -32,7 +32,7 @@ from __future__ import annotations
 import re
 import threading
 import warnings
-from typing import Any, List, Optional
+from typing import Any, List, Optional, Union
 
 from .errors import Reason, Undecidable
 from .nfa import Automaton, Budget, Exhausted, TooLarge
@@ -74,17 +74,20 @@ class RustRegex:
         #: No repetition, no alternation: ``re`` runs it in linear time.
         self.plain = not scan.repeats
         self.re2: Any = None if self.plain else _compile_re2(scan.re2_pattern())
-        self._automaton: Any = None  # built at first need: TooLarge is remembered as False
+        #: Built at first need: TooLarge is remembered as False.
+        self._automaton: Union[Automaton, bool, None] = None
 
     def automaton(self) -> Automaton:
-        if self._automaton is None:
+        built = self._automaton
+        if built is None:
             try:
-                self._automaton = Automaton(self.compiled.pattern)
+                built = Automaton(self.compiled.pattern)
             except TooLarge:
-                self._automaton = False
-        if self._automaton is False:
+                built = False
+            self._automaton = built
+        if not isinstance(built, Automaton):
             raise defer("the pattern is too large to match in bounded time here")
-        return self._automaton
+        return built
 
 
 def defer(why: str) -> Undecidable:

@@ -29,7 +29,7 @@ import threading
 import uuid as _uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Any, Dict, Iterable, List, Optional, Sequence, Tuple, cast
 
 from .._config import redact
 from . import history
@@ -219,7 +219,8 @@ class Store:
         self._db.execute("UPDATE persons SET is_identified = 1 WHERE id = ?", (person_id,))
 
     def _person_row(self, person_id: int) -> sqlite3.Row:
-        return self._db.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
+        row = self._db.execute("SELECT * FROM persons WHERE id = ?", (person_id,)).fetchone()
+        return cast(sqlite3.Row, row)  # the database's row_factory; the id is of a person just found
 
     def _update_person(
         self, project: str, person_id: int, event: Dict[str, Any], properties: Dict[str, Any], origin: Origin

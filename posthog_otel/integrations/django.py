@@ -32,7 +32,7 @@ and ``$current_url`` leaves out the query string (tokens live there), as the WSG
 from __future__ import annotations
 
 import warnings
-from typing import Any, Callable, Dict, Optional, Tuple
+from typing import Any, Callable, Dict, Optional, Tuple, cast
 
 from .._exceptions.autocapture import exception_autocapture_enabled
 from .._exceptions.capture import capture_escaping, escaping
@@ -130,7 +130,9 @@ def _header(request: Any, name: str) -> Optional[str]:
 
 def _host(request: Any) -> Optional[str]:
     try:
-        return request.get_host()  # checks ALLOWED_HOSTS: a host it refuses is no URL of ours
+        # Django's HttpRequest.get_host() -> str (Django ships no annotations); it checks
+        # ALLOWED_HOSTS: a host it refuses is no URL of ours.
+        return cast(str, request.get_host())
     except Exception:
         return None
 
