@@ -41,7 +41,8 @@ else:
     stop = client.shutdown
 """
 
-DAEMONS = r"""
+DAEMONS = (
+    r"""
 import atexit, json, os, sys, threading, time
 sdk, url, log_path, spool, key, report = sys.argv[1:7]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
@@ -60,7 +61,9 @@ def done():  # registered first: runs last, once the SDK's own exit has run
             json.dump(counted(), out)
 
 atexit.register(done)
-""" + SDK + r"""
+"""
+    + SDK
+    + r"""
 def work(k):
     n = 0
     while True:
@@ -75,12 +78,16 @@ for k in range(4):
     threading.Thread(target=work, args=(k,), daemon=True).start()
 time.sleep(1.0)  # then the main thread ends while they go on
 """
+)
 
-PHASES = r"""
+PHASES = (
+    r"""
 import os, sys, time
 sdk, url, log_path, spool, key = sys.argv[1:6]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-""" + SDK + r"""
+"""
+    + SDK
+    + r"""
 seq = 0
 print("started", flush=True)
 for line in sys.stdin:  # "N": N more calls at 1,000/s; "stop"
@@ -94,6 +101,7 @@ for line in sys.stdin:  # "N": N more calls at 1,000/s; "stop"
     print("done", flush=True)
 stop()
 """
+)
 
 
 def _env() -> Dict[str, str]:
@@ -168,15 +176,19 @@ def _read_only_order(run: Any, mount: pathlib.Path) -> Dict[str, Any]:
     return {k: result[k] for k in ("calls", "lost", "duplicated", "order violations")}
 
 
-EXIT = r"""
+EXIT = (
+    r"""
 import os, sys, time
 sdk, url, log_path, spool, key = sys.argv[1:6]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-""" + SDK + r"""
+"""
+    + SDK
+    + r"""
 lines = ["%s %d %.6f\n" % (emit("user-%d" % (n % 10), n), n, time.time()) for n in range(20_000)]
 os.write(log, "".join(lines).encode())
 print("done %.6f" % time.time(), flush=True)  # and the script ends, without flush()
 """
+)
 
 
 def exit_healthy(run: Any) -> Dict[str, Any]:

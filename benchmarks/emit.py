@@ -64,7 +64,9 @@ def per_call_us(call: Callable[[int], object], calls: int, rounds: int, flush: C
 
 def ours(calls: int, rounds: int, url: str) -> Tuple[Dict[str, Callable[[], float]], Callable[[], None]]:
     provider = LoggerProvider(shutdown_on_exit=False)
-    pipeline = posthog_otel.configure(api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=max(calls + 1, 2048))
+    pipeline = posthog_otel.configure(
+        api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=max(calls + 1, 2048)
+    )
     floor_logger = provider.get_logger("benchmark")
 
     def set_() -> float:
@@ -116,7 +118,15 @@ def theirs(calls: int, rounds: int, url: str) -> Tuple[Dict[str, Callable[[], fl
 
 
 def spread(values: List[float], unit: str = "", digits: int = 1) -> str:
-    shown = "%.*f%s  [%.*f - %.*f]" % (digits, statistics.median(values), unit, digits, min(values), digits, max(values))
+    shown = "%.*f%s  [%.*f - %.*f]" % (
+        digits,
+        statistics.median(values),
+        unit,
+        digits,
+        min(values),
+        digits,
+        max(values),
+    )
     return shown
 
 
@@ -127,7 +137,9 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=5)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        [sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True
+    )
     assert sink.stdout is not None
     url = "http://127.0.0.1:%s" % sink.stdout.readline().strip()
     load_before = _load()

@@ -77,7 +77,9 @@ def raised(count: int, depth: int) -> List[BaseException]:
 
 def ours(args: argparse.Namespace, url: str) -> Dict[str, List[float]]:
     provider = LoggerProvider(shutdown_on_exit=False)
-    pipeline = posthog_otel.configure(api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=args.calls + 1)
+    pipeline = posthog_otel.configure(
+        api_key=API_KEY, host=url, logger_provider=provider, max_queue_size=args.calls + 1
+    )
     calls, rounds, flush = args.calls, args.rounds, pipeline.flush
     rows = {
         "set(id, props)": lambda: cpu_per_call(lambda i: posthog_otel.set("user%d" % i, PROPERTIES), calls, rounds, flush),
@@ -99,8 +101,11 @@ def ours(args: argparse.Namespace, url: str) -> Dict[str, List[float]]:
         def capture_exception() -> List[float]:
             allow, limits.calls.allow = limits.calls.allow, lambda key: True  # type: ignore[method-assign]
             try:
-                return in_context(lambda: cpu_per_call(
-                    lambda i: posthog_otel.capture_exception(errors.pop()), calls, rounds, flush, prepare))
+                return in_context(
+                    lambda: cpu_per_call(
+                        lambda i: posthog_otel.capture_exception(errors.pop()), calls, rounds, flush, prepare
+                    )
+                )
             finally:
                 limits.calls.allow = allow  # type: ignore[method-assign]
 
@@ -143,7 +148,9 @@ def theirs(args: argparse.Namespace, url: str) -> Dict[str, List[float]]:
         with posthog.new_context(capture_exceptions=False):
             posthog.identify_context("user1")
             posthog.tag("request_id", "r-1")
-            return cpu_per_call(lambda i: client.capture_exception(errors.pop()), args.calls, args.rounds, flush, prepare)
+            return cpu_per_call(
+                lambda i: client.capture_exception(errors.pop()), args.calls, args.rounds, flush, prepare
+            )
 
     results = {"PostHog SDK capture_exception(e) in a context, %d frames" % (args.depth + 2): capture_exception()}
     client.shutdown()
@@ -157,7 +164,9 @@ def main() -> None:
     parser.add_argument("--depth", type=int, default=8)
     args = parser.parse_args()
     logging.basicConfig(level=logging.ERROR)
-    sink = subprocess.Popen([sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True)
+    sink = subprocess.Popen(
+        [sys.executable, str(HERE / "sink.py"), "--seconds", "86400"], stdout=subprocess.PIPE, text=True
+    )
     assert sink.stdout is not None
     url = "http://127.0.0.1:%s" % sink.stdout.readline().strip()
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
@@ -175,7 +184,10 @@ def report(args: argparse.Namespace, results: Dict[str, List[float]], load: Opti
              sdk_version))  # fmt: skip
     print()
     width = max(len(name) for name in results)
-    print("%-*s  %s" % (width, "caller's thread CPU, µs per call", "median of %d rounds  [lowest - highest]" % args.rounds))
+    print(
+        "%-*s  %s"
+        % (width, "caller's thread CPU, µs per call", "median of %d rounds  [lowest - highest]" % args.rounds)
+    )
     for name, values in results.items():
         print("%-*s  %.1f  [%.1f - %.1f]" % (width, name, statistics.median(values), min(values), max(values)))
 

@@ -80,6 +80,8 @@ def properties_of(shape: str) -> Dict[str, Any]:
         return {**first, "signed_up_at": datetime.datetime(2024, 1, 15, 10, 30, tzinfo=datetime.timezone.utc),
                 "account": uuid.UUID("12345678-1234-5678-1234-567812345678")}  # fmt: skip
     return dict(PROPERTIES_12)
+
+
 SDKS = ("ours", "posthog", "otel", "ours-idle")
 NAMES = {"ours": "posthog_otel", "posthog": "PostHog SDK", "otel": "OTel SDK alone",
          "ours-idle": "posthog_otel into it"}  # fmt: skip
@@ -180,8 +182,9 @@ def _otel_alone(provider_class: Any, properties: Dict[str, Any], through_ours: b
     provider = provider_class()
     provider.add_log_record_processor(BatchLogRecordProcessor(Nothing(), schedule_delay_millis=1000))
     if through_ours:  # posthog_otel.set into the same pipeline: the difference is what we add
-        import posthog_otel
         from opentelemetry._logs import set_logger_provider
+
+        import posthog_otel
 
         set_logger_provider(provider)
         return (lambda i: posthog_otel.set("user%d" % i, properties)), provider.force_flush
@@ -249,7 +252,9 @@ def warm_import(sdk: str) -> float:
     code = ("import time, requests, opentelemetry.sdk._logs, opentelemetry.sdk._logs.export\n"
             "t = time.perf_counter(); import %s; print(time.perf_counter() - t)" % module)  # fmt: skip
     env = dict(os.environ, PYTHONPATH=str(HERE.parent))
-    return float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout)
+    return float(
+        subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True).stdout
+    )
 
 
 def blackhole() -> socket.socket:
@@ -285,7 +290,9 @@ def main() -> None:
                 sink = sinks[delay]
                 for sdk in SDKS if delay == 0 else ("ours", "posthog"):
                     before = sink.counts()
-                    result = run_worker(sdk, "exit" if shape == "flat" and delay == 0 else "run", sink.url, args.calls, shape)
+                    result = run_worker(
+                        sdk, "exit" if shape == "flat" and delay == 0 else "run", sink.url, args.calls, shape
+                    )
                     after = sink.counts()
                     tag = " %s" % shape if delay == 0 else " %dms" % delay
                     if delay == 0:
@@ -305,7 +312,11 @@ def main() -> None:
                         add(sdk, "setup", result["setup_s"])
                         add(sdk, "exit", result["exit_s"])
             for shape in SHAPES:  # what posthog_otel adds over the bare OTel emit, round by round
-                add("ours", "share " + shape, figures["ours-idle"]["caller " + shape][-1] - figures["otel"]["caller " + shape][-1])
+                add(
+                    "ours",
+                    "share " + shape,
+                    figures["ours-idle"]["caller " + shape][-1] - figures["otel"]["caller " + shape][-1],
+                )
             for sdk in ("ours", "posthog"):
                 add(sdk, "import warm", warm_import(sdk))
                 memory = run_worker(sdk, "memory", hole_url, 10000, "flat")
@@ -350,7 +361,10 @@ def report(args: argparse.Namespace, figures: Dict[str, Dict[str, List[float]]],
     print("python benchmarks/perf.py --calls %d --rounds %d" % (args.calls, args.rounds))
     print("%s cores (load average %s), Python %s, opentelemetry-sdk %s, posthog %s" % (
         os.cpu_count(), load, platform.python_version(), opentelemetry.sdk.version.__version__, posthog.VERSION))  # fmt: skip
-    print("medians of %d rounds [lowest-highest]; ratio = posthog_otel / PostHog SDK, computed round by round" % args.rounds)
+    print(
+        "medians of %d rounds [lowest-highest]; ratio = posthog_otel / PostHog SDK, computed round by round"
+        % args.rounds
+    )
     print("stand-ins: TCP_NODELAY, answering at once and after 30 ms; shapes: flat, nested (a list and a map), "
           "typed (a datetime and a UUID), 12 properties each")  # fmt: skip
     print()

@@ -331,7 +331,11 @@ def _header(args: argparse.Namespace) -> str:
         capture_output=True, text=True,
     ).stdout.split() or ["?", "?"]  # fmt: skip
     return "python benchmarks/reliability.py --rounds %d\n%s cores, Python %s, opentelemetry-sdk %s, posthog %s\n" % (
-        args.rounds, os.cpu_count(), platform.python_version(), *versions[:2])
+        args.rounds,
+        os.cpu_count(),
+        platform.python_version(),
+        *versions[:2],
+    )
 
 
 def main() -> None:

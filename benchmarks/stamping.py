@@ -90,7 +90,7 @@ def main() -> None:
     for _ in range(args.rounds):  # rounds interleaved: a busy moment of the machine hits every row alike
         for name, call, context in variants:
             samples[name] += cpu_per_call(call, args.calls, 1) if context is None else in_context(
-                context, lambda: cpu_per_call(call, args.calls, 1), posthog)  # fmt: skip
+                context, lambda call=call: cpu_per_call(call, args.calls, 1), posthog)  # fmt: skip
     print("# CPU us per span (start + end) or record (emit); median [lowest - highest] of %d rounds x %d"
           % (args.rounds, args.calls))  # fmt: skip
     print("# Python %s, opentelemetry-sdk %s, %s" % (platform.python_version(), sdk_version, platform.machine()))

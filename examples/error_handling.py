@@ -8,21 +8,24 @@ import os
 
 import posthog_otel as posthog
 
-posthog.api_key = os.environ.get('POSTHOG_API_KEY', 'phc_local_examples')
-posthog.host = os.environ.get('POSTHOG_HOST', 'http://127.0.0.1:8010')
+posthog.api_key = os.environ.get("POSTHOG_API_KEY", "phc_local_examples")
+posthog.host = os.environ.get("POSTHOG_HOST", "http://127.0.0.1:8010")
 
 # Properties are automatically validated
-posthog.set('user123', {
-    'valid_string': 'hello',
-    'valid_number': 42,
-    'invalid_function': lambda x: x,  # Dropped - not serializable
-    'nested_object': {'key': 'value'}  # Flattened automatically
-})
+posthog.set(
+    "user123",
+    {
+        "valid_string": "hello",
+        "valid_number": 42,
+        "invalid_function": lambda x: x,  # Dropped - not serializable
+        "nested_object": {"key": "value"},  # Flattened automatically
+    },
+)
 
 # Automatic fallback for missing distinct_id
 with posthog.new_context():
     # No context user set - operation is no-op
-    posthog.set({'property': 'value'})  # Does nothing
+    posthog.set({"property": "value"})  # Does nothing
 
-    posthog.identify_context('user123')
-    posthog.set({'property': 'value'})  # Works correctly
+    posthog.identify_context("user123")
+    posthog.set({"property": "value"})  # Works correctly

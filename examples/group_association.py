@@ -8,25 +8,22 @@ import os
 
 import posthog_otel as posthog
 
-posthog.api_key = os.environ.get('POSTHOG_API_KEY', 'phc_local_examples')
-posthog.host = os.environ.get('POSTHOG_HOST', 'http://127.0.0.1:8010')
+posthog.api_key = os.environ.get("POSTHOG_API_KEY", "phc_local_examples")
+posthog.host = os.environ.get("POSTHOG_HOST", "http://127.0.0.1:8010")
 
 # Multi-level organization structure
-posthog.capture('user123', 'report_generated', {
-    'report_type': 'monthly_summary'
-}, groups={
-    'company': 'acme_corp',
-    'division': 'north_america',
-    'team': 'sales_team_west'
-})
+posthog.capture(
+    "user123",
+    "report_generated",
+    {"report_type": "monthly_summary"},
+    groups={"company": "acme_corp", "division": "north_america", "team": "sales_team_west"},
+)
 
 # Feature flag evaluation with groups
 enabled = posthog.feature_enabled(
-    'new_dashboard',
-    'user123',
-    groups={'company': 'acme_corp'},
-    person_properties={'plan': 'enterprise'},
-    group_properties={
-        'company': {'size': 'large', 'industry': 'tech'}
-    }
+    "new_dashboard",
+    "user123",
+    groups={"company": "acme_corp"},
+    person_properties={"plan": "enterprise"},
+    group_properties={"company": {"size": "large", "industry": "tech"}},
 )

@@ -8,44 +8,46 @@ import os
 
 import posthog_otel as posthog
 
-posthog.api_key = os.environ.get('POSTHOG_API_KEY', 'phc_local_examples')
-posthog.host = os.environ.get('POSTHOG_HOST', 'http://127.0.0.1:8010')
+posthog.api_key = os.environ.get("POSTHOG_API_KEY", "phc_local_examples")
+posthog.host = os.environ.get("POSTHOG_HOST", "http://127.0.0.1:8010")
 
 # Strings
-posthog.set('user123', {'name': 'John Doe', 'plan': 'premium'})
+posthog.set("user123", {"name": "John Doe", "plan": "premium"})
 
 # Numbers
-posthog.set('user123', {'age': 28, 'score': 95.5})
+posthog.set("user123", {"age": 28, "score": 95.5})
 
 # Booleans
-posthog.set('user123', {'verified': True, 'trial_expired': False})
+posthog.set("user123", {"verified": True, "trial_expired": False})
 
 # Dates (as ISO strings)
-posthog.set('user123', {
-    'signup_date': '2024-01-15T10:30:00Z',
-    'last_active': '2024-09-07'
-})
+posthog.set("user123", {"signup_date": "2024-01-15T10:30:00Z", "last_active": "2024-09-07"})
 
 # Arrays
-posthog.set('user123', {
-    'interests': ['technology', 'sports', 'music'],
-    'visited_pages': ['/home', '/about', '/contact']
-})
+posthog.set(
+    "user123", {"interests": ["technology", "sports", "music"], "visited_pages": ["/home", "/about", "/contact"]}
+)
 
 # Good - clear, consistent naming
-posthog.set('user123', {
-    'email': 'user@example.com',
-    'first_name': 'John',
-    'last_name': 'Doe',
-    'signup_date': '2024-01-15',
-    'subscription_tier': 'premium',
-    'feature_flags_enabled': ['new_ui', 'beta_features']
-})
+posthog.set(
+    "user123",
+    {
+        "email": "user@example.com",
+        "first_name": "John",
+        "last_name": "Doe",
+        "signup_date": "2024-01-15",
+        "subscription_tier": "premium",
+        "feature_flags_enabled": ["new_ui", "beta_features"],
+    },
+)
 
 # Avoid - inconsistent or unclear names
-posthog.set('user123', {
-    'Email': 'user@example.com',  # Inconsistent case
-    'fName': 'John',  # Abbreviated
-    'user_registered': '2024-01-15',  # Inconsistent naming
-    'tier': 'premium'  # Could be ambiguous
-})
+posthog.set(
+    "user123",
+    {
+        "Email": "user@example.com",  # Inconsistent case
+        "fName": "John",  # Abbreviated
+        "user_registered": "2024-01-15",  # Inconsistent naming
+        "tier": "premium",  # Could be ambiguous
+    },
+)

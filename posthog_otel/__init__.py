@@ -171,20 +171,12 @@ class _Package(types.ModuleType):
 
 
 if TYPE_CHECKING:
-    from . import testing
+    from . import testing as testing
     from ._doctor import doctor
-    from ._stamping import PostHogContextLogRecordProcessor, PostHogContextSpanProcessor
-    from ._posthog import Client, Posthog
     from ._flags import (
         FeatureFlagEvaluationRuntime,
         FeatureFlagEvaluations,
         FeatureFlagResult,
-        get_feature_flag_evaluation_runtime,
-        get_feature_flag_keys_by_evaluation_runtime,
-        get_feature_flag_result,
-        get_feature_flag_result_async,
-        get_remote_config_payload,
-        override_feature_flags,
         evaluate_flags,
         evaluate_flags_async,
         feature_enabled,
@@ -196,10 +188,18 @@ if TYPE_CHECKING:
         get_all_flags_async,
         get_feature_flag,
         get_feature_flag_async,
+        get_feature_flag_evaluation_runtime,
+        get_feature_flag_keys_by_evaluation_runtime,
         get_feature_flag_payload,
         get_feature_flag_payload_async,
+        get_feature_flag_result,
+        get_feature_flag_result_async,
+        get_remote_config_payload,
         load_feature_flags,
+        override_feature_flags,
     )
+    from ._posthog import Client, Posthog
+    from ._stamping import PostHogContextLogRecordProcessor, PostHogContextSpanProcessor
 else:
 
     def __getattr__(name: str) -> Any:

@@ -460,9 +460,7 @@ class Settings:
     @classmethod
     def table(cls) -> Tuple[Tuple[str, Tuple[str, ...], Any, str], ...]:
         """(argument, environment variables, default, description) for each setting."""
-        return tuple(
-            (f.name, f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(cls)
-        )
+        return tuple((f.name, f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(cls))
 
 
 #: Set by ``posthog_otel.testing`` while its local PostHog runs: settings every resolution takes

@@ -319,7 +319,9 @@ def tag(key: str, value: Any) -> None:
         name = as_text(key)
     except Unusable as problem:
         count_drop("invalid_property")
-        warn_limited("context:tag:key", "posthog_otel: tag(): the key %s %s; the tag is dropped", describe(key), problem)
+        warn_limited(
+            "context:tag:key", "posthog_otel: tag(): the key %s %s; the tag is dropped", describe(key), problem
+        )
         return
     scope.tags[name] = value
 

@@ -208,7 +208,12 @@ def _ask_posthog(host: str, key: Finding) -> Tuple[Finding, Finding]:
     """(Reachable, API key): the key sent to ``/flags`` as the SDK sends it, asking for one flag
     that does not exist: PostHog checks the key first (401 for one it does not know), and a
     flag read writes nothing (no event, no person)."""
-    body: Dict[str, Any] = {"api_key": key.key, "distinct_id": DOCTOR_ID, "flag_keys_to_evaluate": [DOCTOR_ID], "geoip_disable": True}
+    body: Dict[str, Any] = {
+        "api_key": key.key,
+        "distinct_id": DOCTOR_ID,
+        "flag_keys_to_evaluate": [DOCTOR_ID],
+        "geoip_disable": True,
+    }
     try:
         answer = requests.post(host + "/flags/?v=2", json=body, timeout=NETWORK_TIMEOUT)
     except requests.RequestException as error:
@@ -267,7 +272,9 @@ def _personal_key(
         return [Finding(WARN, "Personal key", "not tried: %s did not answer (%s)" % (host, type(error).__name__))]
     status = answer.status_code
     if status == 200:
-        return [Finding(OK, "Personal key", "PostHog accepted the personal key %s: flags are evaluated locally" % shown)]
+        return [
+            Finding(OK, "Personal key", "PostHog accepted the personal key %s: flags are evaluated locally" % shown)
+        ]
     if status == 401:
         fix = "check POSTHOG_PERSONAL_API_KEY (Settings > Personal API keys); flags are asked of /flags meanwhile"
         return [Finding(PROBLEM, "Personal key", "PostHog refused the personal key %s (HTTP 401)" % shown, fix)]
@@ -282,8 +289,7 @@ def _personal_key(
 
 def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
     """Batches an earlier process could not deliver, waiting for this key and host."""
-    from ._spool import spool_directory
-    from ._spool import DiskSpool
+    from ._spool import DiskSpool, spool_directory
 
     if settings is None:
         try:
@@ -304,8 +310,10 @@ def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Fin
         return [Finding(OK, "Spool", "nothing waiting (%s)" % directory)]
     return [
         Finding(
-            WARN, "Spool",
-            "%d batch(es), %d bytes, waiting in %s for %.0f s" % (depth.batches, depth.bytes, directory, depth.oldest_age),
+            WARN,
+            "Spool",
+            "%d batch(es), %d bytes, waiting in %s for %.0f s"
+            % (depth.batches, depth.bytes, directory, depth.oldest_age),
             "they are sent by the next process with this key and host once PostHog answers",
         )  # fmt: skip
     ]
@@ -316,7 +324,14 @@ def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Fin
 
 def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:
     if environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
-        return [Finding(PROBLEM, "SDK", "OTEL_SDK_DISABLED=true turns every OTel provider into a no-op", "unset OTEL_SDK_DISABLED")]
+        return [
+            Finding(
+                PROBLEM,
+                "SDK",
+                "OTEL_SDK_DISABLED=true turns every OTel provider into a no-op",
+                "unset OTEL_SDK_DISABLED",
+            )
+        ]
     return []
 
 
@@ -359,14 +374,16 @@ def _auto_config(environ: Mapping[str, str], process: _Process) -> List[Finding]
         if process.exporter is not None or not any(environ.get(v) for _, v in _SIGNALS):
             return [
                 Finding(
-                    OK, "Auto-config",
+                    OK,
+                    "Auto-config",
                     "not set up for opentelemetry-instrument (OTEL_LOGS_EXPORTER does not name posthog): "
                     "fine when the application calls posthog_otel.configure()",
                 )  # fmt: skip
             ]
         return [
             Finding(
-                WARN, "Auto-config",
+                WARN,
+                "Auto-config",
                 "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument would not load the PostHog exporter"
                 % ("is not set" if not logs else "is %s" % ",".join(logs)),
                 "export OTEL_LOGS_EXPORTER=posthog (or otlp,posthog); not needed if you call posthog_otel.configure()",
@@ -377,13 +394,19 @@ def _auto_config(environ: Mapping[str, str], process: _Process) -> List[Finding]
         findings.append(
             Finding(OK, "Auto-config", "OTEL_LOGS_EXPORTER includes posthog")
             if _entry_point("opentelemetry_logs_exporter", "posthog")
-            else Finding(PROBLEM, "Auto-config", "OTEL_LOGS_EXPORTER names posthog but its entry point is missing",
-                         "install posthog-otel in this environment (the one opentelemetry-instrument runs)")  # fmt: skip
+            else Finding(
+                PROBLEM,
+                "Auto-config",
+                "OTEL_LOGS_EXPORTER names posthog but its entry point is missing",
+                "install posthog-otel in this environment (the one opentelemetry-instrument runs)",
+            )  # fmt: skip
         )
     elif process.exporter is None:
         findings.append(
             Finding(
-                PROBLEM, "Auto-config", "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument does not load the PostHog exporter"
+                PROBLEM,
+                "Auto-config",
+                "OTEL_LOGS_EXPORTER %s: opentelemetry-instrument does not load the PostHog exporter"
                 % ("is not set" if not logs else "is %s" % ",".join(logs)),
                 "export OTEL_LOGS_EXPORTER=posthog (or otlp,posthog)",
             )  # fmt: skip
@@ -399,7 +422,9 @@ def _auto_config(environ: Mapping[str, str], process: _Process) -> List[Finding]
     return findings
 
 
-def _exporter_finding(signal: str, variable: str, name: str, implied: bool, environ: Mapping[str, str]) -> Optional[Finding]:
+def _exporter_finding(
+    signal: str, variable: str, name: str, implied: bool, environ: Mapping[str, str]
+) -> Optional[Finding]:
     """A PROBLEM when ``name`` cannot be loaded: the distro's set-up then fails whole."""
     if name == "none":
         return None
@@ -428,7 +453,9 @@ def _exporter_finding(signal: str, variable: str, name: str, implied: bool, envi
 
 def _protocol(signal: str, environ: Mapping[str, str]) -> str:
     return (
-        environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal.upper()) or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL") or "grpc"
+        environ.get("OTEL_EXPORTER_OTLP_%s_PROTOCOL" % signal.upper())
+        or environ.get("OTEL_EXPORTER_OTLP_PROTOCOL")
+        or "grpc"
     ).strip()
 
 

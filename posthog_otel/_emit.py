@@ -28,10 +28,9 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Set,
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 
+from . import _baggage, _personless
 from . import _schema as schema
-from . import _personless
 from ._baggage import set_propagation
-from . import _baggage
 from ._context import RefusedId, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
 from ._envelope import new_uuid7, operation_time, operation_uuid
 from ._guard import Dropped, guarded, report_drop
@@ -375,7 +374,15 @@ class Operations:
             attributes[schema.DISTINCT_ID] = person
         body = sanitize_properties(properties, what="group_identify() properties")
         return _finish(
-            self._emitter, schema.GROUP_IDENTIFY, "group_identify", attributes, body, scope, timestamp, uuid, disable_geoip
+            self._emitter,
+            schema.GROUP_IDENTIFY,
+            "group_identify",
+            attributes,
+            body,
+            scope,
+            timestamp,
+            uuid,
+            disable_geoip,
         )
 
     @guarded("alias")
@@ -429,8 +436,14 @@ class Operations:
         thread) evaluates them for the event's person and attaches them the same way.
         """
         if (
-            len(args) == 3 and event is None and distinct_id is None and properties is None
-            and type(args[0]) is str and type(args[1]) is str and args[1] and args[1].isascii()
+            len(args) == 3
+            and event is None
+            and distinct_id is None
+            and properties is None
+            and type(args[0]) is str
+            and type(args[1]) is str
+            and args[1]
+            and args[1].isascii()
             and type(args[2]) is dict
         ):  # capture('user123', 'signup', {...}), the common shape, sorted without a call
             distinct_id, name, properties = args
@@ -464,8 +477,9 @@ class Operations:
             tags = tags_of(scope)
             body = _with_tags(properties, tags, "capture() properties", _CAPTURE_NESTED)
             body["$context_tags"] = list(tags)  # tag() keeps text keys only
-        return _finish(self._emitter, schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip)
-
+        return _finish(
+            self._emitter, schema.CAPTURE, "capture", attributes, body, scope, timestamp, uuid, disable_geoip
+        )
 
     @guarded("capture_exception")
     def capture_exception(
@@ -631,9 +645,7 @@ def _resolve_id(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
         return None
 
 
-def _capture_arguments(
-    args: Tuple[Any, ...], distinct_id: Any, event: Any, properties: Any
-) -> Tuple[Any, str, Any]:
+def _capture_arguments(args: Tuple[Any, ...], distinct_id: Any, event: Any, properties: Any) -> Tuple[Any, str, Any]:
     """Sort positional arguments into (distinct_id, event, properties), seed and SDK shapes alike."""
     positional = list(args)
     if len(positional) > 3:
@@ -666,7 +678,9 @@ def _event_name(event: Any) -> str:
     if event is None:
         raise Dropped("no_event", "needs an event name, as capture(event) or capture(distinct_id, event, properties)")
     if not isinstance(event, str):
-        raise Dropped("invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event))
+        raise Dropped(
+            "invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event)
+        )
     try:
         name = as_text(event)
     except Unusable as problem:
@@ -724,7 +738,9 @@ def _add_groups(attributes: Dict[str, Any], groups: Any) -> None:
             )
 
 
-def _with_tags(properties: Any, tags: Optional[Dict[str, Any]], what: str, keep_nested: FrozenSet[str] = frozenset()) -> Dict[str, Any]:
+def _with_tags(
+    properties: Any, tags: Optional[Dict[str, Any]], what: str, keep_nested: FrozenSet[str] = frozenset()
+) -> Dict[str, Any]:
     """The body: sanitized properties over the context's tags (explicit properties win)."""
     if tags:
         if properties is None:

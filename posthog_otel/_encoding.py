@@ -70,7 +70,9 @@ try:  # the optional extra ``posthog-otel[fast]``: encoding ~10x cheaper on the 
 
     # Subclasses, datetimes and dataclasses are left to the standard encoder (it refuses them, and
     # ``_scrub`` converts them by our property rules), so the output never depends on the extra.
-    _ORJSON_OPTIONS = _orjson.OPT_PASSTHROUGH_SUBCLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+    _ORJSON_OPTIONS = (
+        _orjson.OPT_PASSTHROUGH_SUBCLASS | _orjson.OPT_PASSTHROUGH_DATETIME | _orjson.OPT_PASSTHROUGH_DATACLASS
+    )
     dumps = _orjson_dumps
 except ImportError:  # pragma: no cover - exercised by the lower-bound run, which does not install it
     dumps = _stdlib_dumps
@@ -112,9 +114,7 @@ def _left_out(what: str) -> Any:
     return _GONE
 
 
-def split_by_size(
-    encoded: Sequence[bytes], max_request_bytes: int = MAX_REQUEST_BYTES
-) -> List[List[bytes]]:
+def split_by_size(encoded: Sequence[bytes], max_request_bytes: int = MAX_REQUEST_BYTES) -> List[List[bytes]]:
     """Greedy, order-keeping cut of encoded events into request-sized groups."""
     budget = max_request_bytes - _ENVELOPE_OVERHEAD
     groups: List[List[bytes]] = []
@@ -278,7 +278,9 @@ class EncodedBatch:
     def split(self, n: int) -> Tuple["EncodedBatch", "EncodedBatch"]:
         """(the first ``n`` events, the rest)."""
         each = self.per_event()
-        return EncodedBatch.of(each.parts[:n], min(n, self.count)), EncodedBatch.of(each.parts[n:], max(self.count - n, 0))
+        return EncodedBatch.of(each.parts[:n], min(n, self.count)), EncodedBatch.of(
+            each.parts[n:], max(self.count - n, 0)
+        )
 
     def requests(self, max_request_bytes: int = MAX_REQUEST_BYTES) -> List["EncodedBatch"]:
         """This batch cut, in order, into pieces that each fit one request."""
@@ -286,4 +288,3 @@ class EncodedBatch:
             return [self]
         each = self.per_event()
         return [EncodedBatch.of(group, len(group)) for group in split_by_size(each.parts, max_request_bytes)]
-

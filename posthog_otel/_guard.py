@@ -53,7 +53,9 @@ def guarded(call: str) -> Callable[[F], F]:
     return decorate
 
 
-def failed(call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], error: Exception) -> None:
+def failed(
+    call: str, function: Callable[..., Any], args: Tuple[Any, ...], kwargs: Dict[str, Any], error: Exception
+) -> None:
     """Say and count why a guarded call of ``function`` failed; re-raises internal errors under
     the test suite (and with ``debug``, as PostHog's SDK does). A method of an object with an
     emitter (the operations) counts the drop for that emitter too."""
@@ -85,7 +87,9 @@ def argument_error(call: str, function: Callable[..., Any], args: Tuple[Any, ...
     except (TypeError, ValueError):  # pragma: no cover - every guarded function has a signature
         parameters = {}  # type: ignore[assignment]
     method = bool(parameters) and next(iter(parameters)) == "self"
-    names = [name for name, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"]
+    names = [
+        name for name, p in parameters.items() if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD) and name != "self"
+    ]
     unknown = [name for name in kwargs if name not in names]
     if unknown:
         name = unknown[0]
@@ -120,7 +124,9 @@ def internal_error(call: str, counter: Any = None) -> None:
     count_drop("internal_error", counter=counter)
     if DEBUG_RAISES or _raise_internal_errors():
         raise
-    warn_limited("internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR)
+    warn_limited(
+        "internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR
+    )
     logger.debug("internal error in %s()", call, exc_info=True)
 
 

@@ -83,7 +83,9 @@ class HttpTransport:
     def get(self, url: str, headers: Mapping[str, str], timeout: float) -> Response:
         return self._send("GET", url, None, headers, timeout)
 
-    def _send(self, method: str, url: str, body: Optional[bytes], headers: Mapping[str, str], timeout: float) -> Response:
+    def _send(
+        self, method: str, url: str, body: Optional[bytes], headers: Mapping[str, str], timeout: float
+    ) -> Response:
         session = self._current_session()
         try:
             reply = session.request(method, url, data=body, headers=dict(headers), timeout=timeout)

@@ -292,4 +292,3 @@ def _on_sigterm(signum: int, frame: Any) -> None:
 
 def sigterm_handler_installed() -> bool:
     return signal.getsignal(signal.SIGTERM) is _on_sigterm if hasattr(signal, "SIGTERM") else False
-

@@ -76,7 +76,6 @@ class LimitsSource:
             self._by_env[key] = limits
         return limits
 
-
     def may_refuse(self, count: int) -> bool:
         """False when ``count`` attributes pass for certain (the usual case: no length limit and
         the count well under its limit), so that ``check`` is skipped on the emit path."""

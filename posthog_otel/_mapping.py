@@ -9,9 +9,9 @@ the shapes are PostHog's own Python SDK's (checked against it in
 from __future__ import annotations
 
 import datetime as _dt
+import re
 import uuid as _uuid
 from collections.abc import Mapping
-import re
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple
 
@@ -52,7 +52,9 @@ class Operation(NamedTuple):
         # Mapping ABC; one plain copy (its own ``copy()`` where it has one) makes the
         # look-ups below plain dict reads.
         source = record.attributes
-        attributes = (source.copy() if isinstance(source, dict) or hasattr(source, "copy") else dict(source)) if source else {}
+        attributes = (
+            (source.copy() if isinstance(source, dict) or hasattr(source, "copy") else dict(source)) if source else {}
+        )
         return cls(
             record.event_name,
             attributes,
@@ -212,7 +214,9 @@ def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewI
         source = {**properties, **attributes}
         found = exception_properties(source, handled=True)
         if found is None:
-            raise Skipped("no_exception", "posthog.exception without $exception_list, exception.type or exception.message")
+            raise Skipped(
+                "no_exception", "posthog.exception without $exception_list, exception.type or exception.message"
+            )
         for key in (schema.EXCEPTION_TYPE, schema.EXCEPTION_MESSAGE, schema.EXCEPTION_STACKTRACE):
             properties.pop(key, None)
         properties.update(found)

@@ -26,8 +26,8 @@ import types
 from typing import Any, Dict, Optional, Tuple
 
 from . import _emit, _hooks, _log, _options
-from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._config import Settings, redact
+from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._log import logger, warn_limited
 
 #: Options assigned on the module with a value other than PostHog's default, by name.

@@ -46,7 +46,10 @@ def _with_flags(module: str, name: str) -> Callable[..., Any]:
             return function(*args, **kwargs)
 
     method.__name__ = method.__qualname__ = name
-    method.__doc__ = "PostHog's ``%s``, with this client's keys and definitions (see ``posthog_otel.%s``)." % (name, name)
+    method.__doc__ = "PostHog's ``%s``, with this client's keys and definitions (see ``posthog_otel.%s``)." % (
+        name,
+        name,
+    )
     return method
 
 

@@ -313,7 +313,9 @@ def _convert_object(value: Any, what: str, name: str, depth: int, path: Set[int]
         if depth >= MAX_DEPTH or id(value) in path:
             return _dropped(what, type(value), "is nested too deeply or refers to itself", name)
         path.add(id(value))
-        items = [_convert(item, what, "%s[%d]" % (name, index), depth + 1, path) for index, item in enumerate(list(value))]
+        items = [
+            _convert(item, what, "%s[%d]" % (name, index), depth + 1, path) for index, item in enumerate(list(value))
+        ]
         path.discard(id(value))
         return [item for item in items if item is not _DROP]
     mapping = _as_mapping(value, what, name)

@@ -50,7 +50,11 @@ class RetryPolicy:
         return delay * (1 - self.jitter + 2 * self.jitter * rand())
 
     def wait_after(
-        self, failures: int, retry_after: Optional[float], rand: Callable[[], float] = random.random, flaky: bool = False
+        self,
+        failures: int,
+        retry_after: Optional[float],
+        rand: Callable[[], float] = random.random,
+        flaky: bool = False,
     ) -> float:
         wait = self.backoff(failures, rand)
         if flaky:
@@ -64,7 +68,10 @@ class Backoff:
     """Failures in a row, and the wait they call for; ``succeeded()`` starts over."""
 
     def __init__(
-        self, policy: RetryPolicy, rand: Callable[[], float] = random.random, clock: Callable[[], float] = time.monotonic
+        self,
+        policy: RetryPolicy,
+        rand: Callable[[], float] = random.random,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.policy = policy
         self.failures = 0

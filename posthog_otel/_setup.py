@@ -19,7 +19,6 @@ from ._exporter import PostHogLogExporter, record_event_name
 from ._log import logger
 from ._schema import is_operation
 
-
 #: The SDK's batch delay since 1.41 (up to 1.40 it waited 5 s): what a SIGKILL can lose, before the exporter.
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
 #: What PostHog's SDK queues (its ``max_queue_size``); the OTel SDK's own default is 2048, which a

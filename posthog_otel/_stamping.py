@@ -277,4 +277,3 @@ def installed(provider: Any) -> bool:
 
 def _reset_for_tests() -> None:
     _installed.clear()
-

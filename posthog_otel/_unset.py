@@ -20,7 +20,9 @@ from ._log import count_drop, warn_limited
 from ._text import Unusable, as_text, describe
 
 
-def unset(target: Any, distinct_id: Any, properties: Any, timestamp: Any, uuid: Any, disable_geoip: Any) -> Optional[str]:
+def unset(
+    target: Any, distinct_id: Any, properties: Any, timestamp: Any, uuid: Any, disable_geoip: Any
+) -> Optional[str]:
     """``Operations.unset``: one ``posthog.unset`` record, or ``Dropped``."""
     from ._emit import _finish, _resolve
 

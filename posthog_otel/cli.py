@@ -67,7 +67,9 @@ def _parser() -> argparse.ArgumentParser:
         sub = commands.add_parser(name, help=help, description=help)
         sub.set_defaults(run=run)
         if name != "doctor":
-            sub.add_argument("--db", help="SQLite database (default: $POSTHOG_OTEL_LOCAL_DB or the user data directory)")
+            sub.add_argument(
+                "--db", help="SQLite database (default: $POSTHOG_OTEL_LOCAL_DB or the user data directory)"
+            )
         if inspect:
             sub.add_argument(
                 "--key",
@@ -77,13 +79,20 @@ def _parser() -> argparse.ArgumentParser:
             sub.add_argument("--json", action="store_true", help="print JSON (lists: one object per line)")
         return sub
 
-    demo = command("demo", _demo, "run the user and group story through a real OTel pipeline and show what PostHog would hold")
+    demo = command(
+        "demo", _demo, "run the user and group story through a real OTel pipeline and show what PostHog would hold"
+    )
     demo.add_argument("--serve", action=argparse.BooleanOptionalAction, default=None,
                       help="keep serving the demo person's page until Ctrl-C (default: when run in a terminal)")  # fmt: skip
     server = command("server", _server, "run the local PostHog-compatible capture server on 127.0.0.1")
-    server.add_argument("--port", type=_port, default=DEFAULT_PORT, help="port (default %d; 0 picks a free one)" % DEFAULT_PORT)
-    server.add_argument("--flags", help='JSON file of feature flags to answer: PostHog\'s definitions, or e.g. '
-                        '{"new_dashboard": true, "checkout": "test"}')
+    server.add_argument(
+        "--port", type=_port, default=DEFAULT_PORT, help="port (default %d; 0 picks a free one)" % DEFAULT_PORT
+    )
+    server.add_argument(
+        "--flags",
+        help="JSON file of feature flags to answer: PostHog's definitions, or e.g. "
+        '{"new_dashboard": true, "checkout": "test"}',
+    )
     server.add_argument("-v", "--verbose", action="store_true", help="print one line per request")
     command("projects", _projects, "list the projects (API keys) that sent data, with their counts", inspect=True)
     command("persons", _persons, "list persons with their distinct ids and properties", inspect=True)
@@ -174,7 +183,10 @@ def _server(args: argparse.Namespace, out: TextIO, err: TextIO) -> int:
 
 def _cannot_listen(port: int, error: OSError) -> str:
     if error.errno == errno.EADDRINUSE:
-        return "port %d is in use (another posthog-otel server?): choose another with --port, or --port 0 for a free one" % port
+        return (
+            "port %d is in use (another posthog-otel server?): choose another with --port, or --port 0 for a free one"
+            % port
+        )
     if error.errno == errno.EACCES:
         return "port %d needs privileges on this system: choose one above 1023 with --port" % port
     return "cannot listen on 127.0.0.1:%d (%s): choose another port with --port" % (port, error.strerror or error)

@@ -79,6 +79,4 @@ def provider():
 @pytest.fixture
 def pipeline(server, provider):
     """The real thing: SDK LoggerProvider, batch processor, exporter, loopback PostHog."""
-    return posthog_otel.configure(
-        api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50
-    )
+    return posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)

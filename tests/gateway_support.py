@@ -55,7 +55,9 @@ def any_value(value: Any) -> AnyValue:
     raise TypeError(value)
 
 
-def record(event_name: str = "", attributes: Optional[Dict[str, Any]] = None, body: Any = None, **fields: Any) -> LogRecord:
+def record(
+    event_name: str = "", attributes: Optional[Dict[str, Any]] = None, body: Any = None, **fields: Any
+) -> LogRecord:
     out = LogRecord(event_name=event_name, **fields)
     out.attributes.extend(KeyValue(key=k, value=any_value(v)) for k, v in (attributes or {}).items())
     if body is not None:
@@ -116,11 +118,15 @@ class InProcess:
 class GatewayProcess:
     """``posthog-otel gateway`` on 127.0.0.1, port 0 (gunicorn picks it; the command prints it)."""
 
-    def __init__(self, posthog_url: str, spool_dir: str, workers: int = 1, args: Sequence[str] = (), **env: str) -> None:
+    def __init__(
+        self, posthog_url: str, spool_dir: str, workers: int = 1, args: Sequence[str] = (), **env: str
+    ) -> None:
         environment = child_env(POSTHOG_HOST=posthog_url, POSTHOG_OTEL_SPOOL_DIR=spool_dir, **env)
         command = [sys.executable, "-m", "posthog_otel.cli", "gateway", "--bind", "127.0.0.1:0",
                    "--workers", str(workers), *args]  # fmt: skip
-        self.process = subprocess.Popen(command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        self.process = subprocess.Popen(
+            command, env=environment, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+        )
         self.banner: List[str] = []
         line = self.process.stdout.readline() if self.process.stdout else ""
         match = re.search(r"listening on (http://127\.0\.0\.1:\d+)/v1/logs", line)

@@ -148,7 +148,7 @@ class CaptureServer:
     def _record(self, handler: BaseHTTPRequestHandler, raw: bytes, status: int) -> Recorded:
         recorded = Recorded(handler.path, dict(handler.headers), raw, status)
         if status == 200:
-            recorded.payload  # accepted requests are decoded as they arrive: events are read often
+            _ = recorded.payload  # accepted requests are decoded as they arrive: events are read often
         with self._changed:
             self.requests.append(recorded)
             self._changed.notify_all()

@@ -112,7 +112,12 @@ hostile_scalars = st.one_of(
 scalars = mostly(plain_scalars, hostile_scalars)
 keys = mostly(key_text, st.one_of(st.integers(-5, 5), st.none(), st.tuples(st.integers()), st.builds(Unprintable),
                                   key_text.map(lambda k: k + "\udc80")))  # fmt: skip
-tag_keys = mostly(keys, st.one_of(st.builds(Hostile), st.lists(st.integers(), max_size=2), st.dictionaries(key_text, st.integers(), max_size=1)))
+tag_keys = mostly(
+    keys,
+    st.one_of(
+        st.builds(Hostile), st.lists(st.integers(), max_size=2), st.dictionaries(key_text, st.integers(), max_size=1)
+    ),
+)
 values = st.recursive(
     scalars,
     lambda children: st.one_of(st.lists(children, max_size=3), st.dictionaries(keys, children, max_size=3)),
@@ -208,7 +213,11 @@ def calls(draw):
     if name in ("set", "set_once"):
         return name, (draw(ids), draw(properties_of)), common
     if name == "group_identify":
-        return name, (draw(mostly(plain_text, ids)), draw(ids), draw(properties_of)), {"distinct_id": draw(ids), **common}
+        return (
+            name,
+            (draw(mostly(plain_text, ids)), draw(ids), draw(properties_of)),
+            {"distinct_id": draw(ids), **common},
+        )
     if name == "alias":
         return name, (draw(ids), draw(ids)), common
     groups = draw(mostly(st.none() | st.dictionaries(key_text, ids, max_size=3), st.one_of(values, st.builds(Hostile))))

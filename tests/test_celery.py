@@ -18,7 +18,6 @@ from celery.contrib.testing.worker import start_worker  # noqa: E402
 
 from posthog_otel.integrations.celery import instrument_celery, uninstrument_celery  # noqa: E402
 
-
 app = celery.Celery("identity-tests", broker="memory://", backend="cache+memory://")
 app.conf.update(worker_hijack_root_logger=False, broker_transport_options={"polling_interval": 0.01})
 

@@ -9,14 +9,14 @@ import json
 import os
 import pathlib
 import re
-import shutil
-import tempfile
-import threading
 import shlex
+import shutil
 import socket
 import sqlite3
 import subprocess
 import sys
+import tempfile
+import threading
 import time
 from contextlib import contextmanager
 
@@ -47,7 +47,9 @@ def run_apart(*argv):
     that started serving where it should have refused) fails the test instead of hanging it."""
     out, err = io.StringIO(), io.StringIO()
     result = []
-    worker = threading.Thread(target=lambda: result.append(cli.main([str(a) for a in argv], out=out, err=err)), daemon=True)
+    worker = threading.Thread(
+        target=lambda: result.append(cli.main([str(a) for a in argv], out=out, err=err)), daemon=True
+    )
     worker.start()
     worker.join(timeout=60)
     assert result, "posthog-otel %s did not end: %s" % (" ".join(map(str, argv)), out.getvalue())
@@ -63,7 +65,16 @@ def db(tmp_path):
         post(server, [ev("page_viewed", "anon", properties={"page": "landing"})])
         post(server, [ev("$set", "user_456", **{"$set": {"email": "user@example.com", "plan": "free"}})])
         post(server, [ev("$create_alias", "anon", properties={"distinct_id": "anon", "alias": "user_456"})])
-        post(server, [ev("$groupidentify", "user_456", properties={"$group_type": "company", "$group_key": "acme", "$group_set": {"name": "Acme"}})])
+        post(
+            server,
+            [
+                ev(
+                    "$groupidentify",
+                    "user_456",
+                    properties={"$group_type": "company", "$group_key": "acme", "$group_set": {"name": "Acme"}},
+                )
+            ],
+        )
         post(server, [ev("feature_used", "user_456", properties={"$groups": {"company": "acme"}, "feature": "x"})])
     store.close()
     return str(path)
@@ -197,9 +208,9 @@ def test_demo_runs_end_to_end_on_the_local_server(tmp_path):
     text = result.stdout
     assert "[8/8]" in text and "done in" in text
     assert "dropped set() properties value 'callback'" in text
-    persons = text[text.index("Persons"): text.index("Groups")]
+    persons = text[text.index("Persons") : text.index("Groups")]
     assert "demo-anonymous-abc123, demo-user-456" in persons and "1 person" in persons
-    groups = text[text.index("Groups"):]
+    groups = text[text.index("Groups") :]
     assert "acme_corp" in groups and "employees=275" in groups and "engineering" in groups
     store = Store(db)
     person = store.person("demo-anonymous-abc123")
@@ -232,7 +243,11 @@ def two_projects(db):
     store = Store(db)
     with LocalServer(store) as server:
         post(server, [ev("$set", "anon", **{"$set": {"team": "other"}})], api_key=OTHER_KEY)
-        post(server, [ev("$groupidentify", "anon", properties={"$group_type": "company", "$group_key": "acme"})], api_key=OTHER_KEY)
+        post(
+            server,
+            [ev("$groupidentify", "anon", properties={"$group_type": "company", "$group_key": "acme"})],
+            api_key=OTHER_KEY,
+        )
     store.close()
     return db
 
@@ -288,7 +303,11 @@ def test_projects_lists_keys_redacted(two_projects, tmp_path):
 def test_the_events_table_names_the_flag_a_feature_flag_call_was_about(db):
     store = Store(db)
     with LocalServer(store) as server:
-        flag = {"$feature_flag": "new_dashboard", "$feature_flag_response": "variant-b", "$feature/new_dashboard": "variant-b"}
+        flag = {
+            "$feature_flag": "new_dashboard",
+            "$feature_flag_response": "variant-b",
+            "$feature/new_dashboard": "variant-b",
+        }
         post(server, [ev("$feature_flag_called", "user_456", properties=flag)])
     store.close()
     _, text = run("events", "--db", db, "--event", "$feature_flag_called")
@@ -308,7 +327,9 @@ def test_version():
 
 def every_help_text():
     texts = []
-    for argv in [[]] + [[name] for name in ("demo", "server", "projects", "persons", "person", "groups", "events", "doctor")]:
+    for argv in [[]] + [
+        [name] for name in ("demo", "server", "projects", "persons", "person", "groups", "events", "doctor")
+    ]:
         out = io.StringIO()
         with pytest.raises(SystemExit), contextlib.redirect_stdout(out):
             cli.main(argv + ["--help"])
@@ -423,7 +444,7 @@ def test_a_directory_as_database_is_one_line(tmp_path):
         ("{nope", "is not valid JSON"),
         ('["new_dashboard"]', "holds a JSON array"),
         ('{"new_dashboard": 1}', "flag 'new_dashboard' is 1 (number): use true or false, or a variant name"),
-        ('{"checkout": {"variant": "b"}}', "flag 'checkout' is {\"variant\": \"b\"} (object)"),
+        ('{"checkout": {"variant": "b"}}', 'flag \'checkout\' is {"variant": "b"} (object)'),
         ('{"off": null}', "(null)"),
     ],
 )
@@ -452,11 +473,15 @@ def test_demo_shows_only_its_own_run_and_leaves_other_projects_alone(db):
     shown = []
     for _ in range(2):
         text = run_demo(db)
-        persons = text[text.index("Persons"): text.index("Groups")]
-        groups = text[text.index("Groups"):]
+        persons = text[text.index("Persons") : text.index("Groups")]
+        groups = text[text.index("Groups") :]
         assert "1 person\n" in persons and "user_456" not in persons
         assert "2 groups\n" in groups
-        rows = [line.strip() for line in text.splitlines() if line.startswith("  ") and ("demo-" in line or "acme_corp" in line)]
+        rows = [
+            line.strip()
+            for line in text.splitlines()
+            if line.startswith("  ") and ("demo-" in line or "acme_corp" in line)
+        ]
         shown.append([re.split(r"\s{2,}", row)[-2] for row in rows])  # the EVENTS column
     assert shown[0] == shown[1]  # the second run does not add to the first
     code, suggested = run(*shlex.split(text.split("Keep exploring:", 1)[1].split("(also")[0])[1:])

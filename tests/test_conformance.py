@@ -164,7 +164,9 @@ def scenario_capture_grouped(api):
 def scenario_capture_groups_property(api):
     """A ``$groups`` property is the event's groups; ``groups=`` wins for a type named in both."""
     api.capture("grouped_by_property", distinct_id="u", properties={"$groups": {"company": "acme"}, "plan": "x"})
-    api.capture("grouped_both_ways", distinct_id="u", properties={"$groups": {"company": "old"}}, groups={"company": "new"})
+    api.capture(
+        "grouped_both_ways", distinct_id="u", properties={"$groups": {"company": "old"}}, groups={"company": "new"}
+    )
 
 
 def scenario_capture_personless(api):

@@ -11,7 +11,6 @@ import textwrap
 import threading
 import uuid
 
-
 import posthog_otel
 from posthog_otel import PostHogLogExporter, _baggage
 from posthog_otel._http import HttpTransport, Response
@@ -85,7 +84,9 @@ def test_an_applications_own_sigterm_handler_is_never_replaced(server, provider)
 
     previous = signal.signal(signal.SIGTERM, mine)
     try:
-        pipeline = posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider, handle_sigterm=True)
+        pipeline = posthog_otel.configure(
+            api_key=API_KEY, host=server.url, logger_provider=provider, handle_sigterm=True
+        )
         posthog_otel.set("u", {"n": 1})
         pipeline.flush()
         assert signal.getsignal(signal.SIGTERM) is mine

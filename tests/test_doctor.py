@@ -85,7 +85,10 @@ def test_distro_defaults_to_grpc_exporters_that_are_missing():
 
 
 def test_logs_exporter_without_posthog_is_a_warning():
-    findings = diagnose({"OTEL_LOGS_EXPORTER": "console", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"}, check_network=False)
+    findings = diagnose(
+        {"OTEL_LOGS_EXPORTER": "console", "OTEL_TRACES_EXPORTER": "none", "OTEL_METRICS_EXPORTER": "none"},
+        check_network=False,
+    )
     (finding,) = by_topic(findings, "Auto-config")
     assert finding.level == WARN and "OTEL_LOGS_EXPORTER=posthog" in finding.fix
 
@@ -111,7 +114,9 @@ def test_spool_backlog_is_reported(tmp_path):
     (empty,) = by_topic(diagnose(environ, check_network=False), "Spool")
     assert empty.level == OK
     directory = spool_directory(Settings.resolve(environ=environ))
-    DiskSpool(directory, 1 << 30, 3600).append(EncodedBatch.encode([{"event": "e", "uuid": "u", "distinct_id": "d"}])[0])
+    DiskSpool(directory, 1 << 30, 3600).append(
+        EncodedBatch.encode([{"event": "e", "uuid": "u", "distinct_id": "d"}])[0]
+    )
     (waiting,) = by_topic(diagnose(environ, check_network=False), "Spool")
     assert waiting.level == WARN and "1 batch(es)" in waiting.message
 
@@ -131,7 +136,9 @@ def test_a_correct_in_code_set_up_has_no_failure(server, provider):
 
 def test_the_installed_exporter_wins_over_the_environment(server, provider):
     posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=provider)
-    findings = diagnose({"POSTHOG_API_KEY": "phx_personal0123456789abcdefghijkl", "POSTHOG_HOST": "nope"}, check_network=False)
+    findings = diagnose(
+        {"POSTHOG_API_KEY": "phx_personal0123456789abcdefghijkl", "POSTHOG_HOST": "nope"}, check_network=False
+    )
     assert [f.level for f in by_topic(findings, "API key") + by_topic(findings, "Host")] == [OK, OK]
 
 
@@ -181,7 +188,9 @@ def test_otlp_beside_posthog_needs_its_exporter_package_and_protocol():
     (problem,) = [f for f in by_topic(findings, "Auto-config") if f.level == PROBLEM]
     assert "otlp_proto_http" in problem.message and "opentelemetry-exporter-otlp-proto-http" in problem.fix
     assert "OTEL_LOGS_EXPORTER=posthog" in problem.fix
-    unsupported = diagnose({"OTEL_LOGS_EXPORTER": "otlp,posthog", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, check_network=False)
+    unsupported = diagnose(
+        {"OTEL_LOGS_EXPORTER": "otlp,posthog", "OTEL_EXPORTER_OTLP_PROTOCOL": "http/json"}, check_network=False
+    )
     assert any("http/json" in f.message and f.level == PROBLEM for f in unsupported)
 
 
@@ -307,6 +316,6 @@ def test_the_command_speaks_about_the_application_not_its_own_process():
     that is no warning about the application."""
     result = subprocess.run([str(BIN / "posthog-otel"), "doctor", "--offline"], env=child_env(POSTHOG_API_KEY=API_KEY),
                             capture_output=True, text=True, timeout=60)  # fmt: skip
-    (line,) = [l for l in result.stdout.splitlines() if " Provider " in l]
+    (line,) = [text for text in result.stdout.splitlines() if " Provider " in text]
     assert line.startswith("  ok") and "posthog_otel.doctor()" in line
     assert "no OpenTelemetry LoggerProvider" not in result.stdout

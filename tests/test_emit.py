@@ -48,9 +48,13 @@ def test_set_call_shapes_are_equivalent(server, pipeline):
     "call",
     [
         lambda: posthog.capture("user123", "signup", {"plan": "free"}, groups={"company": "acme"}),
-        lambda: posthog.capture("signup", distinct_id="user123", properties={"plan": "free"}, groups={"company": "acme"}),
+        lambda: posthog.capture(
+            "signup", distinct_id="user123", properties={"plan": "free"}, groups={"company": "acme"}
+        ),
         lambda: posthog.capture("user123", event="signup", properties={"plan": "free"}, groups={"company": "acme"}),
-        lambda: posthog.capture(distinct_id="user123", event="signup", properties={"plan": "free"}, groups={"company": "acme"}),
+        lambda: posthog.capture(
+            distinct_id="user123", event="signup", properties={"plan": "free"}, groups={"company": "acme"}
+        ),
     ],
 )
 def test_capture_call_shapes(call, server, pipeline):
@@ -83,10 +87,22 @@ def test_capture_without_event_name_is_dropped(server, pipeline, caplog):
 @pytest.mark.parametrize(
     "call, reason, said",
     [
-        (lambda: posthog.capture("u", 123), "invalid_event", "capture(): the event name must be a string, not a int (123)"),
-        (lambda: posthog.capture(event=b"signup"), "invalid_event", "the event name must be a string, not a bytes (b'signup')"),
+        (
+            lambda: posthog.capture("u", 123),
+            "invalid_event",
+            "capture(): the event name must be a string, not a int (123)",
+        ),
+        (
+            lambda: posthog.capture(event=b"signup"),
+            "invalid_event",
+            "the event name must be a string, not a bytes (b'signup')",
+        ),
         (lambda: posthog.capture("a", "b", {}, "extra"), "invalid_arguments", "takes at most 3 positional arguments"),
-        (lambda: posthog.capture("u", {"a": 1}, "x", event="e"), "invalid_arguments", "do not fit (distinct_id, event, properties)"),
+        (
+            lambda: posthog.capture("u", {"a": 1}, "x", event="e"),
+            "invalid_arguments",
+            "do not fit (distinct_id, event, properties)",
+        ),
     ],
 )
 def test_capture_says_what_is_actually_wrong(call, reason, said, server, pipeline, caplog):
@@ -348,7 +364,13 @@ def test_internal_errors_reraise_under_the_test_suite(name, pipeline, monkeypatc
 def test_the_guard_keeps_each_operations_signature():
     import inspect
 
-    assert list(inspect.signature(posthog.set).parameters) == ["distinct_id", "properties", "timestamp", "uuid", "disable_geoip"]
+    assert list(inspect.signature(posthog.set).parameters) == [
+        "distinct_id",
+        "properties",
+        "timestamp",
+        "uuid",
+        "disable_geoip",
+    ]
     assert posthog.capture.__doc__.startswith("Capture an event")
 
 

@@ -33,7 +33,11 @@ scalars = (
     | st.floats(allow_nan=True, allow_infinity=True)
     | st.sampled_from([dt.datetime(2024, 1, 2, 3, 4, 5), uuid.UUID(int=7), Colour.RED, Tier.PRO, b"bytes", {1, 2}])
 )  # fmt: skip
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts | st.integers(), inner, max_size=3), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(texts | st.integers(), inner, max_size=3),
+    max_leaves=12,
+)
 events = st.dictionaries(texts, values, max_size=5)
 
 

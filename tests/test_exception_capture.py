@@ -123,7 +123,11 @@ weird = st.one_of(
 
 
 @settings(max_examples=150, deadline=None)
-@given(weird, st.one_of(st.none(), st.text(), st.integers()), st.one_of(st.none(), st.dictionaries(st.text(), weird, max_size=3)))
+@given(
+    weird,
+    st.one_of(st.none(), st.text(), st.integers()),
+    st.one_of(st.none(), st.dictionaries(st.text(), weird, max_size=3)),
+)
 def test_capture_exception_never_raises_whatever_it_is_given(exception, distinct_id, properties):
     _emit.RAISE_INTERNAL_ERRORS = True  # a bug of ours raises here instead of being a quiet drop
     limits.calls.reset()

@@ -69,7 +69,9 @@ def test_logging_exception_through_the_otel_handler_is_one_exception_on_the_cont
     assert (entry["type"], entry["value"]) == ("ConnectionError", "card processor unreachable for order 7")
     frames = entry["stacktrace"]["frames"]
     assert [f["function"] for f in frames][-2:] == [
-        "test_logging_exception_through_the_otel_handler_is_one_exception_on_the_contexts_person", "pay"]
+        "test_logging_exception_through_the_otel_handler_is_one_exception_on_the_contexts_person",
+        "pay",
+    ]
     assert frames[-1]["context_line"] == 'raise ConnectionError("card processor unreachable for order %s" % order)'
     assert frames[-1]["lineno"] == pay.__code__.co_firstlineno + 1
     assert store.person("user_456") is not None
@@ -151,8 +153,14 @@ def test_a_stack_in_no_known_format_is_kept_whole(local):
     server, store = local
     provider, exporter = span_exporter(server, capture_exceptions=True)
     with provider.get_tracer("shop").start_as_current_span("job") as span:
-        span.add_event("exception", {"exception.type": "Panic", "exception.message": "index out of range",
-                                     "exception.stacktrace": "goroutine 1 [running]:\nmain.main()\n\t/app/main.go:9"})
+        span.add_event(
+            "exception",
+            {
+                "exception.type": "Panic",
+                "exception.message": "index out of range",
+                "exception.stacktrace": "goroutine 1 [running]:\nmain.main()\n\t/app/main.go:9",
+            },
+        )
     provider.force_flush()
     assert exporter.force_flush()
     (event,) = store.events()
@@ -189,7 +197,11 @@ def test_any_stack_text_is_read_or_kept_whole_never_an_error(lines, message):
 def test_texts_built_to_make_patterns_backtrack_are_read_in_one_pass():
     """Each would take minutes with a pattern that backtracks quadratically (the test would hang):
     a line in a recognised format (so the text is parsed), then a long hostile one."""
-    v8, jvm, python = "Error: x\n    at f (/a.js:1:2)\n", "a.B: x\n\tat a.B.c(B.java:1)\n", "Traceback (most recent call last):\n"
+    v8, jvm, python = (
+        "Error: x\n    at f (/a.js:1:2)\n",
+        "a.B: x\n\tat a.B.c(B.java:1)\n",
+        "Traceback (most recent call last):\n",
+    )
     hostile = ["\n" * 200_000, "  at " + " (" * 60_000, "  at x" + " " * 100_000 + "y", "  at " + "1:" * 60_000,
                '  File "x", line 1, in ' + " " * 100_000 + "z", "  " * 100_000 + "^"]  # fmt: skip
     for known in (v8, jvm, python):

@@ -27,6 +27,7 @@ from .conftest import API_KEY
 
 PERSONAL_KEY = "phx_personal0123456789abcdefghijklmnopqrs"
 
+
 #: Answer for /flags: every flag asked (or every flag defined) comes back "from-server".
 def server_answer(keys: List[str]) -> Dict[str, Any]:
     return {
@@ -152,7 +153,11 @@ def fresh_flag_service():
 
 def flag(key: str, *conditions: Dict[str, Any], **fields: Any) -> Dict[str, Any]:
     """A flag definition in PostHog's format; ``fields`` go into ``filters`` (or the flag for id/active)."""
-    top = {k: fields.pop(k) for k in ("id", "active", "ensure_experience_continuity", "bucketing_identifier") if k in fields}
+    top = {
+        k: fields.pop(k)
+        for k in ("id", "active", "ensure_experience_continuity", "bucketing_identifier")
+        if k in fields
+    }
     return {"id": 1, "key": key, "active": True, **top, "filters": {"groups": list(conditions), **fields}}
 
 
@@ -162,14 +167,27 @@ def prop(key: str, operator: str, value: Any, **extra: Any) -> Dict[str, Any]:
 
 DEFINITIONS = {
     "flags": [
-        flag("beta", {"properties": [prop("plan", "exact", ["enterprise"])], "rollout_percentage": 100},
-             payloads={"true": '{"theme": "dark"}'}),  # fmt: skip
-        flag("checkout", {"properties": [], "rollout_percentage": 100},
-             multivariate={"variants": [{"key": "control", "rollout_percentage": 0}, {"key": "test", "rollout_percentage": 100}]},
-             payloads={"test": '"big button"'}),  # fmt: skip
-        flag("company-tools", {"properties": [{"key": "size", "operator": "gt", "value": 100, "type": "group",
-                                               "group_type_index": 0}], "rollout_percentage": 100},
-             aggregation_group_type_index=0),  # fmt: skip
+        flag(
+            "beta",
+            {"properties": [prop("plan", "exact", ["enterprise"])], "rollout_percentage": 100},
+            payloads={"true": '{"theme": "dark"}'},
+        ),  # fmt: skip
+        flag(
+            "checkout",
+            {"properties": [], "rollout_percentage": 100},
+            multivariate={
+                "variants": [{"key": "control", "rollout_percentage": 0}, {"key": "test", "rollout_percentage": 100}]
+            },
+            payloads={"test": '"big button"'},
+        ),  # fmt: skip
+        flag(
+            "company-tools",
+            {
+                "properties": [{"key": "size", "operator": "gt", "value": 100, "type": "group", "group_type_index": 0}],
+                "rollout_percentage": 100,
+            },
+            aggregation_group_type_index=0,
+        ),  # fmt: skip
     ],
     "group_type_mapping": {"0": "company"},
     "cohorts": {},
@@ -194,7 +212,9 @@ def test_flags_are_answered_locally_with_no_request(local_flags, flag_server):
     assert posthog_otel.feature_enabled("beta", "u1", person_properties={"plan": "free"}) is False
     assert posthog_otel.get_feature_flag("checkout", "u1") == "test"
     assert posthog_otel.get_feature_flag_payload("checkout", "u1") == "big button"
-    assert posthog_otel.get_feature_flag_payload("beta", "u1", person_properties={"plan": "enterprise"}) == {"theme": "dark"}
+    assert posthog_otel.get_feature_flag_payload("beta", "u1", person_properties={"plan": "enterprise"}) == {
+        "theme": "dark"
+    }
     assert posthog_otel.get_feature_flag("company-tools", "u1", groups={"company": "acme"},
                                          group_properties={"company": {"size": 500}}) is True  # fmt: skip
     assert posthog_otel.get_feature_flag("company-tools", "u1") is False  # no company named: off, no question
@@ -263,7 +283,9 @@ def test_secret_key_is_the_newer_name(flag_server, provider, monkeypatch):
 
 def test_first_read_waits_for_the_first_load_and_is_local(flag_server, provider):
     flag_server.definitions = DEFINITIONS
-    posthog_otel.configure(api_key=API_KEY, host=flag_server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider)
+    posthog_otel.configure(
+        api_key=API_KEY, host=flag_server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider
+    )
     assert posthog_otel.get_feature_flag("checkout", "u1") == "test"
     assert flag_server.flag_posts() == []
 
@@ -360,7 +382,9 @@ def test_snapshot_asks_once_for_what_local_evaluation_left(local_flags, flag_ser
     flags = posthog_otel.evaluate_flags("u1")  # beta needs plan
     assert len(flag_server.flag_posts()) == 1
     assert flags.get_flag("beta") == "from-server" and flags.get_flag("checkout") == "test"
-    assert dict(posthog_otel.evaluate_flags("u1", only_evaluate_locally=True).unresolved_flags) == {"beta": "missing_context"}
+    assert dict(posthog_otel.evaluate_flags("u1", only_evaluate_locally=True).unresolved_flags) == {
+        "beta": "missing_context"
+    }
 
 
 def test_snapshot_only_and_only_accessed(local_flags):
@@ -440,7 +464,9 @@ def test_async_variants_answer_like_the_sync_calls(local_flags):
 def test_flags_unreachable_returns_none_with_a_warning(provider, caplog):
     with socket.socket() as bound:
         bound.bind(("127.0.0.1", 0))  # bound, not listening: refused, and no one else can take the port meanwhile
-        posthog_otel.configure(api_key=API_KEY, host="http://127.0.0.1:%d" % bound.getsockname()[1], logger_provider=provider)
+        posthog_otel.configure(
+            api_key=API_KEY, host="http://127.0.0.1:%d" % bound.getsockname()[1], logger_provider=provider
+        )
         assert posthog_otel.feature_enabled("new_dashboard", "user123") is None
     assert "could not reach" in caplog.text
 
@@ -463,6 +489,7 @@ def test_flags_use_the_context_person(local_flags, flag_server):
 
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
+
 
 class _HostileMap(dict):
     """A map whose reading fails (what a buggy caller's mapping can do)."""

@@ -16,7 +16,8 @@ import threading
 
 import pytest
 import requests
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from posthog_otel import _log
 from posthog_otel._flags import regex as regex_module

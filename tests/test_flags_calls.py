@@ -19,20 +19,30 @@ from posthog_otel._local.store import Store
 
 from .conftest import API_KEY
 from .node_support import posthog_node
-from .test_flags import DEFINITIONS, PERSONAL_KEY, flag, prop
+from .test_flags import DEFINITIONS, PERSONAL_KEY, flag
 
 #: The oracle's definitions: the flags of test_flags, one PostHog must decide (a cohort it
 #: cannot read here: undecidable locally), runtimes, and a remote config flag.
 FLAGS = {
     "flags": [
         *DEFINITIONS["flags"],
-        flag("static-cohort", {"properties": [{"key": "id", "type": "cohort", "value": 404}], "rollout_percentage": 100},
-             id=7),  # fmt: skip
+        flag(
+            "static-cohort",
+            {"properties": [{"key": "id", "type": "cohort", "value": 404}], "rollout_percentage": 100},
+            id=7,
+        ),  # fmt: skip
         {**flag("client-only", {"properties": [], "rollout_percentage": 100}, id=8), "evaluation_runtime": "client"},
         {**flag("server-only", {"properties": [], "rollout_percentage": 100}, id=9), "evaluation_runtime": "server"},
         {**flag("odd-runtime", {"properties": [], "rollout_percentage": 0}, id=10), "evaluation_runtime": " SERVER "},
-        {**flag("remote-settings", {"properties": [], "rollout_percentage": 100}, id=11,
-                payloads={"true": '{"limit": 10, "mode": "strict"}'}), "is_remote_configuration": True},  # fmt: skip
+        {
+            **flag(
+                "remote-settings",
+                {"properties": [], "rollout_percentage": 100},
+                id=11,
+                payloads={"true": '{"limit": 10, "mode": "strict"}'},
+            ),
+            "is_remote_configuration": True,
+        },  # fmt: skip
     ],
     "group_type_mapping": DEFINITIONS["group_type_mapping"],
     "cohorts": {},
@@ -86,7 +96,9 @@ def test_get_feature_flag_result_is_posthogs(local_posthog, posthog_sdk, persona
         for key, person, keywords in READS:
             expected = fields(theirs.get_feature_flag_result(key, person, **keywords))
             assert fields(ours.get_feature_flag_result(key, person, **keywords)) == expected, (key, person, keywords)
-            assert ours.get_feature_flag_result(key, person, **keywords) == ours.get_feature_flag_result(key, person, **keywords)
+            assert ours.get_feature_flag_result(key, person, **keywords) == ours.get_feature_flag_result(
+                key, person, **keywords
+            )
     finally:
         theirs.shutdown()
         ours.shutdown()
@@ -139,7 +151,11 @@ def test_a_remote_config_key_is_quoted_in_the_path(local_posthog):
 def test_remote_config_needs_a_personal_key_as_posthogs_does(local_posthog, posthog_sdk, caplog):
     theirs, ours = clients(local_posthog, posthog_sdk, personal=False)
     try:
-        assert ours.get_remote_config_payload("remote-settings") is theirs.get_remote_config_payload("remote-settings") is None
+        assert (
+            ours.get_remote_config_payload("remote-settings")
+            is theirs.get_remote_config_payload("remote-settings")
+            is None
+        )
         assert "needs a personal API key" in caplog.text
     finally:
         theirs.shutdown()
@@ -198,7 +214,9 @@ def test_overrides_answer_as_posthog_nodes(local_posthog, tmp_path, overrides):
 
 
 def test_overrides_need_no_posthog_and_send_nothing(server):
-    posthog_otel.override_feature_flags({"flags": {"new-ui": "variant-b", "gone": None}, "payloads": {"new-ui": {"a": 1}}})
+    posthog_otel.override_feature_flags(
+        {"flags": {"new-ui": "variant-b", "gone": None}, "payloads": {"new-ui": {"a": 1}}}
+    )
     try:
         assert posthog_otel.get_feature_flag("new-ui", "u1") == "variant-b"
         assert posthog_otel.get_feature_flag("gone", "u1") is None
@@ -207,8 +225,9 @@ def test_overrides_need_no_posthog_and_send_nothing(server):
         assert posthog_otel.get_feature_flag_result("new-ui") == posthog_otel.FeatureFlagResult(
             "new-ui", True, "variant-b", {"a": 1}, None)  # fmt: skip
         client = posthog_otel.Posthog(API_KEY, host=server.url)
-        assert client.get_feature_flag("new-ui", "u1", only_evaluate_locally=True,
-                                       send_feature_flag_events=False) is None  # a client's overrides are its own
+        assert (
+            client.get_feature_flag("new-ui", "u1", only_evaluate_locally=True, send_feature_flag_events=False) is None
+        )  # a client's overrides are its own
         client.shutdown()
         assert server.requests == []
     finally:

@@ -46,7 +46,9 @@ def test_flags_json_prints_the_definitions(definitions_file):
 
 
 def test_explain_says_which_condition_matched_and_the_buckets(definitions_file):
-    code, text = run("flags", "explain", "beta", "user-1", "--prop", "plan=enterprise", "--definitions", definitions_file)
+    code, text = run(
+        "flags", "explain", "beta", "user-1", "--prop", "plan=enterprise", "--definitions", definitions_file
+    )
     assert code == 0
     lines = text.splitlines()
     assert lines[0] == "beta for user-1: true (decided locally)"
@@ -65,7 +67,10 @@ def test_explain_says_which_property_failed(definitions_file):
 def test_explain_says_what_is_missing(definitions_file):
     code, text = run("flags", "explain", "beta", "user-1", "--definitions", definitions_file)
     assert code == 0
-    assert "not decidable locally (missing_context): no condition matched, and condition 1: property 'plan' was not given" in text
+    assert (
+        "not decidable locally (missing_context): no condition matched, and condition 1: property 'plan' was not given"
+        in text
+    )
 
 
 def test_explain_a_group_flag(definitions_file):
@@ -86,7 +91,10 @@ def test_explain_a_variant_shows_the_variant_bucket(definitions_file):
 @pytest.mark.parametrize(
     "argv,message",
     [
-        (["flags", "explain", "nope", "u1"], "No flag 'nope' in the definitions (flags: beta, checkout, company-tools)."),
+        (
+            ["flags", "explain", "nope", "u1"],
+            "No flag 'nope' in the definitions (flags: beta, checkout, company-tools).",
+        ),
         (["flags", "explain", "beta", "u1", "--prop", "plan"], "--prop 'plan': write NAME=VALUE"),
         (["flags", "explain", "beta", "u1", "--group-prop", "size=5"], "write TYPE.NAME=VALUE"),
         (["flags", "explain", "beta", "u1", "--group-prop", "company.size=5"], "without --group company=KEY"),

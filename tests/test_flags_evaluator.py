@@ -13,12 +13,11 @@ from typing import Any, Dict, List, Optional
 import pytest
 
 from posthog_otel._flags.definitions import Definitions
-from posthog_otel._flags.errors import Undecidable
+from posthog_otel._flags.errors import Reason, Undecidable
 from posthog_otel._flags.evaluator import Evaluation, bucket
 from posthog_otel._flags.properties import compile_property
 from posthog_otel._flags.regex import compile_rust_regex
 from posthog_otel._flags.values import as_text
-from posthog_otel._flags.errors import Reason
 
 
 def flag(key: str, *conditions: Dict[str, Any], **fields: Any) -> Dict[str, Any]:
@@ -38,8 +37,16 @@ def cohort(cohort_id: Any, operator: str = "in") -> Dict[str, Any]:
     return {"key": "id", "type": "cohort", "value": cohort_id, "operator": operator}
 
 
-def depends(key: str, value: Any, chain: Optional[List[str]] = None, operator: str = "flag_evaluates_to") -> Dict[str, Any]:
-    return {"key": key, "type": "flag", "operator": operator, "value": value, "dependency_chain": [key] if chain is None else chain}
+def depends(
+    key: str, value: Any, chain: Optional[List[str]] = None, operator: str = "flag_evaluates_to"
+) -> Dict[str, Any]:
+    return {
+        "key": key,
+        "type": "flag",
+        "operator": operator,
+        "value": value,
+        "dependency_chain": [key] if chain is None else chain,
+    }
 
 
 def defs(*flags: Dict[str, Any], cohorts: Optional[Dict[str, Any]] = None, **extra: Any) -> Dict[str, Any]:
@@ -60,80 +67,284 @@ def undecidable(reason: str) -> Any:
 #: (id, definitions, flag key, inputs, PostHog's answer)
 SCENARIOS = [
     ("condition-matches", defs(flag("f", when(PRO))), "f", {"person_properties": {"plan": "pro"}}, True),
-    ("exact-is-case-insensitive-text", defs(flag("f", when(person("plan", "exact", ["PRO", "x"])))), "f",
-     {"person_properties": {"plan": "pro"}}, True),
+    (
+        "exact-is-case-insensitive-text",
+        defs(flag("f", when(person("plan", "exact", ["PRO", "x"])))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        True,
+    ),
     ("missing-property-is-undecidable", defs(flag("f", when(PRO))), "f", {}, undecidable("missing_context")),
-    ("a-false-filter-decides-despite-a-missing-one", defs(flag("f", when(MISSING, person("plan", "exact", "free")))), "f",
-     {"person_properties": {"plan": "pro"}}, False),
-    ("a-later-condition-decides-after-an-undecidable-one", defs(flag("f", when(MISSING), when(PRO))), "f",
-     {"person_properties": {"plan": "pro"}}, True),
+    (
+        "a-false-filter-decides-despite-a-missing-one",
+        defs(flag("f", when(MISSING, person("plan", "exact", "free")))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        False,
+    ),
+    (
+        "a-later-condition-decides-after-an-undecidable-one",
+        defs(flag("f", when(MISSING), when(PRO))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        True,
+    ),
     ("rollout-zero-is-off", defs(flag("f", when(PRO, rollout=0))), "f", {"person_properties": {"plan": "pro"}}, False),
-    ("early-exit-stops-at-a-rollout-miss", defs(flag("f", when(PRO, rollout=0), when(), early_exit=True)), "f",
-     {"person_properties": {"plan": "pro"}}, False),
-    ("without-early-exit-a-later-condition-matches", defs(flag("f", when(PRO, rollout=0), when())), "f",
-     {"person_properties": {"plan": "pro"}}, True),
-    ("static-cohort-ends-the-flag", defs(flag("f", when(cohort(99)), when())), "f", {},
-     undecidable("unsupported_definition")),
-    ("static-cohort-after-an-undecidable-filter-lets-later-conditions-decide",
-     defs(flag("f", when(MISSING, cohort(99)), when())), "f", {}, True),
-    ("cohort-members", defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "OR", "values": [PRO]}}), "f",
-     {"person_properties": {"plan": "pro"}}, True),
-    ("not-in-cohort", defs(flag("f", when(cohort(1, "not_in"))), cohorts={"1": {"type": "OR", "values": [PRO]}}), "f",
-     {"person_properties": {"plan": "free"}}, True),
-    ("cohort-evaluates-every-entry", defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "OR", "values": [PRO, cohort(99)]}}),
-     "f", {"person_properties": {"plan": "pro"}}, undecidable("unsupported_definition")),
-    ("cohort-negation", defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "AND", "values": [dict(PRO, negation=True)]}}),
-     "f", {"person_properties": {"plan": "free"}}, True),
+    (
+        "early-exit-stops-at-a-rollout-miss",
+        defs(flag("f", when(PRO, rollout=0), when(), early_exit=True)),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        False,
+    ),
+    (
+        "without-early-exit-a-later-condition-matches",
+        defs(flag("f", when(PRO, rollout=0), when())),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        True,
+    ),
+    (
+        "static-cohort-ends-the-flag",
+        defs(flag("f", when(cohort(99)), when())),
+        "f",
+        {},
+        undecidable("unsupported_definition"),
+    ),
+    (
+        "static-cohort-after-an-undecidable-filter-lets-later-conditions-decide",
+        defs(flag("f", when(MISSING, cohort(99)), when())),
+        "f",
+        {},
+        True,
+    ),
+    (
+        "cohort-members",
+        defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "OR", "values": [PRO]}}),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        True,
+    ),
+    (
+        "not-in-cohort",
+        defs(flag("f", when(cohort(1, "not_in"))), cohorts={"1": {"type": "OR", "values": [PRO]}}),
+        "f",
+        {"person_properties": {"plan": "free"}},
+        True,
+    ),
+    (
+        "cohort-evaluates-every-entry",
+        defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "OR", "values": [PRO, cohort(99)]}}),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        undecidable("unsupported_definition"),
+    ),
+    (
+        "cohort-negation",
+        defs(flag("f", when(cohort(1))), cohorts={"1": {"type": "AND", "values": [dict(PRO, negation=True)]}}),
+        "f",
+        {"person_properties": {"plan": "free"}},
+        True,
+    ),
     # variant buckets of flag "f": user-1 0.443 (control), user-2 0.659 (test), device-9 0.505 (test)
     ("variant-by-bucket", defs(flag("f", when(), multivariate=VARIANTS)), "f", {"distinct_id": "user-1"}, "control"),
-    ("variant-override", defs(flag("f", when(variant="control"), multivariate=VARIANTS)), "f", {"distinct_id": "user-2"}, "control"),
-    ("unknown-variant-override-is-ignored", defs(flag("f", when(variant="nope"), multivariate=VARIANTS)), "f",
-     {"distinct_id": "user-2"}, "test"),
-    ("holdout-takes-everyone-at-100", defs(flag("f", when(), holdout={"id": 3, "exclusion_percentage": 100})), "f", {},
-     "holdout-3"),
-    ("group-flag-for-the-named-group", defs(flag("f", when(ACME_SIZE), aggregation_group_type_index=0)), "f", ACME, True),
-    ("group-flag-without-the-group-is-off", defs(flag("f", when(ACME_SIZE), aggregation_group_type_index=0)), "f", {}, False),
-    ("group-flag-of-an-unknown-group-type", defs(flag("f", when(), aggregation_group_type_index=5)), "f", ACME,
-     undecidable("unsupported_definition")),
-    ("group-condition-in-a-person-flag", defs(flag("f", when(ACME_SIZE, aggregation_group_type_index=0))), "f", ACME, True),
-    ("group-condition-without-the-group-does-not-match", defs(flag("f", when(ACME_SIZE, aggregation_group_type_index=0))), "f",
-     {}, False),
-    ("dependency-on-a-true-flag", defs(flag("base", when(PRO)), flag("f", when(depends("base", True)))), "f",
-     {"person_properties": {"plan": "pro"}}, True),
-    ("dependency-on-a-variant", defs(flag("base", when(), multivariate=VARIANTS), flag("f", when(depends("base", "control")))), "f",
-     {"distinct_id": "user-1"}, True),
-    ("dependency-is-evaluated-without-groups", defs(flag("base", when(ACME_SIZE, aggregation_group_type_index=0)),
-                                                    flag("f", when(depends("base", True)))), "f", ACME, False),
-    ("malformed-dependency-never-matches", defs(flag("base", when()), flag("f", when(depends("base", True, operator="exact")))),
-     "f", {}, False),
-    ("circular-dependency", defs(flag("f", when(depends("f", True, chain=[])))), "f", {}, undecidable("unsupported_definition")),
-    ("dependency-on-an-undecidable-flag", defs(flag("base", when(MISSING)), flag("f", when(depends("base", True)))), "f", {},
-     undecidable("unresolved_dependency")),
-    ("experience-continuity", defs(flag("f", when(), ensure_experience_continuity=True)), "f", {},
-     undecidable("experience_continuity")),
+    (
+        "variant-override",
+        defs(flag("f", when(variant="control"), multivariate=VARIANTS)),
+        "f",
+        {"distinct_id": "user-2"},
+        "control",
+    ),
+    (
+        "unknown-variant-override-is-ignored",
+        defs(flag("f", when(variant="nope"), multivariate=VARIANTS)),
+        "f",
+        {"distinct_id": "user-2"},
+        "test",
+    ),
+    (
+        "holdout-takes-everyone-at-100",
+        defs(flag("f", when(), holdout={"id": 3, "exclusion_percentage": 100})),
+        "f",
+        {},
+        "holdout-3",
+    ),
+    (
+        "group-flag-for-the-named-group",
+        defs(flag("f", when(ACME_SIZE), aggregation_group_type_index=0)),
+        "f",
+        ACME,
+        True,
+    ),
+    (
+        "group-flag-without-the-group-is-off",
+        defs(flag("f", when(ACME_SIZE), aggregation_group_type_index=0)),
+        "f",
+        {},
+        False,
+    ),
+    (
+        "group-flag-of-an-unknown-group-type",
+        defs(flag("f", when(), aggregation_group_type_index=5)),
+        "f",
+        ACME,
+        undecidable("unsupported_definition"),
+    ),
+    (
+        "group-condition-in-a-person-flag",
+        defs(flag("f", when(ACME_SIZE, aggregation_group_type_index=0))),
+        "f",
+        ACME,
+        True,
+    ),
+    (
+        "group-condition-without-the-group-does-not-match",
+        defs(flag("f", when(ACME_SIZE, aggregation_group_type_index=0))),
+        "f",
+        {},
+        False,
+    ),
+    (
+        "dependency-on-a-true-flag",
+        defs(flag("base", when(PRO)), flag("f", when(depends("base", True)))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        True,
+    ),
+    (
+        "dependency-on-a-variant",
+        defs(flag("base", when(), multivariate=VARIANTS), flag("f", when(depends("base", "control")))),
+        "f",
+        {"distinct_id": "user-1"},
+        True,
+    ),
+    (
+        "dependency-is-evaluated-without-groups",
+        defs(flag("base", when(ACME_SIZE, aggregation_group_type_index=0)), flag("f", when(depends("base", True)))),
+        "f",
+        ACME,
+        False,
+    ),
+    (
+        "malformed-dependency-never-matches",
+        defs(flag("base", when()), flag("f", when(depends("base", True, operator="exact")))),
+        "f",
+        {},
+        False,
+    ),
+    (
+        "circular-dependency",
+        defs(flag("f", when(depends("f", True, chain=[])))),
+        "f",
+        {},
+        undecidable("unsupported_definition"),
+    ),
+    (
+        "dependency-on-an-undecidable-flag",
+        defs(flag("base", when(MISSING)), flag("f", when(depends("base", True)))),
+        "f",
+        {},
+        undecidable("unresolved_dependency"),
+    ),
+    (
+        "experience-continuity",
+        defs(flag("f", when(), ensure_experience_continuity=True)),
+        "f",
+        {},
+        undecidable("experience_continuity"),
+    ),
     ("inactive-is-off", defs(flag("f", when(), active=False)), "f", {}, False),
-    ("device-bucketing-needs-a-device-id", defs(flag("f", when(rollout=50), bucketing_identifier="device_id")), "f", {},
-     undecidable("missing_context")),
-    ("device-bucketing", defs(flag("f", when(), multivariate=VARIANTS, bucketing_identifier="device_id")), "f",
-     {"distinct_id": "user-1", "device_id": "device-9"}, "test"),
-    ("early-access-enrollment", defs(flag("f", when(), feature_enrollment=True)), "f",
-     {"person_properties": {"$feature_enrollment/f": "true"}}, True),
-    ("empty-list-means-truthy", defs(flag("f", when(person("beta", "exact", [])))), "f", {"person_properties": {"beta": [True]}}, True),
-    ("boolean-matching-v1", defs(flag("f", when(person("beta", "exact", "TRUE")))), "f", {"person_properties": {"beta": True}}, True),
-    ("text-matching-v2", defs(flag("f", when(person("beta", "exact", "TRUE"))), property_matching_version=2), "f",
-     {"person_properties": {"beta": "yes"}}, False),
-    ("is-not-set-with-the-property-missing", defs(flag("f", when(person("x", "is_not_set", "is_not_set")))), "f", {},
-     undecidable("missing_context")),
-    ("invalid-regex-matches-nothing", defs(flag("f", when(person("plan", "not_regex", "(")))), "f",
-     {"person_properties": {"plan": "pro"}}, False),
-    ("regex-outside-the-shared-core", defs(flag("f", when(person("plan", "regex", "(?i)PRO")))), "f",
-     {"person_properties": {"plan": "pro"}}, undecidable("unsupported_definition")),
-    ("relative-date", defs(flag("f", when(person("signup", "is_date_after", "-7d")))), "f",
-     {"person_properties": {"signup": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)}}, True),
-    ("semver-caret", defs(flag("f", when(person("app", "semver_caret", "0.2.3")))), "f", {"person_properties": {"app": "0.2.9"}}, True),
-    ("semver-caret-excludes-the-next-minor", defs(flag("f", when(person("app", "semver_caret", "0.2.3")))), "f",
-     {"person_properties": {"app": "0.3.0"}}, False),
-    ("numbers-compare-as-numbers", defs(flag("f", when(person("age", "gt", "9")))), "f", {"person_properties": {"age": "10"}}, True),
+    (
+        "device-bucketing-needs-a-device-id",
+        defs(flag("f", when(rollout=50), bucketing_identifier="device_id")),
+        "f",
+        {},
+        undecidable("missing_context"),
+    ),
+    (
+        "device-bucketing",
+        defs(flag("f", when(), multivariate=VARIANTS, bucketing_identifier="device_id")),
+        "f",
+        {"distinct_id": "user-1", "device_id": "device-9"},
+        "test",
+    ),
+    (
+        "early-access-enrollment",
+        defs(flag("f", when(), feature_enrollment=True)),
+        "f",
+        {"person_properties": {"$feature_enrollment/f": "true"}},
+        True,
+    ),
+    (
+        "empty-list-means-truthy",
+        defs(flag("f", when(person("beta", "exact", [])))),
+        "f",
+        {"person_properties": {"beta": [True]}},
+        True,
+    ),
+    (
+        "boolean-matching-v1",
+        defs(flag("f", when(person("beta", "exact", "TRUE")))),
+        "f",
+        {"person_properties": {"beta": True}},
+        True,
+    ),
+    (
+        "text-matching-v2",
+        defs(flag("f", when(person("beta", "exact", "TRUE"))), property_matching_version=2),
+        "f",
+        {"person_properties": {"beta": "yes"}},
+        False,
+    ),
+    (
+        "is-not-set-with-the-property-missing",
+        defs(flag("f", when(person("x", "is_not_set", "is_not_set")))),
+        "f",
+        {},
+        undecidable("missing_context"),
+    ),
+    (
+        "invalid-regex-matches-nothing",
+        defs(flag("f", when(person("plan", "not_regex", "(")))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        False,
+    ),
+    (
+        "regex-outside-the-shared-core",
+        defs(flag("f", when(person("plan", "regex", "(?i)PRO")))),
+        "f",
+        {"person_properties": {"plan": "pro"}},
+        undecidable("unsupported_definition"),
+    ),
+    (
+        "relative-date",
+        defs(flag("f", when(person("signup", "is_date_after", "-7d")))),
+        "f",
+        {"person_properties": {"signup": dt.datetime.now(dt.timezone.utc) - dt.timedelta(days=1)}},
+        True,
+    ),
+    (
+        "semver-caret",
+        defs(flag("f", when(person("app", "semver_caret", "0.2.3")))),
+        "f",
+        {"person_properties": {"app": "0.2.9"}},
+        True,
+    ),
+    (
+        "semver-caret-excludes-the-next-minor",
+        defs(flag("f", when(person("app", "semver_caret", "0.2.3")))),
+        "f",
+        {"person_properties": {"app": "0.3.0"}},
+        False,
+    ),
+    (
+        "numbers-compare-as-numbers",
+        defs(flag("f", when(person("age", "gt", "9")))),
+        "f",
+        {"person_properties": {"age": "10"}},
+        True,
+    ),
 ]
 
 
@@ -146,7 +357,9 @@ def local_answer(definitions: Dict[str, Any], key: str, given: Dict[str, Any]) -
     properties = dict(given.get("person_properties", {}))
     properties.setdefault("distinct_id", distinct_id)
     try:
-        return Evaluation(loaded, distinct_id, groups, group_properties, given.get("device_id")).value(loaded.by_key[key], properties)
+        return Evaluation(loaded, distinct_id, groups, group_properties, given.get("device_id")).value(
+            loaded.by_key[key], properties
+        )
     except Undecidable as problem:
         return undecidable(problem.reason.value)
 
@@ -182,7 +395,9 @@ def test_values_json_cannot_carry_are_undecidable(value):
     assert problem.value.reason is Reason.MISSING_CONTEXT
 
 
-@pytest.mark.parametrize("pattern", ["(?i)x", "\\bword", "(a+)+", "a{2}+", "[[:alpha:]]", "[\\d-z]", "[]", "a&&b]", "\\q"])
+@pytest.mark.parametrize(
+    "pattern", ["(?i)x", "\\bword", "(a+)+", "a{2}+", "[[:alpha:]]", "[\\d-z]", "[]", "a&&b]", "\\q"]
+)
 def test_patterns_outside_the_shared_regex_core_are_left_to_posthog(pattern):
     try:
         compile_rust_regex(pattern)

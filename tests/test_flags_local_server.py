@@ -42,7 +42,11 @@ def test_definitions_are_served_with_an_etag_and_304(local):
     url = local.url + "/flags/definitions?token=%s&send_cohorts" % API_KEY
     with requests.Session() as session:
         first = session.get(url, headers=BEARER, timeout=5)
-        assert first.status_code == 200 and [f["key"] for f in first.json()["flags"]] == ["beta", "checkout", "company-tools"]
+        assert first.status_code == 200 and [f["key"] for f in first.json()["flags"]] == [
+            "beta",
+            "checkout",
+            "company-tools",
+        ]
         again = session.get(url, headers={**BEARER, "If-None-Match": first.headers["ETag"]}, timeout=5)
         assert again.status_code == 304 and again.content == b""
         assert session.get(url, headers=BEARER, timeout=5).status_code == 200  # the connection still works
@@ -85,9 +89,15 @@ def test_a_bad_body_is_a_400(local):
 
 def test_the_simple_file_is_served_as_definitions_too(store, provider):
     with LocalServer(store, flags={"new_dashboard": True, "checkout": "test", "off": False}) as server:
-        posthog_otel.configure(api_key=API_KEY, host=server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider)
+        posthog_otel.configure(
+            api_key=API_KEY, host=server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider
+        )
         assert posthog_otel.load_feature_flags()
-        assert posthog_otel.get_all_flags("u1", only_evaluate_locally=True) == {"new_dashboard": True, "checkout": "test", "off": False}
+        assert posthog_otel.get_all_flags("u1", only_evaluate_locally=True) == {
+            "new_dashboard": True,
+            "checkout": "test",
+            "off": False,
+        }
 
 
 def test_a_simple_file_with_other_values_is_refused():
@@ -105,6 +115,10 @@ def test_posthogs_sdk_with_a_personal_key_agrees_with_the_local_server(local, pr
         warnings.simplefilter("ignore", DeprecationWarning)
         for props in ({"plan": "enterprise"}, {"plan": "free"}, {}):
             for person in ("u1", "u2", "u3"):
-                kwargs = {"person_properties": props, "groups": {"company": "acme"}, "group_properties": {"company": {"size": 500}}}
+                kwargs = {
+                    "person_properties": props,
+                    "groups": {"company": "acme"},
+                    "group_properties": {"company": {"size": 500}},
+                }
                 assert posthog_otel.get_all_flags(person, **kwargs) == theirs.get_all_flags(person, **kwargs)
     theirs.shutdown()

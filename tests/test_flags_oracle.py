@@ -40,6 +40,7 @@ DEPTH = float(os.environ.get("POSTHOG_OTEL_FLAG_EXAMPLES", "1"))
 def examples(count: int) -> settings:
     return settings(max_examples=max(1, int(count * DEPTH)), deadline=None, suppress_health_check=list(HealthCheck))
 
+
 # --- generated definitions ----------------------------------------------------------------------
 
 KEYS = ["plan", "age", "email", "version", "signup", "tags"]
@@ -125,7 +126,10 @@ def cohort_groups(depth: int) -> st.SearchStrategy:
     )
     if depth > 0:
         entry = st.one_of(entry, st.deferred(lambda: cohort_groups(depth - 1)))
-    return st.one_of(st.just({}), st.fixed_dictionaries({"type": st.sampled_from(["AND", "OR"]), "values": st.lists(entry, max_size=3)}))
+    return st.one_of(
+        st.just({}),
+        st.fixed_dictionaries({"type": st.sampled_from(["AND", "OR"]), "values": st.lists(entry, max_size=3)}),
+    )
 
 
 @st.composite
@@ -146,7 +150,12 @@ def flag_definitions(draw: Any, key: str, earlier: List[str]) -> Dict[str, Any]:
     variants = draw(st.lists(st.sampled_from(["control", "test", "a", "b"]), max_size=3, unique=True))
     if variants:
         even = [100 // len(variants)] * (len(variants) - 1)
-        shares = draw(st.one_of(st.just(even + [100 - sum(even)]), st.lists(st.integers(0, 60), min_size=len(variants), max_size=len(variants))))
+        shares = draw(
+            st.one_of(
+                st.just(even + [100 - sum(even)]),
+                st.lists(st.integers(0, 60), min_size=len(variants), max_size=len(variants)),
+            )
+        )
         filters["multivariate"] = {"variants": [{"key": v, "rollout_percentage": p} for v, p in zip(variants, shares)]}
     filters["payloads"] = draw(st.dictionaries(st.sampled_from(["true", "false", "control", "test", "a"]),
                                                st.sampled_from(['{"x": 1}', '"text"', "[1, 2]", "not json", "NaN", "3", "null"]),
@@ -195,7 +204,9 @@ def dependency(key: str) -> st.SearchStrategy:
 
 plain_people = st.fixed_dictionaries({}, optional={"plan": st.sampled_from(["pro", "enterprise", "free"]),
                                                    "age": st.integers(0, 80)})  # fmt: skip
-plain_groups = st.fixed_dictionaries({}, optional={"size": st.integers(0, 200), "plan": st.sampled_from(["pro", "free"])})
+plain_groups = st.fixed_dictionaries(
+    {}, optional={"size": st.integers(0, 200), "plan": st.sampled_from(["pro", "free"])}
+)
 
 
 @st.composite
@@ -204,7 +215,9 @@ def inputs(draw: Any) -> Dict[str, Any]:
                                   st.one_of(st.sampled_from(["acme", "globex", "42"]), st.integers(0, 50)), max_size=2))  # fmt: skip
     person = draw(plain_people)
     if draw(st.booleans()):
-        person.update(draw(st.dictionaries(st.sampled_from(KEYS + ["$feature_enrollment/flag-0"]), property_values, max_size=4)))
+        person.update(
+            draw(st.dictionaries(st.sampled_from(KEYS + ["$feature_enrollment/flag-0"]), property_values, max_size=4))
+        )
     return {
         "distinct_id": draw(st.one_of(st.sampled_from(["user-1", "user-2", "anon"]),
                                       st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=8))),
@@ -272,7 +285,10 @@ def compare_locally(theirs: Any, keys: List[str], given: Dict[str, Any]) -> None
     same({k: v.value for k, v in ours_snapshot.unresolved_flags.items()},
          {k: v.value for k, v in their_snapshot.unresolved_flags.items()})  # fmt: skip
     for key in keys:
-        same(ours_snapshot.get_flag(key, send_feature_flag_events=False), their_snapshot.get_flag(key, send_feature_flag_events=False))
+        same(
+            ours_snapshot.get_flag(key, send_feature_flag_events=False),
+            their_snapshot.get_flag(key, send_feature_flag_events=False),
+        )
         same(ours_snapshot.get_flag_payload(key), their_snapshot.get_flag_payload(key))
 
 
@@ -316,8 +332,8 @@ def test_fallback_to_flags_is_posthogs(both, definitions, given_input):
     started = time.time()
     for key in [f["key"] for f in definitions["flags"]] + ["not-defined"]:
         same(*side_by_side(server,
-                           lambda: posthog_otel.get_feature_flag(key, person, send_feature_flag_events=False, **kwargs),
-                           lambda: theirs.get_feature_flag(key, person, send_feature_flag_events=False, **kwargs)))  # fmt: skip
+                           lambda key=key: posthog_otel.get_feature_flag(key, person, send_feature_flag_events=False, **kwargs),
+                           lambda key=key: theirs.get_feature_flag(key, person, send_feature_flag_events=False, **kwargs)))  # fmt: skip
     same(*side_by_side(server, lambda: posthog_otel.get_all_flags_and_payloads(person, **kwargs),
                        lambda: theirs.get_all_flags_and_payloads(person, **kwargs)))  # fmt: skip
     ours_snapshot, their_snapshot = side_by_side(server, lambda: posthog_otel.evaluate_flags(person, **kwargs),
@@ -342,15 +358,27 @@ def events_of(server: FlagServer) -> List[Dict[str, Any]]:
     [
         lambda api: api.get_feature_flag("beta", "u1", person_properties={"plan": "enterprise"}),
         lambda api: api.get_feature_flag("checkout", "u1", groups={"company": "acme"}),
-        lambda api: api.feature_enabled("company-tools", "u1", groups={"company": "acme"}, group_properties={"company": {"size": 7}}),
+        lambda api: api.feature_enabled(
+            "company-tools", "u1", groups={"company": "acme"}, group_properties={"company": {"size": 7}}
+        ),
         lambda api: api.get_feature_flag("beta", "u1"),  # undecidable: asked of /flags
         lambda api: api.get_feature_flag("beta", "u1", only_evaluate_locally=True),  # undecidable, not asked
         lambda api: api.get_feature_flag("nope", "u1"),
-        lambda api: api.get_feature_flag_payload("checkout", "u1", match_value="control", send_feature_flag_events=True),
+        lambda api: api.get_feature_flag_payload(
+            "checkout", "u1", match_value="control", send_feature_flag_events=True
+        ),
         lambda api: api.get_feature_flag_payload("beta", "u1", match_value=True, send_feature_flag_events=True),
     ],
-    ids=["local", "variant-with-groups", "group-flag", "fallback", "only-local", "unknown", "payload-local",
-         "payload-fallback"],
+    ids=[
+        "local",
+        "variant-with-groups",
+        "group-flag",
+        "fallback",
+        "only-local",
+        "unknown",
+        "payload-local",
+        "payload-fallback",
+    ],
 )
 def test_flag_called_events_are_posthogs(call, provider):
     server = FlagServer(json.loads(json.dumps(DEFINITIONS)))
@@ -377,12 +405,20 @@ def test_flag_called_events_are_posthogs(call, provider):
 
 def test_snapshot_reads_and_capture_are_posthogs(provider):
     definitions = json.loads(json.dumps(DEFINITIONS))
-    definitions["flags"].append(flag("needs-plan", {"properties": [prop("plan", "exact", "pro")], "rollout_percentage": 100}))
+    definitions["flags"].append(
+        flag("needs-plan", {"properties": [prop("plan", "exact", "pro")], "rollout_percentage": 100})
+    )
     server = FlagServer(definitions)
     try:
+
         def scenario(api: Any) -> Any:
             flags = api.evaluate_flags("u1", groups={"company": "acme"}, group_properties={"company": {"size": 500}})
-            seen = [flags.is_enabled("beta"), flags.get_flag("checkout"), flags.get_flag("needs-plan"), flags.get_flag("nope")]
+            seen = [
+                flags.is_enabled("beta"),
+                flags.get_flag("checkout"),
+                flags.get_flag("needs-plan"),
+                flags.get_flag("nope"),
+            ]
             api.capture("page_viewed", distinct_id="u1", properties={"page": "/"}, flags=flags)
             return seen
 
@@ -445,7 +481,9 @@ def test_without_a_personal_key_the_request_and_event_are_posthogs(call, server,
     pipeline.flush()
     assert ours == theirs
     assert [r.path for r in server.requests if r.path.startswith("/flags")] == ["/flags/?v=4"]
-    assert [dict(r.payload, sent_at="<now>") for r in server.requests if r.path.startswith("/flags/")] == expected_requests
+    assert [
+        dict(r.payload, sent_at="<now>") for r in server.requests if r.path.startswith("/flags/")
+    ] == expected_requests
     assert [normalise(e, ours=True) for e in server.events] == expected_events
 
 
@@ -469,7 +507,9 @@ def filter_and_properties(draw: Any) -> Any:
     spec = draw(any_filters())
     properties = draw(st.dictionaries(st.sampled_from(KEYS), property_values, max_size=3))
     if draw(st.integers(0, 9)) < 7:
-        properties[spec["key"]] = draw(st.one_of(property_values, filter_values(spec.get("operator", "exact")), near(spec["value"])))
+        properties[spec["key"]] = draw(
+            st.one_of(property_values, filter_values(spec.get("operator", "exact")), near(spec["value"]))
+        )
     return spec, properties
 
 
@@ -507,7 +547,7 @@ TRICKY = [
     ({"key": "k", "operator": "exact", "value": "0.00001"}, {"k": 1e-05}),  # floats as JSON text
     ({"key": "k", "operator": "exact", "value": "1e+16"}, {"k": 1e16}),
     ({"key": "k", "operator": "exact", "value": "1.5e-7"}, {"k": 1.5e-07}),
-    ({"key": "k", "operator": "exact", "value": "[1,\"a\"]"}, {"k": [1, "a"]}),
+    ({"key": "k", "operator": "exact", "value": '[1,"a"]'}, {"k": [1, "a"]}),
     ({"key": "k", "operator": "exact", "value": []}, {"k": [True, "true"]}),
     ({"key": "k", "operator": "exact", "value": ["TRUE"]}, {"k": True}),
     ({"key": "k", "operator": "is_not", "value": None}, {"k": None}),
@@ -567,11 +607,18 @@ def test_regex_core_is_posthogs(pattern, subject, negated):
     from posthog_otel._flags.properties import compile_property
 
     spec = {"key": "k", "operator": "not_regex" if negated else "regex", "value": pattern}
-    same(outcome(lambda: compile_property(spec, 1).match({"k": subject})), outcome(lambda: match_property(spec, {"k": subject})))
+    same(
+        outcome(lambda: compile_property(spec, 1).match({"k": subject})),
+        outcome(lambda: match_property(spec, {"k": subject})),
+    )
 
 
 @examples(500)
-@given(key=st.text(max_size=10), bucketing_id=st.one_of(st.text(max_size=10), st.integers()), salt=st.sampled_from(["", "variant"]))
+@given(
+    key=st.text(max_size=10),
+    bucketing_id=st.one_of(st.text(max_size=10), st.integers()),
+    salt=st.sampled_from(["", "variant"]),
+)
 def test_buckets_are_posthogs(key, bucketing_id, salt):
     from posthog.feature_flags import _hash
 

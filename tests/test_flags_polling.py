@@ -106,7 +106,9 @@ def test_402_clears_as_posthogs_sdk_does(poller, flag_server, caplog):
 
 def test_after_401_flags_are_asked_of_posthog(flag_server, provider):
     flag_server.definition_faults.append((401, "{}"))
-    posthog_otel.configure(api_key=API_KEY, host=flag_server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider)
+    posthog_otel.configure(
+        api_key=API_KEY, host=flag_server.url, personal_api_key=PERSONAL_KEY, logger_provider=provider
+    )
     assert not posthog_otel.load_feature_flags()
     assert posthog_otel.get_feature_flag("checkout", "u1", send_feature_flag_events=False) == "from-server"
     assert posthog_otel.get_feature_flag("checkout", "u1", only_evaluate_locally=True) is None
@@ -143,11 +145,15 @@ def test_a_forked_worker_keeps_answering_and_polling(flag_server, provider):
         try:
             poller = flag_service.current_service().poller
             inherited = poller.polls
-            answer = posthog_otel.get_feature_flag("checkout", "u1", only_evaluate_locally=True, send_feature_flag_events=False)
+            answer = posthog_otel.get_feature_flag(
+                "checkout", "u1", only_evaluate_locally=True, send_feature_flag_events=False
+            )
             deadline = time.monotonic() + 10
             while poller.polls < inherited + 2 and time.monotonic() < deadline:  # two polls of the worker's own
                 time.sleep(0.01)
-            still = posthog_otel.get_feature_flag("checkout", "u1", only_evaluate_locally=True, send_feature_flag_events=False)
+            still = posthog_otel.get_feature_flag(
+                "checkout", "u1", only_evaluate_locally=True, send_feature_flag_events=False
+            )
             os.write(write_end, json.dumps([answer, still, poller.polls - inherited]).encode())
             code = 0
         finally:
@@ -162,7 +168,9 @@ def test_a_forked_worker_keeps_answering_and_polling(flag_server, provider):
 
 
 def test_keys_are_redacted_in_settings_and_errors(caplog):
-    settings = Settings.resolve(environ={}, api_key=API_KEY, personal_api_key=PERSONAL_KEY, secret_key="phs_secret0123456789abcdef")
+    settings = Settings.resolve(
+        environ={}, api_key=API_KEY, personal_api_key=PERSONAL_KEY, secret_key="phs_secret0123456789abcdef"
+    )
     shown = repr(settings)
     assert PERSONAL_KEY not in shown and "phs_secret0123456789abcdef" not in shown and "phx_...rs" in shown
     with pytest.raises(ValueError) as error:
@@ -174,7 +182,11 @@ def test_keys_are_redacted_in_settings_and_errors(caplog):
 
 
 def test_flag_settings_resolve_from_the_environment():
-    environ = {"POSTHOG_PERSONAL_API_KEY": PERSONAL_KEY, "POSTHOG_OTEL_POLL_INTERVAL": "5", "POSTHOG_OTEL_LOCAL_EVALUATION": "off"}
+    environ = {
+        "POSTHOG_PERSONAL_API_KEY": PERSONAL_KEY,
+        "POSTHOG_OTEL_POLL_INTERVAL": "5",
+        "POSTHOG_OTEL_LOCAL_EVALUATION": "off",
+    }
     settings = Settings.resolve(environ=environ)
     assert (settings.personal_api_key, settings.poll_interval, settings.local_evaluation) == (PERSONAL_KEY, 5.0, False)
     assert Settings.resolve(environ={}).poll_interval == 30.0

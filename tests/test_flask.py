@@ -61,8 +61,14 @@ def test_the_events_of_a_request_are_posthogs_integrations(server, pipeline):
 
 
 def test_a_distinct_id_callback_sees_the_request(server, pipeline):
-    app = make_app(posthog_otel, lambda app: PosthogFlaskIntegration(
-        app, distinct_id=lambda request: request.args.get("user"), extra_properties=lambda request: {"tenant": "acme"}))
+    app = make_app(
+        posthog_otel,
+        lambda app: PosthogFlaskIntegration(
+            app,
+            distinct_id=lambda request: request.args.get("user"),
+            extra_properties=lambda request: {"tenant": "acme"},
+        ),
+    )
     app.test_client().get("/items/1?user=u-9")
     pipeline.flush()
     (event,) = server.events
@@ -71,8 +77,12 @@ def test_a_distinct_id_callback_sees_the_request(server, pipeline):
 
 
 def test_an_unhandled_exception_is_sent_when_asked_and_filters_apply(server, pipeline):
-    app = make_app(posthog_otel, lambda app: PosthogFlaskIntegration(
-        app, capture_exceptions=True, request_filter=lambda request: "/items/2" not in request.path))
+    app = make_app(
+        posthog_otel,
+        lambda app: PosthogFlaskIntegration(
+            app, capture_exceptions=True, request_filter=lambda request: "/items/2" not in request.path
+        ),
+    )
     assert app.test_client().get("/fail", headers={"X-POSTHOG-DISTINCT-ID": "browser-1"}).status_code == 500
     app.test_client().get("/items/2", headers={"X-POSTHOG-DISTINCT-ID": "browser-2"})
     pipeline.flush()

@@ -11,10 +11,13 @@ from pathlib import Path
 
 import pytest
 import requests
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse  # noqa: E402
 
 from posthog_otel import _log
 from posthog_otel._config import Settings
 from posthog_otel._spool import spool_directory
+from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
+from posthog_otel.gateway._projects import Projects, Refused  # noqa: E402
 
 from .gateway_support import (
     KEY,
@@ -26,10 +29,6 @@ from .gateway_support import (
     set_record,
 )
 from .support import Fault
-
-from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
-from posthog_otel.gateway._projects import Projects, Refused  # noqa: E402
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse  # noqa: E402
 
 
 def start(server, gateway_settings=None, **delivery):
@@ -52,8 +51,11 @@ def post(gateway, body, headers=None, path="/v1/logs"):
 def test_protobuf_operations_become_posthog_events(gateway, server):
     records = [
         set_record("user_1", {"plan": "pro"}, time_unix_nano=1_700_000_000_000_000_000),
-        record("posthog.capture", {"posthog.distinct_id": "user_1", "posthog.event": "paid",
-                                   "posthog.groups.company": "acme"}, {"amount": 12.5}),  # fmt: skip
+        record(
+            "posthog.capture",
+            {"posthog.distinct_id": "user_1", "posthog.event": "paid", "posthog.groups.company": "acme"},
+            {"amount": 12.5},
+        ),  # fmt: skip
         record(body="an application log line, not PostHog's"),
     ]
     reply = post(gateway, request(records, {"service.name": "billing"}).SerializeToString())
@@ -245,7 +247,12 @@ def test_one_persons_records_leave_in_arrival_order(gateway, server):
 
 
 def test_health_reports_what_the_worker_did(gateway, server):
-    post(gateway, request([set_record("u", {"x": 1}), record("posthog.set", {}, {"x": 1}), record(body="log")]).SerializeToString())
+    post(
+        gateway,
+        request(
+            [set_record("u", {"x": 1}), record("posthog.set", {}, {"x": 1}), record(body="log")]
+        ).SerializeToString(),
+    )
     server.wait_for_events(1)
     health = requests.get(gateway.url + "/health", timeout=5)
     assert health.status_code == 200
@@ -315,5 +322,5 @@ def test_settings_name_what_is_wrong_and_never_show_keys():
 
 def test_docs_list_every_gateway_setting():
     docs = (Path(__file__).resolve().parent.parent / "docs" / "gateway.md").read_text()
-    for name, (variable,), default, _ in GatewaySettings.table():
+    for _name, (variable,), _default, _ in GatewaySettings.table():
         assert "`%s`" % variable in docs, "docs/gateway.md does not list %s" % variable

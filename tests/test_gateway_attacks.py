@@ -14,16 +14,15 @@ import time
 
 import pytest
 import requests
+from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse  # noqa: E402
 
 from posthog_otel._config import Settings, redact
-
-from .gateway_support import KEY, OTHER_KEY, GatewayProcess, InProcess, protobuf_headers, record, request, set_record
-from .support import Fault, child_env
-
 from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
 from posthog_otel.gateway._otlp import MAX_RECORD_BYTES  # noqa: E402
 from posthog_otel.gateway._projects import Projects, Refused  # noqa: E402
-from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceResponse  # noqa: E402
+
+from .gateway_support import KEY, OTHER_KEY, GatewayProcess, InProcess, protobuf_headers, record, request, set_record
+from .support import Fault, child_env
 
 VALID = request([set_record("u", {"plan": "pro"})]).SerializeToString()
 SAFETY = 5  # seconds a valid request may take while an attack runs before the test calls it stopped

@@ -9,10 +9,8 @@ from __future__ import annotations
 import datetime as dt
 import gzip
 import json
-import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -41,7 +39,9 @@ def direct_events(tmp_path) -> list:
         uuid = "0190f3a4-0000-7000-8000-00000000000%d"
         posthog_otel.set("user_1", {"plan": "pro", "seats": 3, "beta": True, "score": 9.5, "tags": ["a", "b"]},
                          timestamp=at(1705314600, 123456), uuid=uuid % 1)  # fmt: skip
-        posthog_otel.set_once("user_1", {"first_seen": "2024-01-15", "source": "ads"}, timestamp=at(1705314601), uuid=uuid % 2)
+        posthog_otel.set_once(
+            "user_1", {"first_seen": "2024-01-15", "source": "ads"}, timestamp=at(1705314601), uuid=uuid % 2
+        )
         posthog_otel.group_identify("company", "acme", {"name": "Acme", "employees": 40}, distinct_id="user_1",
                                     timestamp=at(1705314602), uuid=uuid % 3)  # fmt: skip
         posthog_otel.alias("anon_1", "user_1", timestamp=at(1705314603), uuid=uuid % 4)
@@ -151,8 +151,10 @@ def test_several_workers_deliver_everything_once(server, tmp_path):
     running = GatewayProcess(server.url, str(tmp_path / "spool"), workers=3)
     try:
         clients = [
-            subprocess.Popen([sys.executable, str(APPS / "otlp_client.py"), "--people", "20", "--count", "400"],
-                             env=client_env(running))  # fmt: skip
+            subprocess.Popen(
+                [sys.executable, str(APPS / "otlp_client.py"), "--people", "20", "--count", "400"],
+                env=client_env(running),
+            )  # fmt: skip
             for _ in range(3)
         ]
         assert [client.wait(120) for client in clients] == [0, 0, 0]

@@ -9,12 +9,11 @@ import requests
 
 from posthog_otel._config import Settings
 from posthog_otel._exceptions import limits
+from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
+from posthog_otel.gateway._otlp import decode_json, decode_protobuf  # noqa: E402
 
 from .gateway_support import InProcess, protobuf_headers, record, request
 from .test_gateway_otlp import RECEIVED, as_otlp_json
-
-from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
-from posthog_otel.gateway._otlp import decode_json, decode_protobuf  # noqa: E402
 
 JAVA = """java.lang.IllegalStateException: ledger closed
 \tat com.shop.Ledger.post(Ledger.java:88)
@@ -59,8 +58,14 @@ def test_a_java_services_exception_log_is_an_exception_event_on_its_person(serve
     assert (outer["type"], outer["value"], cause["type"], cause["mechanism"]["source"]) == (
         "java.lang.IllegalStateException", "ledger closed", "java.io.IOException", "cause")  # fmt: skip
     assert [f["function"] for f in outer["stacktrace"]["frames"]] == ["com.shop.Checkout.pay", "com.shop.Ledger.post"]
-    assert outer["stacktrace"]["frames"][-1] == {"platform": "custom", "lang": "java", "function": "com.shop.Ledger.post",
-                                                 "module": "com.shop.Ledger", "filename": "Ledger.java", "lineno": 88}
+    assert outer["stacktrace"]["frames"][-1] == {
+        "platform": "custom",
+        "lang": "java",
+        "function": "com.shop.Ledger.post",
+        "module": "com.shop.Ledger",
+        "filename": "Ledger.java",
+        "lineno": 88,
+    }
 
 
 def test_otlp_json_from_node_and_off_by_default(server):
@@ -81,7 +86,10 @@ def test_otlp_json_from_node_and_off_by_default(server):
     finally:
         on.close()
     frames = event["properties"]["$exception_list"][0]["stacktrace"]["frames"]
-    assert [(f["function"], f["lineno"], f.get("in_app")) for f in frames] == [("<anonymous>", 284, False), ("priceOf", 17, None)]
+    assert [(f["function"], f["lineno"], f.get("in_app")) for f in frames] == [
+        ("<anonymous>", 284, False),
+        ("priceOf", 17, None),
+    ]
     assert event["properties"]["$process_person_profile"] is False
 
 

@@ -7,15 +7,14 @@ import base64
 import json
 
 import pytest
-
+from google.protobuf.json_format import MessageToDict  # noqa: E402  (after the skips in gateway_support)
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from .gateway_support import record, request
-
-from google.protobuf.json_format import MessageToDict  # noqa: E402  (after the skips in gateway_support)
 from posthog_otel import _schema as schema  # noqa: E402
 from posthog_otel.gateway._otlp import Malformed, decode_json, decode_protobuf  # noqa: E402
+
+from .gateway_support import record, request
 
 RECEIVED = 1_800_000_000_000_000_000
 
@@ -24,11 +23,14 @@ scalars = st.one_of(
     st.none(), st.booleans(), text, st.integers(-(2**63), 2**63 - 1), st.floats(allow_nan=True, allow_infinity=True),
     st.binary(max_size=6),
 )  # fmt: skip
-values = st.recursive(scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=8)
+values = st.recursive(
+    scalars, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(text, inner, max_size=3), max_leaves=8
+)
 names = st.sampled_from(sorted(schema.OPERATIONS) + ["", "app.log", "posthog.unknown"])
 records = st.builds(
-    lambda name, attributes, body, when, ids: record(name, attributes, body, time_unix_nano=when,
-                                                     trace_id=ids[0], span_id=ids[1]),  # fmt: skip
+    lambda name, attributes, body, when, ids: record(
+        name, attributes, body, time_unix_nano=when, trace_id=ids[0], span_id=ids[1]
+    ),  # fmt: skip
     names,
     st.dictionaries(text, values, max_size=4),
     values,
@@ -57,7 +59,9 @@ def test_protobuf_and_json_read_the_same(items, resource):
     from_json = decode_json(as_otlp_json(message), RECEIVED)
     assert from_protobuf.records == from_json.records == len(items)
     assert from_protobuf.operations == from_json.operations
-    assert [op.name for op in from_protobuf.operations] == [r.event_name for r in items if r.event_name in schema.OPERATIONS]
+    assert [op.name for op in from_protobuf.operations] == [
+        r.event_name for r in items if r.event_name in schema.OPERATIONS
+    ]
 
 
 def test_an_operation_carries_what_the_mapping_reads():

@@ -81,9 +81,7 @@ def collector():
 
 
 @pytest.mark.parametrize("framework", ["flask", "django"])
-def test_every_span_and_log_of_an_identified_request_carries_the_person_and_no_other_does(
-    framework, collector, server
-):
+def test_every_span_and_log_of_an_identified_request_carries_the_person_and_no_other_does(framework, collector, server):
     pytest.importorskip(framework)
     pytest.importorskip("opentelemetry.instrumentation.%s" % framework)
     pytest.importorskip("opentelemetry.instrumentation.logging")
@@ -103,7 +101,9 @@ def test_every_span_and_log_of_an_identified_request_carries_the_person_and_no_o
     spans = [(name, attributes) for name, attributes in collector.spans]
     identified = [attributes for body, attributes in logs.items() if body.endswith(" identified")]
     identified += [attributes for name, attributes in spans if name == "charge card"][:1]
-    identified += [attributes for name, attributes in spans if name.startswith("GET") and _url(attributes).endswith("identified")]
+    identified += [
+        attributes for name, attributes in spans if name.startswith("GET") and _url(attributes).endswith("identified")
+    ]
     others = [attributes for body, attributes in logs.items() if not body.endswith(" identified")]
     others += [attributes for name, attributes in spans if name == "charge card"][1:]
     others += [attributes for name, attributes in spans

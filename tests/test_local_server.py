@@ -204,7 +204,10 @@ def test_state_survives_a_restart(tmp_path):
     path = tmp_path / "durable.sqlite3"
     first = Store(path)
     with LocalServer(first) as server:
-        post(server, [ev("$set", "u", **{"$set": {"plan": "pro"}}), ev("$create_alias", "anon", properties={"alias": "u"})])
+        post(
+            server,
+            [ev("$set", "u", **{"$set": {"plan": "pro"}}), ev("$create_alias", "anon", properties={"alias": "u"})],
+        )
     first.close()
     second = Store(path)
     assert second.person("anon")["properties"] == {"plan": "pro"}
@@ -273,7 +276,9 @@ def status_of(answer):
 
 
 def head(path="/batch/", **headers):
-    lines = ["POST %s HTTP/1.1" % path, "Host: 127.0.0.1"] + ["%s: %s" % (k.replace("_", "-"), v) for k, v in headers.items()]
+    lines = ["POST %s HTTP/1.1" % path, "Host: 127.0.0.1"] + [
+        "%s: %s" % (k.replace("_", "-"), v) for k, v in headers.items()
+    ]
     return ("\r\n".join(lines) + "\r\n\r\n").encode()
 
 
@@ -341,7 +346,8 @@ def test_a_huge_content_length_is_refused_before_any_body_is_read(bounded):
 
 
 @pytest.mark.parametrize(
-    "length,message", [("-1", "is not a number of bytes"), ("ten", "is not a number of bytes"), ("1e3", "is not a number")]
+    "length,message",
+    [("-1", "is not a number of bytes"), ("ten", "is not a number of bytes"), ("1e3", "is not a number")],
 )
 def test_a_content_length_that_is_not_a_number_is_answered_400(bounded, store, length, message):
     with connect(bounded) as sock:
@@ -405,7 +411,9 @@ def test_idle_connections_cost_no_thread_and_do_not_starve_requests(store):
             assert post(server, [ev("real", "u")]).status_code == 200  # the 101st connection is served
             serving = [t for t in threading.enumerate() if t.name.startswith("posthog-otel-local")]
             assert len(serving) == limits.workers + 1  # the workers and the one accept loop
-            assert threading.active_count() <= before + 5  # not one per connection (other tests' threads may come and go)
+            assert (
+                threading.active_count() <= before + 5
+            )  # not one per connection (other tests' threads may come and go)
             evicted = idle[: 100 - limits.max_connections]  # the longest idle make room, oldest first
             assert all(sock.recv(1) == b"" for sock in evicted)
         finally:
@@ -472,7 +480,10 @@ def test_requests_are_reported_one_line_each(store):
     with LocalServer(store, limits=SMALL, on_request=lines.append) as server:
         post(server, [ev("e", "u")])
         requests.post(server.url + "/batch/", json={"batch": []}, timeout=5)
-    assert lines == ["POST /batch/ 200 1 event(s) stored, 0 duplicate(s)", "POST /batch/ 400 api_key is missing: put the project API key in the body's api_key field"]
+    assert lines == [
+        "POST /batch/ 200 1 event(s) stored, 0 duplicate(s)",
+        "POST /batch/ 400 api_key is missing: put the project API key in the body's api_key field",
+    ]
 
 
 # --- issue 18: heads that crawl, gzip members, deep JSON --------------------------------------
@@ -487,7 +498,9 @@ def test_heads_that_crawl_hold_no_worker(store):
         try:
             for sock in crawling:
                 sock.sendall(b"POST /batch/ HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n")
-            response = requests.post(server.url + "/batch/", json={"api_key": KEY, "batch": [ev("real", "u")]}, timeout=5)
+            response = requests.post(
+                server.url + "/batch/", json={"api_key": KEY, "batch": [ev("real", "u")]}, timeout=5
+            )
             assert response.status_code == 200
         finally:
             for sock in crawling:
@@ -565,7 +578,11 @@ def test_inflate_copies_a_bounded_slice_per_member():
     [
         lambda s: {"event": "e", "distinct_id": s},
         lambda s: {"event": "e", "distinct_id": "u", "properties": {"$groups": {"company": s}}},
-        lambda s: {"event": "$groupidentify", "distinct_id": "u", "properties": {"$group_type": "company", "$group_key": s}},
+        lambda s: {
+            "event": "$groupidentify",
+            "distinct_id": "u",
+            "properties": {"$group_type": "company", "$group_key": s},
+        },
         lambda s: {"event": "e", "distinct_id": "u", "properties": {s: 1}},
         lambda s: {"event": s, "distinct_id": "u"},
         lambda s: {"event": "$set", "distinct_id": "u", "$set": {"name": [s]}},

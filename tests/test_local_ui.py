@@ -139,7 +139,11 @@ def test_every_page_answers_html_with_a_strict_content_security_policy(local, pa
     policy = answer.headers["Content-Security-Policy"]
     assert "default-src 'none'" in policy and "script-src 'self'" in policy and "'unsafe-inline'" not in policy
     assert answer.headers["X-Content-Type-Options"] == "nosniff"
-    assert "<script>" not in answer.text and " style=" not in answer.text and " on" not in re.sub(r">[^<]*<", "><", answer.text)
+    assert (
+        "<script>" not in answer.text
+        and " style=" not in answer.text
+        and " on" not in re.sub(r">[^<]*<", "><", answer.text)
+    )
 
 
 def test_pages_answer_only_a_loopback_host(local):
@@ -174,7 +178,9 @@ def test_the_live_tails_feed_gives_the_events_after_the_last_one_shown(local, st
     post(local, [ev("a", "u"), ev("b", "u"), ev("a", "v")])
     last = store.events()[0]["seq"]
     feed = get(local, "events", "feed", project=PROJECT, after=last).json()
-    assert feed["after"] == last + 2 and [re.findall(r">(a|b)</a>", row) for row in feed["rows"].split("</tr>")[:2]] == [["a"], ["b"]]
+    assert feed["after"] == last + 2 and [
+        re.findall(r">(a|b)</a>", row) for row in feed["rows"].split("</tr>")[:2]
+    ] == [["a"], ["b"]]
     only = get(local, "events", "feed", project=PROJECT, after=0, event="a", distinct_id="v").json()
     assert only["rows"].count("<tr>") == 1 and ">v</a>" in only["rows"]
     assert get(local, "events", "feed", project=PROJECT, after=last + 2).json() == {"after": last + 2, "rows": ""}
@@ -183,7 +189,9 @@ def test_the_live_tails_feed_gives_the_events_after_the_last_one_shown(local, st
 
 def test_persons_are_found_by_id_or_property(local):
     post(local, [ev("$set", "jane", **{"$set": {"email": "jane@example.com", "city": "Zürich"}}), ev("e", "john")])
-    assert "jane" in page_text(get(local, "persons", q="ZÜRICH")) and "john" not in page_text(get(local, "persons", q="zür"))
+    assert "jane" in page_text(get(local, "persons", q="ZÜRICH")) and "john" not in page_text(
+        get(local, "persons", q="zür")
+    )
     assert "john" in page_text(get(local, "persons", q="JOH"))
 
 
@@ -219,7 +227,7 @@ def test_exceptions_from_posthogs_sdk_are_grouped_by_type_and_top_frame(local, s
     assert "ValueError <b>bad</b> total" in compact
     key_error = issue_of(events[0]["properties"]).fingerprint
     detail = page_text(get(local, "exceptions", key_error))
-    assert "return cart[\"total\"]" in detail and "capture in tests/test_local_ui.py" in detail
+    assert 'return cart["total"]' in detail and "capture in tests/test_local_ui.py" in detail
     event_page = page_text(get(local, "events", events[0]["uuid"]))
     assert "$exception_list" in event_page
 
@@ -319,7 +327,12 @@ def test_links_keep_every_segment_whole_and_stay_on_this_server(segments, query)
 def test_pages_answer_whatever_the_properties_hold(local, data):
     event = ev("$exception", "u", properties={"$exception_list": data, "$set": {"k": data}})
     post(local, [event])
-    for path in (("person", "u"), ("exceptions",), ("events", event["uuid"]), ("exceptions", issue_of(event["properties"]).fingerprint)):
+    for path in (
+        ("person", "u"),
+        ("exceptions",),
+        ("events", event["uuid"]),
+        ("exceptions", issue_of(event["properties"]).fingerprint),
+    ):
         assert get(local, *path, project=PROJECT).status_code == 200, path
 
 
@@ -330,7 +343,9 @@ def test_the_demo_ends_with_its_persons_address(tmp_path):
     out = io.StringIO()
     assert cli.main(["demo", "--db", str(tmp_path / "demo.sqlite3")], out=out, err=out) == 0
     last = out.getvalue().rstrip().splitlines()[-1]
-    assert last == "http://127.0.0.1:8010" + href("person", "demo-user-456", project=project_of("phc_local_demo_project_key"))
+    assert last == "http://127.0.0.1:8010" + href(
+        "person", "demo-user-456", project=project_of("phc_local_demo_project_key")
+    )
     assert "posthog-otel server --db " in out.getvalue().rstrip().splitlines()[-2]
 
 
@@ -344,8 +359,13 @@ def test_the_demo_refuses_to_serve_pages_when_it_sends_to_posthog(monkeypatch):
 def test_lone_surrogates_and_huge_numbers_from_a_raw_client_are_shown(local):
     # "\ud800" is not Unicode text: the capture endpoint refuses it (400, as PostHog's: issue 22), but
     # a database written before that may hold it in a property, and the pages must still show it.
-    event = ev("$exception", "u", **{"$set": {"k\ud801": "v\udc00"}}, properties={"$exception_list": [{"type": "\ud800"}]})
-    assert requests.post(local.url + "/batch/", data=json.dumps({"api_key": KEY, "batch": [event]}), timeout=5).status_code == 400
+    event = ev(
+        "$exception", "u", **{"$set": {"k\ud801": "v\udc00"}}, properties={"$exception_list": [{"type": "\ud800"}]}
+    )
+    assert (
+        requests.post(local.url + "/batch/", data=json.dumps({"api_key": KEY, "batch": [event]}), timeout=5).status_code
+        == 400
+    )
     local.store.ingest(KEY, [event])
     for path in (("person", "u"), ("persons",), ("events",), ("events", "feed"), ("exceptions",),
                  ("events", event["uuid"]), ("exceptions", issue_of(event["properties"]).fingerprint)):  # fmt: skip

@@ -30,8 +30,9 @@ def _as_read(event):
 
 
 def test_logging_records_that_follow_the_schema_are_exported_and_read_as_by_the_gateway(server):
-    from .gateway_support import InProcess, protobuf_headers
     from posthog_otel.gateway import GatewaySettings, create_app
+
+    from .gateway_support import InProcess, protobuf_headers
 
     provider = LoggerProvider(shutdown_on_exit=False)
     written = InMemoryLogRecordExporter()

@@ -27,10 +27,18 @@ from .test_flags_calls import FLAGS  # noqa: E402
 NUMBERS = {
     "flags": [
         *FLAGS["flags"],
-        flag("limit", {"properties": [], "rollout_percentage": 100}, id=20,
-             multivariate={"variants": [{"key": "0x10", "rollout_percentage": 100}]}),  # fmt: skip
-        flag("ratio", {"properties": [], "rollout_percentage": 100}, id=21,
-             multivariate={"variants": [{"key": "2.5", "rollout_percentage": 100}]}),  # fmt: skip
+        flag(
+            "limit",
+            {"properties": [], "rollout_percentage": 100},
+            id=20,
+            multivariate={"variants": [{"key": "0x10", "rollout_percentage": 100}]},
+        ),  # fmt: skip
+        flag(
+            "ratio",
+            {"properties": [], "rollout_percentage": 100},
+            id=21,
+            multivariate={"variants": [{"key": "2.5", "rollout_percentage": 100}]},
+        ),  # fmt: skip
         flag("config", {"properties": [], "rollout_percentage": 100}, id=22, payloads={"true": '{"rows": 50}'}),
     ],
     "group_type_mapping": FLAGS["group_type_mapping"],

@@ -132,7 +132,9 @@ def test_a_before_send_that_changes_the_uuid_is_overruled_and_told(server, caplo
 
 
 def test_before_send_takes_a_list_applied_in_order_and_a_name_from_the_environment(server, monkeypatch):
-    client = posthog_otel.Posthog(API_KEY, host=server.url, before_send=[scrub, lambda e: {**e, "event": e["event"].upper()}])
+    client = posthog_otel.Posthog(
+        API_KEY, host=server.url, before_send=[scrub, lambda e: {**e, "event": e["event"].upper()}]
+    )
     the_app(client)
     client.flush()
     assert [e["event"] for e in server.events] == ["$SET", "SIGNUP", "$GROUPIDENTIFY"]
@@ -144,7 +146,9 @@ def test_before_send_takes_a_list_applied_in_order_and_a_name_from_the_environme
     the_app(posthog_otel)
     pipeline.flush()
     assert [(e["event"], e["properties"]["service"]) for e in server.events] == [
-        ("$set", "env"), ("signup", "env"), ("$groupidentify", "env")
+        ("$set", "env"),
+        ("signup", "env"),
+        ("$groupidentify", "env"),
     ]
     assert "email" not in server.events[0]["$set"]
 
@@ -221,7 +225,11 @@ def test_on_error_is_told_what_posthog_refused_as_posthogs_is(server, posthog_sd
     client.capture("signup", distinct_id="u1")
     client.flush()
     client.shutdown()
-    assert [[e["event"] for e in batch] for batch in told["ours"]] == [[e["event"] for e in batch] for batch in told["reference"]] == [["signup"]]
+    assert (
+        [[e["event"] for e in batch] for batch in told["ours"]]
+        == [[e["event"] for e in batch] for batch in told["reference"]]
+        == [["signup"]]
+    )
     assert errors[0].reason == "rejected" and errors[0].status == 400
     assert posthog_otel.drop_counts()["rejected"] == 1
 
@@ -272,7 +280,12 @@ def test_module_attribute_style_as_posthogs(server, posthog_sdk):
         posthog_sdk.shutdown()
     finally:
         posthog_sdk.default_client = None
-        posthog_sdk.api_key, posthog_sdk.host, posthog_sdk.before_send, posthog_sdk.super_properties = None, None, None, None
+        posthog_sdk.api_key, posthog_sdk.host, posthog_sdk.before_send, posthog_sdk.super_properties = (
+            None,
+            None,
+            None,
+            None,
+        )
         posthog_sdk.disabled = False
     expected = [normalise(e, ours=False) for e in server.events]
     server.reset()
@@ -339,7 +352,9 @@ def test_posthogs_capture_mode_enum_is_understood(server, posthog_sdk):
 
 
 def test_flush_intervals_and_retries_are_in_posthogs_units():
-    translated = _options.translate({"flush_interval": 0.5, "max_retries": 0, "flush_at": 10, "max_queue_size": 99}, "x")
+    translated = _options.translate(
+        {"flush_interval": 0.5, "max_retries": 0, "flush_at": 10, "max_queue_size": 99}, "x"
+    )
     assert translated.batch == {"schedule_delay_millis": 500.0, "max_export_batch_size": 10, "max_queue_size": 99}
     assert translated.settings == {"max_attempts": 1}  # no retry: one attempt, as PostHog's 0 retries
 
@@ -455,7 +470,9 @@ def test_otel_sdk_disabled_is_said_counted_and_flush_does_not_claim_success(serv
     monkeypatch.setenv("OTEL_SDK_DISABLED", "true")
     from opentelemetry.sdk._logs import LoggerProvider
 
-    pipeline = posthog_otel.configure(api_key=API_KEY, host=server.url, logger_provider=LoggerProvider(shutdown_on_exit=False))
+    pipeline = posthog_otel.configure(
+        api_key=API_KEY, host=server.url, logger_provider=LoggerProvider(shutdown_on_exit=False)
+    )
     assert posthog_otel.set("u1", {"plan": "pro"}) is None
     assert posthog_otel.capture("u1", "e") is None
     assert pipeline.flush(1) is False and posthog_otel.flush(1) is False
@@ -490,7 +507,11 @@ def test_pipeline_flush_takes_seconds_like_posthogs(server):
         (lambda: posthog_otel.capture("u", "e", propertes={"a": 1}), "propertes", "did you mean properties?"),
         (lambda: posthog_otel.alias("a", "b", timestmp=1), "timestmp", "did you mean timestamp?"),
         (lambda: posthog_otel.group_identify("c", "k", bogus=1), "bogus", "it takes group_type, group_key"),
-        (lambda: posthog_otel.get_feature_flag("f", "u", person_propertie={}), "person_propertie", "did you mean person_properties?"),
+        (
+            lambda: posthog_otel.get_feature_flag("f", "u", person_propertie={}),
+            "person_propertie",
+            "did you mean person_properties?",
+        ),
     ],
 )
 def test_a_keyword_mistake_is_the_callers_and_named_every_time(pipeline, caplog, call, name, hint):
@@ -617,7 +638,9 @@ def test_a_pipeline_option_changed_later_rebuilds_the_module_pipeline(server):
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     name=st.sampled_from(sorted(_options.MODULE_OPTIONS) + ["bogus", "api_kye", "dsiabled"]),
-    value=st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30), st.lists(st.integers())),
+    value=st.one_of(
+        st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=30), st.lists(st.integers())
+    ),
 )
 def test_any_module_assignment_is_taken_or_refused_cleanly(name, value):
     from posthog_otel import _module
@@ -656,7 +679,9 @@ def test_any_client_options_build_a_client_or_raise_a_clear_error(options):
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(
     keywords=st.dictionaries(
-        st.text(min_size=1, max_size=12).filter(str.isidentifier), st.one_of(st.none(), st.integers(), st.text(max_size=5)), max_size=3
+        st.text(min_size=1, max_size=12).filter(str.isidentifier),
+        st.one_of(st.none(), st.integers(), st.text(max_size=5)),
+        max_size=3,
     )
 )
 def test_operations_with_any_keywords_never_raise(pipeline, keywords):

@@ -166,7 +166,9 @@ def test_depth_is_bounded():
 
 
 def test_keep_nested_keeps_maps_for_special_keys():
-    result = sanitize_properties({"$set": {"plan": {"tier": "pro"}}, "other": {"x": 1}}, keep_nested=frozenset({"$set"}))
+    result = sanitize_properties(
+        {"$set": {"plan": {"tier": "pro"}}, "other": {"x": 1}}, keep_nested=frozenset({"$set"})
+    )
     assert result == {"$set": {"plan.tier": "pro"}, "other.x": 1}
 
 
@@ -251,17 +253,25 @@ _LEAVES = st.one_of(
     st.datetimes(), st.dates(), st.times(), st.uuids(), st.binary(max_size=4), st.decimals(allow_nan=True),
     st.frozensets(st.integers(), max_size=3),
 )  # fmt: skip
-_KEYS = st.one_of(st.text(max_size=5), st.integers(), st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=1))
+_KEYS = st.one_of(
+    st.text(max_size=5),
+    st.integers(),
+    st.text(alphabet=st.characters(min_codepoint=0xD800, max_codepoint=0xDFFF), min_size=1, max_size=1),
+)
 _VALUES = st.recursive(
     _LEAVES,
-    lambda inner: st.one_of(st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(_KEYS, inner, max_size=4)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.tuples(inner, inner), st.dictionaries(_KEYS, inner, max_size=4)
+    ),
     max_leaves=20,
 )
 
 
 @settings(max_examples=400, deadline=None)
 @given(properties=st.dictionaries(_KEYS, _VALUES, max_size=8))
-@example(properties={"nan": float("nan"), "inf": float("-inf"), "big": 2**70, "list": [1, float("nan")], "map": {"a": 1}})
+@example(
+    properties={"nan": float("nan"), "inf": float("-inf"), "big": 2**70, "list": [1, float("nan")], "map": {"a": 1}}
+)
 @example(properties={"when": _datetime.datetime(2024, 1, 1), "id": _uuid.UUID(int=1), "t": ("a", 1), "s": "\ud800"})
 @example(properties={"$set": {"a": {"b": 1}}, 1: "int key", "x": {"y": [{"z": 1}]}})
 def test_the_fast_walk_and_the_full_one_give_the_same_properties_and_the_same_drops(properties):

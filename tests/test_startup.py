@@ -8,8 +8,6 @@ import subprocess
 import sys
 import textwrap
 
-import pytest
-
 from .conftest import API_KEY
 from .support import child_env
 from .test_processes import ROOT, needs_fork
@@ -54,7 +52,8 @@ def test_importing_the_package_and_configuring_leave_heavy_modules_alone(tmp_pat
         import posthog_otel
         posthog_otel.configure(api_key="%s", host="http://127.0.0.1:9", spool_dir=tempfile.mkdtemp())
         print(sorted(m for m in ("multiprocessing", "asyncio", "difflib") if m in sys.modules))
-        """ % API_KEY
+        """
+        % API_KEY
     )
     done = subprocess.run([sys.executable, "-c", code], env=child_env(), cwd=str(ROOT), capture_output=True, text=True,
                           timeout=60)  # fmt: skip

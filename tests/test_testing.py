@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import os
+import pathlib
 import subprocess
 import sys
-import pathlib
 
 import posthog_otel as posthog
 from posthog_otel.testing import LocalPostHog
@@ -64,5 +64,7 @@ def test_the_documented_form_works_after_a_plain_import_and_costs_nothing_until_
         "    assert local.person('u')['properties'] == {'a': 1}\n"
         "print('ok')\n"
     )
-    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(tmp_path))
+    result = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, env=child_env(), cwd=str(tmp_path)
+    )
     assert result.returncode == 0 and result.stdout == "ok\n", result.stderr

@@ -15,9 +15,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+from opentelemetry import context as otel_context
 
 import posthog_otel as posthog
-from opentelemetry import context as otel_context
 
 threading_instrumentation = pytest.importorskip("opentelemetry.instrumentation.threading")
 

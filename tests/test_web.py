@@ -26,7 +26,11 @@ from posthog_otel._text import is_sendable
 from posthog_otel.integrations.asgi import PostHogASGIMiddleware
 from posthog_otel.integrations.wsgi import PostHogWSGIMiddleware
 
-HEADERS = {"X-POSTHOG-DISTINCT-ID": "browser-person", "X-POSTHOG-SESSION-ID": "browser-session", "User-Agent": "probe/1"}
+HEADERS = {
+    "X-POSTHOG-DISTINCT-ID": "browser-person",
+    "X-POSTHOG-SESSION-ID": "browser-session",
+    "User-Agent": "probe/1",
+}
 
 
 class Ended(SimpleSpanProcessor):
@@ -306,9 +310,16 @@ def test_asgi_lifespan_and_other_scopes_pass_through():
 
 
 @settings(max_examples=60, deadline=None)
-@given(st.lists(st.tuples(st.sampled_from([b"x-posthog-distinct-id", b"x-posthog-session-id", b"host", b"user-agent"]),
-                          st.binary(max_size=50)), max_size=6),
-       st.one_of(st.text(), st.none(), st.integers()))
+@given(
+    st.lists(
+        st.tuples(
+            st.sampled_from([b"x-posthog-distinct-id", b"x-posthog-session-id", b"host", b"user-agent"]),
+            st.binary(max_size=50),
+        ),
+        max_size=6,
+    ),
+    st.one_of(st.text(), st.none(), st.integers()),
+)
 def test_asgi_any_headers_reach_the_app_with_a_context_that_closes(headers, path):
     _emit.RAISE_INTERNAL_ERRORS = True
     calls = []

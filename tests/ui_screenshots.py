@@ -52,7 +52,9 @@ def main(folder: str) -> None:
 
 def _fill(url: str) -> None:
     provider = LoggerProvider(shutdown_on_exit=False)
-    pipeline = posthog_otel.configure(api_key=demo.LOCAL_KEY, host=url, logger_provider=provider, schedule_delay_millis=50)
+    pipeline = posthog_otel.configure(
+        api_key=demo.LOCAL_KEY, host=url, logger_provider=provider, schedule_delay_millis=50
+    )
     for _, step in demo.scenario():
         step()
     pipeline.flush()

@@ -92,7 +92,9 @@ def capture(
     mechanism = dict(how.mechanism) if how.mechanism else None
     body = _body(exception_list(exc_type, value, tb, mechanism, stack), how, properties, scope)
     emitter = target if target is not None else _emit.default._emitter
-    sent = _finish(emitter, schema.EXCEPTION, "capture_exception", attributes, body, scope, timestamp, uuid, disable_geoip)
+    sent = _finish(
+        emitter, schema.EXCEPTION, "capture_exception", attributes, body, scope, timestamp, uuid, disable_geoip
+    )
     if sent is not None:
         _mark(value)
         if LOG_CAPTURED[0]:

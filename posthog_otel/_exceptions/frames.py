@@ -120,7 +120,9 @@ def _walk(
             walk.inspected += 1
             member = members[index]
             index += 1
-            exception_id = _walk(walk, type(member), member, _traceback(member), {}, exception_id, parent, "member", None)
+            exception_id = _walk(
+                walk, type(member), member, _traceback(member), {}, exception_id, parent, "member", None
+            )
     return exception_id
 
 
@@ -151,7 +153,12 @@ def _entry(
 
 
 def _mechanism(
-    value: BaseException, given: Dict[str, Any], exception_id: int, parent_id: int, source: Optional[str], synthetic: bool
+    value: BaseException,
+    given: Dict[str, Any],
+    exception_id: int,
+    parent_id: int,
+    source: Optional[str],
+    synthetic: bool,
 ) -> Dict[str, Any]:
     mechanism = dict(given)
     mechanism["exception_id"] = exception_id
@@ -223,7 +230,11 @@ def _hidden(frame: FrameType) -> bool:
     if isinstance(module, str) and module.startswith("sentry_sdk."):
         return True
     code = frame.f_code
-    if code.co_flags & _OPTIMIZED and _HIDE_NAMES.isdisjoint(code.co_varnames) and _HIDE_NAMES.isdisjoint(code.co_cellvars):
+    if (
+        code.co_flags & _OPTIMIZED
+        and _HIDE_NAMES.isdisjoint(code.co_varnames)
+        and _HIDE_NAMES.isdisjoint(code.co_cellvars)
+    ):
         return False
     for name in _HIDE:
         try:

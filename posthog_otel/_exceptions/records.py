@@ -82,7 +82,9 @@ def from_log_record(readable: Any) -> Optional[Operation]:
     if not has_exception(record.attributes):
         return None
     resource = getattr(readable, "resource", None)
-    scope = _context.scope_of(getattr(record, "context", None))  # only a processor that keeps it (not the SDK's batch one)
+    scope = _context.scope_of(
+        getattr(record, "context", None)
+    )  # only a processor that keeps it (not the SDK's batch one)
     return _operation(
         dict(record.attributes), record.body, record.severity_number, "otel.log_record",
         record.timestamp or record.observed_timestamp or 0, record.trace_id or 0, record.span_id or 0,
@@ -126,7 +128,9 @@ def from_otlp(
     """A log record the gateway decoded (any language), when it has ``exception.*`` attributes."""
     if not has_exception(attributes):
         return None
-    return _operation(attributes, body, severity, "otel.log_record", time_unix_nano, trace_id, span_id, resource, {}, None)
+    return _operation(
+        attributes, body, severity, "otel.log_record", time_unix_nano, trace_id, span_id, resource, {}, None
+    )
 
 
 def exception_properties(attributes: Mapping[str, Any], handled: bool) -> Optional[Dict[str, Any]]:
@@ -167,7 +171,9 @@ def _operation(
     if found is None:
         return None
     first = found["$exception_list"][0]
-    if trace_id and not limits.recent.first(duplicate_key(trace_id, first["type"], attributes.get(schema.EXCEPTION_MESSAGE))):
+    if trace_id and not limits.recent.first(
+        duplicate_key(trace_id, first["type"], attributes.get(schema.EXCEPTION_MESSAGE))
+    ):
         count_drop("exception_duplicate")  # already sent: captured by posthog_otel, or on an inner span
         return None
     if not limits.records.allow((first["type"], _location(first))):
@@ -184,7 +190,9 @@ def _operation(
     _fill(routing, _SESSION_KEYS, span_attributes, _context.session_of(scope))
     tags = _context.tags_of(scope)
     others = {k: v for k, v in attributes.items() if k not in routing and not k.startswith(schema.EXCEPTION_PREFIX)}
-    properties = sanitize_properties({**tags, **others}, what="an exception record's attributes") if tags or others else {}
+    properties = (
+        sanitize_properties({**tags, **others}, what="an exception record's attributes") if tags or others else {}
+    )
     if isinstance(body, str) and body:
         properties.setdefault("log.message", _message_of(sendable_text(body)))
     properties["$exception_level"] = _level(severity)

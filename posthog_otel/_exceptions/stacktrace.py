@@ -111,7 +111,11 @@ def _python_single(lines: List[str]) -> Optional[Node]:
     head = _PY_EXCEPTION.match(lines[index].strip())
     if head is None:
         return None
-    value = "\n".join([head.group("value") or "", *lines[index + 1 :]]) if index + 1 < len(lines) else head.group("value") or ""
+    value = (
+        "\n".join([head.group("value") or "", *lines[index + 1 :]])
+        if index + 1 < len(lines)
+        else head.group("value") or ""
+    )
     module, _, name = head.group("type").rpartition(".")
     return {"type": name, "module": module or None, "value": value, "frames": frames, "members": []}
 
@@ -285,7 +289,12 @@ def _emit_chain(out: List[Dict[str, Any]], chain: List[Node], index: int, parent
     mechanism["synthetic"] = False
     if node.get("group"):
         mechanism["is_exception_group"] = True
-    entry: Dict[str, Any] = {"mechanism": mechanism, "module": node["module"], "type": node["type"], "value": node["value"]}
+    entry: Dict[str, Any] = {
+        "mechanism": mechanism,
+        "module": node["module"],
+        "type": node["type"],
+        "value": node["value"],
+    }
     if node["frames"]:
         entry["stacktrace"] = {"frames": node["frames"], "type": "raw"}
     out.append(entry)

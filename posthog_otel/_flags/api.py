@@ -20,9 +20,9 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar,
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
+from . import otel_events
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
-from . import otel_events
 from .service import FlagService, calls_disabled, current_service, overrides_in_effect, service_in_use
 from .snapshot import FeatureFlagEvaluations
 
@@ -128,7 +128,9 @@ def _finish_flag(read: FlagRead, send_feature_flag_events: bool) -> FlagRead:
         read.report()
     if otel_events.wanted(read.call.service):
         missing = read.value is None and read.flag is None and read.answer is None  # in no definition, not asked
-        otel_events.evaluated(read.key, read.value, otel_events.reason_of(read), read.error or ("flag_missing" if missing else None))
+        otel_events.evaluated(
+            read.key, read.value, otel_events.reason_of(read), read.error or ("flag_missing" if missing else None)
+        )
     return read
 
 
@@ -181,7 +183,6 @@ def overridden_payload(key: Any) -> Any:
     if has_payload or overrides.flag(key)[0]:
         return True, None if calls_disabled() else payload
     return False, None
-
 
 
 # --- the synchronous calls -------------------------------------------------------------------
@@ -263,7 +264,9 @@ def get_feature_flag_payload(
     overridden, payload = overridden_payload(key)
     if overridden:
         return payload
-    read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value)
+    read = _flag_read(
+        key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value
+    )
     if read is None:
         return None
     return _finish_flag(_drive(read, only_evaluate_locally), send_feature_flag_events).payload
@@ -427,7 +430,9 @@ async def get_feature_flag_payload_async(
     overridden, payload = overridden_payload(key)
     if overridden:
         return payload
-    read = _flag_read(key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value)
+    read = _flag_read(
+        key, distinct_id, groups, person_properties, group_properties, disable_geoip, device_id, match_value
+    )
     if read is None:
         return None
     return _finish_flag(await _drive_async(read, only_evaluate_locally), send_feature_flag_events).payload
@@ -446,7 +451,9 @@ async def get_all_flags_and_payloads_async(
 ) -> Dict[str, Any]:
     """``get_all_flags_and_payloads`` for asyncio."""
     call = Call.start(distinct_id, groups, person_properties, group_properties, disable_geoip, device_id)
-    read = None if call is None else await _drive_async(AllRead(call, _keys(flag_keys_to_evaluate)), only_evaluate_locally)
+    read = (
+        None if call is None else await _drive_async(AllRead(call, _keys(flag_keys_to_evaluate)), only_evaluate_locally)
+    )
     return _all_flags_answer(read)
 
 

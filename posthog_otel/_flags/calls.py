@@ -18,8 +18,18 @@ from typing import Any, List, Optional
 from urllib.parse import quote
 
 from .._log import warn_limited
-from .api import GroupProperties, Groups, Properties, _drive, _drive_async, _finish_flag, _flag_read, _never_raises
-from .api import overridden_flag, overridden_payload
+from .api import (
+    GroupProperties,
+    Groups,
+    Properties,
+    _drive,
+    _drive_async,
+    _finish_flag,
+    _flag_read,
+    _never_raises,
+    overridden_flag,
+    overridden_payload,
+)
 from .http import HttpFailure
 from .reads import FlagRead
 from .results import FeatureFlagEvaluationRuntime, FeatureFlagResult
@@ -161,4 +171,3 @@ def override_feature_flags(overrides: Any) -> None:
         from .._guard import internal_error
 
         internal_error("override_feature_flags")
-

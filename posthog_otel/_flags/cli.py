@@ -37,8 +37,12 @@ def add_flags_command(commands: Any) -> None:
     )
     explain.add_argument("key", help="the flag's key")
     explain.add_argument("distinct_id", help="the person's distinct id")
-    explain.add_argument("--prop", action="append", default=[], metavar="NAME=VALUE", help="a person property (repeatable)")
-    explain.add_argument("--group", action="append", default=[], metavar="TYPE=KEY", help="a group, e.g. company=acme (repeatable)")
+    explain.add_argument(
+        "--prop", action="append", default=[], metavar="NAME=VALUE", help="a person property (repeatable)"
+    )
+    explain.add_argument(
+        "--group", action="append", default=[], metavar="TYPE=KEY", help="a group, e.g. company=acme (repeatable)"
+    )
     explain.add_argument("--group-prop", action="append", default=[], metavar="TYPE.NAME=VALUE",
                          help="a group property, e.g. company.size=500 (repeatable)")  # fmt: skip
     explain.add_argument("--device-id", help="the device id, for flags bucketed by device")

@@ -400,7 +400,9 @@ def _unsupported(item: Any, definitions: Definitions, seen: Set[Any]) -> bool:
         if item.problem:
             return True
         for entry in item.entries:
-            if isinstance(entry, str) or _unsupported(entry if isinstance(entry, CohortGroup) else entry[0], definitions, seen):
+            if isinstance(entry, str) or _unsupported(
+                entry if isinstance(entry, CohortGroup) else entry[0], definitions, seen
+            ):
                 return True
         return False
     return not item.supported

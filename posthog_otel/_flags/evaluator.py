@@ -328,7 +328,10 @@ class Evaluation:
     def _cohort(self, item: CohortFilter, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
         group = self.definitions.cohorts.get(item.cohort_id)
         if group is None:
-            raise NeedsServer(Reason.UNSUPPORTED_DEFINITION, "cohort %s was not sent (a static cohort): PostHog decides" % item.cohort_id)
+            raise NeedsServer(
+                Reason.UNSUPPORTED_DEFINITION,
+                "cohort %s was not sent (a static cohort): PostHog decides" % item.cohort_id,
+            )
         if item.operator not in ("exact", "in", "not_in"):
             raise Undecidable(Reason.UNSUPPORTED_DEFINITION, "cohort operator %r is unknown" % (item.operator,))
         self.note("%s:", item.describe())
@@ -400,7 +403,9 @@ class Evaluation:
             _warn_malformed(item.flag_key, item.malformed)
             return False
         if item.chain_problem:
-            raise Undecidable(Reason.UNSUPPORTED_DEFINITION, "dependency on %s: %s" % (item.flag_key, item.chain_problem))
+            raise Undecidable(
+                Reason.UNSUPPORTED_DEFINITION, "dependency on %s: %s" % (item.flag_key, item.chain_problem)
+            )
         by_key, cache = self.definitions.by_key, self.cache
         try:
             missing = next((key for key in item.chain if key not in cache and key not in by_key), None)

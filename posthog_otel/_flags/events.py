@@ -65,6 +65,7 @@ class CalledEvents:
 _live: "weakref.WeakSet[CalledEvents]" = weakref.WeakSet()
 
 if hasattr(os, "register_at_fork"):
+
     def _after_fork_in_child() -> None:
         for store in list(_live):
             store.after_fork()
@@ -81,7 +82,9 @@ def send(
 ) -> None:
     """Capture one ``$feature_flag_called`` (already checked against the store), with the
     module's ``capture`` or the Client's whose flags these are."""
-    (capture or _emit.capture)(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
+    (capture or _emit.capture)(
+        person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip
+    )
 
 
 def _groups_key(groups: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, str], ...]:

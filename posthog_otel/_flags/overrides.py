@@ -41,7 +41,9 @@ class Overrides:
         elif isinstance(overrides, Mapping) and _is_options(overrides):
             if "flags" in overrides:
                 flags = overrides["flags"]
-                self.flags = None if flags is False else _all_true(flags) if isinstance(flags, (list, tuple)) else _keyed(flags)
+                self.flags = (
+                    None if flags is False else _all_true(flags) if isinstance(flags, (list, tuple)) else _keyed(flags)
+                )
             if "payloads" in overrides:
                 payloads = overrides["payloads"]
                 self.payloads = None if payloads is False else _keyed(payloads)
@@ -109,7 +111,12 @@ def _is_options(value: Mapping[Any, Any]) -> bool:
     """posthog-node's rule: ``{"flags": ...}`` / ``{"payloads": ...}`` holding a list, a map or False
     are the two parts; ``{"flags": True}`` is a flag named "flags"."""
     flags, payloads = value.get("flags", 0), value.get("payloads", 0)
-    return flags is False or isinstance(flags, (list, tuple, Mapping)) or payloads is False or isinstance(payloads, Mapping)
+    return (
+        flags is False
+        or isinstance(flags, (list, tuple, Mapping))
+        or payloads is False
+        or isinstance(payloads, Mapping)
+    )
 
 
 def _all_true(keys: Any) -> Dict[str, Any]:

@@ -294,7 +294,10 @@ class _Semver(PropertyFilter):
 _SIMPLE: Dict[str, Type[PropertyFilter]] = {
     "is_set": _IsSet,
     "is_not_set": _IsSet,
-    **{op: _Text for op in ("icontains", "not_icontains", "starts_with", "not_starts_with", "ends_with", "not_ends_with")},
+    **{
+        op: _Text
+        for op in ("icontains", "not_icontains", "starts_with", "not_starts_with", "ends_with", "not_ends_with")
+    },
     **{op: _Regex for op in ("regex", "not_regex")},
     **{op: _Numeric for op in ("gt", "gte", "lt", "lte")},
     **{op: _Date for op in ("is_date_before", "is_date_after")},

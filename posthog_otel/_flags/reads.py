@@ -21,8 +21,8 @@ from .._config import effective
 from .._context import current_scope, get_context_device_id
 from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
-from .definitions import Definitions, Flag
 from . import otel_events
+from .definitions import Definitions, Flag
 from .errors import Reason, Undecidable
 from .evaluator import Evaluation
 from .events import called_properties, send
@@ -74,7 +74,9 @@ class Call:
         person = _resolve_id(distinct_id, current_scope())
         if person is None:
             count_drop("no_distinct_id")
-            warn_limited("flag:no_id", "posthog_otel: feature flags need a distinct_id (argument or identify_context())")
+            warn_limited(
+                "flag:no_id", "posthog_otel: feature flags need a distinct_id (argument or identify_context())"
+            )
             return None
         service = current_service()
         if service is None or service.disabled():
@@ -235,7 +237,9 @@ class FlagRead:
         record = self.answer.records.get(self.key) if self.answer is not None else None
         if record is None or record.failed:
             return None
-        return FeatureFlagResult(self.key, record.enabled, record.variant, decode_payload(record.payload), record.reason)
+        return FeatureFlagResult(
+            self.key, record.enabled, record.variant, decode_payload(record.payload), record.reason
+        )
 
     def report(self) -> None:
         if not self.call.first_time(self.key, self.value):
@@ -398,8 +402,15 @@ class SnapshotRead:
 
 
 def _reporter(service: FlagService) -> Callable[..., None]:
-    def report(person: str, key: str, response: Any, properties: Dict[str, Any], groups: Optional[Mapping[str, Any]],
-               disable_geoip: Optional[bool], has_experiment: Optional[bool]) -> None:
+    def report(
+        person: str,
+        key: str,
+        response: Any,
+        properties: Dict[str, Any],
+        groups: Optional[Mapping[str, Any]],
+        disable_geoip: Optional[bool],
+        has_experiment: Optional[bool],
+    ) -> None:
         report_read(service, person, key, response, properties, groups, disable_geoip, has_experiment)
         if otel_events.wanted(service):
             otel_events.evaluated(key, response, None, properties.get("$feature_flag_error"))

@@ -121,7 +121,9 @@ def ask(http: FlagsHttp, settings: Settings, body: Dict[str, Any], deadline: Opt
             if _retry(retries, settings, deadline):
                 retries += 1
                 continue
-            warn_limited("flag:transport", "posthog_otel: could not reach %s to evaluate flags (%s)", settings.host, failure)
+            warn_limited(
+                "flag:transport", "posthog_otel: could not reach %s to evaluate flags (%s)", settings.host, failure
+            )
             raise RemoteFailure(failure.kind, str(failure)) from None
         if answer.status in RETRY_STATUSES and _retry(retries, settings, deadline):
             retries += 1
@@ -150,11 +152,22 @@ def read_answer(parsed: Dict[str, Any]) -> RemoteAnswer:
         values = parsed.get("featureFlags") or {}
         payloads = parsed.get("featureFlagPayloads") or {}
         records = {
-            str(key): RemoteRecord(str(key), value is not False and value is not None, value if isinstance(value, str) else None,
-                                   payloads.get(key), False, None, None, None, None)  # fmt: skip
+            str(key): RemoteRecord(
+                str(key),
+                value is not False and value is not None,
+                value if isinstance(value, str) else None,
+                payloads.get(key),
+                False,
+                None,
+                None,
+                None,
+                None,
+            )  # fmt: skip
             for key, value in values.items()
         }
-    return RemoteAnswer(records, parsed.get("requestId"), parsed.get("evaluatedAt"), bool(parsed.get("errorsWhileComputingFlags")))
+    return RemoteAnswer(
+        records, parsed.get("requestId"), parsed.get("evaluatedAt"), bool(parsed.get("errorsWhileComputingFlags"))
+    )
 
 
 def _record(key: str, raw: Any) -> RemoteRecord:

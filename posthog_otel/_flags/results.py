@@ -29,7 +29,9 @@ class FeatureFlagResult:
         return self.variant or self.enabled
 
     @classmethod
-    def of_value(cls, key: str, value: Any, payload: Any, reason: Optional[str] = None) -> Optional["FeatureFlagResult"]:
+    def of_value(
+        cls, key: str, value: Any, payload: Any, reason: Optional[str] = None
+    ) -> Optional["FeatureFlagResult"]:
         """From a flag value (True/False/variant); None for None."""
         if value is None:
             return None

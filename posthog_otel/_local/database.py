@@ -172,8 +172,9 @@ def _explain(path: Path, error: Exception) -> str:
         return "%s is not a SQLite database: %s" % (path, _WHAT_TO_DO)
     denied = isinstance(error, PermissionError) or "readonly" in text or "read-only" in text
     if denied or ("unable to open" in text and not _writable_folder(path)):
-        return "cannot %s the database %s (permission denied): choose a writable place with --db or POSTHOG_OTEL_LOCAL_DB" % (
-            "write" if path.exists() else "create", path
+        return (
+            "cannot %s the database %s (permission denied): choose a writable place with --db or POSTHOG_OTEL_LOCAL_DB"
+            % ("write" if path.exists() else "create", path)
         )
     return "cannot open the database %s (%s): %s" % (path, text, _WHAT_TO_DO)
 

@@ -50,15 +50,22 @@ def scenario() -> List[Tuple[str, Callable[[], Any]]]:
 
     def groups() -> None:
         posthog.group_identify(
-            "company", "acme_corp", {"name": "Acme Corporation", "industry": "Technology", "employees": 250},
+            "company",
+            "acme_corp",
+            {"name": "Acme Corporation", "industry": "Technology", "employees": 250},
             distinct_id=USER,
         )
-        posthog.group_identify("team", "engineering", {"name": "Engineering Team", "members_count": 12}, distinct_id=USER)
+        posthog.group_identify(
+            "team", "engineering", {"name": "Engineering Team", "members_count": 12}, distinct_id=USER
+        )
         posthog.group_identify("company", "acme_corp", {"employees": 275}, distinct_id=USER)
 
     def grouped_event() -> None:
         posthog.capture(
-            USER, "feature_used", {"feature": "advanced_dashboard"}, groups={"company": "acme_corp", "team": "engineering"}
+            USER,
+            "feature_used",
+            {"feature": "advanced_dashboard"},
+            groups={"company": "acme_corp", "team": "engineering"},
         )
 
     def request_context() -> None:
@@ -130,9 +137,10 @@ def run(out: TextIO, db_path: Optional[str] = None, environ: Any = None, serve: 
         out.write("\nLook for %s in %s/persons and for acme_corp under Groups.\n" % (USER, _app_url(host)))
         return 1 if drops else 0
     project = project_of(LOCAL_KEY)
-    out.write("\nWhat PostHog would hold now:\n\nPersons\n%s\n\nGroups\n%s\n" % (
-        _indent(persons_table(server.store.persons(project))), _indent(groups_table(server.store.groups(project)))
-    ))
+    out.write(
+        "\nWhat PostHog would hold now:\n\nPersons\n%s\n\nGroups\n%s\n"
+        % (_indent(persons_table(server.store.persons(project))), _indent(groups_table(server.store.groups(project))))
+    )
     options = " --key %s%s" % (LOCAL_KEY, " --db %s" % shlex.quote(db_path) if db_path else "")
     out.write(
         "\nKeep exploring: posthog-otel person %s%s   (also: persons, groups, events)\n"
@@ -175,9 +183,10 @@ class _ShowWarnings(logging.Handler):
 
 
 def _app_url(host: str) -> str:
-    return {"https://us.i.posthog.com": "https://us.posthog.com", "https://eu.i.posthog.com": "https://eu.posthog.com"}.get(
-        host, host
-    )
+    return {
+        "https://us.i.posthog.com": "https://us.posthog.com",
+        "https://eu.i.posthog.com": "https://eu.posthog.com",
+    }.get(host, host)
 
 
 def _indent(text: str) -> str:

@@ -39,7 +39,9 @@ def definitions_from(data: Any) -> Definitions:
     for index, (key, value) in enumerate(data.items(), 1):
         if not isinstance(value, (bool, str)):
             raise ValueError("flag %r: a simple flag file maps keys to true, false or a variant name" % key)
-        filters: Dict[str, Any] = {"groups": [{"properties": [], "rollout_percentage": 100}] if value is not False else []}
+        filters: Dict[str, Any] = {
+            "groups": [{"properties": [], "rollout_percentage": 100}] if value is not False else []
+        }
         if isinstance(value, str):
             filters["multivariate"] = {"variants": [{"key": value, "rollout_percentage": 100}]}
         flags.append({"id": index, "key": key, "active": True, "filters": filters})
@@ -83,7 +85,11 @@ class LocalFlags:
         decodes twice, PostHog's Python SDK returns the text)."""
         scheme, _, token = (authorization or "").partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
-            return 401, {"type": "authentication_error", "detail": "Authorization: Bearer <personal API key> is missing"}, {}
+            return (
+                401,
+                {"type": "authentication_error", "detail": "Authorization: Bearer <personal API key> is missing"},
+                {},
+            )
         flag = self.definitions.by_key.get(key)
         if flag is None:
             return 404, {"type": "invalid_request", "detail": "no flag %r" % key}, {}
@@ -123,7 +129,9 @@ class LocalFlags:
             "metadata": {"id": raw.get("id"), "version": raw.get("version"), "payload": flag.payload(value)},
         }
 
-    def evaluation(self, request: Mapping[str, Any], trace: Optional[List[Any]] = None) -> Tuple[Evaluation, Dict[str, Any]]:
+    def evaluation(
+        self, request: Mapping[str, Any], trace: Optional[List[Any]] = None
+    ) -> Tuple[Evaluation, Dict[str, Any]]:
         """An evaluation for the request's person and groups, with the store's properties under the request's."""
         distinct_id = str(request["distinct_id"])
         groups = _object(request, "groups")
@@ -135,7 +143,9 @@ class LocalFlags:
         given = _object(request, "person_properties")
         person_properties = {**self._stored_person(distinct_id), **given}
         person_properties.setdefault("distinct_id", distinct_id)
-        evaluation = Evaluation(self.definitions, distinct_id, groups, group_properties, request.get("device_id"), trace)
+        evaluation = Evaluation(
+            self.definitions, distinct_id, groups, group_properties, request.get("device_id"), trace
+        )
         return evaluation, person_properties
 
     def _stored_person(self, distinct_id: str) -> Dict[str, Any]:

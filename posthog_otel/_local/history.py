@@ -29,7 +29,9 @@ class Origin:
     timestamp: str
 
 
-def record_person(db: sqlite3.Connection, project: str, person_id: int, origin: Origin, changes: Sequence[Change]) -> None:
+def record_person(
+    db: sqlite3.Connection, project: str, person_id: int, origin: Origin, changes: Sequence[Change]
+) -> None:
     _record(db, project, (person_id, None, None), origin, changes)
 
 

@@ -36,9 +36,7 @@ def when(iso: Optional[str]) -> str:
 def summary(properties: Dict[str, Any], skip_system: bool = True) -> str:
     """``email=user@example.com plan=premium`` (PostHog's own ``$`` keys left out)."""
     shown = [
-        "%s=%s" % (key, _value(value))
-        for key, value in properties.items()
-        if not (skip_system and key.startswith("$"))
+        "%s=%s" % (key, _value(value)) for key, value in properties.items() if not (skip_system and key.startswith("$"))
     ]
     return " ".join(shown) if shown else "-"
 
@@ -66,8 +64,7 @@ def groups_table(groups: List[Dict[str, Any]], show_project: bool = False) -> st
 
 def events_table(events: List[Dict[str, Any]], header: bool = True, show_project: bool = False) -> str:
     rows = [
-        (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", event_summary(e))
-        for e in events
+        (when(e["timestamp"]), e["event"], e["distinct_id"], e["person_id"] or "-", event_summary(e)) for e in events
     ]
     text = _with_project(("time", "event", "distinct id", "person", "properties"), rows, events, show_project)
     return text if header else "\n".join(text.splitlines()[1:])

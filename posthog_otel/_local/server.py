@@ -16,9 +16,9 @@ import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import unquote
 
+from .._inflate import inflate
 from . import ui
 from .flags import LocalFlags
-from .._inflate import inflate
 from .serving import BoundedHandler, BoundedHTTPServer, Limits
 from .store import Store, parse_timestamp
 
@@ -78,7 +78,9 @@ def validate_v1(payload: Any, authorization: Optional[str]) -> Tuple[str, List[D
 
 def from_v1_event(wire: Dict[str, Any]) -> Dict[str, Any]:
     """A Capture V1 event back in ``/batch/`` shape: options and top-level ids as properties."""
-    properties = dict(wire.get("properties") or {}) if isinstance(wire.get("properties"), dict) else wire.get("properties")
+    properties = (
+        dict(wire.get("properties") or {}) if isinstance(wire.get("properties"), dict) else wire.get("properties")
+    )
     if isinstance(properties, dict):
         options: Dict[str, Any] = wire["options"] if isinstance(wire.get("options"), dict) else {}
         if "process_person_profile" in options:
@@ -147,8 +149,10 @@ def _encodable(text: str) -> None:
     try:
         text.encode("utf-8")
     except UnicodeEncodeError:
-        raise Invalid("the body is not valid JSON: it holds a lone UTF-16 surrogate escape (%s), which is not "
-                      "text" % ascii(text[:40])) from None
+        raise Invalid(
+            "the body is not valid JSON: it holds a lone UTF-16 surrogate escape (%s), which is not "
+            "text" % ascii(text[:40])
+        ) from None
 
 
 class LocalServer:
@@ -211,12 +215,16 @@ def _handler_for(store: Store, flags: LocalFlags) -> type:
                 self.report(flags.handle_post(self, self._read_json), "flags")
                 return
             if path not in BATCH_PATHS and path != V1_PATH:
-                self._reply(404, {"error": "unknown endpoint %s: this server speaks POST /batch/ and %s" % (path, V1_PATH)})
+                self._reply(
+                    404, {"error": "unknown endpoint %s: this server speaks POST /batch/ and %s" % (path, V1_PATH)}
+                )
                 return
             v1 = path == V1_PATH
             try:
                 payload = self._read_json()
-                api_key, events = validate_v1(payload, self.headers.get("Authorization")) if v1 else validate_batch(payload)
+                api_key, events = (
+                    validate_v1(payload, self.headers.get("Authorization")) if v1 else validate_batch(payload)
+                )
             except Unauthorized as problem:
                 self._reply(401, {"type": "authentication_error", "error": str(problem)})
                 return

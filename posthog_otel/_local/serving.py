@@ -36,7 +36,8 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Callable, Deque, Dict, List, Optional, Set, Tuple, cast
 
-from .._inflate import HTTPError, inflate, size_text as _size
+from .._inflate import HTTPError, inflate
+from .._inflate import size_text as _size
 
 __all__ = ["BoundedHTTPServer", "BoundedHandler", "HTTPError", "Limits", "inflate"]
 
@@ -230,7 +231,9 @@ class BoundedHandler(BaseHTTPRequestHandler):
             self._fail(error.status, str(error), close=error.close)
         except Exception:  # a bug of ours: answer, log, keep serving
             logger.exception(
-                "posthog-otel local server: internal error on %s %s", getattr(self, "command", "-"), getattr(self, "path", "-")
+                "posthog-otel local server: internal error on %s %s",
+                getattr(self, "command", "-"),
+                getattr(self, "path", "-"),
             )
             self._fail(500, "internal error in the local server (see its log)")
         if not self._body_read and self._declares_body():
@@ -549,7 +552,10 @@ def _refuse_unread(sock: socket.socket, status: int, message: str) -> None:
     body = json.dumps({"type": "request_error", "error": message}).encode("utf-8")
     reason = BaseHTTPRequestHandler.responses.get(status, ("",))[0]
     head = "HTTP/1.1 %d %s\r\nContent-Type: application/json\r\nContent-Length: %d\r\nConnection: close\r\n\r\n" % (
-        status, reason, len(body))
+        status,
+        reason,
+        len(body),
+    )
     try:
         sock.settimeout(0.0)
         sock.send(head.encode("ascii") + body)
@@ -573,5 +579,3 @@ def _linger(sock: socket.socket, seconds: float) -> None:
                 return
     except OSError:
         return
-
-

@@ -111,7 +111,9 @@ class Store:
         person_id: Optional[int] = None
         if personful:
             if name in ("$create_alias", "$merge_dangerously") and properties.get("alias") is not None:
-                refused = self._merge(project, str(properties["alias"]), distinct_id, origin, name == "$merge_dangerously")
+                refused = self._merge(
+                    project, str(properties["alias"]), distinct_id, origin, name == "$merge_dangerously"
+                )
                 result.merges_refused += refused
             elif name == "$identify" and properties.get("$anon_distinct_id") is not None:
                 result.merges_refused += self._merge(project, str(properties["$anon_distinct_id"]), distinct_id, origin)
@@ -159,7 +161,9 @@ class Store:
         found = self._person_for(project, distinct_id, create=False)
         return found if found is not None else self._new_person(project, [distinct_id], {}, identified=False)
 
-    def _new_person(self, project: str, distinct_ids: Iterable[str], properties: Dict[str, Any], identified: bool) -> int:
+    def _new_person(
+        self, project: str, distinct_ids: Iterable[str], properties: Dict[str, Any], identified: bool
+    ) -> int:
         now = _now()
         cursor = self._db.execute(
             "INSERT INTO persons (project, properties, is_identified, created_at, updated_at) VALUES (?, ?, ?, ?, ?)",
@@ -401,7 +405,12 @@ class Store:
         """Events in arrival order; with ``limit``, the most recent ``limit`` of them."""
         where: List[str] = ["seq > ?"]
         args: List[Any] = [after_seq]
-        for column, value in (("project", project), ("person_id", person_id), ("distinct_id", distinct_id), ("event", event)):
+        for column, value in (
+            ("project", project),
+            ("person_id", person_id),
+            ("distinct_id", distinct_id),
+            ("event", event),
+        ):
             if value is not None:
                 where.append("%s = ?" % column)
                 args.append(value)

@@ -9,7 +9,7 @@ from typing import Any, Dict, List
 from . import views
 from .render import event_summary
 from .ui import Request, Response
-from .ui_markup import Html, fill, join, link, moment, value
+from .ui_markup import NO_HTML, Html, fill, join, link, moment, value
 
 #: Events on the events page when it opens; the live tail adds the newer ones on top.
 SHOWN = 100
@@ -35,7 +35,7 @@ def event_rows(request: Request, events: List[Dict[str, Any]]) -> Html:
     return join(rows)
 
 
-def event_table(request: Request, events: List[Dict[str, Any]], tail: Html = Html("")) -> Html:
+def event_table(request: Request, events: List[Dict[str, Any]], tail: Html = NO_HTML) -> Html:
     """Events, newest first as given; ``tail`` is the tbody's attributes for the live tail."""
     if not events and not tail:
         return Html('<p class="empty">No events.</p>')
@@ -63,7 +63,11 @@ def events(request: Request) -> Response:
         link(request.url("events"), "clear") if any(filters.values()) else Html(""),
     )
     status = Html('<p id="tail-status">New events appear here with JavaScript on; without it, reload the page.</p>')
-    empty = Html("") if found else Html('<p id="tail-empty" class="empty">No events yet: they appear here as they arrive.</p>')
+    empty = (
+        Html("")
+        if found
+        else Html('<p id="tail-empty" class="empty">No events yet: they appear here as they arrive.</p>')
+    )
     table = event_table(request, list(reversed(found)), tail)
     return request.page("Events", join([form, status, empty, table]))
 

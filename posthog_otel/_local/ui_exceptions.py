@@ -40,9 +40,13 @@ def exceptions_of(properties: Dict[str, Any]) -> List[Dict[str, Any]]:
         if isinstance(entry, dict):
             stack = entry.get("stacktrace")
             frames = stack.get("frames") if isinstance(stack, dict) else None
-            found.append({**entry, "frames": [f for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []})
+            found.append(
+                {**entry, "frames": [f for f in frames if isinstance(f, dict)] if isinstance(frames, list) else []}
+            )
     if not found and ("$exception_type" in properties or "$exception_message" in properties):
-        found.append({"type": properties.get("$exception_type"), "value": properties.get("$exception_message"), "frames": []})
+        found.append(
+            {"type": properties.get("$exception_type"), "value": properties.get("$exception_message"), "frames": []}
+        )
     return found
 
 
@@ -119,7 +123,9 @@ def _exception(exception: Dict[str, Any], index: int) -> Html:
     handled = mechanism.get("handled") if isinstance(mechanism, dict) else None
     badge = Html("")
     if handled is not None:
-        badge = fill(' <span class="badge%s">%s</span>', "" if handled else " warn", "handled" if handled else "unhandled")
+        badge = fill(
+            ' <span class="badge%s">%s</span>', "" if handled else " warn", "handled" if handled else "unhandled"
+        )
     frames = join(_frame(f) for f in exception["frames"])
     caused = esc("which was raised from: ") if index else Html("")
     return fill(
@@ -148,7 +154,11 @@ def _frame_text(frame: Dict[str, Any]) -> str:
         return "no stack trace"
     where = _text(frame.get("filename") or frame.get("abs_path") or frame.get("module")) or "?"
     lineno = frame.get("lineno")
-    return "%s in %s%s" % (_text(frame.get("function")) or "?", where, ":%s" % _text(lineno) if lineno is not None else "")
+    return "%s in %s%s" % (
+        _text(frame.get("function")) or "?",
+        where,
+        ":%s" % _text(lineno) if lineno is not None else "",
+    )
 
 
 def _message(event: Dict[str, Any]) -> str:
@@ -159,4 +169,3 @@ def _message(event: Dict[str, Any]) -> str:
 def _text(data: Any) -> str:
     """A value from the event as text: None as empty, anything else as sent."""
     return "" if data is None else str(data)
-

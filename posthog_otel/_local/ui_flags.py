@@ -30,7 +30,9 @@ def flags(request: Request) -> Response:
         key, active, audience, conditions, variants = _row(flag, definitions)
         rows.append((link(request.url("feature_flags", key), key), active, audience, conditions, variants))
     listing = table(("flag", "active", "for", "conditions", "variants"), rows)
-    return request.page("Feature flags", join([listing, Html('<p class="muted">Open a flag to explain its answer.</p>')]))
+    return request.page(
+        "Feature flags", join([listing, Html('<p class="muted">Open a flag to explain its answer.</p>')])
+    )
 
 
 def explain(request: Request) -> Response:

@@ -29,6 +29,10 @@ class Html(str):
     __slots__ = ()
 
 
+#: No markup: the default of optional parts.
+NO_HTML = Html("")
+
+
 def esc(value: Any) -> Html:
     return value if isinstance(value, Html) else Html(html.escape(str(value), quote=True))
 
@@ -74,7 +78,9 @@ def moment(iso: Optional[str]) -> Html:
     return fill('<time datetime="%s">%s</time>', iso, when(iso))
 
 
-def table(headers: Sequence[str], rows: Iterable[Sequence[Any]], css: str = "", body_id: str = "", empty: str = "") -> Html:
+def table(
+    headers: Sequence[str], rows: Iterable[Sequence[Any]], css: str = "", body_id: str = "", empty: str = ""
+) -> Html:
     head = join(fill("<th>%s</th>", h) for h in headers)
     body = join(fill("<tr>%s</tr>", join(fill("<td>%s</td>", c) for c in row)) for row in rows)
     if not body and empty:
@@ -93,7 +99,7 @@ def section(title: Any, body: Any, count: Optional[int] = None) -> Html:
     return fill("<section><h2>%s</h2>%s</section>", shown, body)
 
 
-def page(title: str, body: Html, nav: Sequence[Tuple[Any, Any]], current: str, context: Html = Html("")) -> Html:
+def page(title: str, body: Html, nav: Sequence[Tuple[Any, Any]], current: str, context: Html = NO_HTML) -> Html:
     """A whole page: the navigation (``(label, url)``, ``current`` marked), ``context`` under
     it (the project), then ``body``. Styles and the only script are files of this server."""
     links = join(
@@ -105,7 +111,7 @@ def page(title: str, body: Html, nav: Sequence[Tuple[Any, Any]], current: str, c
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         "<title>%s · local PostHog</title>"
         '<link rel="stylesheet" href="/static/ui.css"><script src="/static/ui.js" defer></script></head>'
-        '<body><header><strong>local PostHog</strong><nav>%s</nav>%s</header><main><h1>%s</h1>%s</main></body></html>\n',
+        "<body><header><strong>local PostHog</strong><nav>%s</nav>%s</header><main><h1>%s</h1>%s</main></body></html>\n",
         title,
         links,
         context,

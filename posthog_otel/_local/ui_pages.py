@@ -68,7 +68,9 @@ def persons(request: Request) -> Response:
     )
     listing = table(("distinct ids", "properties", "events", "last seen"), rows, css="persons",
                     empty="No person matches." if text else "No persons yet.")  # fmt: skip
-    count = fill('<p class="muted">%s found%s</p>', len(found), ", the first %d shown" % LISTED if len(found) > LISTED else "")
+    count = fill(
+        '<p class="muted">%s found%s</p>', len(found), ", the first %d shown" % LISTED if len(found) > LISTED else ""
+    )
     return request.page("Persons", join([form, count, listing]))
 
 
@@ -196,7 +198,7 @@ def _change_row(key: str, change: Dict[str, Any], outcome: str, request: Request
     css = " ".join(c for c in (css, "first" if first else "") if c)
     operation = change.get("operation")
     if operation == "merge":
-        shown_operation = fill("merge <span class=\"muted\">(%s: this person's value kept)</span>", change["event"])
+        shown_operation = fill('merge <span class="muted">(%s: this person\'s value kept)</span>', change["event"])
     else:
         shown_operation = fill("<code>%s</code>", operation) if operation else Html("-")
     shown_value = Html('<span class="muted">(removed)</span>') if operation == "$unset" else value(change["value"])
@@ -244,4 +246,3 @@ def _timeline(request: Request, events: List[Dict[str, Any]], total: int) -> Htm
         note = fill('<p class="muted">The latest %s of %s; %s filters them all.</p>', len(events), total,
                     link(request.url("events"), "Events"))  # fmt: skip
     return join([note, event_table(request, list(reversed(events)))])
-

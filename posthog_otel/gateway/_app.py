@@ -93,7 +93,9 @@ class Gateway:
             logger.exception("posthog_otel gateway: internal error on %s %s", environ.get("REQUEST_METHOD"),
                              environ.get("PATH_INFO"))  # fmt: skip
             count_drop("internal_error")
-            status, headers, body = _answers.failure("json", 500, "internal error in the gateway (see its log)", close=True)
+            status, headers, body = _answers.failure(
+                "json", 500, "internal error in the gateway (see its log)", close=True
+            )
         self.counters.request(status)
         if "gunicorn.socket" not in environ:  # PEP 3333 forbids hop-by-hop headers; gunicorn reads it as
             headers = [h for h in headers if h[0] != "Connection"]  # "close after this" (no unread body drained)
@@ -204,7 +206,9 @@ class Gateway:
                     size += len(chunk)
             except Exception:  # the server's reader: a peer gone, a bad chunk, our deadline
                 if not timer.expired:
-                    raise HTTPError(400, "the body could not be read (connection closed, or bad chunked encoding)")
+                    raise HTTPError(
+                        400, "the body could not be read (connection closed, or bad chunked encoding)"
+                    ) from None
             if timer.expired:
                 raise HTTPError(408, "the body did not arrive within %g s" % self.settings.read_timeout)
         if size > limit:

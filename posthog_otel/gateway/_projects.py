@@ -239,7 +239,9 @@ class Projects:
         dispatcher = Dispatcher(settings, "gateway", _no_records, self._retry_policy, self._transport)
         mark = self.gateway.high_water
         spool_mark = int(settings.spool_max_bytes * mark) if settings.spool else None
-        return Project(dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark), key in self.allowed, self.gateway.worker_count)
+        return Project(
+            dispatcher, spool_mark, int(MEMORY_MAX_BYTES * mark), key in self.allowed, self.gateway.worker_count
+        )
 
     def pressure(self, project: Project) -> None:
         """``Refused`` (503, ``Retry-After``) while the project's spool is past the high-water mark."""
@@ -265,7 +267,9 @@ class Projects:
             projects = list(self._projects.values())
         deadline = time.monotonic() + budget
         threads = [
-            threading.Thread(target=p.dispatcher.shutdown, args=(budget * 1000,), name="posthog-otel-close", daemon=True)
+            threading.Thread(
+                target=p.dispatcher.shutdown, args=(budget * 1000,), name="posthog-otel-close", daemon=True
+            )
             for p in projects
         ]
         for thread in threads:

@@ -82,14 +82,20 @@ def options(settings: GatewaySettings, gateway: Gateway, ready: Callable[[Any], 
 
 def describe(settings: GatewaySettings, delivery: Settings) -> str:
     if settings.allowed_keys or delivery.api_key:
-        keys = sorted(redact(k) or "" for k in settings.allowed_keys | ({delivery.api_key} if delivery.api_key else set()))
+        keys = sorted(
+            redact(k) or "" for k in settings.allowed_keys | ({delivery.api_key} if delivery.api_key else set())
+        )
         access = "keys on its allow-list only: %s" % ", ".join(keys)
     else:
         access = "any project key, from this machine only (no allow-list)"
     default = ("POSTHOG_API_KEY %s (from this machine only)" % redact(delivery.api_key) if delivery.api_key
                else "none (clients send one)")  # fmt: skip
     return "  accepts: %s\n  key of requests without one: %s\n  delivers to: %s (spool: %s)\n" % (
-        access, default, delivery.host, "on" if delivery.spool else "off")
+        access,
+        default,
+        delivery.host,
+        "on" if delivery.spool else "off",
+    )
 
 
 def serve(settings: GatewaySettings, delivery: Settings, gateway: Gateway, out: TextIO) -> int:

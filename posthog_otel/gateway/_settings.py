@@ -217,7 +217,9 @@ class GatewaySettings:
             parse: Callable[[Any], Any] = spec.metadata["parse"]
             given = arguments.pop(spec.name, None)
             (variable,) = spec.metadata["env"]
-            source, text = ("--" + spec.name.replace("_", "-"), given) if given is not None else (variable, environ.get(variable))
+            source, text = (
+                ("--" + spec.name.replace("_", "-"), given) if given is not None else (variable, environ.get(variable))
+            )
             if text is None or isinstance(text, str) and not text.strip():
                 continue
             try:

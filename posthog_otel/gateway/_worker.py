@@ -124,7 +124,9 @@ class Worker(ThreadWorker):
     def _refuse(self, conn: Any, status: int, reason: str) -> None:
         """Answer without waiting (what the socket takes now), then close."""
         try:
-            conn.sock.send(("HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (status, reason)).encode())
+            conn.sock.send(
+                ("HTTP/1.1 %d %s\r\nContent-Length: 0\r\nConnection: close\r\n\r\n" % (status, reason)).encode()
+            )
         except OSError:
             pass
         self._close(conn)

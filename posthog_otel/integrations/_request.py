@@ -41,9 +41,7 @@ def clean(value: Any, limit: int = MAX_HEADER) -> Optional[str]:
     return _CONTROL.sub("", value).strip()[:limit] or None
 
 
-def request_tags(
-    method: Any, scheme: Any, host: Any, path: Any, user_agent: Any
-) -> Dict[str, str]:
+def request_tags(method: Any, scheme: Any, host: Any, path: Any, user_agent: Any) -> Dict[str, str]:
     """The tags PostHog's SDK gives a request; the URL without its query (secrets live there)."""
     tags: Dict[str, str] = {}
     method, path = clean(method, 32), clean(path, MAX_PATH)
@@ -62,7 +60,10 @@ def request_tags(
 
 @guarded("request context")
 def begin(
-    person: Any, header: Callable[[str], Optional[str]], tags: Mapping[str, Any], tracing_headers: bool,
+    person: Any,
+    header: Callable[[str], Optional[str]],
+    tags: Mapping[str, Any],
+    tracing_headers: bool,
     fresh: bool = False,
 ) -> Optional[_context.Opened]:
     """Open the request's context (None if that failed: said, counted, the request goes on).

@@ -129,5 +129,10 @@ def _tags(raw: Any) -> Dict[str, Any]:
     if isinstance(tags, dict):
         return tags
     count_drop("invalid_property")
-    warn_limited("celery:tags", "posthog_otel: a Celery task's %s header is not a JSON map: %s; ignored", TAGS_HEADER, describe(raw))
+    warn_limited(
+        "celery:tags",
+        "posthog_otel: a Celery task's %s header is not a JSON map: %s; ignored",
+        TAGS_HEADER,
+        describe(raw),
+    )
     return {}

@@ -48,9 +48,8 @@ class PosthogContextMiddleware:
     async_capable = True
 
     def __init__(self, get_response: Callable[[Any], Any]) -> None:
-        from django.conf import settings
-
         from asgiref.sync import iscoroutinefunction, markcoroutinefunction  # Django's own dependency
+        from django.conf import settings
 
         self.get_response = get_response
         # asgiref's test: Django hands async middleware a sync_to_async object, which inspect's misses

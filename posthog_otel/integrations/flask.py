@@ -75,10 +75,16 @@ class PosthogFlaskIntegration:
     def _before_request(self) -> None:
         from flask import g, request
 
-        if self.request_filter is not None and _request.call_back("request_filter", self.request_filter, request) is False:
+        if (
+            self.request_filter is not None
+            and _request.call_back("request_filter", self.request_filter, request) is False
+        ):
             return
         person = _request.call_back("distinct_id", self.distinct_id, request)
-        tags = {**_tags(request), **_request.extra_tags(_request.call_back("extra_properties", self.extra_properties, request))}
+        tags = {
+            **_tags(request),
+            **_request.extra_tags(_request.call_back("extra_properties", self.extra_properties, request)),
+        }
         setattr(g, _STATE, _request.begin(person, lambda name: _request.clean(request.headers.get(name)), tags,
                                           self.capture_tracing_headers, fresh=True))  # fmt: skip
 

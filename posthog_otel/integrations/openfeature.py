@@ -130,7 +130,9 @@ class PostHogProvider(AbstractProvider):
             return arguments
         if self._client is None:
             return _found(flag_key, await calls.get_feature_flag_result_async(*arguments[0], **arguments[1]))
-        return _found(flag_key, await asyncio.to_thread(self._client.get_feature_flag_result, *arguments[0], **arguments[1]))
+        return _found(
+            flag_key, await asyncio.to_thread(self._client.get_feature_flag_result, *arguments[0], **arguments[1])
+        )
 
     def _arguments(self, flag_key: str, context: Optional[EvaluationContext]) -> Any:
         """(args, keywords) of ``get_feature_flag_result``, or the error details when there is no person."""
@@ -152,7 +154,11 @@ def _split(context: Optional[EvaluationContext]) -> Tuple[Dict[str, Any], Dict[s
     groups = attributes.get(GROUPS_KEY) or {}
     group_properties = attributes.get(GROUP_PROPERTIES_KEY) or {}
     person = {k: v for k, v in attributes.items() if k not in (GROUPS_KEY, GROUP_PROPERTIES_KEY)}
-    return person, (groups if isinstance(groups, dict) else {}), (group_properties if isinstance(group_properties, dict) else {})
+    return (
+        person,
+        (groups if isinstance(groups, dict) else {}),
+        (group_properties if isinstance(group_properties, dict) else {}),
+    )
 
 
 def _found(flag_key: str, result: Optional[FeatureFlagResult]) -> Resolved:
@@ -194,7 +200,9 @@ def _number(result: Resolved, default: Any, kind: Callable[[Any], Any]) -> FlagR
             variant = int(variant, 16)
         return _details(kind(variant), result)
     except (TypeError, ValueError, OverflowError):
-        return _mismatch(default, "Flag '%s' variant %r is not a valid %s." % (result.key, result.variant, kind.__name__))
+        return _mismatch(
+            default, "Flag '%s' variant %r is not a valid %s." % (result.key, result.variant, kind.__name__)
+        )
 
 
 def _object(result: Resolved, default: Any) -> FlagResolutionDetails[Any]:
@@ -228,4 +236,3 @@ def _reason(result: FeatureFlagResult) -> Reason:
     if result.enabled:
         return Reason.TARGETING_MATCH
     return Reason.DISABLED if "disabled" in (result.reason or "").lower() else Reason.DEFAULT
-

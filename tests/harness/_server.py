@@ -25,7 +25,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qs, urlsplit
 
-
 #: The batch delay when the harness gives none (``flush_interval_ms``), for both SDKs. Every
 #: contract test that captures ends with an explicit flush, or fills ``flush_at``; a timer only
 #: adds luck. OpenTelemetry's batch processor (posthog-otel's) exports every delay *period*,

@@ -179,7 +179,9 @@ async def run_profile(profile: Profile, adapter_url: str, state: Any, mock_url: 
         async with gate:
             try:
                 result = await asyncio.wait_for(suite.run_single_test(name, definition, ctx), TEST_TIMEOUT)
-                outcome = Outcome(profile.name, suite.name, name, result.passed, result.duration_ms, result.message or "")
+                outcome = Outcome(
+                    profile.name, suite.name, name, result.passed, result.duration_ms, result.message or ""
+                )
             except asyncio.TimeoutError:
                 outcome = Outcome(profile.name, suite.name, name, False, int(TEST_TIMEOUT * 1000), "timed out")
             try:  # free the test's SDK client and its part of the mock
@@ -228,7 +230,9 @@ def report(sdk: str, outcomes: List[Outcome], skipped: List[Profile], seconds: f
     """Print the results; the exit status (1 on any failure but the stale ones)."""
     for outcome in sorted(outcomes, key=lambda o: (o.profile, o.suite, o.test)):
         word = "pass" if outcome.passed else ("STALE" if outcome.stale else "FAIL")
-        print("  %-5s %-10s %-13s %s (%d ms)" % (word, outcome.profile, outcome.suite, outcome.test, outcome.duration_ms))
+        print(
+            "  %-5s %-10s %-13s %s (%d ms)" % (word, outcome.profile, outcome.suite, outcome.test, outcome.duration_ms)
+        )
         if not outcome.passed:
             print("          %s" % outcome.message.replace("\n", "\n          ")[:600])
     for profile in skipped:
