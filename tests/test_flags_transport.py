@@ -14,11 +14,10 @@ from typing import List, Mapping, Tuple
 import pytest
 
 import posthog_otel
-from posthog_otel._flags import service as flag_service
 from posthog_otel._http import HttpTransport, Response
 
 from .conftest import API_KEY
-from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer
+from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer, fresh_flag_service  # noqa: F401 (autouse)
 
 
 class RecordingTransport:
@@ -67,13 +66,6 @@ def flag_server():
     server = FlagServer(json.loads(json.dumps(DEFINITIONS)))
     yield server
     server.close()
-
-
-@pytest.fixture(autouse=True)
-def fresh_flag_service():
-    flag_service.reset()
-    yield
-    flag_service.reset()
 
 
 def test_configure_transport_carries_definitions_and_flags(flag_server, provider):
