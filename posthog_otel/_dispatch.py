@@ -22,6 +22,12 @@ sibling process's, or a dead process's), new batches go behind it, so a later ``
 overtakes an earlier one. **Loss.** An event lives only in memory for at most
 ``spool_after`` (1 s) after the exporter got it; a SIGKILL loses at most that plus the SDK's
 schedule delay. Every drop is counted by reason.
+
+This module is the callers' side (``hand_off``, the flushes, ``finish``, ``shutdown``, fork);
+each job has its own module: ``_handoff`` (what is handed in, encoding), ``_board`` (what the
+threads share, under one lock), ``_loop`` (the dispatcher thread), ``_line`` and ``_memory``
+(memory, then the spool), ``_spool_access``, ``_schedule`` (the shipment in flight),
+``_sender`` (the HTTP thread) and ``_exit`` (the exit protocol).
 """
 
 from __future__ import annotations
