@@ -60,6 +60,7 @@ __all__ = ["Dispatcher", "MappedEvents", "MEMORY_MAX_BYTES", "Read"]
 
 LIBRARY = "posthog-otel"
 
+
 class Dispatcher:
     """``hand_off(batch)`` from the SDK's worker; everything else on its own threads."""
 
