@@ -14,7 +14,7 @@ from __future__ import annotations
 import enum
 import logging
 from collections import deque
-from typing import Any, Callable, Deque, Optional
+from typing import TYPE_CHECKING, Any, Callable, Deque, Optional
 
 from ._config import Settings, scrub
 from ._encoding import EncodedBatch
@@ -23,6 +23,9 @@ from ._http import Post, TransportError
 from ._log import count_drop, warn_limited
 from ._protocol import Exchange, exchange_class
 from ._retry import Outcome, RetryPolicy, Verdict
+
+if TYPE_CHECKING:
+    from ._spool import Claim
 
 
 class Step(enum.Enum):
@@ -36,15 +39,15 @@ class Shipment:
     def __init__(
         self,
         batch: EncodedBatch,
-        source: Any,
+        claim: Optional["Claim"],
         born: float,
         settings: Settings,
         policy: RetryPolicy,
         post: Post,
         report: Optional[Callable[[DeliveryError, Callable[[], Any]], None]] = None,
     ) -> None:
-        #: Where the events wait meanwhile: memory (a list of pending batches) or a spool claim.
-        self.source = source
+        #: Where the events wait meanwhile: the spool's claim on them, or None (only in memory).
+        self.claim = claim
         #: When its oldest event was handed to the exporter (monotonic seconds).
         self.born = born
         self._settings = settings
@@ -60,6 +63,11 @@ class Shipment:
         self.verdict: Optional[Verdict] = None
         #: Events PostHog accepted since the last ``settle`` (the dispatcher counts them).
         self.delivered = 0
+
+    @property
+    def in_memory(self) -> bool:
+        """Only memory holds these events: a process that dies now loses them."""
+        return self.claim is None
 
     @property
     def count(self) -> int:

@@ -19,6 +19,7 @@ from . import _emit
 from . import _schema as schema
 from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
+from ._handoff import Records
 from ._hooks import MODULE, Hooks
 from ._exceptions import records as exception_records
 from ._http import HttpTransport, Transport
@@ -63,7 +64,7 @@ class _PostHogExporter:
         """Hand the batch over; when an application thread calls (the SDK processor's
         ``force_flush``, which never asks the exporter to flush), also wait until it is
         delivered or safe in the spool, as a flush promises."""
-        ok = self._dispatcher.hand_off(items)
+        ok = self._dispatcher.hand_off(Records(items))
         if ok and not threading.current_thread().name.startswith(_OWN_THREADS):
             self._dispatcher.wait_safe(self.settings.timeout)
         return ok

@@ -162,8 +162,8 @@ def test_shutdown_during_a_long_backoff_spools_and_returns(server, provider, tmp
 def test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit(server, provider, tmp_path, monkeypatch):
     # The stall limit and the spool's poll set to an hour: if shutdown waited for either (as it once did, 1 s at
     # every exit), the join fails.
-    monkeypatch.setattr("posthog_otel._dispatch.EXIT_STALL", 3600.0)
-    monkeypatch.setattr("posthog_otel._dispatch.SPOOL_POLL", 3600.0)
+    monkeypatch.setattr("posthog_otel._exit.EXIT_STALL", 3600.0)
+    monkeypatch.setattr("posthog_otel._spool_access.SPOOL_POLL", 3600.0)
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
     posthog.set("u", {"a": 1})
     _wait_until(lambda: len(server.events) == 1, timeout=30)  # delivered by the schedule: no flush, whose

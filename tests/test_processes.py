@@ -87,7 +87,7 @@ FORK_WHILE_LOCKED = """
     held, release = threading.Event(), threading.Event()
 
     def hold():  # a thread of ours in the middle of its work when the fork happens
-        with dispatcher._cond, _log._lock, dispatcher._spool._lock, _emit.emitter._lock:
+        with dispatcher._board.cond, _log._lock, dispatcher._spool.spool._lock, _emit.emitter._lock:
             held.set()
             release.wait()
 
@@ -379,9 +379,9 @@ def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seco
 SPOOLED_THEN_EXIT = """
     import json, sys, time
     import posthog_otel as posthog
-    from posthog_otel import _dispatch
+    from posthog_otel import _line
 
-    _dispatch.REQUEST_BYTES = 16 * 1024  # many small requests: the backlog takes a while to send
+    _line.REQUEST_BYTES = 16 * 1024  # many small requests: the backlog takes a while to send
     pipeline = posthog.configure(spool_after=0.2, schedule_delay_millis=50, exit_timeout=120)
     uuids = [posthog.set("user-%d" % (n % 10), {"n": n}) for n in range(int(sys.argv[1]))]
     while pipeline.exporter.stats()["spooled"] < len(uuids):  # PostHog is down: all of it spooled

@@ -14,7 +14,7 @@ import uuid
 import pytest
 
 import posthog_otel as posthog
-from posthog_otel import PostHogLogExporter, RetryPolicy, _dispatch
+from posthog_otel import PostHogLogExporter, RetryPolicy, _spool_access
 from posthog_otel._encoding import EncodedBatch
 from posthog_otel._spool import BUSY, NOTHING_WAITING, Claim, DiskSpool, SpoolUnavailable, spool_directory
 
@@ -286,7 +286,7 @@ def tmpfs(tmp_path):
 
 @pytest.mark.slow
 def test_a_read_only_remount_mid_run_falls_back_to_memory(server, provider, tmpfs, caplog, monkeypatch):
-    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
+    monkeypatch.setattr(_spool_access, "SPOOL_RETRY", 0.5)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
     server.otherwise = lambda: Fault(503)
     first = posthog.set("u", {"n": 1})
@@ -306,7 +306,7 @@ def test_a_read_only_remount_mid_run_falls_back_to_memory(server, provider, tmpf
 
 
 def test_a_full_disk_falls_back_to_memory(server, provider, tmpfs, caplog, monkeypatch):
-    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
+    monkeypatch.setattr(_spool_access, "SPOOL_RETRY", 0.5)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
     server.otherwise = lambda: Fault(503)
     first = posthog.set("u", {"n": 1})
@@ -354,7 +354,7 @@ def _assert_each_once_in_order(events, uuids):
 def test_newer_operations_never_overtake_what_the_spool_cannot_release(fault, server, provider, tmpfs, monkeypatch):
     """The disk turns read-only (or fills up) while the spool holds older batches: the one in
     flight is delivered, and nothing newer is sent before the batches behind it."""
-    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 0.5)
+    monkeypatch.setattr(_spool_access, "SPOOL_RETRY", 0.5)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
     server.otherwise = lambda: Fault(503)
     older = _spool_three_batches(pipeline)
@@ -378,7 +378,7 @@ def test_a_delivered_batch_the_disk_would_not_let_go_is_removed_as_soon_as_it_do
     """Its file is a claim of a live process: a sibling sharing the spool waits behind it. Once
     the disk is writable again it goes at once, even though writing to the spool is not tried
     again for a long while, and nothing is sent twice."""
-    monkeypatch.setattr(_dispatch, "SPOOL_RETRY", 3600.0)
+    monkeypatch.setattr(_spool_access, "SPOOL_RETRY", 3600.0)
     pipeline = configure(server.url, provider, spool_dir=str(tmpfs))
     server.otherwise = lambda: Fault(503)
     older = _spool_three_batches(pipeline)
@@ -515,7 +515,7 @@ def _wait_until(condition, timeout=30.0):
 def test_batches_queued_behind_another_process_backlog_are_not_called_late(server, provider, tmp_path, monkeypatch, caplog):
     """Memory holds a batch (one request is in flight) when the spool turns out to hold another
     process's backlog: the batch goes in behind it, and PostHog is not blamed for being late."""
-    monkeypatch.setattr("posthog_otel._dispatch.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
+    monkeypatch.setattr("posthog_otel._spool_access.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
     exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path), spool_after=3600, timeout=600)
     posthog.configure(exporter=exporter, logger_provider=provider, schedule_delay_millis=50)
     server.fail_next(Fault(hold=True))
