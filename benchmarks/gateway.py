@@ -88,7 +88,7 @@ def sink() -> None:
 
 def request_body(first: int, sent_ns: int) -> bytes:
     from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsServiceRequest
-    from opentelemetry.proto.common.v1.common_pb2 import AnyValue, KeyValue
+    from opentelemetry.proto.common.v1.common_pb2 import AnyValue
 
     def value(v: object) -> AnyValue:
         if isinstance(v, bool):

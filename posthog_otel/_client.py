@@ -155,7 +155,10 @@ class Shipment:
                 len(dropped), dropped[0][0], detail, level=logging.ERROR,
             )  # fmt: skip
             uuids = {uuid for uuid, _ in dropped}
-            self._report(DeliveryError("server_drop", detail), lambda: [e for e in exchange.batch.events() if e.get("uuid") in uuids])
+            self._report(
+                DeliveryError("server_drop", detail),
+                lambda: [e for e in exchange.batch.events() if e.get("uuid") in uuids],
+            )
 
 
 def too_large(count: int, first: Any = None) -> None:

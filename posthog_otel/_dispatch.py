@@ -81,7 +81,11 @@ class Dispatcher:
         #: Whose records these are (their sequence numbers): the module's operations, or a Client's.
         self._emitter = emitter if emitter is not None else _emit.emitter
         defaults = Defaults(
-            library={"$lib": LIBRARY, "$lib_version": __version__, **({"$is_server": True} if settings.is_server else {})},
+            library={
+                "$lib": LIBRARY,
+                "$lib_version": __version__,
+                **({"$is_server": True} if settings.is_server else {}),
+            },
             system=system_properties(),
             disable_geoip=settings.disable_geoip,
             trace_context=settings.trace_context,

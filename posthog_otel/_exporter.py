@@ -19,9 +19,9 @@ from . import _emit
 from . import _schema as schema
 from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
+from ._exceptions import records as exception_records
 from ._handoff import Records
 from ._hooks import MODULE, Hooks
-from ._exceptions import records as exception_records
 from ._http import HttpTransport, Transport
 from ._mapping import Operation
 from ._retry import RetryPolicy
@@ -251,4 +251,3 @@ def _span_operations(span: Any) -> List[Operation]:
             )
         )
     return operations
-

@@ -16,8 +16,8 @@ from ._client import Shipment
 from ._config import Settings, scrub
 from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
 from ._log import count_drop, logger, warn_limited
-from ._retry import Verdict
 from ._memory import MEMORY_MAX_BYTES, MemoryQueue, Waiting, everything, within
+from ._retry import Verdict
 from ._spool import Claim
 from ._spool_access import SpoolAccess
 
@@ -114,7 +114,9 @@ class Line:
         if not spilled:
             return True
         if why == "behind":  # PostHog is fine: earlier batches (another process's, a past run's) go first
-            logger.debug("posthog_otel: %d event(s) queued in the spool %s behind earlier batches", spilled, self._spool)
+            logger.debug(
+                "posthog_otel: %d event(s) queued in the spool %s behind earlier batches", spilled, self._spool
+            )
             return True
         warn_limited(
             "spooled",

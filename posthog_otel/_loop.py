@@ -226,4 +226,3 @@ class DispatchLoop:
 
     def threads_alive(self) -> bool:
         return bool(self._threads) and all(t.is_alive() for t in self._threads)
-

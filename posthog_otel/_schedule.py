@@ -125,7 +125,9 @@ class Schedule:
         if self.in_flight or verdict is None or verdict.outcome is not Outcome.UNAUTHORIZED:
             return None
         return "PostHog refused the project API key %s (HTTP %s): check POSTHOG_API_KEY" % (
-            redact(self._settings.api_key), verdict.status)
+            redact(self._settings.api_key),
+            verdict.status,
+        )
 
     def _give_up(self, shipment: Shipment, verdict: Verdict, reason: str) -> None:
         lost = shipment.drop(reason, scrub(verdict.detail, self._settings.api_key), verdict.status)

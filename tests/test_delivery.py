@@ -369,8 +369,9 @@ def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provid
     server.otherwise = lambda: Fault(503)
     policy = RetryPolicy(backoff_base=0.5, backoff_max=1.0, max_attempts=1 << 30)  # keep retrying: a backlog builds
     pipeline = posthog.configure(
-        exporter=PostHogLogExporter(api_key=API_KEY, host=server.url, retry_policy=policy, spool_after=0.2,
-                                    spool=spool, spool_dir=str(tmp_path)),  # fmt: skip
+        exporter=PostHogLogExporter(
+            api_key=API_KEY, host=server.url, retry_policy=policy, spool_after=0.2, spool=spool, spool_dir=str(tmp_path)
+        ),  # fmt: skip
         logger_provider=provider,
     )
     payload = {"plan": "enterprise", "seats": 250, "region": "eu-west-1", "note": "x" * 200}

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from posthog_otel import _handoff, _log, _schema as schema
+from posthog_otel import _handoff, _log
+from posthog_otel import _schema as schema
 from posthog_otel._encoding import EncodedBatch
 from posthog_otel._handoff import Encoded, Encoder, Handoff, MappedEvents, Records
 from posthog_otel._hooks import Hooks

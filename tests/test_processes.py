@@ -365,7 +365,9 @@ DAEMONS_AT_EXIT = """
 def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seconds, server, tmp_path):
     calls, drops = tmp_path / "calls", tmp_path / "drops.json"
     assert run(DAEMONS_AT_EXIT, server, tmp_path / "spool", calls, drops, seconds).wait(timeout=60) == 0
-    assert run(EMIT_AND_EXIT, server, tmp_path / "spool", 0, stdout=subprocess.PIPE).wait(timeout=60) == 0  # the spool's
+    assert (
+        run(EMIT_AND_EXIT, server, tmp_path / "spool", 0, stdout=subprocess.PIPE).wait(timeout=60) == 0
+    )  # the spool's
     made = calls.read_text().split()
     returned = {u for u in made if u != "None"}
     counted = sum(json.loads(drops.read_text()).values())

@@ -337,7 +337,8 @@ def _spool_three_batches(pipeline):
     made = []
     for _ in range(3):
         made += [posthog.set("user-%d" % (n % 5), {"n": n}) for n in range(len(made), len(made) + 100)]
-        _wait_until(lambda: pipeline.exporter.stats()["spooled"] == len(made), timeout=30)
+        count = len(made)
+        _wait_until(lambda count=count: pipeline.exporter.stats()["spooled"] == count, timeout=30)
     return made
 
 
@@ -374,7 +375,9 @@ def test_newer_operations_never_overtake_what_the_spool_cannot_release(fault, se
     assert posthog.drop_counts() == {}
 
 
-def test_a_delivered_batch_the_disk_would_not_let_go_is_removed_as_soon_as_it_does(server, provider, tmpfs, monkeypatch):
+def test_a_delivered_batch_the_disk_would_not_let_go_is_removed_as_soon_as_it_does(
+    server, provider, tmpfs, monkeypatch
+):
     """Its file is a claim of a live process: a sibling sharing the spool waits behind it. Once
     the disk is writable again it goes at once, even though writing to the spool is not tried
     again for a long while, and nothing is sent twice."""
@@ -459,9 +462,7 @@ if sys.argv[4] == "wait":
 
 def run_script(url, count, mode, spool_dir, **popen):
     env = child_env(POSTHOG_OTEL_SPOOL_DIR=spool_dir)
-    return subprocess.Popen(
-        [sys.executable, "-c", SCRIPT, API_KEY, url, str(count), mode], env=env, text=True, **popen
-    )
+    return subprocess.Popen([sys.executable, "-c", SCRIPT, API_KEY, url, str(count), mode], env=env, text=True, **popen)
 
 
 def test_a_script_that_exits_while_posthog_is_down_loses_nothing(server, tmp_path):
@@ -512,25 +513,32 @@ def _wait_until(condition, timeout=30.0):
         time.sleep(0.01)
 
 
-def test_batches_queued_behind_another_process_backlog_are_not_called_late(server, provider, tmp_path, monkeypatch, caplog):
+def test_batches_queued_behind_another_process_backlog_are_not_called_late(
+    server, provider, tmp_path, monkeypatch, caplog
+):
     """Memory holds a batch (one request is in flight) when the spool turns out to hold another
     process's backlog: the batch goes in behind it, and PostHog is not blamed for being late."""
     monkeypatch.setattr("posthog_otel._spool_access.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
-    exporter = PostHogLogExporter(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path), spool_after=3600, timeout=600)
+    exporter = PostHogLogExporter(
+        api_key=API_KEY, host=server.url, spool_dir=str(tmp_path), spool_after=3600, timeout=600
+    )
     posthog.configure(exporter=exporter, logger_provider=provider, schedule_delay_millis=50)
     server.fail_next(Fault(hold=True))
     posthog.set("u", {"n": 1})
     _wait_until(lambda: server.held == 1)  # the one request in flight, unanswered
     posthog.set("u", {"n": 2})
     _wait_until(lambda: exporter.stats()["memory_events"] == 1)
-    other = DiskSpool(spool_directory(exporter.settings), exporter.settings.spool_max_bytes, exporter.settings.spool_max_age)
-    other.append(EncodedBatch.encode([{"event": "$set", "distinct_id": "x", "$set": {"n": 0}, "uuid": str(uuid.uuid4())}])[0])
+    other = DiskSpool(
+        spool_directory(exporter.settings), exporter.settings.spool_max_bytes, exporter.settings.spool_max_age
+    )
+    other.append(
+        EncodedBatch.encode([{"event": "$set", "distinct_id": "x", "$set": {"n": 0}, "uuid": str(uuid.uuid4())}])[0]
+    )
     with caplog.at_level(logging.DEBUG, logger="posthog_otel"):
         exporter.force_flush(0)  # "look at the spool now"
         _wait_until(lambda: exporter.stats()["memory_events"] == 0)
     assert "behind earlier batches" in caplog.text
     assert "has not taken" not in caplog.text
-
 
 
 # --- housekeeping -----------------------------------------------------------------------------

@@ -523,4 +523,3 @@ DECODERS: Mapping[str, Callable[[bytes, int, Optional[Limits], bool], Decoded]] 
     "protobuf": decode_protobuf,
     "json": decode_json,
 }
-
