@@ -73,7 +73,7 @@ MUTATIONS = [
     (
         "SIGTERM raises SystemExit",
         "posthog_otel/_lifecycle.py",
-        "    signal.signal(signal.SIGTERM, signal.SIG_DFL)\n    os.kill(os.getpid(), signal.SIGTERM)",
+        "    os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have",
         "    raise SystemExit(143)",
         "tests/test_spool.py::test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would",
     ),
@@ -129,8 +129,8 @@ MUTATIONS = [
     (
         "no refusal after shutdown",
         "posthog_otel/_emit.py",
-        "        if self.refusal is not None:\n            return self._refuse(self.refusal)",
-        "        if False:\n            return self._refuse(self.refusal)",
+        "        if self.blocked is not None:\n            return self._refuse(self.blocked)\n        if not self.ready",
+        "        if False:\n            return self._refuse(self.blocked)\n        if not self.ready",
         "tests/test_delivery.py::test_operations_after_shutdown_are_refused_and_counted",
     ),
     (
@@ -150,8 +150,8 @@ MUTATIONS = [
     (
         "hostile entries block delivery",
         "posthog_otel/_spool.py",
-        "            except _Unreadable as why:\n                self._quarantine(claimed, str(why))\n                continue",
-        "            except _Unreadable as why:\n                self._rename(claimed, found.entry)\n                break",
+        "            self._active.discard(claimed)\n            self._quarantine(claimed, str(why))\n            return _SKIPPED",
+        "            self._active.discard(claimed)\n            self._rename(claimed, found.entry)\n            return None",
         "tests/test_spool.py -k unreadable_entry",
     ),
     (
@@ -164,8 +164,8 @@ MUTATIONS = [
     (
         "seq taken before the limits check",
         "posthog_otel/_emit.py",
-        "            attributes[schema.SEQUENCE] = 0\n            limits.check(attributes)\n        attributes[schema.SEQUENCE] = next(self.sequence)",
-        "            attributes[schema.SEQUENCE] = next(self.sequence)\n            limits.check(attributes)",
+        "            attributes[schema.SEQUENCE] = 0\n            limits.check(attributes)\n        number = next(self.sequence)",
+        "            attributes[schema.SEQUENCE] = next(self.sequence)\n            limits.check(attributes)\n        number = next(self.sequence)",
         "tests/test_limits.py",
     ),
     (
@@ -262,14 +262,14 @@ MUTATIONS = [
     (
         "generic capture message",
         "posthog_otel/_emit.py",
-        '        raise Dropped("invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event))',
-        '        raise Dropped("no_event", "needs an event name")',
+        '            "invalid_event", "the event name must be a string, not a %s (%s)", type(event).__name__, describe(event)\n        )',
+        '            "no_event", "needs an event name"\n        )',
         "tests/test_emit.py::test_capture_says_what_is_actually_wrong",
     ),
     (
         "drop not counted",
         "posthog_otel/_guard.py",
-        "    count_drop(drop.reason)\n",
+        "    count_drop(drop.reason, counter=counter)\n",
         "",
         "tests/test_bad_input.py::test_every_call_in_any_context_never_raises_and_accounts_for_itself",
     ),
@@ -283,7 +283,7 @@ MUTATIONS = [
     (
         "internal errors swallowed in tests",
         "posthog_otel/_guard.py",
-        "    if _raise_internal_errors():\n        raise\n",
+        "    if DEBUG_RAISES or _raise_internal_errors():\n        raise\n",
         "",
         "tests/test_emit.py::test_internal_errors_reraise_under_the_test_suite",
     ),
@@ -398,7 +398,7 @@ MUTATIONS = [
     (
         "evicted connection dispatched",
         "posthog_otel/_local/serving.py",
-        "            elif key.data in self._idle:",
+        "            elif key.data in self._idle or key.data in self._heads:  # not evicted earlier in this batch",
         "            else:",
         "tests/test_local_server.py::test_a_connection_evicted_while_it_was_ready_is_not_served",
     ),
@@ -484,8 +484,8 @@ MUTATIONS = [
     (
         "backoff without its cap",
         "posthog_otel/_retry.py",
-        "        delay = min(self.backoff_base * 2 ** min(failures - 1, 62), self.backoff_max)",
-        "        delay = self.backoff_base * 2 ** min(failures - 1, 62)",
+        "        delay: float = min(self.backoff_base * 2 ** min(failures - 1, 62), self.backoff_max)  # int ** int: Any to mypy",
+        "        delay: float = self.backoff_base * 2 ** min(failures - 1, 62)",
         "tests/test_retry.py::test_backoff_doubles_from_the_base_up_to_the_cap",
     ),
     (
