@@ -28,10 +28,12 @@ pytestmark = pytest.mark.xdist_group("timing")
 needs_fork = pytest.mark.skipif(not hasattr(os, "fork"), reason="needs fork")
 
 
-def run(script, server, spool, *args, timeout=None, **popen):
+def run(script, server, spool, *args, timeout=None, exit_timeout=None, **popen):
     env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(spool))
     if timeout is not None:
         env["POSTHOG_OTEL_TIMEOUT"] = str(timeout)
+    if exit_timeout is not None:
+        env["POSTHOG_OTEL_EXIT_TIMEOUT"] = str(exit_timeout)
     return subprocess.Popen([sys.executable, "-c", textwrap.dedent(script), *map(str, args)], env=env,
                             cwd=str(ROOT), text=True, **popen)  # fmt: skip
 
@@ -124,10 +126,11 @@ EMIT_AND_EXIT = """
 
 def test_a_script_exits_while_posthog_never_answers_and_the_next_run_delivers(server, tmp_path):
     server.otherwise = lambda: Fault(hold=True)  # accepts the connection, never answers
-    app = run(EMIT_AND_EXIT, server, tmp_path, 50, stdout=subprocess.PIPE, timeout=60)
+    app = run(EMIT_AND_EXIT, server, tmp_path, 50, stdout=subprocess.PIPE, timeout=60, exit_timeout=120)
     uuids = json.loads(app.stdout.readline())
     # It exits although its request is still held, about a second after its last line (the
-    # stall rule), well before the request's 60 s timeout or the SDK's 30 s shutdown deadline.
+    # stall rule), well before the request's 60 s timeout, the SDK's 30 s shutdown deadline or
+    # exit's budget (120 s here, so that only the stall rule can end it in time).
     assert app.wait(timeout=15) == 0
     assert server.events == []
     server.otherwise = lambda: Fault()
