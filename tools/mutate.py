@@ -576,7 +576,6 @@ MUTATIONS = [
 ]
 
 #: A handful that run in .ci/run (``--quick``): one or two per layer, a couple of minutes in all.
-#: None in ``_dispatch.py`` while it is being split: its code moves, the strings would not match.
 QUICK = (
     "fast property walk keeps NaN",
     "keyword mistakes blamed on the library",  # operations
@@ -586,6 +585,8 @@ QUICK = (
     "5xx not retried",
     "V1 drop answered as ok",
     "a raising transport kills the sender",
+    "backoff never resets",
+    "SDK queue drops not counted",
 )  # delivery
 
 
