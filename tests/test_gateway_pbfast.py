@@ -267,7 +267,7 @@ def outcome(body: bytes, max_objects: int, exceptions: bool) -> Tuple[Any, ...]:
 def test_the_fast_reader_reads_what_the_official_classes_read(body, max_objects, exceptions):
     with official_only():
         expected = outcome(body, max_objects, exceptions)
-    _pbfast._cache.clear()
+    _pbfast.forget()
     assert outcome(body, max_objects, exceptions) == expected  # a cold cache
     assert outcome(body, max_objects, exceptions) == expected  # every pair it could keep, kept
 
@@ -277,7 +277,7 @@ def test_the_fast_reader_reads_what_the_official_classes_read(body, max_objects,
 def test_every_value_of_the_common_shape_is_read_as_the_official_classes_read_it(body, max_objects):
     with official_only():
         expected = outcome(body, max_objects, False)
-    _pbfast._cache.clear()
+    _pbfast.forget()
     assert outcome(body, max_objects, False) == expected
     assert outcome(body, max_objects, False) == expected
 
@@ -323,7 +323,7 @@ def test_each_edge_of_the_hand_reader_reads_as_the_official_classes_read_it(edge
     for bound in (200_000, 4):
         with official_only():
             expected = outcome(request, bound, False)
-        _pbfast._cache.clear()
+        _pbfast.forget()
         assert outcome(request, bound, False) == expected
 
 
@@ -390,3 +390,14 @@ def test_the_records_it_declines_leave_nothing_behind():
     finally:
         tracemalloc.stop()
     assert grown < 100_000
+
+
+def test_the_cache_of_pairs_stays_bounded_and_keeps_the_pairs_that_repeat():
+    _pbfast.forget()
+    repeated = ld(1, _pair("plan", ld(1, b"pro"), [], "kv"))
+    records = [ld(12, b"posthog.capture") + ld(5, ld(6, repeated + ld(1, _pair("id", ld(1, b"%d" % n), [], "kv"))))
+               for n in range(3 * _pbfast.CACHE_PAIRS)]  # fmt: skip
+    operations = decode_protobuf(ld(1, ld(2, b"".join(ld(2, r) for r in records))), RECEIVED).operations
+    assert [op.body["id"] for op in operations] == [str(n) for n in range(3 * _pbfast.CACHE_PAIRS)]
+    assert len(_pbfast._cache) + len(_pbfast._older) <= 2 * _pbfast.CACHE_PAIRS
+    assert repeated[2:] in _pbfast._cache  # found in the older generation, kept again each time

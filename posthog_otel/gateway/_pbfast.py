@@ -18,8 +18,8 @@ the two to the same operations.
 
 **A cache of pairs.** A batch's records repeat most of their pairs byte for byte (the event
 name, the enum-like properties, flags). A pair in the common shape whose value is a scalar
-(or a flat list of them) is kept with its decoded key and value, keyed by its bytes, up to
-``CACHE_PAIRS`` pairs of at most ``CACHE_PAIR_BYTES`` (then the cache starts again): a pair
+(or a flat list of them) is kept with its decoded key and value, keyed by its bytes, in two
+generations of up to ``CACHE_PAIRS`` pairs of at most ``CACHE_PAIR_BYTES`` (``_keep``): a pair
 seen before costs one dictionary look-up. The same bytes always decode to the same key and
 value, and only immutable values are shared (a list is copied from a tuple).
 """
@@ -150,6 +150,10 @@ def _pairs(pairs: Any, out: Dict[str, Any], depth: int, spend: Any) -> Dict[str,
     cache = _cache
     for raw in pairs:
         known = cache.get(raw)
+        if known is None:
+            known = _older.get(raw)
+            if known is not None:  # still in use: kept in the current generation
+                _keep(raw, known)
         if known is not None:
             value = known[1]
             if type(value) is tuple:  # a list: a copy, counted as when it was read
@@ -178,7 +182,6 @@ def _pairs(pairs: Any, out: Dict[str, Any], depth: int, spend: Any) -> Dict[str,
 
 
 def _remember(raw: bytes, key: str, value: Any) -> None:
-    global _cache
     kind = type(value)
     if kind is list:
         if any(type(item) not in _SCALARS for item in value):
@@ -186,13 +189,28 @@ def _remember(raw: bytes, key: str, value: Any) -> None:
         value = tuple(value)
     elif kind not in _SCALARS:
         return
+    _keep(raw, (key, value))
+
+
+def _keep(raw: bytes, entry: Tuple[str, Any]) -> None:
+    """Two generations: when the current one is full it becomes the older one (the one before
+    is dropped), and a pair found in the older one is kept again. So the pairs that repeat
+    stay, while those seen once (an id, a time) pass through: at most 2 x ``CACHE_PAIRS``."""
+    global _cache, _older
     if len(_cache) >= CACHE_PAIRS:
-        _cache = {}
-    _cache[raw] = (key, value)
+        _older, _cache = _cache, {}
+    _cache[raw] = entry
 
 
 _SCALARS = frozenset({str, int, float, bool, type(None)})
 _cache: Dict[bytes, Tuple[str, Any]] = {}
+_older: Dict[bytes, Tuple[str, Any]] = {}
+
+
+def forget() -> None:
+    """Empty the cache of pairs (for tests: a cold start)."""
+    _cache.clear()
+    _older.clear()
 
 
 def _value(raw: bytes, depth: int, spend: Any) -> Any:
