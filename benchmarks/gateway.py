@@ -110,7 +110,7 @@ def properties_of(n: int, sent_ns: int, shape: str) -> Dict[str, object]:
 
 
 COUNTRIES = ("DE", "FR", "GB", "US", "ES", "IT", "NL", "SE", "PL", "BR", "JP", "IN")
-INTERESTS = (["books", "music", "travel"], ["sports"], ["music", "film"], ["travel", "food", "books", "art"], [])
+INTERESTS: Tuple[List[str], ...] = (["books", "music", "travel"], ["sports"], ["music", "film"], ["travel", "food", "books", "art"], [])
 
 
 def request_body(first: int, sent_ns: int, shape: str = "list") -> bytes:
@@ -139,8 +139,8 @@ def request_body(first: int, sent_ns: int, shape: str = "list") -> bytes:
         for key, v in (("posthog.distinct_id", "user_%d" % (n % 1000)), ("posthog.event", "order_placed"),
                        ("posthog.groups.company", "company_%d" % (n % 50))):  # fmt: skip
             record.attributes.add(key=key, value=value(v))
-        for key, v in properties_of(n, sent_ns, shape).items():
-            record.body.kvlist_value.values.add(key=key, value=value(v))
+        for key, property_value in properties_of(n, sent_ns, shape).items():
+            record.body.kvlist_value.values.add(key=key, value=value(property_value))
     return request.SerializeToString()
 
 
