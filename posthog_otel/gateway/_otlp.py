@@ -4,8 +4,10 @@ Pure: no I/O, no clock (the time of receipt comes in as an argument). Two reader
 OTLP/HTTP encoding, produce identical operations for the same request (a property test
 holds them to it):
 
-- **protobuf** (``application/x-protobuf``), parsed by the official ``opentelemetry-proto``
-  classes, then walked;
+- **protobuf** (``application/x-protobuf``), split at its records here; an operation's record
+  in the common shape is read by ``_pbfast`` (the same result, held to it by a differential
+  property test), any other record by the official ``opentelemetry-proto`` classes, which
+  also decide whether it is malformed;
 - **JSON** (``application/json``), walked as plain dicts: OTLP/JSON writes trace and span
   ids as hex (not protobuf-JSON's base64) and 64-bit integers as strings (numbers are
   accepted too), and field names in lowerCamelCase (protobuf's own names are accepted too,
