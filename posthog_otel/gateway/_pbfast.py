@@ -7,14 +7,17 @@ in which a ``KeyValue`` list and an array's values are ``repeated bytes``: the s
 format, so upb still splits the record (in C) and checks its string fields, but hands each
 pair over as its bytes. A pair in the common shape (its key, then its value, lengths under
 128) is read with a few byte comparisons, and a value by its first byte: a string, a small
-int, a bool, a double. Other pairs and values are parsed by the same private schema, one
-message at a time.
+int, a bool, a double, a map or a list (each its one field, to its end). Other pairs and
+values are parsed by the same private schema, one message at a time; such a parse must write
+back to the size it was read from, or something was dropped unread (a value that a later
+field of its ``oneof`` replaced: protobuf still refuses a bad string inside it).
 
 **Exact, or not at all.** Every rule here reads what protobuf reads or raises ``Unusual``,
 as does anything unexpected (a string that is not UTF-8, a pair cut short, a record that is
 not an operation, values nested deeper than ``MAX_DEPTH``): ``_otlp`` then reads the record
-with the official classes, which also decide whether it is malformed. A property test holds
-the two to the same operations.
+with the official classes, which also decide whether it is malformed, and counts its objects
+again (what this module counted is given back). ``tests/test_gateway_pbfast.py`` holds the
+two to the same operations, refusals and counts for any bytes.
 
 **A cache of pairs.** A batch's records repeat most of their pairs byte for byte (the event
 name, the enum-like properties, flags). A pair in the common shape whose value is a scalar
@@ -36,7 +39,7 @@ from .. import _schema as schema
 #: protobuf's own limit of 100 messages deep (a map is three: AnyValue, KeyValueList,
 #: KeyValue), past which it refuses the record.
 MAX_DEPTH = 24
-#: Pairs the cache holds at most (then it is emptied), and the largest pair it keeps, in bytes.
+#: Pairs each of the cache's two generations holds at most, and the largest pair it keeps, in bytes.
 CACHE_PAIRS = 4096
 CACHE_PAIR_BYTES = 160
 
