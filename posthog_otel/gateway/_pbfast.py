@@ -17,7 +17,7 @@ as does anything unexpected (a string that is not UTF-8, a pair cut short, a rec
 not an operation, values nested deeper than ``MAX_DEPTH``): ``_otlp`` then reads the record
 with the official classes, which also decide whether it is malformed, and counts its objects
 again (what this module counted is given back). ``tests/test_gateway_pbfast.py`` holds the
-two to the same operations, refusals and counts for any bytes.
+two to the same operations, refusals and counts, on generated requests well-formed or not.
 
 **A cache of pairs.** A batch's records repeat most of their pairs byte for byte (the event
 name, the enum-like properties, flags). A pair in the common shape whose value is a scalar
