@@ -4,8 +4,10 @@ Pure: no I/O, no clock (the time of receipt comes in as an argument). Two reader
 OTLP/HTTP encoding, produce identical operations for the same request (a property test
 holds them to it):
 
-- **protobuf** (``application/x-protobuf``), parsed by the official ``opentelemetry-proto``
-  classes, then walked;
+- **protobuf** (``application/x-protobuf``), split at its records here; an operation's record
+  in the common shape is read by ``_pbfast`` (the same result, held to it by a differential
+  property test), any other record by the official ``opentelemetry-proto`` classes, which
+  also decide whether it is malformed;
 - **JSON** (``application/json``), walked as plain dicts: OTLP/JSON writes trace and span
   ids as hex (not protobuf-JSON's base64) and 64-bit integers as strings (numbers are
   accepted too), and field names in lowerCamelCase (protobuf's own names are accepted too,
@@ -44,6 +46,7 @@ from .._exceptions import records as exception_records
 from .._exceptions.records import has_exception
 from .._log import count_drop, warn_limited
 from .._mapping import Operation, Skipped
+from . import _pbfast
 
 #: One log record (or resource) on the wire: a larger record is refused (PostHog takes no
 #: event above 900 KiB anyway), without being parsed.
@@ -113,7 +116,6 @@ def decode_protobuf(
     body: bytes, received_unix_nano: int, limits: Optional[Limits] = None, exceptions: bool = False
 ) -> Decoded:
     from google.protobuf.message import DecodeError
-    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
     from opentelemetry.proto.resource.v1.resource_pb2 import Resource
 
     limits = limits or Limits()
@@ -132,7 +134,7 @@ def decode_protobuf(
             resource: Optional[Dict[str, Any]] = None
             for scope_logs in scopes:
                 limits.spend(1)
-                for record_view in _messages(scope_logs, 2, limits):  # ScopeLogs.log_records
+                for record_view in _log_records(scope_logs, limits):
                     records += 1
                     if len(record_view) > MAX_RECORD_BYTES:
                         refused.append(Skipped("record_too_large", "a log record of %d bytes (at most %d)"
@@ -141,29 +143,15 @@ def decode_protobuf(
                     record_bytes = bytes(record_view)
                     if _OPERATION_MARK not in record_bytes and not (exceptions and _EXCEPTION_MARK in record_bytes):
                         continue  # neither an operation's name nor an exception's attributes: not parsed
-                    record = LogRecord.FromString(record_bytes)
-                    name: Any = record.event_name
-                    attributes = None
-                    if not name:
-                        attributes = _pb_attributes(record.attributes, limits)
-                        name = attributes.get(EVENT_NAME_ATTRIBUTE)
-                    if name not in schema.OPERATIONS and not exceptions:
+                    read = _read_record(record_bytes, limits, exceptions)
+                    if read is None:
                         continue
-                    if attributes is None:
-                        attributes = _pb_attributes(record.attributes, limits)
-                    if name not in schema.OPERATIONS and not has_exception(attributes):
-                        continue
+                    name, attributes, value, when, trace_id, span_id, severity = read
                     if resource is None:
                         resource = _pb_resource(Resource, resource_parts, limits)
-                    fields = (
-                        attributes,
-                        _pb_value(record.body, limits) if record.HasField("body") else None,
-                        record.time_unix_nano or record.observed_time_unix_nano or received_unix_nano,
-                        _id_from_bytes(record.trace_id, 16, "trace_id"),
-                        _id_from_bytes(record.span_id, 8, "span_id"),
-                        resource,
-                    )
-                    _add(operations, name, fields, record.severity_number)
+                    fields = (attributes, value, when or received_unix_nano, _id_from_bytes(trace_id, 16, "trace_id"),
+                              _id_from_bytes(span_id, 8, "span_id"), resource)  # fmt: skip
+                    _add(operations, name, fields, severity)
     except (DecodeError, ValueError) as error:  # upb raises DecodeError; some builds ValueError
         if isinstance(error, Malformed):
             raise
@@ -171,6 +159,45 @@ def decode_protobuf(
     except RecursionError:
         raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): values nested too deeply") from None
     return Decoded(operations, records, refused)
+
+
+#: (name, attributes, body, time or observed time, trace id, span id, severity) of one record.
+_Read = Tuple[Any, Dict[str, Any], Any, int, bytes, bytes, int]
+
+
+def _read_record(data: bytes, limits: Limits, exceptions: bool) -> Optional[_Read]:
+    """A record that is an operation (or, with ``exceptions``, an exception), else None: in the
+    common shape by ``_pbfast``, otherwise (and to refuse it when malformed) the official way."""
+    left = limits.left
+    try:
+        return (*_pbfast.read(data, limits.spend), 0)  # the severity only matters to exceptions
+    except (_pbfast.Unusual, TooLarge):  # TooLarge too: the official reader may find the record malformed first
+        limits.left = left  # what it counted is counted again below
+    record = _official_record(data)
+    name: Any = record.event_name
+    attributes = None
+    if not name:
+        attributes = _pb_attributes(record.attributes, limits)
+        name = attributes.get(EVENT_NAME_ATTRIBUTE)
+    if not _is_operation(name) and not exceptions:
+        return None
+    if attributes is None:
+        attributes = _pb_attributes(record.attributes, limits)
+    if not _is_operation(name) and not has_exception(attributes):
+        return None
+    value = _pb_value(record.body, limits) if record.HasField("body") else None
+    when = record.time_unix_nano or record.observed_time_unix_nano
+    return name, attributes, value, when, record.trace_id, record.span_id, record.severity_number
+
+
+def _official_record(data: bytes) -> Any:
+    from opentelemetry.proto.logs.v1.logs_pb2 import LogRecord
+
+    return LogRecord.FromString(data)
+
+
+def _is_operation(name: Any) -> bool:
+    return isinstance(name, str) and name in schema.OPERATIONS  # an attribute's name may be a list: unhashable
 
 
 def _pb_resource(resource_class: Any, parts: List[bytes], limits: Limits) -> Dict[str, Any]:
@@ -191,6 +218,23 @@ def _messages(data: memoryview, wanted: int, limits: Limits) -> Iterator[memoryv
             yield _length_delimited(value)
 
 
+def _log_records(data: memoryview, limits: Limits) -> Iterator[memoryview]:
+    """``ScopeLogs.log_records``, each counted before it is read: ``_messages`` for the one field
+    with hundreds of values a request, its common case without a call per field."""
+    at, end = 0, len(data)
+    spend = limits.spend
+    while at < end:
+        if data[at] != 0x12:  # another field (the scope, its schema URL, unknown ones): skipped
+            at = _wire_field(data, at)[2]
+            continue
+        size, at = _varint(data, at + 1)
+        if at + size > end:
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
+        spend(1)
+        yield data[at : at + size]
+        at += size
+
+
 def _length_delimited(value: Any) -> memoryview:
     if not isinstance(value, memoryview):
         raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): a message field is not length-delimited")
@@ -202,31 +246,41 @@ def _fields(data: memoryview) -> Iterator[Tuple[int, Any]]:
     values, an int (or None for fixed-size ones, which no field split here uses) otherwise."""
     at, end = 0, len(data)
     while at < end:
-        key, at = _varint(data, at)
-        number, wire = key >> 3, key & 7
-        if number == 0:
-            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): field number 0")
-        if wire == 0:
-            value, at = _varint(data, at)
-            yield number, value
-        elif wire == 2:
-            size, at = _varint(data, at)
-            if at + size > end:
-                raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
-            yield number, data[at : at + size]
-            at += size
-        elif wire == 1 or wire == 5:
-            at += 8 if wire == 1 else 4
-            if at > end:
-                raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
-            yield number, None
-        else:  # groups (3, 4) are not used by OTLP; 6 and 7 do not exist
-            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): wire type %d" % wire)
+        number, value, at = _wire_field(data, at)
+        yield number, value
+
+
+def _wire_field(data: memoryview, at: int) -> Tuple[int, Any, int]:
+    """The field at ``at``: (number, value as ``_fields`` gives it, where the next field starts)."""
+    key, at = _varint(data, at)
+    number, wire = key >> 3, key & 7
+    if number == 0:
+        raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): field number 0")
+    if wire == 0:
+        value, at = _varint(data, at)
+        return number, value, at
+    if wire == 2:
+        size, at = _varint(data, at)
+        if at + size > len(data):
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
+        return number, data[at : at + size], at + size
+    if wire == 1 or wire == 5:
+        at += 8 if wire == 1 else 4
+        if at > len(data):
+            raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): truncated")
+        return number, None, at
+    # groups (3, 4) are not used by OTLP; 6 and 7 do not exist
+    raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): wire type %d" % wire)
 
 
 def _varint(data: memoryview, at: int) -> Tuple[int, int]:
-    value = shift = 0
     end = len(data)
+    if at + 1 < end and data[at + 1] < 0x80:  # one or two bytes: every size of a record under 16 KiB
+        first = data[at]
+        if first < 0x80:
+            return first, at + 1
+        return (first & 0x7F) | (data[at + 1] << 7), at + 2
+    value = shift = 0
     while True:
         if at >= end or shift > 63:
             raise Malformed("not an OTLP ExportLogsServiceRequest (protobuf): a bad varint")
