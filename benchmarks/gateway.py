@@ -110,7 +110,13 @@ def properties_of(n: int, sent_ns: int, shape: str) -> Dict[str, object]:
 
 
 COUNTRIES = ("DE", "FR", "GB", "US", "ES", "IT", "NL", "SE", "PL", "BR", "JP", "IN")
-INTERESTS: Tuple[List[str], ...] = (["books", "music", "travel"], ["sports"], ["music", "film"], ["travel", "food", "books", "art"], [])
+INTERESTS: Tuple[List[str], ...] = (
+    ["books", "music", "travel"],
+    ["sports"],
+    ["music", "film"],
+    ["travel", "food", "books", "art"],
+    [],
+)
 
 
 def request_body(first: int, sent_ns: int, shape: str = "list") -> bytes:
@@ -239,10 +245,9 @@ def stages(shape: str, requests: int = 40) -> None:
     (``_app``: decode and map on the request's thread; ``_dispatch``: JSON and gzip on the
     delivery thread), called as they call them."""
     from posthog_otel._encoding import EncodedBatch, batch_body, compress
-    from posthog_otel._mapping import to_posthog_events
+    from posthog_otel._mapping import Defaults, to_posthog_events
     from posthog_otel.gateway._otlp import Limits, decode_protobuf
     from posthog_otel.gateway._projects import LIBRARY
-    from posthog_otel._mapping import Defaults
 
     defaults = Defaults(library={"$lib": LIBRARY, "$lib_version": "0", "$is_server": True}, system={})
     bodies = [request_body(i * BATCH, time.time_ns(), shape) for i in range(requests + 3)]  # as many as it reads

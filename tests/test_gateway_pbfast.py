@@ -15,17 +15,16 @@ import struct
 from typing import Any, Iterator, List, Optional, Tuple
 
 import pytest
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-
-from . import gateway_support  # noqa: F401  (skips without opentelemetry-proto)
 
 from posthog_otel import _log  # noqa: E402
 from posthog_otel import _schema as schema  # noqa: E402
 from posthog_otel._exceptions import limits  # noqa: E402
 from posthog_otel.gateway import _otlp, _pbfast  # noqa: E402
 from posthog_otel.gateway._otlp import Limits, Malformed, decode_protobuf  # noqa: E402
+
+from . import gateway_support  # noqa: F401  (skips without opentelemetry-proto)
 
 RECEIVED = 1_800_000_000_000_000_000
 
@@ -133,7 +132,9 @@ def pairs(draw: Any, value: Optional[bytes] = None) -> bytes:
     value = draw(any_value()) if value is None else value
     if not draw(hostile) or draw(st.booleans()):
         return _pair(key, value, [], "kv")
-    return _pair(key, value, draw(st.lists(unknown_field, max_size=1)), draw(st.sampled_from(["vk", "k", "v", "kvv", "kkv"])))
+    return _pair(
+        key, value, draw(st.lists(unknown_field, max_size=1)), draw(st.sampled_from(["vk", "k", "v", "kvv", "kkv"]))
+    )
 
 
 operation_names = st.sampled_from(sorted(schema.OPERATIONS))
@@ -227,8 +228,12 @@ def common_requests(draw: Any) -> bytes:
     """One or two operations' records, as SDKs write them: a name, attributes, a map body."""
     out = []
     for _ in range(draw(st.integers(1, 2))):
-        attributes = [ld(6, _pair(draw(short_text), draw(edge_value()), [], "kv")) for _ in range(draw(st.integers(0, 4)))]
-        body = b"".join(ld(1, _pair(draw(short_text), draw(edge_value()), [], "kv")) for _ in range(draw(st.integers(0, 12))))
+        attributes = [
+            ld(6, _pair(draw(short_text), draw(edge_value()), [], "kv")) for _ in range(draw(st.integers(0, 4)))
+        ]
+        body = b"".join(
+            ld(1, _pair(draw(short_text), draw(edge_value()), [], "kv")) for _ in range(draw(st.integers(0, 12)))
+        )
         out.append(ld(2, ld(12, draw(operation_names).encode()) + b"".join(attributes) + ld(5, ld(6, body))))
     return ld(1, ld(2, b"".join(out)))
 
@@ -316,7 +321,9 @@ def test_each_edge_of_the_hand_reader_reads_as_the_official_classes_read_it(edge
     value = EDGES[edge]
     if where == "list item":
         value = _list(ld(1, b"a"), value)
-    body = {"attribute": _map(p=ld(1, b"v")), "property": _map(p=value), "list item": _map(p=value), "body": value}[where]
+    body = {"attribute": _map(p=ld(1, b"v")), "property": _map(p=value), "list item": _map(p=value), "body": value}[
+        where
+    ]
     attribute = ld(6, _pair("a", value if where == "attribute" else ld(1, b"v"), [], "kv"))
     record = ld(12, b"posthog.capture") + attribute + ld(5, body)
     request = ld(1, ld(2, ld(2, record) + ld(2, record)))  # twice: the second from the cache
@@ -344,7 +351,9 @@ def test_the_common_shape_is_read_without_the_official_classes(monkeypatch):
 
 
 @pytest.mark.parametrize("kinds", ["map", "list", "both"])
-@pytest.mark.parametrize("depth", [_pbfast.MAX_DEPTH - 2, _pbfast.MAX_DEPTH - 1, _pbfast.MAX_DEPTH, 32, 33, 34, 60, 150])
+@pytest.mark.parametrize(
+    "depth", [_pbfast.MAX_DEPTH - 2, _pbfast.MAX_DEPTH - 1, _pbfast.MAX_DEPTH, 32, 33, 34, 60, 150]
+)
 def test_values_nested_deeply_read_alike(depth, kinds):
     """Past ``MAX_DEPTH`` the official classes read the record; past protobuf's own limit (100
     messages) both refuse it."""

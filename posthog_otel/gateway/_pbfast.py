@@ -167,7 +167,13 @@ def _pairs(pairs: Any, out: Dict[str, Any], depth: int, spend: Any) -> Dict[str,
         size = raw[1]
         start = size + 4  # the value's first byte: after 0x0A, size, the key, 0x12 and the value's size
         value_size = raw[start - 1]
-        if raw[0] == 0x0A and size < 0x80 and raw[start - 2] == 0x12 and value_size < 0x80 and value_size + start == len(raw):
+        if (
+            raw[0] == 0x0A
+            and size < 0x80
+            and raw[start - 2] == 0x12
+            and value_size < 0x80
+            and value_size + start == len(raw)
+        ):
             key = raw[2 : start - 2].decode()
             if value_size > 1 and raw[start] == 0x0A and raw[start + 1] + 2 == value_size:  # a string, most values
                 value = raw[start + 2 :].decode()
