@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Set,
 from opentelemetry import _logs as otel_logs
 from opentelemetry._logs import SeverityNumber
 
-from . import _baggage, _personless
+from . import _baggage, _personless, _state
 from . import _schema as schema
 from ._baggage import set_propagation
 from ._context import RefusedId, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
@@ -44,9 +44,6 @@ if TYPE_CHECKING:  # _posthog imports this module
     from ._posthog import Client
 
 Timestamp = Union[_dt.datetime, str, None]
-
-#: Raise internal errors instead of logging them (set by this package's own test suite).
-RAISE_INTERNAL_ERRORS = False
 
 _CAPTURE_NESTED = frozenset({"$set", "$set_once", "$feature_flag_payload"})
 
@@ -275,6 +272,7 @@ def is_placeholder(provider: Any) -> bool:
 
 
 emitter = _Emitter()
+_state.at_fork(emitter.after_fork)
 
 
 # --- the operations ------------------------------------------------------------------

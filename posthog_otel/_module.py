@@ -25,7 +25,7 @@ import threading
 import types
 from typing import Any, Dict, Optional, Tuple
 
-from . import _emit, _hooks, _log, _options
+from . import _emit, _hooks, _log, _options, _state
 from ._config import Settings, redact
 from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._log import logger, warn_limited
@@ -276,6 +276,7 @@ def _apply_to_routed(names: Tuple[str, ...] = ()) -> None:
         setattr(client, name, value)
 
 
+@_state.at_fork
 def after_fork() -> None:
     """In a forked child: a parent thread may have held the lock at the fork."""
     global _lock

@@ -12,7 +12,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit, _hooks, _lifecycle, _options
+from . import _emit, _hooks, _lifecycle, _options, _state
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter, record_event_name
@@ -152,8 +152,7 @@ class Pipeline:
         if not self.processor._detached:
             self.processor.detach()
         self.processor.shutdown()
-        with _lock:
-            _pipelines.discard(self)
+        _state.discard_pipeline(self)
 
 
 def _millis(seconds: Optional[float], millis: Optional[float]) -> float:
@@ -165,19 +164,16 @@ def _millis(seconds: Optional[float], millis: Optional[float]) -> float:
 
 
 _lock = threading.RLock()
-_current: Optional[Pipeline] = None
-#: Every live pipeline (the module's, each Client's): exit, SIGTERM and fork flush their providers.
-_pipelines: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
 
 
 def current() -> Optional[Pipeline]:
     """The module's pipeline (``configure()``, or built from ``posthog_otel.api_key``), if any."""
-    return _current
+    current: Optional[Pipeline] = _state.pipeline
+    return current
 
 
 def pipelines() -> List[Pipeline]:
-    with _lock:
-        return list(_pipelines)
+    return _state.pipelines()
 
 
 def live_keys() -> List[str]:
@@ -211,7 +207,6 @@ def configure(
     Calling ``configure`` again replaces the previous pipeline (it is flushed and shut down
     first).  A missing API key raises ``ValueError``.
     """
-    global _current
     from . import _module
 
     arguments = dict(
@@ -237,7 +232,7 @@ def configure(
     with _lock:
         # The new pipeline takes the operations before the old one lets go of them: nothing emitted
         # meanwhile falls between the two (at worst one reaches both: PostHog keeps one per uuid).
-        previous = _current
+        previous = _state.pipeline
         provider = _choose_provider(logger_provider)
         pipeline = build(provider, exporter, batch, arguments, generation)
         if exporter.settings.context_attributes:  # after the provider exists (configure() may have made it)
@@ -248,7 +243,7 @@ def configure(
         if previous is not None:
             previous.processor.detach(successor=pipeline.processor)
         _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
-        _current = pipeline
+        _state.pipeline = pipeline
     if previous is not None:  # outside the lock: delivering what it holds may take seconds
         logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
         previous.shutdown()
@@ -272,8 +267,7 @@ def build(
     processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
     _route(provider, processor)
     pipeline = Pipeline(provider, processor, arguments, generation)
-    with _lock:
-        _pipelines.add(pipeline)
+    _state.add_pipeline(pipeline)  # exit, SIGTERM and fork flush its provider
     return pipeline
 
 
@@ -349,6 +343,7 @@ def _given(**values: Any) -> Dict[str, Any]:
 SETTINGS = frozenset(f.name for f in dataclasses.fields(Settings)) | {"retry_policy", "transport"}
 
 
+@_state.at_fork
 def after_fork() -> None:
     """In a forked child: a parent thread may have held the lock at the fork."""
     global _lock
@@ -374,7 +369,7 @@ def setup() -> Optional[Pipeline]:
     as the first operation would; returns it (None when the options name no key and nothing
     was configured). PostHog's ``setup()`` returns its client; here the pipeline is the handle."""
     _emit.emitter.ready or _emit.emitter.resolve(operation=False)
-    return _current
+    return current()
 
 
 def flush(timeout_seconds: Optional[float] = 10) -> bool:
@@ -390,8 +385,9 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
         if routed is not None:
             return bool(routed.flush(timeout_seconds))
         setup()
-        if _current is not None:
-            return _current.flush(timeout_seconds)
+        pipeline = current()
+        if pipeline is not None:
+            return pipeline.flush(timeout_seconds)
         if _emit.is_placeholder(otel_logs.get_logger_provider()):
             logger.warning("posthog_otel: flush(): nothing is configured (no configure(), no posthog_otel.api_key, "
                            "no LoggerProvider), so nothing was delivered")  # fmt: skip
@@ -407,7 +403,6 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
 def shutdown() -> None:
     """Deliver while PostHog answers promptly, spool the rest, and stop: later operations return
     None, counted as ``after_shutdown``. For final clean-up (PostHog's ``shutdown``)."""
-    global _current
     try:
         if _hooks.inside_callback("shutdown"):
             return
@@ -416,7 +411,7 @@ def shutdown() -> None:
             routed.shutdown()
             return
         with _lock:
-            pipeline, _current = _current, None
+            pipeline, _state.pipeline = _state.pipeline, None
         if pipeline is not None:
             pipeline.shutdown()
             return

@@ -283,7 +283,7 @@ MUTATIONS = [
     (
         "internal errors swallowed in tests",
         "posthog_otel/_guard.py",
-        "    if DEBUG_RAISES or _raise_internal_errors():\n        raise\n",
+        "    if _state.debug_raises or _state.raise_internal_errors:\n        raise\n",
         "",
         "tests/test_emit.py::test_internal_errors_reraise_under_the_test_suite",
     ),

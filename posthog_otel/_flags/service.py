@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
-from .. import _setup
+from .. import _state
 from .._config import Settings
 from .._http import Transport
 from .._log import logger, warn_limited
@@ -177,7 +177,7 @@ def _source() -> Any:
     attributes = _module.flag_source()
     if attributes is not None:
         return ("module", attributes) + _environment()
-    pipeline = _setup._current
+    pipeline = _state.pipeline
     if pipeline is not None:
         exporter = pipeline.exporter
         return _Exported(exporter.settings, exporter.transport)
@@ -236,8 +236,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # a parent thread may have held it at the fork
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_state.at_fork(_after_fork_in_child)
 
 
 def reset() -> None:
