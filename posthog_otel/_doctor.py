@@ -30,7 +30,7 @@ from opentelemetry import _logs as otel_logs
 
 from . import _state
 from ._config import Settings, redact
-from ._emit import is_placeholder
+from ._emitter import is_placeholder
 
 OK, WARN, PROBLEM = "ok", "warn", "problem"
 #: Seconds each network check may take.

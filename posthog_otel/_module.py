@@ -25,7 +25,7 @@ import threading
 import types
 from typing import Any, Dict, Optional, Tuple
 
-from . import _emit, _hooks, _log, _options, _state
+from . import _emit, _emitter, _hooks, _log, _options, _state
 from ._config import Settings, redact
 from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._log import logger, warn_limited
@@ -64,7 +64,7 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
             _assigned[name] = value
         if name in _SWITCHES:
             converted = translated.switches.get(name)
-            apply_switches(_emit.emitter, {name: option.default if converted is None else converted}, pipeline=None)
+            apply_switches(_emitter.emitter, {name: option.default if converted is None else converted}, pipeline=None)
         elif name in _HOOKS:
             _set_hook(name, translated.settings.get(name))
         elif option.target:
@@ -122,7 +122,7 @@ def apply_switches(emitter: Any, values: Dict[str, Any], pipeline: Any) -> None:
     if errors:
         from . import _exceptions
 
-        _exceptions.apply(errors, None if emitter is _emit.emitter else emitter)
+        _exceptions.apply(errors, None if emitter is _emitter.emitter else emitter)
 
 
 def _sync_flush(pipeline: Any) -> Any:
@@ -181,6 +181,9 @@ def configure_from_attributes(provider: Any, emitter: Any) -> bool:
         return _configure_from_attributes(provider, emitter)
 
 
+_emitter.configure_from_attributes = configure_from_attributes  # the module's first operation calls it
+
+
 def _configure_from_attributes(provider: Any, emitter: Any) -> bool:
     from . import _setup
 
@@ -192,17 +195,17 @@ def _configure_from_attributes(provider: Any, emitter: Any) -> bool:
         return True
     if not has_api_key():
         return False
-    if not _emit.is_placeholder(provider) and emitter.exporters > 0:
+    if not _emitter.is_placeholder(provider) and emitter.exporters > 0:
         _say_served_elsewhere("api_key")
         return False
     try:
-        _setup.configure(logger_provider=None if _emit.is_placeholder(provider) else provider)
+        _setup.configure(logger_provider=None if _emitter.is_placeholder(provider) else provider)
     except (ValueError, TypeError) as error:
         emitter.exporter_failed("exporter_failed", str(error))
         warn_limited("module_configure", "%s", error)
         return False
     logger.info("posthog_otel: configured from posthog_otel.api_key%s",
-                "" if _emit.is_placeholder(provider) else " on the application's LoggerProvider")  # fmt: skip
+                "" if _emitter.is_placeholder(provider) else " on the application's LoggerProvider")  # fmt: skip
     return True
 
 
@@ -226,8 +229,8 @@ def _pipeline_option_changed(name: str) -> None:
 
     current = _setup.current()
     if current is not None and current.generation is not None:
-        _emit.emitter.ready = False  # the next operation rebuilds it
-    elif _emit.emitter.exporters > 0:
+        _emitter.emitter.ready = False  # the next operation rebuilds it
+    elif _emitter.emitter.exporters > 0:
         _say_served_elsewhere(name)
 
 
@@ -264,7 +267,7 @@ def _apply_to_routed(names: Tuple[str, ...] = ()) -> None:
     """The module's own options over the routed client's (PostHog's ``setup()`` sets the module's
     ``disabled``, ``debug`` and ``before_send`` on its default client): ``names`` just assigned
     (their value, or PostHog's default when reset), else, when a client is routed, those assigned."""
-    client = _emit.default._routed
+    client = _state.default_client
     if client is None:
         return
     with _lock:
@@ -297,7 +300,7 @@ def reset() -> None:
         _generation += 1
         _hooks.MODULE.before_send, _hooks.MODULE.on_error, _hooks.MODULE.super_properties = (), None, None
     _emit.default.route(None)
-    apply_switches(_emit.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
+    apply_switches(_emitter.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
     from . import _exceptions
 
     _exceptions.apply({name: _options.BY_NAME[name].default for name in _EXCEPTION_OPTIONS})

@@ -23,7 +23,8 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 from . import _context, _exceptions, _hooks, _module, _options, _setup
 from ._config import Settings, parse_callback, parse_hooks, parse_properties, redact
-from ._emit import Operations, _Emitter
+from ._emit import Operations
+from ._emitter import _Emitter
 from ._exporter import PostHogLogExporter, hooks_for
 from ._log import logger
 

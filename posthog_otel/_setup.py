@@ -12,7 +12,7 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit, _hooks, _lifecycle, _options, _state
+from . import _emitter, _hooks, _lifecycle, _options, _state
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter, record_event_name
@@ -127,7 +127,7 @@ class Pipeline:
         self.arguments = arguments
         #: The module options' generation it was built with (None: not built from them).
         self.generation = generation
-        self.sdk_disabled = _emit.sdk_disabled()
+        self.sdk_disabled = _emitter.sdk_disabled()
 
     def __repr__(self) -> str:
         return "Pipeline(exporter=%r)" % (self.exporter,)
@@ -139,7 +139,7 @@ class Pipeline:
         what memory holds is then in the spool. ``timeout_seconds`` as PostHog's ``flush``
         (None: as long as it takes); ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
         if self.sdk_disabled:
-            _emit.warn_sdk_disabled()
+            _emitter.warn_sdk_disabled()
             return False
         if _hooks.inside_callback("flush"):
             return False
@@ -239,16 +239,16 @@ def configure(
             from . import _stamping
 
             _stamping.install(provider, tags=exporter.settings.context_attribute_tags)
-        _emit.emitter.bind(provider)
+        _emitter.emitter.bind(provider)
         if previous is not None:
             previous.processor.detach(successor=pipeline.processor)
-        _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
+        _module.apply_switches(_emitter.emitter, {**_module.switches(), **given.switches}, None)
         _state.pipeline = pipeline
     if previous is not None:  # outside the lock: delivering what it holds may take seconds
         logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
         previous.shutdown()
     if pipeline.sdk_disabled:
-        _emit.warn_sdk_disabled()
+        _emitter.warn_sdk_disabled()
     return pipeline
 
 
@@ -315,8 +315,8 @@ def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
     PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
     from . import _lifecycle
 
-    if _emit.sdk_disabled():
-        _emit.warn_sdk_disabled()
+    if _emitter.sdk_disabled():
+        _emitter.warn_sdk_disabled()
         return False
     millis = int(_millis(timeout_seconds, None))
     provider: Any = otel_logs.get_logger_provider()
@@ -368,7 +368,7 @@ def setup() -> Optional[Pipeline]:
     """Build the module's pipeline now from the module's options (``posthog_otel.api_key``...),
     as the first operation would; returns it (None when the options name no key and nothing
     was configured). PostHog's ``setup()`` returns its client; here the pipeline is the handle."""
-    _emit.emitter.ready or _emit.emitter.resolve(operation=False)
+    _emitter.emitter.ready or _emitter.emitter.resolve(operation=False)
     return current()
 
 
@@ -381,14 +381,14 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
     try:
         if _hooks.inside_callback("flush"):
             return False
-        routed = _emit.default._routed
+        routed = _state.default_client
         if routed is not None:
             return bool(routed.flush(timeout_seconds))
         setup()
         pipeline = current()
         if pipeline is not None:
             return pipeline.flush(timeout_seconds)
-        if _emit.is_placeholder(otel_logs.get_logger_provider()):
+        if _emitter.is_placeholder(otel_logs.get_logger_provider()):
             logger.warning("posthog_otel: flush(): nothing is configured (no configure(), no posthog_otel.api_key, "
                            "no LoggerProvider), so nothing was delivered")  # fmt: skip
             return False
@@ -406,7 +406,7 @@ def shutdown() -> None:
     try:
         if _hooks.inside_callback("shutdown"):
             return
-        routed = _emit.default._routed
+        routed = _state.default_client
         if routed is not None:
             routed.shutdown()
             return
@@ -417,7 +417,7 @@ def shutdown() -> None:
             return
         from ._exporter import live_log_exporters
 
-        exporters = [e for e in live_log_exporters() if e._emitter is _emit.emitter]
+        exporters = [e for e in live_log_exporters() if e._emitter is _emitter.emitter]
         if exporters:  # opentelemetry-instrument's pipeline: flushed, its other exporters stay up
             flush_global(30.0)
         for exporter in exporters:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
-from .. import _state
+from .. import _emitter, _state
 from .._config import Settings
 from .._http import Transport
 from .._log import logger, warn_limited
@@ -148,9 +148,7 @@ def calls_disabled() -> bool:
 
 
 def _module_disabled() -> bool:
-    from .. import _emit
-
-    return _emit.emitter.blocked == "disabled"
+    return _emitter.emitter.blocked == "disabled"
 
 
 def current_service() -> Optional[FlagService]:
@@ -158,11 +156,10 @@ def current_service() -> Optional[FlagService]:
     chosen = _using.get()
     if chosen is not None:
         return chosen
-    from .. import _emit
-
-    routed = _emit.default._routed  # posthog_otel.default_client = Posthog(...): its flags, as its operations
+    routed = _state.default_client  # posthog_otel.default_client = Posthog(...): its flags, as its operations
     if routed is not None:
-        return routed._flags
+        service: FlagService = routed._flags
+        return service
     source = _source()
     current = _current
     if current is not None and (current[0] is source or current[0] == source):
