@@ -243,6 +243,14 @@ def _module_configures(provider: Any) -> bool:
     return build is not None and build(provider, emitter)
 
 
+def module_target() -> _Emitter:
+    """Where the module's operations write now: ``posthog_otel.default_client``'s emitter when one
+    is set (``Operations.route``), else the module's own."""
+    client = _state.default_client
+    target: _Emitter = client._emitter if client is not None else emitter
+    return target
+
+
 #: ``_module.configure_from_attributes``, set by ``_module`` at its import (the package imports
 #: it first): the emitter is below the module's attributes and does not import them.
 configure_from_attributes: Optional[Callable[[Any, "_Emitter"], bool]] = None
