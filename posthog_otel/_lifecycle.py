@@ -23,9 +23,11 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, List
+from typing import Any, List, Optional
 
-from . import _log, _state
+from opentelemetry import _logs as otel_logs
+
+from . import _emitter, _log, _state
 from ._log import logger
 
 #: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
@@ -81,6 +83,26 @@ def persist_all(budget: float, stop: bool, in_signal: bool = False) -> bool:
     for dispatcher in dispatchers:
         dispatcher.finish(max(deadline - time.monotonic(), 0.0), stop=stop)
     return flushed
+
+
+def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
+    """Flush the global LoggerProvider (what ``opentelemetry-instrument`` set up) and every
+    PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
+    if _emitter.sdk_disabled():
+        _emitter.warn_sdk_disabled()
+        return False
+    millis = int(timeout_millis(timeout_seconds, None))
+    provider: Any = otel_logs.get_logger_provider()
+    flushed = bool(provider.force_flush(millis)) if callable(getattr(provider, "force_flush", None)) else True
+    return all([d.force_flush(millis) for d in live() if d.kind == "logs"]) and flushed
+
+
+def timeout_millis(seconds: Optional[float], millis: Optional[float]) -> float:
+    if millis is not None:
+        return float(millis)
+    if seconds is None:
+        return float(2**31 - 1)  # as long as it takes (about 25 days)
+    return max(float(seconds), 0.0) * 1000.0
 
 
 def _flush_sdk_queues(dispatchers: List[Any], timeout: float, in_signal: bool) -> bool:

@@ -12,10 +12,11 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emitter, _hooks, _lifecycle, _options, _state
+from . import _attributes, _emitter, _hooks, _lifecycle, _options, _state
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter, record_event_name
+from ._lifecycle import flush_global
 from ._log import logger
 from ._schema import is_operation
 
@@ -143,7 +144,7 @@ class Pipeline:
             return False
         if _hooks.inside_callback("flush"):
             return False
-        return self.processor.force_flush(int(_millis(timeout_seconds, timeout_millis)))
+        return self.processor.force_flush(int(_lifecycle.timeout_millis(timeout_seconds, timeout_millis)))
 
     def shutdown(self) -> None:
         """Stop routing operations to this pipeline, deliver what it holds, stop its worker."""
@@ -153,14 +154,6 @@ class Pipeline:
             self.processor.detach()
         self.processor.shutdown()
         _state.discard_pipeline(self)
-
-
-def _millis(seconds: Optional[float], millis: Optional[float]) -> float:
-    if millis is not None:
-        return float(millis)
-    if seconds is None:
-        return float(2**31 - 1)  # as long as it takes (about 25 days)
-    return max(float(seconds), 0.0) * 1000.0
 
 
 _lock = threading.RLock()
@@ -207,8 +200,6 @@ def configure(
     Calling ``configure`` again replaces the previous pipeline (it is flushed and shut down
     first).  A missing API key raises ``ValueError``.
     """
-    from . import _module
-
     arguments = dict(
         api_key=api_key, host=host, logger_provider=logger_provider, exporter=exporter,
         schedule_delay_millis=schedule_delay_millis, max_queue_size=max_queue_size,
@@ -221,10 +212,10 @@ def configure(
                                      max_export_batch_size=max_export_batch_size)}  # fmt: skip
     check_batch(batch, "configure()")
     if exporter is None:
-        module = _options.translate(_module.pipeline_options(), "posthog_otel.").settings
+        module = _options.translate(_attributes.pipeline_options(), "posthog_otel.").settings
         settings = {**module, **({"host": host} if host is not None else {}), **given.settings}
         exporter = PostHogLogExporter(**settings)
-        generation: Optional[int] = _module.generation()
+        generation: Optional[int] = _attributes.generation()
     elif api_key is not None or host is not None or given.settings:
         raise TypeError("configure(): pass either exporter=... or exporter settings, not both")
     else:
@@ -242,7 +233,7 @@ def configure(
         _emitter.emitter.bind(provider)
         if previous is not None:
             previous.processor.detach(successor=pipeline.processor)
-        _module.apply_switches(_emitter.emitter, {**_module.switches(), **given.switches}, None)
+        _attributes.apply_switches(_emitter.emitter, {**_attributes.switches(), **given.switches}, None)
         _state.pipeline = pipeline
     if previous is not None:  # outside the lock: delivering what it holds may take seconds
         logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
@@ -308,20 +299,6 @@ def _route(provider: ProviderWithProcessors, processor: PostHogLogRecordProcesso
             provider.add_log_record_processor(slot)
         slot.processors = [p for p in slot.processors if not p._detached] + [processor]
         processor.slot = slot
-
-
-def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
-    """Flush the global LoggerProvider (what ``opentelemetry-instrument`` set up) and every
-    PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
-    from . import _lifecycle
-
-    if _emitter.sdk_disabled():
-        _emitter.warn_sdk_disabled()
-        return False
-    millis = int(_millis(timeout_seconds, None))
-    provider: Any = otel_logs.get_logger_provider()
-    flushed = bool(provider.force_flush(millis)) if callable(getattr(provider, "force_flush", None)) else True
-    return all([d.force_flush(millis) for d in _lifecycle.live() if d.kind == "logs"]) and flushed
 
 
 def check_batch(batch: Dict[str, Any], where: str) -> None:

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
-from .. import _emitter, _state
+from .. import _attributes, _emitter, _state
 from .._config import Settings
 from .._http import Transport
 from .._log import logger, warn_limited
@@ -169,9 +169,7 @@ def current_service() -> Optional[FlagService]:
 
 def _source() -> Any:
     """What identifies the configuration in effect, cheaply (this runs on every flag read)."""
-    from .. import _module
-
-    attributes = _module.flag_source()
+    attributes = _attributes.flag_source()
     if attributes is not None:
         return ("module", attributes) + _environment()
     pipeline = _state.pipeline
@@ -215,9 +213,7 @@ def _settings_of(source: Any) -> Optional[Settings]:
         return source.settings
     try:
         if source[0] == "module":
-            from .. import _module
-
-            return _module.settings_from_attributes()
+            return _attributes.settings_from_attributes()
         settings = Settings.resolve()
     except ValueError as error:
         warn_limited("flags:settings", "%s", error)
