@@ -93,14 +93,19 @@ def new_context(
     return _scope_block(fresh, capture_exceptions, client)
 
 
+#: Sends an exception escaping a context to PostHog when asked to (or autocapture is on): set
+#: by ``_exceptions`` at its import (the package imports it first), which imports this module.
+capture_escaping: Optional[Callable[[Exception, Optional[bool], Any], None]] = None
+
+
 @contextmanager
 def _scope_block(fresh: Any, capture_exceptions: Optional[bool], client: Any) -> Iterator[None]:
     opened = _open_scope(fresh)
     try:
         yield
     except Exception as error:
-        if opened is not None and capture_exceptions is not False:
-            _capture_escaping(error, capture_exceptions, client)
+        if opened is not None and capture_exceptions is not False and capture_escaping is not None:
+            capture_escaping(error, capture_exceptions, client)
         raise
     finally:
         if opened is not None:
@@ -131,13 +136,6 @@ def scoped(fresh: bool = False, capture_exceptions: Optional[bool] = None, clien
         return run  # type: ignore[return-value]
 
     return decorate
-
-
-def _capture_escaping(error: Exception, explicit: Optional[bool], client: Any = None) -> None:
-    from ._exceptions import autocapture, capture  # imported here: they import this module
-
-    if explicit or autocapture.exception_autocapture_enabled():
-        capture.capture_escaping(error, capture.How(), getattr(client, "_emitter", None))
 
 
 @guarded("new_context")

@@ -36,7 +36,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional
 
-from . import _emit, _exit, _lifecycle
+from . import _emitter, _exit, _lifecycle
 from ._board import Board
 from ._config import Settings, redact
 from ._exit import Finish
@@ -79,7 +79,7 @@ class Dispatcher:
         #: super_properties, before_send, on_error: applied to events before they are encoded.
         self.hooks = hooks if hooks is not None else Hooks(is_server=settings.is_server)
         #: Whose records these are (their sequence numbers): the module's operations, or a Client's.
-        self._emitter = emitter if emitter is not None else _emit.emitter
+        self._emitter = emitter if emitter is not None else _emitter.emitter
         defaults = Defaults(
             library={
                 "$lib": LIBRARY,

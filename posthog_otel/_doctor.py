@@ -28,8 +28,9 @@ from urllib.parse import quote, urlsplit
 import requests
 from opentelemetry import _logs as otel_logs
 
+from . import _state
 from ._config import Settings, redact
-from ._emit import is_placeholder
+from ._emitter import is_placeholder
 
 OK, WARN, PROBLEM = "ok", "warn", "problem"
 #: Seconds each network check may take.
@@ -110,12 +111,10 @@ def doctor(out: Optional[TextIO] = None, check_network: bool = True) -> int:
 
 
 def _observe() -> _Process:
-    from . import _setup
-
     provider = otel_logs.get_logger_provider()
     exporter = None
-    if _setup._current is not None:  # configure() in code, on whichever provider it was given
-        exporter = _setup._current.exporter
+    if _state.pipeline is not None:  # configure() in code, on whichever provider it was given
+        exporter = _state.pipeline.exporter
     elif not is_placeholder(provider):
         exporter = next((e for e in _exporters_of(provider) if type(e).__name__ == "PostHogLogExporter"), None)
     under = "opentelemetry.instrumentation.auto_instrumentation" in sys.modules
@@ -336,8 +335,6 @@ def _sdk_disabled(environ: Mapping[str, str]) -> List[Finding]:
 
 
 def _provider(process: _Process, in_app: bool) -> Finding:
-    from . import _setup
-
     if process.exporter is None and not in_app:
         return Finding(
             OK, "Provider",
@@ -346,7 +343,7 @@ def _provider(process: _Process, in_app: bool) -> Finding:
             "for an opentelemetry-instrument set-up",
         )  # fmt: skip
     if process.exporter is not None:
-        how = "posthog_otel.configure()" if _setup._current is not None else "the global LoggerProvider"
+        how = "posthog_otel.configure()" if _state.pipeline is not None else "the global LoggerProvider"
         return Finding(OK, "Provider", "the PostHog exporter is installed (by %s)" % how)
     if is_placeholder(process.provider) and process.under_instrument:
         return Finding(

@@ -14,268 +14,20 @@ and a returned uuid is always the one PostHog receives.
 
 from __future__ import annotations
 
-import builtins
-import datetime as _dt
-import itertools
-import logging
-import os
-import threading
-import time
-from collections import Counter
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any, Callable, Dict, FrozenSet, Optional, Set, Tuple, Union
+from typing import Any, Dict, FrozenSet, Optional, Tuple
 
-from opentelemetry import _logs as otel_logs
-from opentelemetry._logs import SeverityNumber
-
-from . import _baggage, _personless
+from . import _personless, _state
 from . import _schema as schema
-from ._baggage import set_propagation
-from ._context import RefusedId, _Scope, context_distinct_id, context_session_id, current_scope, tags_of
-from ._envelope import new_uuid7, operation_time, operation_uuid
-from ._guard import Dropped, guarded, report_drop
-from ._limits import LimitsSource
+from ._context import current_scope, tags_of
+from ._emitter import _Emitter, emitter, module_target
+from ._guard import Dropped, guarded
 from ._log import count_drop, warn_limited
+from ._operation import Timestamp, _add_groups, _finish, _id, _is_map, _resolve
 from ._properties import sanitize_properties
 from ._text import Unusable, as_text, describe
-from ._version import __version__
-
-if TYPE_CHECKING:  # _posthog imports this module
-    from ._posthog import Client
-
-Timestamp = Union[_dt.datetime, str, None]
-
-#: Raise internal errors instead of logging them (set by this package's own test suite).
-RAISE_INTERNAL_ERRORS = False
 
 _CAPTURE_NESTED = frozenset({"$set", "$set_once", "$feature_flag_payload"})
-
-
-class _Emitter:
-    """Holds the logger the operations of one client write to, and whether they may.
-
-    The module's operations use ``emitter``: the global LoggerProvider's logger by default,
-    ``configure(logger_provider=...)``'s when given. Until an SDK provider exists the API hands
-    out a proxy that drops records, so the first operation checks once, builds the pipeline
-    from the module's attributes (``posthog_otel.api_key = ...``) if they say how, and
-    otherwise warns instead of losing data quietly. A ``Client`` has an emitter of its own,
-    bound to its own provider.
-
-    ``blocked`` is why operations are refused right now (a drop-counter reason), or None: the
-    application's own switches (``disabled``, ``send=False``) first, then the pipeline's state
-    (the OTel SDK disabled, the exporter shut down or unable to start). It is computed when
-    one of them changes, so the emit path reads one attribute.
-    """
-
-    def __init__(self, module: bool = True) -> None:
-        #: The module's emitter resolves the provider itself; a Client's is bound at construction.
-        self.module = module
-        self.logger: Any = None
-        self.limits: Optional[LimitsSource] = None
-        self.ready = False
-        #: Numbers every record (``posthog.seq``): the exporter counts the gaps as SDK drops.
-        self.sequence = itertools.count(1)
-        #: Numbers taken without a record (a checkpoint, a closing mark): no gap, nothing lost.
-        self.unused: Set[int] = builtins.set()  # this module's ``set`` is the operation
-        #: Once the last exporter closed: numbered records from here on refuse themselves, and
-        #: ``_mark`` is the first number the closing exporter does not account for.
-        self._closed_from: float = float("inf")
-        self._mark: Optional[int] = None
-        self.blocked: Optional[str] = None
-        #: ``sync_mode``: called after each operation, returns once it is delivered (or not).
-        self.sync: Optional[Callable[[], Any]] = None
-        self.sync_mode = False
-        #: The application's switches, PostHog's ``disabled`` and ``send``.
-        self.disabled = False
-        self.send = True
-        self._switch: Optional[str] = None  # "disabled" or "not_sent"
-        self._sdk_disabled = False  # OTEL_SDK_DISABLED: the provider hands out no-op loggers
-        self._refusal: Optional[str] = None  # "after_shutdown", "exporter_failed"
-        self._failure = ""  # why the exporter could not start
-        #: The drops of this emitter's operations at the call (the exporters' stats show them).
-        self.drops: "Counter[str]" = Counter()
-        self._exporters = 0
-        self._lock = threading.Lock()
-
-    def bind(self, logger_provider: Any) -> None:
-        self.logger = logger_provider.get_logger(schema.SCOPE, __version__)
-        self.limits = LimitsSource(self.logger)
-        self.ready = True
-        self._sdk_disabled = type(self.logger).__name__ == "NoOpLogger" or sdk_disabled()
-        if self._sdk_disabled:
-            warn_sdk_disabled()
-        self._update()
-
-    def unbind(self) -> None:
-        """Forget the provider and every exporter (for tests and ``posthog_otel.testing``)."""
-        self.logger = None
-        self.limits = None
-        self.ready = False
-        self.sync = None
-        self.drops.clear()
-        set_propagation(None)
-        with self._lock:
-            self._exporters, self._refusal, self._sdk_disabled = 0, None, False
-            self._closed_from, self._mark = float("inf"), None
-            self._update()
-
-    def after_fork(self) -> None:
-        self._lock = threading.Lock()
-
-    def checkpoint(self) -> int:
-        """The first sequence number a record emitted from now on can carry (the number taken
-        to learn it is no record's: marked unused, so no exporter counts it as a drop)."""
-        number = next(self.sequence)
-        self.unused.add(number)
-        return number + 1
-
-    def switch_values(self, disabled: Optional[bool] = None, send: Optional[bool] = None) -> None:
-        """The application's ``disabled`` and ``send`` (PostHog's meanings); None keeps one as is."""
-        if disabled is not None:
-            self.disabled = bool(disabled)
-        if send is not None:
-            self.send = bool(send)
-        self._switch = "disabled" if self.disabled else (None if self.send else "not_sent")
-        self._update()
-
-    def exporter_opened(self, settings: Any = None) -> None:
-        """A PostHog exporter started; its ``propagate_identity`` applies to the operations."""
-        if settings is not None and self.module:
-            set_propagation(settings.propagate_identity)
-        with self._lock:
-            self._exporters += 1
-            self._refusal = None
-            self._closed_from, self._mark = float("inf"), None
-            self._update()
-
-    def exporter_closed(self) -> Optional[int]:
-        """An exporter of this emitter shuts down. When it is the last, later operations would
-        vanish: they are refused from now on, and the mark is returned: every number below it
-        was taken by a record that either reaches that exporter or is its to count as lost."""
-        with self._lock:
-            self._exporters -= 1
-            if self._exporters > 0:
-                return None
-            self._exporters, self._refusal = 0, "after_shutdown"
-            self._update()
-            self._closed_from = -1  # before the mark is taken: a later number sees it
-            number = next(self.sequence)
-            self.unused.add(number)
-            self._mark = number
-            return number
-
-    def exporter_failed(self, reason: str, why: str = "") -> None:
-        """An exporter could not be built (no API key...): nothing would deliver the operations."""
-        with self._lock:
-            if self._exporters <= 0:
-                self._refusal, self._failure = reason, why
-            self._update()
-
-    @property
-    def exporters(self) -> int:
-        return self._exporters
-
-    def _update(self) -> None:
-        self.blocked = self._switch or ("otel_sdk_disabled" if self._sdk_disabled else None) or self._refusal
-
-    def resolve(self, operation: bool = True) -> bool:
-        """Find (or, from the module's options, build) the pipeline; ``operation``: an operation
-        waits on it, so not finding one drops it (counted)."""
-        provider = otel_logs.get_logger_provider()
-        if self.module and _module_configures(provider):
-            return True
-        if is_placeholder(provider):
-            if not operation:
-                return False
-            count_drop("no_logger_provider")
-            warn_limited(
-                "no_logger_provider",
-                "posthog_otel: no OpenTelemetry LoggerProvider is configured, so PostHog operations are "
-                "being dropped. Call posthog_otel.configure() at start-up (or set posthog_otel.api_key), or "
-                "run under `opentelemetry-instrument` with OTEL_LOGS_EXPORTER=posthog.",
-            )
-            return False
-        self.bind(provider)
-        return self.blocked is None
-
-    def emit(self, event_name: str, attributes: Dict[str, Any], body: Any, timestamp: Optional[int]) -> bool:
-        if self.blocked is not None:
-            return self._refuse(self.blocked)
-        if not self.ready and not self.resolve():
-            return self._refuse(self.blocked) if self.blocked is not None else False
-        limits = self.limits
-        if limits is not None and limits.may_refuse(len(attributes) + 1):
-            # Checked with posthog.seq in place (its value is an int: only its count matters),
-            # and before a number is taken: a refused record must not look like an SDK drop.
-            attributes[schema.SEQUENCE] = 0
-            limits.check(attributes)
-        number = next(self.sequence)
-        if number >= self._closed_from:  # the last exporter closed while this call ran
-            return self._refuse_numbered(number)
-        attributes[schema.SEQUENCE] = number
-        self.logger.emit(
-            timestamp=timestamp,
-            severity_number=SeverityNumber.INFO,
-            body=body,
-            attributes=attributes,
-            event_name=event_name,
-        )
-        if self.sync is not None:
-            self.sync()
-        return True
-
-    def _refuse_numbered(self, number: int) -> bool:
-        """Refused after taking a number: below the closing exporter's mark it is that exporter's
-        to count (a record it never saw), above it ours; never both."""
-        with self._lock:  # the closing exporter holds it until its mark is set
-            ours = self._mark is None or number > self._mark
-        return self._refuse("after_shutdown") if ours else False
-
-    def _refuse(self, reason: str) -> bool:
-        """Count the operation under ``reason``; True only for ``send=False`` (PostHog returns the
-        uuid of an event it did not send)."""
-        count_drop(reason, counter=self.drops)
-        if reason == "not_sent":
-            return True
-        if reason == "disabled":
-            warn_limited(reason, "posthog_otel: disabled is set: operations are dropped (counted as 'disabled')",
-                         level=logging.INFO)  # fmt: skip
-        elif reason == "after_shutdown":
-            warn_limited(reason, "posthog_otel: operation after the PostHog exporter shut down; dropped")
-        elif reason == "otel_sdk_disabled":
-            warn_sdk_disabled()
-        else:
-            warn_limited(reason, "posthog_otel: the PostHog exporter could not start (%s); operations are dropped",
-                         self._failure or "no project API key: set POSTHOG_API_KEY")  # fmt: skip
-        return False
-
-
-def sdk_disabled() -> bool:
-    """``OTEL_SDK_DISABLED=true``: the OpenTelemetry SDK hands out no-op providers and loggers."""
-    return os.environ.get("OTEL_SDK_DISABLED", "").strip().lower() == "true"
-
-
-def warn_sdk_disabled() -> None:
-    warn_limited("otel_sdk_disabled", "posthog_otel: OTEL_SDK_DISABLED=true turns the OpenTelemetry SDK off, so no "
-                 "PostHog operation can be sent; each is dropped and counted as 'otel_sdk_disabled'")  # fmt: skip
-
-
-def _module_configures(provider: Any) -> bool:
-    """PostHog's module style, ``posthog.api_key = 'phc_...'``: build the pipeline from the module's
-    attributes when no PostHog exporter serves the operations yet (no provider at all, or the
-    application's own provider, which then gets the PostHog processor)."""
-    from . import _module
-
-    return _module.configure_from_attributes(provider, emitter)
-
-
-def is_placeholder(provider: Any) -> bool:
-    """True for the API's stand-ins (proxy before set-up, no-op), which drop records."""
-    return type(provider).__name__ in ("ProxyLoggerProvider", "NoOpLoggerProvider")
-
-
-emitter = _Emitter()
-
 
 # --- the operations ------------------------------------------------------------------
 
@@ -286,16 +38,18 @@ class Operations:
 
     def __init__(self, emitter: _Emitter) -> None:
         self._emitter = emitter
-        self._routed: Optional[Client] = None  # the module's: ``posthog_otel.default_client = ...``
 
     def _flag_service(self) -> Any:
-        """The flag service ``send_feature_flags`` evaluates with (None: the module's)."""
-        return self._routed._flag_service() if self._routed is not None else None
+        """The flag service ``send_feature_flags`` evaluates with (None: the module's; a ``Client``
+        overrides it with its own)."""
+        routed = _state.default_client  # the module's: ``posthog_otel.default_client = ...``
+        return routed._flag_service() if routed is not None else None
 
-    def route(self, client: Optional[Client]) -> None:
-        """Write to ``client``'s pipeline instead (None: back to this object's own emitter)."""
-        self._routed = client
-        self._emitter = client._emitter if client is not None else emitter
+    def route(self, client: Optional[Operations]) -> None:
+        """The module's operations (``default``): write to ``client``'s pipeline instead (None: back
+        to the module's emitter). The routed client is ``_state.default_client``."""
+        _state.default_client = client
+        self._emitter = module_target()
 
     @guarded("set")
     def set(
@@ -540,6 +294,7 @@ alias = default.alias
 capture = default.capture
 capture_exception = default.capture_exception
 unset = default.unset
+_state.module_capture = capture  # the flags' $feature_flag_called events go through it
 
 
 # --- shared steps -----------------------------------------------------------------------
@@ -579,70 +334,6 @@ def _person_update(
 
 #: The text warnings name a call's properties with, built once.
 _WHAT = {call: "%s() properties" % call for call in ("set", "set_once")}
-
-
-def _finish(
-    target: _Emitter,
-    operation: str,
-    call: str,
-    attributes: Dict[str, Any],
-    body: Any,
-    scope: Optional[_Scope],
-    timestamp: Timestamp,
-    uuid: Any,
-    disable_geoip: Optional[bool],
-) -> Optional[str]:
-    """Add what every operation carries, emit, and return the uuid (None if dropped)."""
-    time_ns, beyond_record = (time.time_ns(), None) if timestamp is None else operation_time(timestamp, call)
-    operation_uuid_ = new_uuid7(time_ns) if uuid is None else operation_uuid(uuid, time_ns, call)
-    attributes[schema.UUID] = operation_uuid_
-    if beyond_record is not None:  # a time the record's own timestamp cannot hold
-        attributes[schema.TIMESTAMP] = beyond_record
-    if scope is not None or _baggage._propagate is not False:  # else: no session can apply (no call)
-        session = context_session_id(scope)
-        if session:
-            attributes[schema.SESSION_ID] = session
-    if disable_geoip is not None:
-        geoip = _flag(disable_geoip, "disable_geoip", call)
-        if geoip is not None:
-            attributes[schema.DISABLE_GEOIP] = geoip
-    if target.emit(operation, attributes, body, time_ns if beyond_record is None else None):
-        return operation_uuid_
-    return None
-
-
-def _id(value: Any, argument: str) -> Optional[str]:
-    """An id argument as text; None when absent or empty.  Unsendable: the call is dropped."""
-    if value is None:
-        return None
-    if type(value) is str and value.isascii():
-        return value or None
-    try:
-        return as_text(value) or None
-    except Unusable as problem:
-        raise Dropped("invalid_id", "the %s %s %s", argument, describe(value), problem) from None
-
-
-def _resolve(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
-    """The explicit distinct id if non-empty, else the nearest scope's (or, opt-in, the
-    incoming baggage's), else None."""
-    person = _id(explicit, "distinct_id")
-    if person is not None:
-        return person
-    found = context_distinct_id(scope)
-    if isinstance(found, RefusedId):
-        raise Dropped("invalid_id", "the context's distinct id (identify_context) %s", found.why)
-    return found
-
-
-def _resolve_id(explicit: Any, scope: Optional[_Scope]) -> Optional[str]:
-    """``_resolve`` for callers outside an operation (feature flags): an unsendable id is
-    said and counted here, and is None to the caller."""
-    try:
-        return _resolve(explicit, scope)
-    except Dropped as drop:
-        report_drop("feature_flag", drop)
-        return None
 
 
 def _capture_arguments(args: Tuple[Any, ...], distinct_id: Any, event: Any, properties: Any) -> Tuple[Any, str, Any]:
@@ -709,35 +400,6 @@ def _groups_property(properties: Any) -> Tuple[Any, Any]:
     return properties, named
 
 
-def _add_groups(attributes: Dict[str, Any], groups: Any) -> None:
-    """``posthog.groups.<type> = <key>`` per group; an unsendable type or key drops the call."""
-    try:
-        items = list(groups.items()) if _is_map(groups) else None
-    except Exception:  # a map that cannot be read
-        items = None
-    if items is None:
-        count_drop("invalid_groups")
-        warn_limited(
-            "invalid_groups:capture",
-            "posthog_otel: capture(): groups must be a map of group type to group key, not %s; ignored",
-            describe(groups),
-        )
-        return
-    for group_type, group_key in items:
-        name = _id(group_type, "group type")
-        key = _id(group_key, "group key")
-        if name and key:
-            attributes[schema.GROUPS_PREFIX + name] = key
-        else:
-            count_drop("invalid_group")
-            warn_limited(
-                "invalid_group:capture",
-                "posthog_otel: capture(): group %s: %s needs a type and a key; that group is left out",
-                describe(group_type),
-                describe(group_key),
-            )
-
-
 def _with_tags(
     properties: Any, tags: Optional[Dict[str, Any]], what: str, keep_nested: FrozenSet[str] = frozenset()
 ) -> Dict[str, Any]:
@@ -752,23 +414,3 @@ def _with_tags(
             body.update(sanitize_properties(properties, what=what, keep_nested=keep_nested))
             return body
     return sanitize_properties(properties, what=what, keep_nested=keep_nested)
-
-
-def _flag(value: Any, argument: str, call: str) -> Optional[bool]:
-    if value is True or value is False:
-        return value
-    try:
-        return bool(value)
-    except Exception:
-        warn_limited(
-            "invalid_flag:%s:%s" % (call, argument),
-            "posthog_otel: %s(): %s=%s is not true or false; the exporter's setting applies",
-            call,
-            argument,
-            describe(value),
-        )
-        return None
-
-
-def _is_map(value: Any) -> bool:
-    return type(value) is dict or isinstance(value, Mapping)

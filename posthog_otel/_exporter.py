@@ -15,10 +15,10 @@ from typing import Any, Dict, List, Optional, Sequence, Tuple
 from opentelemetry.sdk._logs.export import LogRecordExporter, LogRecordExportResult
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from . import _emit
 from . import _schema as schema
 from ._config import exporter_settings, redact
 from ._dispatch import Dispatcher
+from ._emitter import emitter as module_emitter
 from ._exceptions import records as exception_records
 from ._handoff import Records
 from ._hooks import MODULE, Hooks
@@ -47,7 +47,7 @@ class _PostHogExporter:
         #: ``super_properties``, ``before_send`` and ``on_error``, changeable while it runs: those
         #: given here win, then (for an exporter no ``Client`` owns) the module's, then the environment's.
         self.hooks = _hooks if _hooks is not None else hooks_for(self.settings, settings, MODULE)
-        self._emitter = _emitter if _emitter is not None else _emit.emitter
+        self._emitter = _emitter if _emitter is not None else module_emitter
         #: How requests reach PostHog: this exporter's deliveries, and the flags of its pipeline.
         self.transport: Transport = transport if transport is not None else HttpTransport()
         self._dispatcher = Dispatcher(
@@ -110,7 +110,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
         try:
             super().__init__(**settings)
         except ValueError:
-            (settings.get("_emitter") or _emit.emitter).exporter_failed("no_api_key")
+            (settings.get("_emitter") or module_emitter).exporter_failed("no_api_key")
             raise
         self._emitter.exporter_opened(self.settings)
         self._open = True

@@ -7,7 +7,7 @@ A guarded call ends in one of three ways:
   the drop is counted under its reason, and a warning says what and why, rate-limited
   per call and reason (an ``alias`` mistake is said even after a ``set`` one was);
 - anything else is an internal error: counted, logged (rate-limited), None returned.
-  Under this package's own test suite (``_emit.RAISE_INTERNAL_ERRORS``) it re-raises,
+  Under this package's own test suite (``_state.raise_internal_errors``) it re-raises,
   so a bug fails a test instead of becoming a quiet drop.
 """
 
@@ -17,6 +17,7 @@ import functools
 import logging
 from typing import Any, Callable, Dict, Tuple, TypeVar, cast
 
+from . import _state
 from ._log import count_drop, logger, warn_limited
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -115,24 +116,12 @@ def report_drop(call: str, drop: Dropped, counter: Any = None) -> None:
     )
 
 
-#: ``debug=True`` (PostHog's meaning): errors inside the public calls are raised, not only logged.
-DEBUG_RAISES = False
-
-
 def internal_error(call: str, counter: Any = None) -> None:
     """Count and log the exception being handled; re-raise it under the test suite (or ``debug``)."""
     count_drop("internal_error", counter=counter)
-    if DEBUG_RAISES or _raise_internal_errors():
+    if _state.debug_raises or _state.raise_internal_errors:
         raise
     warn_limited(
         "internal:" + call, "posthog_otel: internal error in %s(); the call is dropped", call, level=logging.ERROR
     )
     logger.debug("internal error in %s()", call, exc_info=True)
-
-
-def _raise_internal_errors() -> bool:
-    # The switch lives in _emit, where the test suite and other modules have always set
-    # and read it; imported here, on the error path only, because _emit imports us.
-    from . import _emit
-
-    return bool(_emit.RAISE_INTERNAL_ERRORS)

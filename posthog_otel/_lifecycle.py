@@ -23,9 +23,11 @@ import sys
 import threading
 import time
 import weakref
-from typing import Any, List
+from typing import Any, List, Optional
 
-from . import _emit, _log, _stats
+from opentelemetry import _logs as otel_logs
+
+from . import _emitter, _log, _state
 from ._log import logger
 
 #: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
@@ -51,8 +53,7 @@ def register(dispatcher: Any, handle_sigterm: bool) -> None:
         _dispatchers.add(dispatcher)
         first, _hooks_installed = not _hooks_installed, True
     if first:
-        if hasattr(os, "register_at_fork"):
-            os.register_at_fork(after_in_child=_after_fork_in_child)
+        _state.at_fork(_after_fork_in_child)  # after the modules' own steps, registered at their import
         _watch_multiprocessing()
     if handle_sigterm:
         _install_sigterm_handler()
@@ -84,18 +85,36 @@ def persist_all(budget: float, stop: bool, in_signal: bool = False) -> bool:
     return flushed
 
 
+def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
+    """Flush the global LoggerProvider (what ``opentelemetry-instrument`` set up) and every
+    PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
+    if _emitter.sdk_disabled():
+        _emitter.warn_sdk_disabled()
+        return False
+    millis = int(timeout_millis(timeout_seconds, None))
+    provider: Any = otel_logs.get_logger_provider()
+    flushed = bool(provider.force_flush(millis)) if callable(getattr(provider, "force_flush", None)) else True
+    return all([d.force_flush(millis) for d in live() if d.kind == "logs"]) and flushed
+
+
+def timeout_millis(seconds: Optional[float], millis: Optional[float]) -> float:
+    if millis is not None:
+        return float(millis)
+    if seconds is None:
+        return float(2**31 - 1)  # as long as it takes (about 25 days)
+    return max(float(seconds), 0.0) * 1000.0
+
+
 def _flush_sdk_queues(dispatchers: List[Any], timeout: float, in_signal: bool) -> bool:
     """``force_flush`` the providers feeding us, on a helper thread: the caller may be a signal
     handler that interrupted the very thread holding the SDK's export lock. Where no thread can
     start (at interpreter exit on 3.12+: a multiprocessing child's exit), on this thread."""
     from opentelemetry import _logs, trace
 
-    from . import _setup
-
     providers: List[Any] = []
     if any(d.kind == "logs" for d in dispatchers):
         providers.append(_logs.get_logger_provider())
-        providers.extend(pipeline.logger_provider for pipeline in _setup.pipelines())  # configure()'s, each Client's
+        providers.extend(pipeline.logger_provider for pipeline in _state.pipelines())  # configure()'s, each Client's
     if any(d.kind == "traces" for d in dispatchers):
         providers.append(trace.get_tracer_provider())
     unique = {id(p): p for p in providers if callable(getattr(p, "force_flush", None))}
@@ -124,13 +143,6 @@ def _flush_sdk_queues(dispatchers: List[Any], timeout: float, in_signal: bool) -
 def _after_fork_in_child() -> None:
     global _lock
     _lock = threading.Lock()
-    from . import _module, _setup
-
-    _setup.after_fork()
-    _module.after_fork()
-    _log.after_fork()
-    _stats.after_fork()
-    _emit.emitter.after_fork()
     for dispatcher in list(_dispatchers):
         dispatcher.after_fork()
 
@@ -145,8 +157,8 @@ def _watch_multiprocessing() -> None:
     in any forked child whose parent has imported it by then."""
     if "multiprocessing.util" in sys.modules:
         _register_with_multiprocessing()
-    elif hasattr(os, "register_at_fork"):
-        os.register_at_fork(after_in_child=_register_if_multiprocessing)
+    else:
+        _state.at_fork(_register_if_multiprocessing)
 
 
 def _register_if_multiprocessing() -> None:

@@ -14,6 +14,8 @@ import time
 from collections import Counter
 from typing import Dict, Optional, Tuple
 
+from . import _state
+
 logger = logging.getLogger("posthog_otel")
 
 #: Seconds between two log lines with the same key.
@@ -73,6 +75,7 @@ def drop_counts() -> Dict[str, int]:
         return dict(_drops)
 
 
+@_state.at_fork
 def after_fork() -> None:
     """In a forked child: a lock held by a parent thread at fork time would stay held."""
     global _lock
@@ -86,9 +89,7 @@ def set_debug(on: bool) -> None:
     """PostHog's ``debug``: the package's DEBUG lines shown (on stderr, if logging has no handler
     yet), and errors inside the public calls raised instead of only logged."""
     global _debug_handler
-    from . import _guard
-
-    _guard.DEBUG_RAISES = on
+    _state.debug_raises = on
     if on:
         logger.setLevel(logging.DEBUG)
         if not logging.getLogger().handlers and _debug_handler is None:

@@ -15,7 +15,7 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from . import _emit, _exit, _lifecycle, _log
+from . import _exit, _lifecycle, _log, _state
 from ._board import Board
 from ._client import Shipment
 from ._config import Settings
@@ -87,7 +87,7 @@ class DispatchLoop:
                 count_drop("internal_error")
                 warn_limited("dispatch_internal", "posthog_otel: internal error in the exporter", level=logging.ERROR)
                 logger.debug("internal error in the exporter", exc_info=True)
-                if _emit.RAISE_INTERNAL_ERRORS:
+                if _state.raise_internal_errors:
                     raise
                 time.sleep(INTERNAL_ERROR_PAUSE)  # a fault that repeats must not spin a core
             with board.cond:

@@ -209,7 +209,7 @@ def _exception(operation: Operation, attributes: Mapping[str, Any], new_id: NewI
     body = operation.body
     properties = dict(body) if _is_map(body) else {}
     if "$exception_list" not in properties:
-        from ._exceptions.records import exception_properties
+        from ._exceptions.stacktrace import exception_properties  # compiles its patterns: on this path only
 
         source = {**properties, **attributes}
         found = exception_properties(source, handled=True)

@@ -21,31 +21,17 @@ from ``__setattr__``), so it is checked at once, as the line that makes it runs:
 from __future__ import annotations
 
 import sys
-import threading
 import types
-from typing import Any, Dict, Optional, Tuple
+from typing import Any, Dict, Tuple
 
-from . import _emit, _hooks, _log, _options
+from . import _attributes, _emit, _emitter, _hooks, _log, _options, _state
 from ._config import Settings, redact
 from ._exceptions import OPTIONS as _EXCEPTION_OPTIONS
 from ._log import logger, warn_limited
 
-#: Options assigned on the module with a value other than PostHog's default, by name.
-_assigned: Dict[str, Any] = {}
-_lock = threading.RLock()
-#: Bumped whenever a pipeline option changes: the module's pipeline records the one it was built from.
-_generation = 0
-
-_SWITCHES = frozenset({"disabled", "send", "debug", "sync_mode"}) | _EXCEPTION_OPTIONS
-_HOOKS = frozenset({"before_send", "on_error", "super_properties"})
-_FLAG_OPTIONS = frozenset({"api_key", "project_api_key", "host", "personal_api_key", "secret_key", "poll_interval",
-                           "feature_flags_request_timeout_seconds", "feature_flags_request_max_retries",
-                           "enable_local_evaluation", "disable_geoip"})  # fmt: skip
-
 
 def assign(module: types.ModuleType, name: str, value: Any) -> None:
     """Check (and apply) ``module.<name> = value`` before it is stored; raises to refuse it."""
-    global _generation
     option = _options.MODULE_OPTIONS.get(name)
     if option is None:
         if name == "default_client":
@@ -57,18 +43,20 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
     translated = _options.translate({name: value}, "posthog_otel.")  # raises for refused values
     if translated.settings:
         _check(translated.settings)
-    with _lock:
+    with _attributes.lock:
         if value is None or _options.is_default(name, value):
-            _assigned.pop(name, None)
+            _attributes.assigned.pop(name, None)
         else:
-            _assigned[name] = value
-        if name in _SWITCHES:
+            _attributes.assigned[name] = value
+        if name in _attributes.SWITCHES:
             converted = translated.switches.get(name)
-            apply_switches(_emit.emitter, {name: option.default if converted is None else converted}, pipeline=None)
-        elif name in _HOOKS:
+            _attributes.apply_switches(
+                _emitter.emitter, {name: option.default if converted is None else converted}, pipeline=None
+            )
+        elif name in _attributes.HOOKS:
             _set_hook(name, translated.settings.get(name))
         elif option.target:
-            _generation += 1
+            _attributes.next_generation()
             _pipeline_option_changed(name)
     if name in _ROUTED:
         _apply_to_routed((name,))
@@ -77,7 +65,7 @@ def assign(module: types.ModuleType, name: str, value: Any) -> None:
 def _check(settings: Dict[str, Any]) -> None:
     """Refuse a value the pipeline would refuse, now, on the assigning line."""
     checkable = {k: v for k, v in settings.items() if k not in ("before_send", "on_error", "super_properties")}
-    merged = {**_pipeline_settings(), **checkable}
+    merged = {**_attributes.pipeline_settings(), **checkable}
     Settings.resolve(environ={}, **merged)
 
 
@@ -100,85 +88,15 @@ def _set_hook(name: str, value: Any) -> None:
         hooks.super_properties = value
 
 
-def switches(defaults: bool = False) -> Dict[str, Any]:
-    """The switches assigned on the module (with PostHog's defaults for the others, if asked)."""
-    values = {name: _options.BY_NAME[name].default for name in _SWITCHES} if defaults else {}
-    with _lock:
-        values.update({name: _assigned[name] for name in _SWITCHES if name in _assigned})
-    return values
-
-
-def apply_switches(emitter: Any, values: Dict[str, Any], pipeline: Any) -> None:
-    """``disabled``/``send`` on ``emitter``; ``debug`` (process-wide: the package's logger, and
-    errors raised from calls, as PostHog's SDK does); ``sync_mode`` (each call flushes)."""
-    if "disabled" in values or "send" in values:
-        emitter.switch_values(values.get("disabled"), values.get("send"))
-    if "debug" in values:
-        _log.set_debug(bool(values["debug"]))
-    if "sync_mode" in values:
-        emitter.sync_mode = bool(values["sync_mode"])
-        emitter.sync = _sync_flush(pipeline) if values["sync_mode"] else None
-    errors = {name: value for name, value in values.items() if name in _EXCEPTION_OPTIONS}
-    if errors:
-        from . import _exceptions
-
-        _exceptions.apply(errors, None if emitter is _emit.emitter else emitter)
-
-
-def _sync_flush(pipeline: Any) -> Any:
-    """``sync_mode``: after each operation, flush the pipeline it went to (the module's current
-    one when ``pipeline`` is None), so the call returns once PostHog has it."""
-
-    def flush() -> None:
-        from . import _setup
-
-        target = pipeline if pipeline is not None else _setup.current()
-        if target is not None:
-            target.flush()
-        else:
-            _setup.flush_global()
-
-    return flush
-
-
-def pipeline_options() -> Dict[str, Any]:
-    """The assigned options that configure the module's pipeline (not switches, not hooks)."""
-    with _lock:
-        return {k: v for k, v in _assigned.items() if k not in _SWITCHES and k not in _HOOKS}
-
-
-def _pipeline_settings() -> Dict[str, Any]:
-    return _options.translate(pipeline_options(), "posthog_otel.").settings
-
-
-def generation() -> int:
-    return _generation
-
-
-def has_api_key() -> bool:
-    with _lock:
-        return bool(_assigned.get("project_api_key") or _assigned.get("api_key"))
-
-
-def flag_source() -> Optional[Tuple[Any, ...]]:
-    """What identifies the flag configuration the module's attributes give (None without a key)."""
-    if not has_api_key():
-        return None
-    with _lock:
-        return tuple(sorted((k, repr(v)) for k, v in _assigned.items() if k in _FLAG_OPTIONS))
-
-
-def settings_from_attributes() -> Settings:
-    """The module's options as settings (environment under them, as for ``configure()``)."""
-    return Settings.resolve(**_pipeline_settings())
-
-
 def configure_from_attributes(provider: Any, emitter: Any) -> bool:
     """Called by the module's first operation (and after an option changed): build (or rebuild)
     the module's pipeline from the attributes when they name a key and nothing else serves the
     operations. True when the operations now have a pipeline."""
-    with _lock:  # the first calls of several threads at once build one pipeline, not one each
+    with _attributes.lock:  # the first calls of several threads at once build one pipeline, not one each
         return _configure_from_attributes(provider, emitter)
+
+
+_emitter.configure_from_attributes = configure_from_attributes  # the module's first operation calls it
 
 
 def _configure_from_attributes(provider: Any, emitter: Any) -> bool:
@@ -186,23 +104,23 @@ def _configure_from_attributes(provider: Any, emitter: Any) -> bool:
 
     current = _setup.current()
     if current is not None:
-        if current.generation is not None and current.generation != _generation:
+        if current.generation is not None and current.generation != _attributes.generation():
             return _rebuild(current)
         emitter.bind(current.logger_provider)  # configure() set it up (perhaps another thread, just now)
         return True
-    if not has_api_key():
+    if not _attributes.has_api_key():
         return False
-    if not _emit.is_placeholder(provider) and emitter.exporters > 0:
+    if not _emitter.is_placeholder(provider) and emitter.exporters > 0:
         _say_served_elsewhere("api_key")
         return False
     try:
-        _setup.configure(logger_provider=None if _emit.is_placeholder(provider) else provider)
+        _setup.configure(logger_provider=None if _emitter.is_placeholder(provider) else provider)
     except (ValueError, TypeError) as error:
         emitter.exporter_failed("exporter_failed", str(error))
         warn_limited("module_configure", "%s", error)
         return False
     logger.info("posthog_otel: configured from posthog_otel.api_key%s",
-                "" if _emit.is_placeholder(provider) else " on the application's LoggerProvider")  # fmt: skip
+                "" if _emitter.is_placeholder(provider) else " on the application's LoggerProvider")  # fmt: skip
     return True
 
 
@@ -213,7 +131,7 @@ def _rebuild(current: Any) -> bool:
         _setup.configure(**current.arguments)
     except (ValueError, TypeError) as error:
         warn_limited("module_configure", "%s", error)
-        current.generation = _generation  # keep serving with what it has; said above
+        current.generation = _attributes.generation()  # keep serving with what it has; said above
         return False
     logger.info("posthog_otel: pipeline rebuilt after a posthog_otel option changed")
     return True
@@ -226,8 +144,8 @@ def _pipeline_option_changed(name: str) -> None:
 
     current = _setup.current()
     if current is not None and current.generation is not None:
-        _emit.emitter.ready = False  # the next operation rebuilds it
-    elif _emit.emitter.exporters > 0:
+        _emitter.emitter.ready = False  # the next operation rebuilds it
+    elif _emitter.emitter.exporters > 0:
         _say_served_elsewhere(name)
 
 
@@ -264,39 +182,32 @@ def _apply_to_routed(names: Tuple[str, ...] = ()) -> None:
     """The module's own options over the routed client's (PostHog's ``setup()`` sets the module's
     ``disabled``, ``debug`` and ``before_send`` on its default client): ``names`` just assigned
     (their value, or PostHog's default when reset), else, when a client is routed, those assigned."""
-    client = _emit.default._routed
+    client = _state.default_client
     if client is None:
         return
-    with _lock:
+    with _attributes.lock:
         if names:
-            values = {name: _assigned.get(name, _options.BY_NAME[name].default) for name in names}
+            values = {name: _attributes.assigned.get(name, _options.BY_NAME[name].default) for name in names}
         else:
-            values = {name: _assigned[name] for name in _ROUTED if name in _assigned}
+            values = {name: _attributes.assigned[name] for name in _ROUTED if name in _attributes.assigned}
     for name, value in values.items():
         setattr(client, name, value)
 
 
-def after_fork() -> None:
-    """In a forked child: a parent thread may have held the lock at the fork."""
-    global _lock
-    _lock = threading.RLock()
-
-
 def reset() -> None:
     """Forget every assigned option (for tests)."""
-    global _generation
     package = sys.modules.get("posthog_otel")
-    with _lock:
-        had_debug = "debug" in _assigned
+    with _attributes.lock:
+        had_debug = "debug" in _attributes.assigned
         if package is not None:  # the attributes read back as PostHog's defaults again
-            for name in _assigned:
+            for name in _attributes.assigned:
                 package.__dict__[name] = _options.BY_NAME[name].default
             package.__dict__["default_client"] = None
-        _assigned.clear()
-        _generation += 1
+        _attributes.assigned.clear()
+        _attributes.next_generation()
         _hooks.MODULE.before_send, _hooks.MODULE.on_error, _hooks.MODULE.super_properties = (), None, None
     _emit.default.route(None)
-    apply_switches(_emit.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
+    _attributes.apply_switches(_emitter.emitter, {"disabled": False, "send": True, "sync_mode": False}, None)
     from . import _exceptions
 
     _exceptions.apply({name: _options.BY_NAME[name].default for name in _EXCEPTION_OPTIONS})

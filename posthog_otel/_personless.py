@@ -17,11 +17,10 @@ want of a person, not on every personless ``capture`` (which is the emit path).
 
 from __future__ import annotations
 
-import os
 import threading
 from typing import Any, Dict
 
-from . import _baggage
+from . import _baggage, _state
 from ._log import count_drop, warn_limited
 
 #: Open scopes that have a person of their own: ``id(scope)`` -> the thread that gave it.
@@ -100,5 +99,4 @@ def note_request() -> None:
         warn_limited("personless:baggage", "posthog_otel: a request's W3C baggage " + BAGGAGE_IGNORED)
 
 
-if hasattr(os, "register_at_fork"):  # a forked child has only the forking thread: the rest are gone
-    os.register_at_fork(after_in_child=_identified.clear)
+_state.at_fork(_identified.clear)  # a forked child has only the forking thread: the rest are gone

@@ -21,9 +21,10 @@ from typing import TYPE_CHECKING, Any, Callable, Dict, Optional, TypeVar
 
 from opentelemetry.sdk._logs import LoggerProvider
 
-from . import _context, _exceptions, _hooks, _module, _options, _setup
+from . import _attributes, _context, _exceptions, _hooks, _options, _setup
 from ._config import Settings, parse_callback, parse_hooks, parse_properties, redact
-from ._emit import Operations, _Emitter
+from ._emit import Operations
+from ._emitter import _Emitter
 from ._exporter import PostHogLogExporter, hooks_for
 from ._log import logger
 
@@ -84,7 +85,7 @@ class Client(Operations):
             switches["disabled"] = True
         if not switches["disabled"]:
             self._start()
-        _module.apply_switches(self._emitter, switches, self._pipeline)
+        _attributes.apply_switches(self._emitter, switches, self._pipeline)
         if switches.get("sync_mode"):
             self._emitter.sync = self._sync
 
@@ -193,7 +194,7 @@ class Client(Operations):
 
     @debug.setter
     def debug(self, value: bool) -> None:
-        _module.apply_switches(self._emitter, {"debug": bool(value)}, self._pipeline)
+        _attributes.apply_switches(self._emitter, {"debug": bool(value)}, self._pipeline)
 
     # --- lifecycle ------------------------------------------------------------------------
 

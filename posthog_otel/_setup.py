@@ -12,10 +12,11 @@ from opentelemetry import _logs as otel_logs
 from opentelemetry.sdk._logs import LoggerProvider, LogRecordProcessor
 from opentelemetry.sdk._logs.export import BatchLogRecordProcessor
 
-from . import _emit, _hooks, _lifecycle, _options
+from . import _attributes, _emitter, _hooks, _lifecycle, _options, _state
 from ._config import Settings
 from ._exceptions.records import has_exception, with_context_identity
 from ._exporter import PostHogLogExporter, record_event_name
+from ._lifecycle import flush_global
 from ._log import logger
 from ._schema import is_operation
 
@@ -127,7 +128,7 @@ class Pipeline:
         self.arguments = arguments
         #: The module options' generation it was built with (None: not built from them).
         self.generation = generation
-        self.sdk_disabled = _emit.sdk_disabled()
+        self.sdk_disabled = _emitter.sdk_disabled()
 
     def __repr__(self) -> str:
         return "Pipeline(exporter=%r)" % (self.exporter,)
@@ -139,11 +140,11 @@ class Pipeline:
         what memory holds is then in the spool. ``timeout_seconds`` as PostHog's ``flush``
         (None: as long as it takes); ``timeout_millis`` as OpenTelemetry's ``force_flush``."""
         if self.sdk_disabled:
-            _emit.warn_sdk_disabled()
+            _emitter.warn_sdk_disabled()
             return False
         if _hooks.inside_callback("flush"):
             return False
-        return self.processor.force_flush(int(_millis(timeout_seconds, timeout_millis)))
+        return self.processor.force_flush(int(_lifecycle.timeout_millis(timeout_seconds, timeout_millis)))
 
     def shutdown(self) -> None:
         """Stop routing operations to this pipeline, deliver what it holds, stop its worker."""
@@ -152,32 +153,20 @@ class Pipeline:
         if not self.processor._detached:
             self.processor.detach()
         self.processor.shutdown()
-        with _lock:
-            _pipelines.discard(self)
-
-
-def _millis(seconds: Optional[float], millis: Optional[float]) -> float:
-    if millis is not None:
-        return float(millis)
-    if seconds is None:
-        return float(2**31 - 1)  # as long as it takes (about 25 days)
-    return max(float(seconds), 0.0) * 1000.0
+        _state.discard_pipeline(self)
 
 
 _lock = threading.RLock()
-_current: Optional[Pipeline] = None
-#: Every live pipeline (the module's, each Client's): exit, SIGTERM and fork flush their providers.
-_pipelines: "weakref.WeakSet[Pipeline]" = weakref.WeakSet()
 
 
 def current() -> Optional[Pipeline]:
     """The module's pipeline (``configure()``, or built from ``posthog_otel.api_key``), if any."""
-    return _current
+    current: Optional[Pipeline] = _state.pipeline
+    return current
 
 
 def pipelines() -> List[Pipeline]:
-    with _lock:
-        return list(_pipelines)
+    return _state.pipelines()
 
 
 def live_keys() -> List[str]:
@@ -211,9 +200,6 @@ def configure(
     Calling ``configure`` again replaces the previous pipeline (it is flushed and shut down
     first).  A missing API key raises ``ValueError``.
     """
-    global _current
-    from . import _module
-
     arguments = dict(
         api_key=api_key, host=host, logger_provider=logger_provider, exporter=exporter,
         schedule_delay_millis=schedule_delay_millis, max_queue_size=max_queue_size,
@@ -226,10 +212,10 @@ def configure(
                                      max_export_batch_size=max_export_batch_size)}  # fmt: skip
     check_batch(batch, "configure()")
     if exporter is None:
-        module = _options.translate(_module.pipeline_options(), "posthog_otel.").settings
+        module = _options.translate(_attributes.pipeline_options(), "posthog_otel.").settings
         settings = {**module, **({"host": host} if host is not None else {}), **given.settings}
         exporter = PostHogLogExporter(**settings)
-        generation: Optional[int] = _module.generation()
+        generation: Optional[int] = _attributes.generation()
     elif api_key is not None or host is not None or given.settings:
         raise TypeError("configure(): pass either exporter=... or exporter settings, not both")
     else:
@@ -237,23 +223,23 @@ def configure(
     with _lock:
         # The new pipeline takes the operations before the old one lets go of them: nothing emitted
         # meanwhile falls between the two (at worst one reaches both: PostHog keeps one per uuid).
-        previous = _current
+        previous = _state.pipeline
         provider = _choose_provider(logger_provider)
         pipeline = build(provider, exporter, batch, arguments, generation)
         if exporter.settings.context_attributes:  # after the provider exists (configure() may have made it)
             from . import _stamping
 
             _stamping.install(provider, tags=exporter.settings.context_attribute_tags)
-        _emit.emitter.bind(provider)
+        _emitter.emitter.bind(provider)
         if previous is not None:
             previous.processor.detach(successor=pipeline.processor)
-        _module.apply_switches(_emit.emitter, {**_module.switches(), **given.switches}, None)
-        _current = pipeline
+        _attributes.apply_switches(_emitter.emitter, {**_attributes.switches(), **given.switches}, None)
+        _state.pipeline = pipeline
     if previous is not None:  # outside the lock: delivering what it holds may take seconds
         logger.info("posthog_otel: configure() called again; replacing the previous pipeline")
         previous.shutdown()
     if pipeline.sdk_disabled:
-        _emit.warn_sdk_disabled()
+        _emitter.warn_sdk_disabled()
     return pipeline
 
 
@@ -272,8 +258,7 @@ def build(
     processor = PostHogLogRecordProcessor(exporter, **{k: v for k, v in batch.items() if v is not None})
     _route(provider, processor)
     pipeline = Pipeline(provider, processor, arguments, generation)
-    with _lock:
-        _pipelines.add(pipeline)
+    _state.add_pipeline(pipeline)  # exit, SIGTERM and fork flush its provider
     return pipeline
 
 
@@ -316,20 +301,6 @@ def _route(provider: ProviderWithProcessors, processor: PostHogLogRecordProcesso
         processor.slot = slot
 
 
-def flush_global(timeout_seconds: Optional[float] = 30.0) -> bool:
-    """Flush the global LoggerProvider (what ``opentelemetry-instrument`` set up) and every
-    PostHog exporter of this process: the module's ``flush()`` when ``configure()`` was not called."""
-    from . import _lifecycle
-
-    if _emit.sdk_disabled():
-        _emit.warn_sdk_disabled()
-        return False
-    millis = int(_millis(timeout_seconds, None))
-    provider: Any = otel_logs.get_logger_provider()
-    flushed = bool(provider.force_flush(millis)) if callable(getattr(provider, "force_flush", None)) else True
-    return all([d.force_flush(millis) for d in _lifecycle.live() if d.kind == "logs"]) and flushed
-
-
 def check_batch(batch: Dict[str, Any], where: str) -> None:
     """Refuse batch options the SDK's processor would refuse, naming PostHog's option and ours,
     before anything (threads, a spool) is built."""
@@ -349,6 +320,7 @@ def _given(**values: Any) -> Dict[str, Any]:
 SETTINGS = frozenset(f.name for f in dataclasses.fields(Settings)) | {"retry_policy", "transport"}
 
 
+@_state.at_fork
 def after_fork() -> None:
     """In a forked child: a parent thread may have held the lock at the fork."""
     global _lock
@@ -373,8 +345,8 @@ def setup() -> Optional[Pipeline]:
     """Build the module's pipeline now from the module's options (``posthog_otel.api_key``...),
     as the first operation would; returns it (None when the options name no key and nothing
     was configured). PostHog's ``setup()`` returns its client; here the pipeline is the handle."""
-    _emit.emitter.ready or _emit.emitter.resolve(operation=False)
-    return _current
+    _emitter.emitter.ready or _emitter.emitter.resolve(operation=False)
+    return current()
 
 
 def flush(timeout_seconds: Optional[float] = 10) -> bool:
@@ -386,13 +358,14 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
     try:
         if _hooks.inside_callback("flush"):
             return False
-        routed = _emit.default._routed
+        routed = _state.default_client
         if routed is not None:
             return bool(routed.flush(timeout_seconds))
         setup()
-        if _current is not None:
-            return _current.flush(timeout_seconds)
-        if _emit.is_placeholder(otel_logs.get_logger_provider()):
+        pipeline = current()
+        if pipeline is not None:
+            return pipeline.flush(timeout_seconds)
+        if _emitter.is_placeholder(otel_logs.get_logger_provider()):
             logger.warning("posthog_otel: flush(): nothing is configured (no configure(), no posthog_otel.api_key, "
                            "no LoggerProvider), so nothing was delivered")  # fmt: skip
             return False
@@ -407,22 +380,21 @@ def flush(timeout_seconds: Optional[float] = 10) -> bool:
 def shutdown() -> None:
     """Deliver while PostHog answers promptly, spool the rest, and stop: later operations return
     None, counted as ``after_shutdown``. For final clean-up (PostHog's ``shutdown``)."""
-    global _current
     try:
         if _hooks.inside_callback("shutdown"):
             return
-        routed = _emit.default._routed
+        routed = _state.default_client
         if routed is not None:
             routed.shutdown()
             return
         with _lock:
-            pipeline, _current = _current, None
+            pipeline, _state.pipeline = _state.pipeline, None
         if pipeline is not None:
             pipeline.shutdown()
             return
         from ._exporter import live_log_exporters
 
-        exporters = [e for e in live_log_exporters() if e._emitter is _emit.emitter]
+        exporters = [e for e in live_log_exporters() if e._emitter is _emitter.emitter]
         if exporters:  # opentelemetry-instrument's pipeline: flushed, its other exporters stay up
             flush_global(30.0)
         for exporter in exporters:

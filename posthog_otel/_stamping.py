@@ -43,7 +43,7 @@ from opentelemetry import trace
 from opentelemetry.sdk._logs import LogRecordProcessor
 from opentelemetry.sdk.trace import SpanProcessor
 
-from . import _context
+from . import _context, _state
 from ._log import count_drop, warn_limited
 from ._schema import is_operation
 
@@ -197,13 +197,12 @@ def _add_to_record(log_record: Any, record: Any, attributes: Any, extra: Dict[st
 def _failed(what: str) -> None:
     """Counted and logged; raised only under this package's own test suite (not with ``debug``:
     the caller is whoever started a span or logged a line, not a PostHog call)."""
-    from . import _emit
     from ._guard import internal_error
 
     try:
         internal_error("context attributes on a " + what)
     except Exception:
-        if _emit.RAISE_INTERNAL_ERRORS:
+        if _state.raise_internal_errors:
             raise
 
 

@@ -12,6 +12,7 @@ import weakref
 from collections import Counter
 from typing import Any, Callable, Dict, Iterable, List, Optional
 
+from . import _state
 from ._log import copy_counter, drop_counts  # drop_counts: the process's, for the meter
 
 
@@ -66,6 +67,7 @@ _registered: "weakref.WeakSet[Stats]" = weakref.WeakSet()
 _registration_lock = threading.Lock()
 
 
+@_state.at_fork
 def after_fork() -> None:
     global _registration_lock
     _registration_lock = threading.Lock()

@@ -17,6 +17,7 @@ from . import _schema as schema
 from ._context import current_scope
 from ._guard import Dropped
 from ._log import count_drop, warn_limited
+from ._operation import _finish, _resolve
 from ._text import Unusable, as_text, describe
 
 
@@ -24,8 +25,6 @@ def unset(
     target: Any, distinct_id: Any, properties: Any, timestamp: Any, uuid: Any, disable_geoip: Any
 ) -> Optional[str]:
     """``Operations.unset``: one ``posthog.unset`` record, or ``Dropped``."""
-    from ._emit import _finish, _resolve
-
     if properties is None and _is_names(distinct_id):
         distinct_id, properties = None, distinct_id  # unset(['plan']): the context's person
     scope = current_scope()

@@ -21,13 +21,10 @@ import threading
 import time
 from typing import Any, Callable, Dict, List, NoReturn, Optional, TextIO
 
+from ._command import CommandError as CommandError  # re-exported: the gateway command imports it from here
 from ._version import __version__
 
 DEFAULT_PORT = 8010
-
-
-class CommandError(Exception):
-    """Ends a command with this message (what is wrong, what to do) and exit status 1."""
 
 
 def main(argv: Optional[List[str]] = None, out: TextIO = sys.stdout, err: TextIO = sys.stderr) -> int:

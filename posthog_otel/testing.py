@@ -26,7 +26,7 @@ from typing import Any, Dict, Iterator, List, Optional
 
 from opentelemetry.sdk._logs import LoggerProvider
 
-from . import _config, _emit, _setup
+from . import _config, _emitter, _setup, _state
 from ._local.server import LocalServer
 from ._local.store import Store
 
@@ -114,14 +114,14 @@ class LocalPostHog:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
-        current = _setup._current
+        current = _state.pipeline
         if current is not None:
             current.shutdown()
-            _setup._current = None
+            _state.pipeline = None
         for pipeline in _setup.pipelines():  # the code under test's own clients, all pointed here
             if pipeline.exporter.settings.host == self.url:
                 pipeline.shutdown()
-        _emit.emitter.unbind()
+        _emitter.emitter.unbind()
         self.logger_provider.shutdown()
         self.server.stop()
         self.store.close()

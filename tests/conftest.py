@@ -6,7 +6,7 @@ import pytest
 from opentelemetry.sdk._logs import LoggerProvider
 
 import posthog_otel
-from posthog_otel import _config, _emit, _log, _module, _setup
+from posthog_otel import _config, _emit, _log, _module, _state
 from posthog_otel._exceptions import limits
 
 from .support import CaptureServer
@@ -26,13 +26,13 @@ def clean_state(monkeypatch, tmp_path_factory):
     _log.reset_diagnostics()
     for memory in (limits.calls, limits.records, limits.recent):  # exception rate limits, duplicates
         memory.reset()
-    monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", True)
+    monkeypatch.setattr(_state, "raise_internal_errors", True)
     monkeypatch.setattr(posthog_otel, "api_key", None)
     monkeypatch.setattr(posthog_otel, "host", None)
     yield
-    if _setup._current is not None:
-        _setup._current.shutdown()
-        _setup._current = None
+    if _state.pipeline is not None:
+        _state.pipeline.shutdown()
+        _state.pipeline = None
     _emit.emitter.unbind()  # after the shutdown, which would leave it refusing operations
     _module.reset()
     _config.REDIRECT = None

@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from opentelemetry import baggage, context, propagate
 
 import posthog_otel as posthog
-from posthog_otel import _baggage, _emit
+from posthog_otel import _baggage, _state
 
 from .conftest import API_KEY
 from .support import child_env
@@ -165,7 +165,7 @@ ids = st.one_of(
 @given(ids, st.one_of(st.text(), st.none()))
 def test_another_service_sees_the_same_person_or_none_never_another(distinct_id, session_id):
     _baggage.set_propagation(True)
-    _emit.RAISE_INTERNAL_ERRORS = True
+    _state.raise_internal_errors = True
     try:
         with posthog.new_context():
             posthog.identify_context(distinct_id)  # any value: never raises

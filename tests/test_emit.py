@@ -13,7 +13,7 @@ import pytest
 from opentelemetry.sdk.trace import TracerProvider
 
 import posthog_otel as posthog
-from posthog_otel import _emit
+from posthog_otel import _emit, _state
 
 
 def sent(server, pipeline):
@@ -338,7 +338,7 @@ OPERATIONS = {
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
 def test_internal_errors_never_reach_the_caller(name, pipeline, monkeypatch, caplog):
-    monkeypatch.setattr(_emit, "RAISE_INTERNAL_ERRORS", False)
+    monkeypatch.setattr(_state, "raise_internal_errors", False)
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")
@@ -351,7 +351,7 @@ def test_internal_errors_never_reach_the_caller(name, pipeline, monkeypatch, cap
 
 @pytest.mark.parametrize("name", sorted(OPERATIONS))
 def test_internal_errors_reraise_under_the_test_suite(name, pipeline, monkeypatch):
-    """RAISE_INTERNAL_ERRORS (set by conftest) turns a bug into a failing test, not a quiet drop."""
+    """_state.raise_internal_errors (set by conftest) turns a bug into a failing test, not a quiet drop."""
 
     def broken(*args, **kwargs):
         raise RuntimeError("boom")

@@ -17,7 +17,7 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
 import posthog_otel
 from posthog_otel._exceptions import limits
-from posthog_otel._exceptions.records import exception_properties
+from posthog_otel._exceptions.stacktrace import exception_properties
 
 from .conftest import API_KEY
 

@@ -251,7 +251,7 @@ def test_the_names_are_posthogs_span_processors_and_more(spans):
 
 def test_a_broken_context_never_reaches_the_application(spans, monkeypatch):
     tracer, exported = spans
-    monkeypatch.setattr(posthog_otel._emit, "RAISE_INTERNAL_ERRORS", False)
+    monkeypatch.setattr(posthog_otel._state, "raise_internal_errors", False)
 
     def broken(scope):
         raise RuntimeError("boom")

@@ -21,7 +21,7 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import posthog_otel as posthog
-from posthog_otel import _emit
+from posthog_otel import _state
 from posthog_otel._text import is_sendable
 from posthog_otel.integrations.asgi import PostHogASGIMiddleware
 from posthog_otel.integrations.wsgi import PostHogWSGIMiddleware
@@ -199,7 +199,7 @@ CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 @settings(max_examples=80, deadline=None)
 @given(latin1, latin1, latin1, st.one_of(st.none(), st.text(), st.integers()))
 def test_wsgi_any_request_reaches_the_app_with_a_context_that_closes(person, session, path, callback_answer):
-    _emit.RAISE_INTERNAL_ERRORS = True
+    _state.raise_internal_errors = True
     seen = []
 
     def app(environ, start_response):
@@ -321,7 +321,7 @@ def test_asgi_lifespan_and_other_scopes_pass_through():
     st.one_of(st.text(), st.none(), st.integers()),
 )
 def test_asgi_any_headers_reach_the_app_with_a_context_that_closes(headers, path):
-    _emit.RAISE_INTERNAL_ERRORS = True
+    _state.raise_internal_errors = True
     calls = []
 
     async def app(scope, receive, send):

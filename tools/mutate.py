@@ -51,9 +51,9 @@ MUTATIONS = [
     ),
     (
         "log lock kept at fork",
-        "posthog_otel/_lifecycle.py",
-        "    _log.after_fork()\n",
-        "",
+        "posthog_otel/_log.py",
+        "@_state.at_fork\ndef after_fork() -> None:\n",
+        "def after_fork() -> None:\n",
         "tests/test_processes.py::test_a_child_forked_while_our_locks_are_held_delivers_and_exits",
     ),
     (
@@ -128,7 +128,7 @@ MUTATIONS = [
     ),
     (
         "no refusal after shutdown",
-        "posthog_otel/_emit.py",
+        "posthog_otel/_emitter.py",
         '            self._exporters, self._refusal = 0, "after_shutdown"\n            self._update()\n            self._closed_from = -1',
         "            self._exporters = 0",
         "tests/test_delivery.py::test_operations_after_shutdown_are_refused_and_counted",
@@ -163,7 +163,7 @@ MUTATIONS = [
     ),
     (
         "seq taken before the limits check",
-        "posthog_otel/_emit.py",
+        "posthog_otel/_emitter.py",
         "            attributes[schema.SEQUENCE] = 0\n            limits.check(attributes)\n        number = next(self.sequence)",
         "            attributes[schema.SEQUENCE] = next(self.sequence)\n            limits.check(attributes)\n        number = next(self.sequence)",
         "tests/test_limits.py",
@@ -191,7 +191,7 @@ MUTATIONS = [
     ),
     (
         "limits unchecked",
-        "posthog_otel/_emit.py",
+        "posthog_otel/_emitter.py",
         "            limits.check(attributes)",
         "            pass",
         "tests/test_limits.py",
@@ -283,7 +283,7 @@ MUTATIONS = [
     (
         "internal errors swallowed in tests",
         "posthog_otel/_guard.py",
-        "    if DEBUG_RAISES or _raise_internal_errors():\n        raise\n",
+        "    if _state.debug_raises or _state.raise_internal_errors:\n        raise\n",
         "",
         "tests/test_emit.py::test_internal_errors_reraise_under_the_test_suite",
     ),
@@ -540,7 +540,7 @@ MUTATIONS = [
     ),
     (
         "disabled ignored",
-        "posthog_otel/_emit.py",
+        "posthog_otel/_emitter.py",
         '        self._switch = "disabled" if self.disabled else (None if self.send else "not_sent")',
         "        self._switch = None",
         "tests/test_posthog_compat.py::test_disabled_sends_nothing_and_returns_none_as_posthogs",

@@ -11,7 +11,9 @@
 - ``limits.py``: the per type and place rate limit, and duplicates within a trace.
 """
 
-from typing import Any, Dict
+from typing import Any, Dict, Optional
+
+from .. import _context
 
 #: PostHog's error tracking options, set (by their names) on the module, ``configure()`` or a client.
 OPTIONS = frozenset({
@@ -38,3 +40,15 @@ def apply(values: Dict[str, Any], target: Any = None) -> None:
         values.get("exception_autocapture_refill_rate"),
         values.get("exception_autocapture_refill_interval_seconds"),
     )
+
+
+def _capture_escaping(error: Exception, explicit: Optional[bool], client: Any = None) -> None:
+    """An exception escaping ``new_context`` (or a ``scoped`` function): sent when the context
+    asks for it, or when autocapture is on (unless the context said no)."""
+    from . import autocapture, capture
+
+    if explicit or autocapture.exception_autocapture_enabled():
+        capture.capture_escaping(error, capture.How(), getattr(client, "_emitter", None))
+
+
+_context.capture_escaping = _capture_escaping

@@ -17,12 +17,12 @@ from typing import Any, Dict, List, NamedTuple, Optional, Tuple
 
 from opentelemetry import trace
 
-from .. import _emit, _personless
+from .. import _emitter, _personless
 from .. import _schema as schema
 from .._context import current_scope, get_tags
-from .._emit import Timestamp, _add_groups, _finish, _resolve
 from .._guard import Dropped, guarded
 from .._log import logger
+from .._operation import Timestamp, _add_groups, _finish, _resolve
 from .._properties import sanitize_properties
 from .._text import describe
 from . import limits
@@ -91,7 +91,7 @@ def capture(
         _add_groups(attributes, groups)
     mechanism = dict(how.mechanism) if how.mechanism else None
     body = _body(exception_list(exc_type, value, tb, mechanism, stack), how, properties, scope)
-    emitter = target if target is not None else _emit.default._emitter
+    emitter = target if target is not None else _emitter.module_target()
     sent = _finish(
         emitter, schema.EXCEPTION, "capture_exception", attributes, body, scope, timestamp, uuid, disable_geoip
     )

@@ -17,11 +17,12 @@ captured it, or on each span it escapes through) becomes one event, not several.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import OrderedDict
 from typing import Any, Callable, Hashable, Tuple
+
+from .. import _state
 
 #: PostHog's autocapture defaults: a burst of 50 per key, then 10 more every 10 seconds.
 BURST = 50
@@ -128,5 +129,4 @@ def after_fork() -> None:
     recent._lock = threading.Lock()
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=after_fork)
+_state.at_fork(after_fork)

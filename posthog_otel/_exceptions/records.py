@@ -133,39 +133,12 @@ def from_otlp(
     )
 
 
-def exception_properties(attributes: Mapping[str, Any], handled: bool) -> Optional[Dict[str, Any]]:
-    """``$exception_list`` from ``exception.type``, ``exception.message``, ``exception.stacktrace``
-    (and that text whole, as ``exception.stacktrace``, when it is in no known format); None
-    without a type or a message."""
-    exc_type, message = _text(attributes.get(schema.EXCEPTION_TYPE)), _text(attributes.get(schema.EXCEPTION_MESSAGE))
-    if not exc_type and message is None:
-        return None
-    text = _text(attributes.get(schema.EXCEPTION_STACKTRACE))
-    from . import stacktrace  # its patterns are compiled on first use, not at ``import posthog_otel``
-
-    parsed = stacktrace.parse(text) if text else None
-    if parsed is None:
-        entry = {"mechanism": {"exception_id": 0, "type": "generic", "handled": handled, "synthetic": False},
-                 "module": None, "type": exc_type or "Error", "value": message or ""}  # fmt: skip
-        properties: Dict[str, Any] = {"$exception_list": [entry]}
-        if text:
-            properties[schema.EXCEPTION_STACKTRACE] = text
-        return properties
-    language, chain = parsed
-    outer = chain[0]
-    full = "%s.%s" % (outer["module"], outer["type"]) if outer["module"] else outer["type"]
-    if exc_type and not (full == exc_type or full.endswith("." + exc_type) or exc_type.endswith("." + full)):
-        module, _, name = exc_type.rpartition(".") if language == "python" else ("", "", exc_type)
-        outer["module"], outer["type"] = module or None, name
-    if message is not None:
-        outer["value"] = message
-    return {"$exception_list": stacktrace.entries(chain, handled)}
-
-
 def _operation(
     attributes: Dict[str, Any], body: Any, severity: Any, source: str, time_unix_nano: int, trace_id: int,
     span_id: int, resource: Mapping[str, Any], span_attributes: Mapping[str, Any], scope: Any,
 ) -> Optional[Operation]:  # fmt: skip
+    from .stacktrace import exception_properties  # its patterns are compiled on first use, not at import
+
     escaped = str(attributes.get("exception.escaped", "")).lower() == "true"
     found = exception_properties(attributes, handled=not escaped)
     if found is None:
@@ -232,12 +205,6 @@ def _level(severity: Any) -> str:
     if not isinstance(number, int) or number <= 0:
         return "error"
     return next(level for floor, level in _LEVELS if number >= floor or floor == 1)
-
-
-def _text(value: Any) -> Optional[str]:
-    if value is None:
-        return None
-    return sendable_text(value if isinstance(value, str) else str(value))
 
 
 def _message_of(body: str) -> str:

@@ -14,7 +14,10 @@ frames of an entry run from the outermost call to the innermost, as Python print
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Dict, List, Mapping, Optional, Tuple
+
+from .. import _schema as schema
+from .frames import sendable_text
 
 #: A parsed exception: its type, message, frames, and the chains of its group members.
 Node = Dict[str, Any]
@@ -302,3 +305,39 @@ def _emit_chain(out: List[Dict[str, Any]], chain: List[Node], index: int, parent
         _emit_chain(out, chain, index + 1, own, chain[index + 1].get("relation") or "context", handled)
     for member in node["members"]:
         _emit_chain(out, member, 0, own, "member", handled)
+
+
+# --- OTel's exception attributes -------------------------------------------------------
+
+
+def exception_properties(attributes: Mapping[str, Any], handled: bool) -> Optional[Dict[str, Any]]:
+    """``$exception_list`` from ``exception.type``, ``exception.message``, ``exception.stacktrace``
+    (and that text whole, as ``exception.stacktrace``, when it is in no known format); None
+    without a type or a message."""
+    exc_type, message = _text(attributes.get(schema.EXCEPTION_TYPE)), _text(attributes.get(schema.EXCEPTION_MESSAGE))
+    if not exc_type and message is None:
+        return None
+    text = _text(attributes.get(schema.EXCEPTION_STACKTRACE))
+    parsed = parse(text) if text else None
+    if parsed is None:
+        entry = {"mechanism": {"exception_id": 0, "type": "generic", "handled": handled, "synthetic": False},
+                 "module": None, "type": exc_type or "Error", "value": message or ""}  # fmt: skip
+        properties: Dict[str, Any] = {"$exception_list": [entry]}
+        if text:
+            properties[schema.EXCEPTION_STACKTRACE] = text
+        return properties
+    language, chain = parsed
+    outer = chain[0]
+    full = "%s.%s" % (outer["module"], outer["type"]) if outer["module"] else outer["type"]
+    if exc_type and not (full == exc_type or full.endswith("." + exc_type) or exc_type.endswith("." + full)):
+        module, _, name = exc_type.rpartition(".") if language == "python" else ("", "", exc_type)
+        outer["module"], outer["type"] = module or None, name
+    if message is not None:
+        outer["value"] = message
+    return {"$exception_list": entries(chain, handled)}
+
+
+def _text(value: Any) -> Optional[str]:
+    if value is None:
+        return None
+    return sendable_text(value if isinstance(value, str) else str(value))

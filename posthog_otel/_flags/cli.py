@@ -17,8 +17,8 @@ import argparse
 import json
 from typing import Any, Dict, List, Mapping, Optional, TextIO, Tuple
 
+from .._command import CommandError
 from .._config import Settings
-from ..cli import CommandError
 from .definitions import Definitions, Flag
 from .errors import Undecidable
 from .poller import DefinitionsPoller

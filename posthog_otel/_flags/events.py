@@ -9,13 +9,12 @@ ids the one reported longest ago is forgotten (and would be reported again).
 
 from __future__ import annotations
 
-import os
 import threading
 import weakref
 from collections import OrderedDict
 from typing import Any, Callable, Dict, Mapping, Optional, Set, Tuple
 
-from .. import _emit
+from .. import _state
 
 MAX_PEOPLE = 50_000  # PostHog's SDK's bound
 
@@ -64,13 +63,11 @@ class CalledEvents:
 
 _live: "weakref.WeakSet[CalledEvents]" = weakref.WeakSet()
 
-if hasattr(os, "register_at_fork"):
 
-    def _after_fork_in_child() -> None:
-        for store in list(_live):
-            store.after_fork()
-
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+@_state.at_fork
+def _after_fork_in_child() -> None:
+    for store in list(_live):
+        store.after_fork()
 
 
 def send(
@@ -82,9 +79,9 @@ def send(
 ) -> None:
     """Capture one ``$feature_flag_called`` (already checked against the store), with the
     module's ``capture`` or the Client's whose flags these are."""
-    (capture or _emit.capture)(
-        person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip
-    )
+    capture = capture or _state.module_capture
+    assert capture is not None  # set by _emit, which the package imports before any flag call
+    capture(person, "$feature_flag_called", properties, groups=groups or None, disable_geoip=disable_geoip)
 
 
 def _groups_key(groups: Optional[Mapping[str, Any]]) -> Tuple[Tuple[str, str], ...]:

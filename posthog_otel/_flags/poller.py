@@ -20,14 +20,13 @@ on its first use.
 from __future__ import annotations
 
 import json
-import os
 import threading
 import time
 import weakref
 from typing import Optional
 from urllib.parse import quote
 
-from .. import _config
+from .. import _config, _state
 from .._config import redact
 from .._log import logger, warn_limited
 from .definitions import CLEARED, Definitions
@@ -221,10 +220,7 @@ class DefinitionsPoller:
 _live: "weakref.WeakSet[DefinitionsPoller]" = weakref.WeakSet()
 
 
+@_state.at_fork
 def _after_fork_in_child() -> None:
     for poller in list(_live):
         poller._after_fork()
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)

@@ -19,8 +19,8 @@ from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple
 
 from .._config import effective
 from .._context import current_scope, get_context_device_id
-from .._emit import _resolve_id
 from .._log import count_drop, logger, warn_limited
+from .._operation import _resolve_id
 from . import otel_events
 from .definitions import Definitions, Flag
 from .errors import Reason, Undecidable

@@ -23,7 +23,7 @@ import threading
 import time
 from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
-from .. import _setup
+from .. import _attributes, _emitter, _state
 from .._config import Settings
 from .._http import Transport
 from .._log import logger, warn_limited
@@ -148,9 +148,7 @@ def calls_disabled() -> bool:
 
 
 def _module_disabled() -> bool:
-    from .. import _emit
-
-    return _emit.emitter.blocked == "disabled"
+    return _emitter.emitter.blocked == "disabled"
 
 
 def current_service() -> Optional[FlagService]:
@@ -158,11 +156,10 @@ def current_service() -> Optional[FlagService]:
     chosen = _using.get()
     if chosen is not None:
         return chosen
-    from .. import _emit
-
-    routed = _emit.default._routed  # posthog_otel.default_client = Posthog(...): its flags, as its operations
+    routed = _state.default_client  # posthog_otel.default_client = Posthog(...): its flags, as its operations
     if routed is not None:
-        return routed._flags
+        service: FlagService = routed._flags
+        return service
     source = _source()
     current = _current
     if current is not None and (current[0] is source or current[0] == source):
@@ -172,12 +169,10 @@ def current_service() -> Optional[FlagService]:
 
 def _source() -> Any:
     """What identifies the configuration in effect, cheaply (this runs on every flag read)."""
-    from .. import _module
-
-    attributes = _module.flag_source()
+    attributes = _attributes.flag_source()
     if attributes is not None:
         return ("module", attributes) + _environment()
-    pipeline = _setup._current
+    pipeline = _state.pipeline
     if pipeline is not None:
         exporter = pipeline.exporter
         return _Exported(exporter.settings, exporter.transport)
@@ -218,9 +213,7 @@ def _settings_of(source: Any) -> Optional[Settings]:
         return source.settings
     try:
         if source[0] == "module":
-            from .. import _module
-
-            return _module.settings_from_attributes()
+            return _attributes.settings_from_attributes()
         settings = Settings.resolve()
     except ValueError as error:
         warn_limited("flags:settings", "%s", error)
@@ -236,8 +229,7 @@ def _after_fork_in_child() -> None:
     _lock = threading.Lock()  # a parent thread may have held it at the fork
 
 
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
+_state.at_fork(_after_fork_in_child)
 
 
 def reset() -> None:

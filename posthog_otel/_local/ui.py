@@ -15,14 +15,14 @@ not stay in the address bar), else the only project in the database.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
 from typing import Any, Callable, Dict, List, Optional, Tuple
 from urllib.parse import parse_qsl, unquote, urlencode, urlsplit
 
 from . import ui_assets
 from .flags import LocalFlags
 from .store import Store, project_of
-from .ui_markup import SURROGATES, Html, esc, fill, href, join, link, page, table
+from .ui_markup import SURROGATES, esc, href, join, link, table
+from .ui_request import Request, Response
 
 SECURITY_HEADERS = {
     "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; "
@@ -38,60 +38,6 @@ SECTIONS = frozenset({"", "projects", "persons", "person", "groups", "events", "
 
 _LOOPBACK_HOST = re.compile(r"(127\.0\.0\.1|localhost|\[::1\])(:[0-9]{1,5})?", re.IGNORECASE)
 _PROJECT_ID = re.compile(r"[0-9a-f]{12}")
-
-
-@dataclass
-class Response:
-    status: int
-    body: bytes
-    content_type: str = "text/html; charset=utf-8"
-    headers: Dict[str, str] = field(default_factory=dict)
-
-
-@dataclass
-class Request:
-    """One page request: the path's segments (decoded), its query, and the project chosen."""
-
-    store: Store
-    flags: LocalFlags
-    segments: List[str]
-    params: Dict[str, str]
-    project: Optional[str]
-    projects: List[Dict[str, Any]]
-    #: This server as the browser reached it (``http://127.0.0.1:8010``).
-    origin: str = "http://127.0.0.1"
-
-    def url(self, *segments: Any, **query: Any) -> str:
-        """A link to another page of the same project."""
-        return href(*segments, **query, project=self.project)
-
-    def project_field(self) -> Html:
-        """The project, carried by a GET form."""
-        if self.project is None:
-            return Html("")
-        return fill('<input type="hidden" name="project" value="%s">', self.project)
-
-    def page(self, title: str, body: Html, current: str = "", status: int = 200) -> Response:
-        nav = [
-            ("Persons", self.url("persons")),
-            ("Groups", self.url("groups")),
-            ("Events", self.url("events")),
-            ("Exceptions", self.url("exceptions")),
-            ("Feature flags", self.url("feature_flags")),
-        ]
-        html = page(title, body, [("Overview", self.url())] + nav, current or title, self._context())
-        return Response(status, html.encode("utf-8", "backslashreplace"))  # a lone surrogate as its escape
-
-    def _context(self) -> Html:
-        if self.project is None:
-            return Html("")
-        known = {p["project"]: p for p in self.projects}
-        hint = known[self.project]["key"] if self.project in known else "nothing stored yet"
-        more = fill(" · %s", link(href("projects"), "all projects")) if len(self.projects) > 1 else Html("")
-        return fill('<p class="project">project <code>%s</code> (key %s)%s</p>', self.project, hint, more)
-
-    def not_found(self, what: str) -> Response:
-        return self.page("Not found", fill('<p class="empty">%s</p>', what), status=404)
 
 
 Page = Callable[[Request], Response]

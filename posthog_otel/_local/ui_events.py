@@ -8,8 +8,8 @@ from typing import Any, Dict, List
 
 from . import views
 from .render import event_summary
-from .ui import Request, Response
 from .ui_markup import NO_HTML, Html, fill, join, link, moment, value
+from .ui_request import Request, Response
 
 #: Events on the events page when it opens; the live tail adds the newer ones on top.
 SHOWN = 100

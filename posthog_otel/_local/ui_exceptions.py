@@ -16,8 +16,8 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any, Dict, List, Set
 
-from .ui import Request, Response
 from .ui_markup import Html, esc, fill, join, link, moment, section, table, value
+from .ui_request import Request, Response
 
 #: The latest ``$exception`` events read to build the issues.
 SCANNED = 5000

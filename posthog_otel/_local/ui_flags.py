@@ -12,8 +12,8 @@ import argparse
 import io
 from typing import Any, Dict, List
 
-from .ui import Request, Response
 from .ui_markup import Html, fill, href, join, link, table
+from .ui_request import Request, Response
 
 
 def flags(request: Request) -> Response:

@@ -7,9 +7,9 @@ from typing import Any, Dict, List, Sequence, Tuple
 
 from . import views
 from .render import summary
-from .ui import Request, Response
 from .ui_events import event_table
 from .ui_markup import Html, esc, fill, href, join, link, moment, section, table, value
+from .ui_request import Request, Response
 
 #: Events shown on a person's or group's page (the events page filters the rest).
 TIMELINE = 200

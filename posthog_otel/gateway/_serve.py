@@ -18,8 +18,8 @@ import argparse
 import logging
 from typing import Any, Callable, Dict, TextIO
 
+from .._command import CommandError
 from .._config import Settings, redact
-from ..cli import CommandError
 from ._app import Gateway
 from ._settings import GatewaySettings
 
