@@ -79,7 +79,7 @@ MUTATIONS = [
     ),
     (
         "owners always alive",
-        "posthog_otel/_spool.py",
+        "posthog_otel/_spool_owners.py",
         '        if not re.fullmatch(r"[0-9a-f]{16}", owner):\n            return False',
         "        return True",
         "tests/test_spool.py::test_a_claim_of_a_live_process_is_respected_and_of_a_dead_one_released",
@@ -87,7 +87,7 @@ MUTATIONS = [
     (
         "keys from the wall clock",
         "posthog_otel/_spool.py",
-        "                key = max(self._largest_key(), self._last_key) + 1",
+        "                key = max(self._files.largest_key(), self._last_key) + 1",
         "                key = time.time_ns() // 1000",
         "tests/test_spool.py::test_order_does_not_follow_the_wall_clock",
     ),
@@ -150,8 +150,8 @@ MUTATIONS = [
     (
         "hostile entries block delivery",
         "posthog_otel/_spool.py",
-        "            self._active.discard(claimed)\n            self._quarantine(claimed, str(why))\n            return _SKIPPED",
-        "            self._active.discard(claimed)\n            self._rename(claimed, found.entry)\n            return None",
+        "            self._active.discard(claimed)\n            quarantine(self.directory, claimed, str(why))\n            return _SKIPPED",
+        "            self._active.discard(claimed)\n            self._files.rename(claimed, found.entry)\n            return None",
         "tests/test_spool.py -k unreadable_entry",
     ),
     (
