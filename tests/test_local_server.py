@@ -99,6 +99,7 @@ def test_gzip_bodies_are_accepted(local, store):
 def test_set_overwrites_and_set_once_fills_only_missing_keys(local, store):
     post(local, [ev("$set", "u", **{"$set": {"plan": "free", "name": "A"}})])
     post(local, [ev("$set_once", "u", **{"$set_once": {"plan": "pro", "first": "2024"}})])
+    assert store.person("u")["properties"] == {"plan": "free", "name": "A", "first": "2024"}
     post(local, [ev("$set", "u", **{"$set": {"plan": "premium"}})])
     assert store.person("u")["properties"] == {"plan": "premium", "name": "A", "first": "2024"}
 

@@ -19,8 +19,9 @@ from urllib.parse import unquote
 from .._inflate import inflate
 from . import ui
 from .flags import LocalFlags
+from .ingest import parse_timestamp
 from .serving import BoundedHandler, BoundedHTTPServer, Limits
-from .store import Store, parse_timestamp
+from .store import Store
 
 BATCH_PATHS = ("/batch", "/batch/")
 _REMOTE_CONFIG = re.compile(r"/api/projects/@current/feature_flags/([^/]+)/remote_config/?")

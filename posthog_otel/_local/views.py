@@ -6,7 +6,8 @@ from __future__ import annotations
 import json
 from typing import Any, Dict, List, Optional, Sequence, Tuple
 
-from .store import Store, event_record
+from .reads import event_record
+from .store import Store
 
 #: A change row with the distinct id of the event that made it.
 _CHANGES = (
