@@ -412,7 +412,7 @@ MUTATIONS = [
     # --- feature flags: the evaluator, against PostHog's SDK as the oracle
     (
         "flag bucket salt ignored",
-        "posthog_otel/_flags/evaluator.py",
+        "posthog_otel/_flags/buckets.py",
         '    text = f"{key}{separator}{bucketing_id}{salt}"',
         '    text = f"{key}{separator}{bucketing_id}"',
         "tests/test_flags_oracle.py",
@@ -426,16 +426,16 @@ MUTATIONS = [
     ),
     (
         "every variant the first",
-        "posthog_otel/_flags/evaluator.py",
-        "            if low <= share < high:",
-        "            if low <= share:",
+        "posthog_otel/_flags/conditions.py",
+        "        if low <= share < high:",
+        "        if low <= share:",
         "tests/test_flags_oracle.py",
     ),
     (
         "rollout inverted",
-        "posthog_otel/_flags/evaluator.py",
-        "            outside = share > condition.threshold",
-        "            outside = share < condition.threshold",
+        "posthog_otel/_flags/conditions.py",
+        "        outside = share > condition.threshold",
+        "        outside = share < condition.threshold",
         "tests/test_flags_oracle.py",
     ),
     (

@@ -1,10 +1,11 @@
 """Feature flags: evaluated locally from polled definitions, asked of PostHog's ``/flags`` otherwise.
 
-The calls are in ``api``; how a flag is decided in ``evaluator`` (with ``properties``,
-``regex``, ``dates``, ``semver``); definitions are read in ``definitions`` and kept fresh
-by ``poller``; ``remote`` asks ``/flags``; ``events`` reports ``$feature_flag_called``;
-``snapshot`` is what ``evaluate_flags`` returns; ``calls`` holds PostHog 7.x's newer calls
-(``results`` their types) and the overrides (``overrides``); ``cli`` is ``posthog-otel flags``.
+The calls are in ``api``; how a flag is decided in ``evaluator`` (with ``conditions``,
+``cohorts``, ``dependencies``, ``buckets``, ``properties``, ``regex``, ``dates``, ``semver``);
+definitions are read in ``definitions`` and kept fresh by ``poller``; ``remote`` asks
+``/flags``; ``events`` reports ``$feature_flag_called``; ``snapshot`` is what
+``evaluate_flags`` returns; ``calls`` holds PostHog 7.x's newer calls (``results`` their
+types) and the overrides (``overrides``); ``cli`` is ``posthog-otel flags``.
 """
 
 from .api import (
