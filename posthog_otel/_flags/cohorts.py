@@ -7,16 +7,14 @@ cohorts that each name the previous one twice would otherwise cost 2**depth.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional
+from typing import Any, Mapping, Optional
 
 from .definitions import CohortFilter, CohortGroup
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
-
-if TYPE_CHECKING:
-    from .evaluator import Evaluation
+from .steps import EvaluationState
 
 
-def cohort(ev: Evaluation, item: CohortFilter, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
+def cohort(ev: EvaluationState, item: CohortFilter, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
     """Whether a cohort filter (``in``/``exact``/``not_in``) matches."""
     group = ev.definitions.cohorts.get(item.cohort_id)
     if group is None:
@@ -34,7 +32,7 @@ def cohort(ev: Evaluation, item: CohortFilter, distinct_id: Any, properties: Map
 
 
 def _member(
-    ev: Evaluation, cohort_id: str, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]
+    ev: EvaluationState, cohort_id: str, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]
 ) -> bool:
     """Whether the properties are in the cohort: evaluated once, then remembered."""
     key = (cohort_id, id(properties))
@@ -52,7 +50,7 @@ def _member(
     return known
 
 
-def _group(ev: Evaluation, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
+def _group(ev: EvaluationState, group: CohortGroup, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
     """A cohort's AND/OR group: every entry is evaluated (as PostHog's SDK does)."""
     if group.problem:
         raise NeedsServer(Reason.UNSUPPORTED_DEFINITION, group.problem)

@@ -7,20 +7,18 @@ A filter that cannot be decided here defers the answer; a false one ends it.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Optional, Tuple, cast
+from typing import Any, Mapping, Optional, Tuple, cast
 
 from .buckets import bucket, number, percent
 from .definitions import Condition, Flag
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
-
-if TYPE_CHECKING:
-    from .evaluator import Evaluation, FlagValue
+from .steps import EvaluationState, FlagValue
 
 MATCH, NO_MATCH, OUT_OF_ROLLOUT = "match", "no match", "out of rollout"
 
 
 def outcome(
-    ev: Evaluation,
+    ev: EvaluationState,
     flag: Flag,
     condition: Condition,
     distinct_id: Any,
@@ -61,7 +59,7 @@ def outcome(
     return MATCH, variant(ev, flag, condition, bucketing_id)
 
 
-def variant(ev: Evaluation, flag: Flag, condition: Condition, bucketing_id: Any) -> FlagValue:
+def variant(ev: EvaluationState, flag: Flag, condition: Condition, bucketing_id: Any) -> FlagValue:
     """The matched condition's value: its override, else the variant whose range holds the bucket."""
     override = condition.variant
     if override and override in flag.variant_keys:
@@ -84,7 +82,7 @@ def variant(ev: Evaluation, flag: Flag, condition: Condition, bucketing_id: Any)
     return True
 
 
-def filters_match(ev: Evaluation, condition: Condition, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
+def filters_match(ev: EvaluationState, condition: Condition, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
     """All filters match; an undecidable one defers the answer, a false one ends it."""
     undecided: Optional[Reason] = None
     server: Optional[NeedsServer] = None

@@ -7,19 +7,17 @@ A malformed dependency never matches, and says so once per flag and problem.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Mapping, Set, Tuple
+from typing import Any, Mapping, Set, Tuple
 
 from .._log import logger
 from .definitions import DependencyFilter
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable
-
-if TYPE_CHECKING:
-    from .evaluator import Evaluation
+from .steps import EvaluationState
 
 _warned_dependencies: Set[Tuple[Any, str]] = set()
 
 
-def dependency(ev: Evaluation, item: DependencyFilter, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
+def dependency(ev: EvaluationState, item: DependencyFilter, distinct_id: Any, properties: Mapping[str, Any]) -> bool:
     """Whether the flag the filter names has the value it expects."""
     if item.malformed:
         _warn_malformed(item.flag_key, item.malformed)
@@ -47,7 +45,7 @@ def dependency(ev: Evaluation, item: DependencyFilter, distinct_id: Any, propert
     return matched
 
 
-def _evaluate(ev: Evaluation, key: Any, distinct_id: Any, properties: Mapping[str, Any]) -> None:
+def _evaluate(ev: EvaluationState, key: Any, distinct_id: Any, properties: Mapping[str, Any]) -> None:
     """One flag of the chain, its value (or None, undecidable) kept in the evaluation's cache."""
     flag = ev.definitions.by_key[key]
     if not flag.active:

@@ -34,7 +34,7 @@ and why: ``posthog-otel flags explain`` prints them.
 from __future__ import annotations
 
 import functools
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Mapping, Optional, Tuple, Union
 
 from .._log import warn_limited
 from .buckets import bucket, number
@@ -44,11 +44,10 @@ from .definitions import Definitions, Flag
 from .dependencies import dependency
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
 from .regex import new_budget
+from .steps import FlagValue, Trace
 
 __all__ = ["Evaluation", "FlagValue", "Trace", "bucket"]
 
-FlagValue = Union[bool, str]
-Trace = List[Tuple[int, str]]
 
 _MAX_DEPTH = 64  # cohorts and dependencies nested deeper than this are cycles
 
