@@ -242,9 +242,9 @@ STAGES = ("decode", "map", "JSON", "gzip")
 def stages(shape: str, requests: int = 40) -> None:
     """Child mode: the worker's steps for one request, without HTTP, run ``requests`` times on
     this thread; prints the CPU µs per record of each, as JSON. The steps are the gateway's
-    (``_app``: decode and map on the request's thread; ``_dispatch``: JSON and gzip on the
+    (``_app``: decode and map on the request's thread; ``_delivery``: JSON and gzip on the
     delivery thread), called as they call them."""
-    from posthog_otel._encoding import EncodedBatch, batch_body, compress
+    from posthog_otel._delivery.encoding import EncodedBatch, batch_body, compress
     from posthog_otel._mapping import Defaults, to_posthog_events
     from posthog_otel.gateway._otlp import Limits, decode_protobuf
     from posthog_otel.gateway._projects import LIBRARY

@@ -23,11 +23,11 @@ from ._context import (
     set_context_session,
     tag,
 )
+from ._delivery.retry import RetryPolicy
 from ._emit import alias, capture, capture_exception, group_identify, set, set_once, unset
 from ._exporter import PostHogLogExporter, PostHogSpanExporter
 from ._hooks import DeliveryError
 from ._log import drop_counts
-from ._retry import RetryPolicy
 from ._setup import Pipeline, PostHogLogRecordProcessor, configure, flush, join, setup, shutdown
 from ._version import __version__
 

@@ -106,7 +106,7 @@ def parse_compression(text: Any) -> str:
     value = "none" if value == "identity" else value
     if value not in ("gzip", "deflate", "zstd", "none"):
         raise ValueError("expected gzip, deflate, zstd or none")
-    from ._encoding import zstd_compressor  # on this path only: _encoding is the exporter's
+    from ._delivery.encoding import zstd_compressor  # on this path only: _encoding is the exporter's
 
     if value == "zstd" and zstd_compressor() is None:
         raise ValueError("zstd needs the zstandard package: pip install 'posthog-otel[zstd]'")

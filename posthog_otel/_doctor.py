@@ -288,7 +288,7 @@ def _personal_key(
 
 def _spool(environ: Mapping[str, str], settings: Optional[Settings]) -> List[Finding]:
     """Batches an earlier process could not deliver, waiting for this key and host."""
-    from ._spool import DiskSpool, spool_directory
+    from ._delivery.spool import DiskSpool, spool_directory
 
     if settings is None:
         try:

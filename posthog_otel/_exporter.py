@@ -17,14 +17,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from . import _schema as schema
 from ._config import exporter_settings, redact
-from ._dispatch import Dispatcher
+from ._delivery.dispatch import Dispatcher
+from ._delivery.handoff import Records
+from ._delivery.http import HttpTransport, Transport
+from ._delivery.retry import RetryPolicy
 from ._emitter import emitter as module_emitter
 from ._exceptions import records as exception_records
-from ._handoff import Records
 from ._hooks import MODULE, Hooks
-from ._http import HttpTransport, Transport
 from ._mapping import Operation
-from ._retry import RetryPolicy
 
 
 class _PostHogExporter:
@@ -94,7 +94,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
 
     ``retry_policy`` replaces the default backoff schedule; ``transport`` replaces the
     HTTP layer of the exporter and of its pipeline's feature flags (an object with ``post``,
-    ``get`` and ``close``, see ``posthog_otel._http.Transport``).
+    ``get`` and ``close``, see ``posthog_otel._delivery.http.Transport``).
 
     ``export`` only hands the batch to the exporter's own thread and returns at once,
     whatever PostHog does: the SDK's worker always keeps up with the application. That
@@ -130,7 +130,7 @@ class PostHogLogExporter(_PostHogExporter, LogRecordExporter):
 
     def closing(self) -> Optional[int]:
         """The pipeline is shutting down: operations are refused from now on (None, counted)
-        when no other exporter serves them. Returns the emitter's mark then (see ``_sequence``)."""
+        when no other exporter serves them. Returns the emitter's mark then (see ``_delivery.sequence``)."""
         if self._open:
             self._open = False
             self._mark = self._emitter.exporter_closed()

@@ -167,7 +167,7 @@ def test_deflate_is_a_zlib_stream_under_its_content_encoding(server):
 
 
 def test_zstd_when_a_zstd_is_at_hand(server):
-    from posthog_otel._encoding import zstd_compressor
+    from posthog_otel._delivery.encoding import zstd_compressor
 
     if zstd_compressor() is None:
         pytest.skip("no zstd here: neither compression.zstd (Python 3.14) nor the zstandard package")
@@ -179,7 +179,7 @@ def test_zstd_when_a_zstd_is_at_hand(server):
 
 
 def test_zstd_without_one_is_refused_naming_the_extra(server, monkeypatch):
-    from posthog_otel import _encoding
+    from posthog_otel._delivery import encoding as _encoding
 
     monkeypatch.setattr(_encoding, "_zstd", None)
     with pytest.raises(ValueError, match=r"capture_compression.*posthog-otel\[zstd\]"):

@@ -13,7 +13,7 @@ import uuid
 
 import posthog_otel
 from posthog_otel import PostHogLogExporter, _baggage
-from posthog_otel._http import HttpTransport, Response
+from posthog_otel._delivery.http import HttpTransport, Response
 
 from .conftest import API_KEY
 from .support import Fault, child_env

@@ -15,7 +15,7 @@ from opentelemetry.sdk._logs import LoggerProvider
 
 import posthog_otel as posthog
 from posthog_otel import PostHogLogExporter, RetryPolicy
-from posthog_otel._encoding import MAX_EVENT_BYTES
+from posthog_otel._delivery.encoding import MAX_EVENT_BYTES
 
 from .conftest import API_KEY
 from .support import Fault
@@ -162,8 +162,8 @@ def test_shutdown_during_a_long_backoff_spools_and_returns(server, provider, tmp
 def test_shutdown_with_nothing_pending_does_not_wait_for_the_stall_limit(server, provider, tmp_path, monkeypatch):
     # The stall limit and the spool's poll set to an hour: if shutdown waited for either (as it once did, 1 s at
     # every exit), the join fails.
-    monkeypatch.setattr("posthog_otel._exit.EXIT_STALL", 3600.0)
-    monkeypatch.setattr("posthog_otel._spool_access.SPOOL_POLL", 3600.0)
+    monkeypatch.setattr("posthog_otel._delivery.exit.EXIT_STALL", 3600.0)
+    monkeypatch.setattr("posthog_otel._delivery.spool_access.SPOOL_POLL", 3600.0)
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, spool_dir=str(tmp_path))
     posthog.set("u", {"a": 1})
     _wait_until(lambda: len(server.events) == 1, timeout=30)  # delivered by the schedule: no flush, whose
@@ -364,7 +364,7 @@ def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provid
     to disk, without it memory keeps at most MEMORY_MAX_BYTES of them and drops the oldest."""
     import tracemalloc
 
-    from posthog_otel._dispatch import MEMORY_MAX_BYTES
+    from posthog_otel._delivery.dispatch import MEMORY_MAX_BYTES
 
     server.otherwise = lambda: Fault(503)
     policy = RetryPolicy(backoff_base=0.5, backoff_max=1.0, max_attempts=1 << 30)  # keep retrying: a backlog builds
@@ -407,12 +407,12 @@ def test_memory_stays_bounded_under_a_100000_event_backlog(spool, server, provid
 def test_force_flush_of_a_new_exporter_waits_for_the_spool_it_inherits(server, tmp_path):
     """An earlier process left a batch; a drain script's first force_flush must deliver it, not
     answer True before the exporter's thread has even looked at the spool."""
-    from posthog_otel._spool import DiskSpool, spool_directory
+    from posthog_otel._delivery.spool import DiskSpool, spool_directory
 
     settings = posthog.Settings.resolve(api_key=API_KEY, host=server.url, spool_dir=str(tmp_path))
     left = {"event": "$set", "uuid": "0190f4c1-0000-7000-8000-000000000001", "distinct_id": "u",
             "timestamp": "2024-01-01T00:00:00+00:00", "properties": {}, "$set": {"a": 1}}  # fmt: skip
-    from posthog_otel._encoding import EncodedBatch
+    from posthog_otel._delivery.encoding import EncodedBatch
 
     DiskSpool(spool_directory(settings), 1 << 30, 3600).append(EncodedBatch.encode([left])[0])
     server.otherwise = lambda: Fault(delay=0.5)  # answered, but not at once

@@ -107,8 +107,8 @@ def test_report_prints_fixes_and_exit_status():
 
 def test_spool_backlog_is_reported(tmp_path):
     from posthog_otel import Settings
-    from posthog_otel._encoding import EncodedBatch
-    from posthog_otel._spool import DiskSpool, spool_directory
+    from posthog_otel._delivery.encoding import EncodedBatch
+    from posthog_otel._delivery.spool import DiskSpool, spool_directory
 
     environ = {"POSTHOG_API_KEY": API_KEY, "POSTHOG_OTEL_SPOOL_DIR": str(tmp_path)}
     (empty,) = by_topic(diagnose(environ, check_network=False), "Spool")

@@ -12,8 +12,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from posthog_otel import _encoding
-from posthog_otel._encoding import EncodedBatch, encode_event
+from posthog_otel._delivery import encoding as _encoding
+from posthog_otel._delivery.encoding import EncodedBatch, encode_event
 
 orjson = pytest.importorskip("orjson")  # installed by the dev extra; the 3.9 run goes without it
 

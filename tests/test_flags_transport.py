@@ -14,7 +14,7 @@ from typing import List, Mapping, Tuple
 import pytest
 
 import posthog_otel
-from posthog_otel._http import HttpTransport, Response
+from posthog_otel._delivery.http import HttpTransport, Response
 
 from .conftest import API_KEY
 from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer, fresh_flag_service  # noqa: F401 (autouse)

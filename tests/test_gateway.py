@@ -15,7 +15,7 @@ from opentelemetry.proto.collector.logs.v1.logs_service_pb2 import ExportLogsSer
 
 from posthog_otel import _log
 from posthog_otel._config import Settings
-from posthog_otel._spool import spool_directory
+from posthog_otel._delivery.spool import spool_directory
 from posthog_otel.gateway import GatewaySettings, create_app  # noqa: E402  (after the skips in gateway_support)
 from posthog_otel.gateway._projects import Projects, Refused  # noqa: E402
 

@@ -277,7 +277,7 @@ def test_projects_without_requests_age_out(server):
 
 
 def _event(n):
-    from posthog_otel._dispatch import MappedEvents
+    from posthog_otel._delivery.dispatch import MappedEvents
 
     return MappedEvents([{"event": "$set", "distinct_id": "person", "uuid": "0190f4c1-0000-7000-8000-%012d" % n,
                           "timestamp": "2024-01-01T00:00:00+00:00", "properties": {}, "$set": {"n": n}}])  # fmt: skip
@@ -293,7 +293,7 @@ def _age_out(projects, key):
 def test_an_aged_out_project_leaves_no_empty_spool_directory(server, tmp_path):
     """Made-up keys, each used once, each left a directory behind: one is removed when its
     project closes with nothing waiting in it."""
-    from posthog_otel._spool import spool_directory
+    from posthog_otel._delivery.spool import spool_directory
 
     delivery = Settings.resolve(host=server.url, spool_dir=str(tmp_path))
     projects = Projects(GatewaySettings(project_idle=0.01), delivery)
@@ -353,7 +353,7 @@ def test_the_spool_stays_under_its_cap_while_posthog_is_down(server):
     """Memory (16 MiB) was not counted against a smaller spool cap, and requests taken within
     one look at the figures were not either: a gateway's spool reached twice its cap."""
     from posthog_otel import _log
-    from posthog_otel._spool import spool_directory
+    from posthog_otel._delivery.spool import spool_directory
 
     server.otherwise = lambda: Fault(status=503)
     cap = 100_000

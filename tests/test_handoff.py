@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from posthog_otel import _handoff, _log
+from posthog_otel import _log
 from posthog_otel import _schema as schema
-from posthog_otel._encoding import EncodedBatch
-from posthog_otel._handoff import Encoded, Encoder, Handoff, MappedEvents, Records
+from posthog_otel._delivery import handoff as _handoff
+from posthog_otel._delivery.encoding import EncodedBatch
+from posthog_otel._delivery.handoff import Encoded, Encoder, Handoff, MappedEvents, Records
+from posthog_otel._delivery.sequence import SequenceTracker
 from posthog_otel._hooks import Hooks
 from posthog_otel._mapping import Defaults, Operation
-from posthog_otel._sequence import SequenceTracker
 
 DEFAULTS = Defaults(library={"$lib": "posthog-otel"}, system={}, disable_geoip=True)
 

@@ -6,10 +6,10 @@ import json
 
 from posthog_otel import _log
 from posthog_otel._config import Settings
-from posthog_otel._encoding import EncodedBatch, encode_event
-from posthog_otel._line import Line
-from posthog_otel._memory import MEMORY_MAX_BYTES, Waiting
-from posthog_otel._spool_access import SPOOL_RETRY, SpoolAccess, open_spool
+from posthog_otel._delivery.encoding import EncodedBatch, encode_event
+from posthog_otel._delivery.line import Line
+from posthog_otel._delivery.memory import MEMORY_MAX_BYTES, Waiting
+from posthog_otel._delivery.spool_access import SPOOL_RETRY, SpoolAccess, open_spool
 from posthog_otel._stats import Stats
 
 from .conftest import API_KEY
@@ -58,8 +58,8 @@ def test_what_waits_too_long_is_spilled_in_order_and_new_batches_queue_behind(tm
 
 
 def test_a_shipment_in_memory_is_spilled_first_and_becomes_a_claim(tmp_path, server):
-    from posthog_otel._client import Shipment
-    from posthog_otel._retry import RetryPolicy
+    from posthog_otel._delivery.client import Shipment
+    from posthog_otel._delivery.retry import RetryPolicy
 
     line, _ = _line(tmp_path)
     shipment = Shipment(_batch(1), None, 0.0, line._settings, RetryPolicy(), lambda *a: None)

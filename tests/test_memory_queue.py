@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from posthog_otel._encoding import EncodedBatch
-from posthog_otel._memory import MemoryQueue, Waiting, everything, within
+from posthog_otel._delivery.encoding import EncodedBatch
+from posthog_otel._delivery.memory import MemoryQueue, Waiting, everything, within
 
 
 def _waiting(size: int, count: int = 1, born: float = 0.0) -> Waiting:

@@ -384,7 +384,7 @@ def test_daemon_threads_at_exit_every_returned_uuid_is_delivered_or_counted(seco
 SPOOLED_THEN_EXIT = """
     import json, sys, time
     import posthog_otel as posthog
-    from posthog_otel import _line
+    from posthog_otel._delivery import line as _line
 
     _line.REQUEST_BYTES = 16 * 1024  # many small requests: the backlog takes a while to send
     pipeline = posthog.configure(spool_after=0.2, schedule_delay_millis=50, exit_timeout=120)

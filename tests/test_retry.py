@@ -6,9 +6,9 @@ import datetime as dt
 
 import pytest
 
-from posthog_otel._http import Response
-from posthog_otel._retry import Backoff, Outcome, RetryPolicy, judge_status, parse_retry_after
-from posthog_otel._sequence import SequenceTracker
+from posthog_otel._delivery.http import Response
+from posthog_otel._delivery.retry import Backoff, Outcome, RetryPolicy, judge_status, parse_retry_after
+from posthog_otel._delivery.sequence import SequenceTracker
 
 NO_JITTER = RetryPolicy(backoff_base=0.5, backoff_max=10.0, jitter=0.0)
 

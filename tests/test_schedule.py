@@ -6,18 +6,18 @@ from __future__ import annotations
 import threading
 
 from posthog_otel import _log
-from posthog_otel._board import Board
 from posthog_otel._config import Settings
-from posthog_otel._encoding import EncodedBatch, encode_event
-from posthog_otel._exit import ExitProtocol, Finish
+from posthog_otel._delivery.board import Board
+from posthog_otel._delivery.encoding import EncodedBatch, encode_event
+from posthog_otel._delivery.exit import ExitProtocol, Finish
+from posthog_otel._delivery.http import HttpTransport
+from posthog_otel._delivery.line import Line
+from posthog_otel._delivery.memory import Waiting
+from posthog_otel._delivery.retry import RetryPolicy
+from posthog_otel._delivery.schedule import Schedule
+from posthog_otel._delivery.sender import HttpWorker
+from posthog_otel._delivery.spool_access import SpoolAccess, open_spool
 from posthog_otel._hooks import Hooks
-from posthog_otel._http import HttpTransport
-from posthog_otel._line import Line
-from posthog_otel._memory import Waiting
-from posthog_otel._retry import RetryPolicy
-from posthog_otel._schedule import Schedule
-from posthog_otel._sender import HttpWorker
-from posthog_otel._spool_access import SpoolAccess, open_spool
 from posthog_otel._stats import Stats
 
 from .conftest import API_KEY

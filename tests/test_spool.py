@@ -14,9 +14,10 @@ import uuid
 import pytest
 
 import posthog_otel as posthog
-from posthog_otel import PostHogLogExporter, RetryPolicy, _spool_access
-from posthog_otel._encoding import EncodedBatch
-from posthog_otel._spool import BUSY, NOTHING_WAITING, Claim, DiskSpool, SpoolUnavailable, spool_directory
+from posthog_otel import PostHogLogExporter, RetryPolicy
+from posthog_otel._delivery import spool_access as _spool_access
+from posthog_otel._delivery.encoding import EncodedBatch
+from posthog_otel._delivery.spool import BUSY, NOTHING_WAITING, Claim, DiskSpool, SpoolUnavailable, spool_directory
 
 from .conftest import API_KEY
 from .support import Fault, child_env
@@ -91,7 +92,7 @@ def test_order_does_not_follow_the_wall_clock(tmp_path, monkeypatch):
 
 CLAIM_AND_HOLD = """
 import sys, json
-from posthog_otel._spool import DiskSpool, Claim
+from posthog_otel._delivery.spool import DiskSpool, Claim
 head = DiskSpool(sys.argv[1], 1 << 40, 1e9).claim_head(1 << 40, 1 << 30)
 print(json.dumps(isinstance(head, Claim) and [e["event"] for e in head.batch.events()]), flush=True)
 sys.stdin.readline()
@@ -518,7 +519,7 @@ def test_batches_queued_behind_another_process_backlog_are_not_called_late(
 ):
     """Memory holds a batch (one request is in flight) when the spool turns out to hold another
     process's backlog: the batch goes in behind it, and PostHog is not blamed for being late."""
-    monkeypatch.setattr("posthog_otel._spool_access.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
+    monkeypatch.setattr("posthog_otel._delivery.spool_access.SPOOL_POLL", 3600.0)  # the spool is looked at when asked
     exporter = PostHogLogExporter(
         api_key=API_KEY, host=server.url, spool_dir=str(tmp_path), spool_after=3600, timeout=600
     )
@@ -545,7 +546,7 @@ def test_batches_queued_behind_another_process_backlog_are_not_called_late(
 
 HOLD_A_CLAIM = """
 import sys
-from posthog_otel._spool import DiskSpool
+from posthog_otel._delivery.spool import DiskSpool
 spool = DiskSpool(sys.argv[1], 1 << 30, 3600)
 spool._owner()  # its owner file, locked for as long as it lives
 print("holding", flush=True)

@@ -1,5 +1,5 @@
 """Flags' requests (``GET`` definitions and remote config, ``POST /flags``) over the package's
-one transport (``posthog_otel._http``): the exporter's, so a ``transport=`` an application
+one transport (``posthog_otel._delivery.http``): the exporter's, so a ``transport=`` an application
 passes (a proxy, mTLS) carries flag traffic too.
 
 What this adds is what flags need of any transport: every way a request can fail is an
@@ -13,7 +13,7 @@ from __future__ import annotations
 import logging
 from typing import Callable, Mapping, Optional
 
-from .._http import HttpTransport, Response, Transport, TransportError
+from .._delivery.http import HttpTransport, Response, Transport, TransportError
 from .._log import warn_limited
 
 

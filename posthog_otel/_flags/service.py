@@ -25,7 +25,7 @@ from typing import Any, Callable, Iterator, NamedTuple, Optional, Tuple
 
 from .. import _attributes, _emitter, _state
 from .._config import Settings
-from .._http import Transport
+from .._delivery.http import Transport
 from .._log import logger, warn_limited
 from .definitions import Definitions
 from .events import CalledEvents

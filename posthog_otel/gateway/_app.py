@@ -26,7 +26,7 @@ import time
 from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 from .._config import Settings, redact
-from .._dispatch import MappedEvents
+from .._delivery.dispatch import MappedEvents
 from .._inflate import HTTPError, inflate
 from .._log import count_drop, warn_limited
 from .._mapping import to_posthog_events

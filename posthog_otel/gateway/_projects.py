@@ -30,7 +30,7 @@ import time
 from typing import Any, Dict, List, Optional, Tuple
 
 from .._config import Settings, redact
-from .._dispatch import MEMORY_MAX_BYTES, Dispatcher
+from .._delivery.dispatch import MEMORY_MAX_BYTES, Dispatcher
 from .._mapping import Defaults
 from .._version import __version__
 from ._settings import GatewaySettings, is_loopback_address, key_problem

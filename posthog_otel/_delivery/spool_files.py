@@ -20,8 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Dict, List, Optional, Set
 
-from ._encoding import EncodedBatch
-from ._log import warn_limited
+from .._log import warn_limited
+from .encoding import EncodedBatch
 
 _ENTRY = re.compile(r"(\d{1,20})-[0-9A-Za-z_-]{1,64}\.json")
 _CLAIMED = re.compile(r"((\d{1,20})-[0-9A-Za-z_-]{1,64}\.json)\.([0-9A-Za-z_-]{1,64})\.claimed")

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 from email.utils import parsedate_to_datetime
 from typing import Callable, FrozenSet, NamedTuple, Optional
 
-from ._http import Response
+from .http import Response
 
 
 @dataclass(frozen=True)

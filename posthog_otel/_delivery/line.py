@@ -12,14 +12,14 @@ from __future__ import annotations
 import logging
 from typing import List, NamedTuple, Optional, Tuple
 
-from ._client import Shipment
-from ._config import Settings, scrub
-from ._encoding import MAX_REQUEST_BYTES, EncodedBatch
-from ._log import count_drop, logger, warn_limited
-from ._memory import MEMORY_MAX_BYTES, MemoryQueue, Waiting, everything, within
-from ._retry import Verdict
-from ._spool import Claim
-from ._spool_access import SpoolAccess
+from .._config import Settings, scrub
+from .._log import count_drop, logger, warn_limited
+from .client import Shipment
+from .encoding import MAX_REQUEST_BYTES, EncodedBatch
+from .memory import MEMORY_MAX_BYTES, MemoryQueue, Waiting, everything, within
+from .retry import Verdict
+from .spool import Claim
+from .spool_access import SpoolAccess
 
 #: Request body budget: PostHog takes 20 MiB; the envelope needs a little.
 REQUEST_BYTES = MAX_REQUEST_BYTES - 1024

@@ -9,9 +9,9 @@ lives on.
 
 from __future__ import annotations
 
-from ._board import Board
-from ._client import Shipment, Step
-from ._retry import Verdict
+from .board import Board
+from .client import Shipment, Step
+from .retry import Verdict
 
 
 class HttpWorker:

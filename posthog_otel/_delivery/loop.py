@@ -15,22 +15,23 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from . import _exit, _lifecycle, _log, _state
-from ._board import Board
-from ._client import Shipment
-from ._config import Settings
-from ._exit import ExitProtocol, Finish
-from ._handoff import Arrival, Encoder, count_losses
-from ._hooks import Hooks
-from ._http import Transport
-from ._line import Line
-from ._log import count_drop, logger, warn_limited
-from ._retry import RetryPolicy, Verdict
-from ._schedule import Schedule
-from ._sender import HttpWorker
-from ._sequence import SequenceTracker
-from ._spool_access import SpoolAccess
-from ._stats import Stats
+from .. import _lifecycle, _log, _state
+from .._config import Settings
+from .._hooks import Hooks
+from .._log import count_drop, logger, warn_limited
+from .._stats import Stats
+from . import exit as _exit
+from .board import Board
+from .client import Shipment
+from .exit import ExitProtocol, Finish
+from .handoff import Arrival, Encoder, count_losses
+from .http import Transport
+from .line import Line
+from .retry import RetryPolicy, Verdict
+from .schedule import Schedule
+from .sender import HttpWorker
+from .sequence import SequenceTracker
+from .spool_access import SpoolAccess
 
 #: Seconds the dispatcher pauses after an internal error (a bug), so that one that repeats
 #: costs a log line a minute and a count, not a core.

@@ -14,11 +14,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, List
 
-from ._config import Settings
-from ._line import Line, waiting_for
-from ._log import count_drop, logger
-from ._schedule import ANSWERED_RECENTLY, Schedule
-from ._spool_access import SpoolAccess
+from .._config import Settings
+from .._log import count_drop, logger
+from .line import Line, waiting_for
+from .schedule import ANSWERED_RECENTLY, Schedule
+from .spool_access import SpoolAccess
 
 #: At exit (or SIGTERM): seconds without an answer before what is left is spooled and no
 #: further request starts (a stall).

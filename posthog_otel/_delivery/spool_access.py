@@ -12,12 +12,12 @@ import logging
 import time
 from typing import Optional, Tuple
 
-from ._config import Settings
-from ._encoding import EncodedBatch
-from ._log import warn_limited
-from ._memory import MEMORY_MAX_BYTES
-from ._spool import BUSY, Claim, DiskSpool, SpoolUnavailable, spool_directory
-from ._stats import Stats
+from .._config import Settings
+from .._log import warn_limited
+from .._stats import Stats
+from .encoding import EncodedBatch
+from .memory import MEMORY_MAX_BYTES
+from .spool import BUSY, Claim, DiskSpool, SpoolUnavailable, spool_directory
 
 #: Seconds between looks at the spool for batches of other processes.
 SPOOL_POLL = 1.0

@@ -36,25 +36,26 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional
 
-from . import _emitter, _exit, _lifecycle
-from ._board import Board
-from ._config import Settings, redact
-from ._exit import Finish
-from ._handoff import Batch, Encoder, MappedEvents, Read, count_losses, count_never_exported, count_refused
-from ._hooks import Hooks
-from ._http import HttpTransport, Transport
-from ._line import said
-from ._log import logger, warn_limited
-from ._loop import DispatchLoop
-from ._mapping import Defaults
-from ._memory import MEMORY_MAX_BYTES
-from ._protocol import policy_for
-from ._retry import RetryPolicy
-from ._sequence import SequenceTracker
-from ._spool_access import SpoolAccess, open_spool
-from ._stats import Stats, register_metrics
-from ._system import system_properties
-from ._version import __version__
+from .. import _emitter, _lifecycle
+from .._config import Settings, redact
+from .._hooks import Hooks
+from .._log import logger, warn_limited
+from .._mapping import Defaults
+from .._stats import Stats, register_metrics
+from .._system import system_properties
+from .._version import __version__
+from . import exit as _exit
+from .board import Board
+from .exit import Finish
+from .handoff import Batch, Encoder, MappedEvents, Read, count_losses, count_never_exported, count_refused
+from .http import HttpTransport, Transport
+from .line import said
+from .loop import DispatchLoop
+from .memory import MEMORY_MAX_BYTES
+from .protocol import policy_for
+from .retry import RetryPolicy
+from .sequence import SequenceTracker
+from .spool_access import SpoolAccess, open_spool
 
 __all__ = ["Dispatcher", "MappedEvents", "MEMORY_MAX_BYTES", "Read"]
 

@@ -15,8 +15,8 @@ import threading
 import time
 from pathlib import Path
 
-from . import _filelock
-from ._spool_files import _NOFOLLOW, _OWNER_LOCK, _TEMPORARY, SpoolFiles, SpoolUnavailable, _process, _unlink
+from . import filelock as _filelock
+from .spool_files import _NOFOLLOW, _OWNER_LOCK, _TEMPORARY, SpoolFiles, SpoolUnavailable, _process, _unlink
 
 #: Seconds between two sweeps of the owner files of processes that ended.
 OWNER_SWEEP_INTERVAL = 60.0

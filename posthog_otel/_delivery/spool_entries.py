@@ -15,9 +15,9 @@ import stat
 from pathlib import Path
 from typing import Any
 
-from ._encoding import EncodedBatch
-from ._log import count_drop, warn_limited
-from ._spool_files import _CLAIMED, _OPEN_READ, _unlink
+from .._log import count_drop, warn_limited
+from .encoding import EncodedBatch
+from .spool_files import _CLAIMED, _OPEN_READ, _unlink
 
 #: An entry larger than this is not ours (we write at most one request, 5 MiB, plus one event).
 MAX_ENTRY_BYTES = 16 * 1024 * 1024

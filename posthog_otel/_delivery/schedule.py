@@ -10,15 +10,15 @@ from __future__ import annotations
 import logging
 from typing import NamedTuple, Optional
 
-from ._client import Shipment, Step
-from ._config import Settings, effective, redact, scrub
-from ._hooks import Hooks
-from ._http import Transport
-from ._line import Line
-from ._log import logger, warn_limited
-from ._retry import Backoff, Outcome, RetryPolicy, Verdict
-from ._spool_access import SpoolAccess
-from ._stats import Stats
+from .._config import Settings, effective, redact, scrub
+from .._hooks import Hooks
+from .._log import logger, warn_limited
+from .._stats import Stats
+from .client import Shipment, Step
+from .http import Transport
+from .line import Line
+from .retry import Backoff, Outcome, RetryPolicy, Verdict
+from .spool_access import SpoolAccess
 
 #: Seconds within which PostHog must have answered something (any status) for exit to wait
 #: for a request in flight, rather than abandon it after ``EXIT_STALL`` (a re-sent batch

@@ -17,10 +17,10 @@ import json
 import uuid as _uuid
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple
 
-from ._encoding import EncodedBatch, batch_body, compress, compress_as, encode_events
-from ._http import Post, Response
-from ._retry import Outcome, RetryPolicy, Verdict, judge_status, parse_retry_after
-from ._version import __version__
+from .._version import __version__
+from .encoding import EncodedBatch, batch_body, compress, compress_as, encode_events
+from .http import Post, Response
+from .retry import Outcome, RetryPolicy, Verdict, judge_status, parse_retry_after
 
 SDK_INFO = "posthog-otel/%s" % __version__
 V1_PATH = "/i/v1/analytics/events"

@@ -41,12 +41,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, List, Optional, Set, Tuple, Union
 
-from . import _filelock
-from ._encoding import EncodedBatch
-from ._log import count_drop, logger, warn_limited
-from ._spool_entries import _Unreadable, count_events, quarantine, read_entry
-from ._spool_files import _CLAIMED, _NOFOLLOW, SpoolFiles, SpoolUnavailable, _Name, _process, spool_directory
-from ._spool_owners import OwnerLocks
+from .._log import count_drop, logger, warn_limited
+from . import filelock as _filelock
+from .encoding import EncodedBatch
+from .spool_entries import _Unreadable, count_events, quarantine, read_entry
+from .spool_files import _CLAIMED, _NOFOLLOW, SpoolFiles, SpoolUnavailable, _Name, _process, spool_directory
+from .spool_owners import OwnerLocks
 
 __all__ = [
     "BUSY", "NOTHING_WAITING", "Busy", "Claim", "Depth", "DiskSpool", "Head", "NothingWaiting", "SpoolUnavailable",

@@ -20,9 +20,9 @@ import zlib as _zlib
 from dataclasses import dataclass
 from typing import Any, Callable, Dict, List, Optional, Sequence, Tuple, Union
 
-from ._log import count_drop, warn_limited
-from ._properties import sanitize_properties
-from ._text import SURROGATES, Unusable, as_text, is_sendable
+from .._log import count_drop, warn_limited
+from .._properties import sanitize_properties
+from .._text import SURROGATES, Unusable, as_text, is_sendable
 
 #: PostHog drops events larger than this (bytes of JSON).
 MAX_EVENT_BYTES = 900 * 1024

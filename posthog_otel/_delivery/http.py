@@ -30,8 +30,8 @@ from typing import Callable, Mapping, Optional, Protocol
 
 import requests
 
-from ._config import redact
-from ._version import __version__
+from .._config import redact
+from .._version import __version__
 
 USER_AGENT = "posthog-otel/%s" % __version__
 

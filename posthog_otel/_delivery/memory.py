@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections import deque
 from typing import Callable, Deque, Iterable, List, NamedTuple
 
-from ._encoding import EncodedBatch
+from .encoding import EncodedBatch
 
 #: Encoded events waiting in memory: past it they are spilled (spool on) or the oldest dropped.
 MEMORY_MAX_BYTES = 16 * 1024 * 1024

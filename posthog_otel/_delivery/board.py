@@ -12,10 +12,10 @@ from __future__ import annotations
 import threading
 from typing import Optional, Tuple
 
-from ._client import Shipment
-from ._exit import Finish
-from ._handoff import Handoff
-from ._retry import Verdict
+from .client import Shipment
+from .exit import Finish
+from .handoff import Handoff
+from .retry import Verdict
 
 
 class Board:

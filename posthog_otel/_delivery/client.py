@@ -16,16 +16,16 @@ import logging
 from collections import deque
 from typing import TYPE_CHECKING, Any, Callable, Deque, Optional
 
-from ._config import Settings, scrub
-from ._encoding import EncodedBatch
-from ._hooks import DeliveryError
-from ._http import Post, TransportError
-from ._log import count_drop, warn_limited
-from ._protocol import Exchange, exchange_class
-from ._retry import Outcome, RetryPolicy, Verdict
+from .._config import Settings, scrub
+from .._hooks import DeliveryError
+from .._log import count_drop, warn_limited
+from .encoding import EncodedBatch
+from .http import Post, TransportError
+from .protocol import Exchange, exchange_class
+from .retry import Outcome, RetryPolicy, Verdict
 
 if TYPE_CHECKING:
-    from ._spool import Claim
+    from .spool import Claim
 
 
 class Step(enum.Enum):

@@ -15,12 +15,12 @@ import logging
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, NamedTuple, Protocol, Sequence, Tuple
 
-from ._client import too_large
-from ._encoding import EncodedBatch
-from ._hooks import DeliveryError, Hooks
-from ._log import count_drop, warn_limited
-from ._mapping import Defaults, Operation, to_posthog_events
-from ._sequence import SequenceTracker
+from .._hooks import DeliveryError, Hooks
+from .._log import count_drop, warn_limited
+from .._mapping import Defaults, Operation, to_posthog_events
+from .client import too_large
+from .encoding import EncodedBatch
+from .sequence import SequenceTracker
 
 #: Records the hand-off holds before ``export()`` encodes batches itself (the thread is behind).
 HANDOFF_MAX_RECORDS = 16384
