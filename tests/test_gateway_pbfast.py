@@ -267,6 +267,7 @@ def outcome(body: bytes, max_objects: int, exceptions: bool) -> Tuple[Any, ...]:
     return result, _log.drop_counts()
 
 
+@pytest.mark.slow  # 600 hostile requests, ~20 s: the README's quick run keeps the focused tests below
 @settings(max_examples=600, deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 @given(requests(), st.sampled_from([200_000, 200_000, 40, 12, 3]), st.booleans())
 def test_the_fast_reader_reads_what_the_official_classes_read(body, max_objects, exceptions):
