@@ -32,6 +32,9 @@ from ._log import logger
 
 #: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
 SIGTERM_BUDGET = 3.0
+#: Seconds a process that took SIGTERM without ending (its queues not flushed in the budget) has
+#: to end by itself, delivering at its exit, before it is ended: a child's exit budget and more.
+SIGTERM_GRACE = 10.0
 #: Seconds a multiprocessing child's exit may spend delivering before spooling the rest.
 CHILD_EXIT_BUDGET = 5.0
 
@@ -277,19 +280,24 @@ def _on_sigterm(signum: int, frame: Any) -> None:
     # SDK's shutdown among them, or a multiprocessing child's exit, where ``with Pool()``'s
     # SIGTERM lands). That exit delivers what is queued; this handler could not reach it without
     # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
-    # by its budgets); a second SIGTERM ends the process at once.
-    # Only a process whose main thread has ended is exiting: one that is not (a pool worker
-    # blocked on its task queue) must end now, whatever could be persisted, or whoever sent the
-    # signal waits for it forever (Pool.terminate() joins its workers).
+    # by its budgets); a second SIGTERM ends the process at once. The same when the SDK's queues
+    # could not be flushed within the budget (a loaded machine): a pool worker then ends by its
+    # pool's sentinel and delivers at its exit. Should it not end by itself (a worker blocked on
+    # its task queue; seen with Python 3.12's spawned pools), it is ended after ``SIGTERM_GRACE``:
+    # whoever sent the signal may be waiting for it (``Pool.terminate()`` joins its workers).
     exiting = not threading.main_thread().is_alive()
+    persisted = False
     if not exiting:
         try:
-            persist_all(SIGTERM_BUDGET, stop=False, in_signal=True)
+            persisted = persist_all(SIGTERM_BUDGET, stop=False, in_signal=True)
         except Exception:
+            persisted = True
             logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if exiting:
+    if not persisted:
         logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
+        if not exiting:
+            _end_after(SIGTERM_GRACE)
         return
     os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
     # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
@@ -300,6 +308,16 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         "handles it); queued operations were delivered or spooled and it carries on",
         os.getpid(),
     )
+
+
+def _end_after(seconds: float) -> None:
+    """End the process as SIGTERM's default would, unless it has ended ``seconds`` from now."""
+    try:
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+    except Exception:  # no thread can start here: the process is left to end by itself
+        logger.debug("posthog_otel: could not bound the wait after SIGTERM", exc_info=True)
 
 
 def sigterm_handler_installed() -> bool:
