@@ -16,17 +16,17 @@ from __future__ import annotations
 import asyncio
 import functools
 import time
-from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, Union, cast
+from typing import Any, Callable, Dict, List, Mapping, Optional, Tuple, TypeVar, cast
 
 from .._guard import failed
 from .._log import count_drop, warn_limited
 from . import otel_events
 from .definitions import Definitions
 from .reads import AllRead, Call, FlagRead, SnapshotRead, empty_snapshot, shown
+from .results import FlagValue
 from .service import FlagService, calls_disabled, current_service, overrides_in_effect, service_in_use
 from .snapshot import FeatureFlagEvaluations
 
-FlagValue = Union[bool, str]
 Groups = Optional[Mapping[str, Any]]
 Properties = Optional[Mapping[str, Any]]
 GroupProperties = Optional[Mapping[str, Mapping[str, Any]]]

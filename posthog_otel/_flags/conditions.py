@@ -12,7 +12,8 @@ from typing import Any, Mapping, Optional, Tuple, cast
 from .buckets import bucket, number, percent
 from .definitions import Condition, Flag
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
-from .steps import EvaluationState, FlagValue
+from .results import FlagValue
+from .steps import EvaluationState
 
 MATCH, NO_MATCH, OUT_OF_ROLLOUT = "match", "no match", "out of rollout"
 

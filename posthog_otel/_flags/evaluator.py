@@ -44,7 +44,8 @@ from .definitions import Definitions, Flag
 from .dependencies import dependency
 from .errors import DefinitionError, NeedsServer, Reason, Undecidable, first_reason
 from .regex import new_budget
-from .steps import FlagValue, Trace
+from .results import FlagValue
+from .steps import Trace
 
 __all__ = ["Evaluation", "FlagValue", "Trace", "bucket"]
 

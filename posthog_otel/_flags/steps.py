@@ -9,8 +9,8 @@ from __future__ import annotations
 from typing import Any, Dict, List, Mapping, Optional, Protocol, Tuple, Union
 
 from .definitions import Definitions, Flag
+from .results import FlagValue
 
-FlagValue = Union[bool, str]
 Trace = List[Tuple[int, str]]
 
 
