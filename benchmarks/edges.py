@@ -80,12 +80,15 @@ time.sleep(1.0)  # then the main thread ends while they go on
 """
 )
 
-PHASES = (
-    r"""
+#: The start of the phase scripts: their arguments and the log of what each call returned.
+HEAD = r"""
 import os, sys, time
 sdk, url, log_path, spool, key = sys.argv[1:6]
 log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
 """
+
+PHASES = (
+    HEAD
     + SDK
     + r"""
 seq = 0
@@ -177,11 +180,7 @@ def _read_only_order(run: Any, mount: pathlib.Path) -> Dict[str, Any]:
 
 
 EXIT = (
-    r"""
-import os, sys, time
-sdk, url, log_path, spool, key = sys.argv[1:6]
-log = os.open(log_path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
-"""
+    HEAD
     + SDK
     + r"""
 lines = ["%s %d %.6f\n" % (emit("user-%d" % (n % 10), n), n, time.time()) for n in range(20_000)]

@@ -35,26 +35,24 @@ if sys.platform == "win32":  # pragma: no cover - exercised on Windows only
 else:
     import fcntl
 
-    def try_lock(fd: int) -> bool:
-        """Take an exclusive lock on ``fd`` without waiting; False if another process holds it."""
+    def _lock_now(fd: int, kind: int) -> bool:
+        """Take a ``kind`` lock on ``fd`` without waiting; False if another process holds one."""
         try:
-            fcntl.lockf(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.lockf(fd, kind | fcntl.LOCK_NB)
         except OSError as error:
             if error.errno in (errno.EAGAIN, errno.EACCES):
                 return False
             raise
         return True
 
+    def try_lock(fd: int) -> bool:
+        """Take an exclusive lock on ``fd`` without waiting; False if another process holds it."""
+        return _lock_now(fd, fcntl.LOCK_EX)
+
     def hold_shared(fd: int) -> bool:
         """A shared lock, which a descriptor opened read-only can hold: a process holding it
         keeps no file open for writing, so an administrator can still remount read-only."""
-        try:
-            fcntl.lockf(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
-        except OSError as error:
-            if error.errno in (errno.EAGAIN, errno.EACCES):
-                return False
-            raise
-        return True
+        return _lock_now(fd, fcntl.LOCK_SH)
 
     #: How a lock holder opens its file.
     HOLD_MODE = os.O_RDONLY
