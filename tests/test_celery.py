@@ -40,9 +40,25 @@ def running_worker():
     try:
         with start_worker(app, pool="solo", perform_ping_check=False, shutdown_timeout=10):
             yield
+            _wake_to_stop()
     finally:  # the worker sets up logging (root at ERROR, a handler): later tests read warnings
         root.setLevel(level)
         root.handlers[:] = handlers
+
+
+def _wake_to_stop():
+    """Stop the worker now rather than after its 2 s broker poll: its loop looks at the stop flag
+    between two polls and polls once more after seeing it, so two no-op messages end both."""
+    from celery.worker import state
+
+    state.should_terminate = 0
+    noop.delay()
+    noop.delay()
+
+
+@app.task(name="identity.noop")
+def noop():
+    return None
 
 
 @pytest.fixture
@@ -59,7 +75,7 @@ def test_a_task_runs_under_the_senders_person_session_and_tags(worker, server, p
         posthog.tag("plan", "pro")
         posthog.tag("nested", {"a": 1})
         result = worker.delay("task_ran")
-    assert result.get(timeout=30) == ["user_456", "session-1", {"plan": "pro", "nested.a": 1}]
+    assert result.get(timeout=30, interval=0.01) == ["user_456", "session-1", {"plan": "pro", "nested.a": 1}]
     pipeline.flush()
     (event,) = server.wait_for_events(1)
     assert event["distinct_id"] == "user_456"
@@ -71,9 +87,9 @@ def test_tasks_do_not_inherit_from_each_other_on_the_worker(worker, server, pipe
     with posthog.new_context():
         posthog.identify_context("user_456")
         first = worker.delay("first")
-    assert first.get(timeout=30)[0] == "user_456"
+    assert first.get(timeout=30, interval=0.01)[0] == "user_456"
     second = worker.delay("second")  # sent outside any context
-    assert second.get(timeout=30) == [None, None, {}]
+    assert second.get(timeout=30, interval=0.01) == [None, None, {}]
     pipeline.flush()
     events = {e["event"]: e for e in server.wait_for_events(2)}
     assert events["second"]["properties"]["$process_person_profile"] is False
@@ -85,7 +101,7 @@ def test_uninstrumented_the_person_does_not_travel(worker):
     with posthog.new_context():
         posthog.identify_context("user_456")
         result = worker.delay("untracked")
-    assert result.get(timeout=30)[0] is None
+    assert result.get(timeout=30, interval=0.01)[0] is None
 
 
 def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, provider):
@@ -96,7 +112,7 @@ def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, pr
         posthog.tag("plan", "pro")
         result = fail.delay(12)
     with pytest.raises(LookupError):
-        result.get(timeout=30)
+        result.get(timeout=30, interval=0.01)
     assert pipeline.flush()
     (event,) = store.events()
     assert (event["event"], event["distinct_id"]) == ("$exception", "user_456")
@@ -113,6 +129,6 @@ def test_capture_exceptions_false_leaves_failing_tasks_alone(worker, local, prov
     server, store = local
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)
     with pytest.raises(LookupError):
-        fail.delay(13).get(timeout=30)
+        fail.delay(13).get(timeout=30, interval=0.01)
     assert pipeline.flush()
     assert store.events() == []

@@ -91,7 +91,7 @@ def serve_wsgi():
 
     def serve(app):
         server = make_server("127.0.0.1", 0, app, handler_class=QuietHandler)
-        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True).start()
+        threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.005}, daemon=True).start()
         servers.append(server)
         return "http://127.0.0.1:%d" % server.server_port
 
