@@ -19,6 +19,7 @@ from ._exporter import PostHogLogExporter, record_event_name
 from ._lifecycle import flush_global
 from ._log import logger
 from ._schema import is_operation
+from ._sigterm import threads_leave_signals_to_the_main_thread
 
 #: The SDK's batch delay since 1.41 (up to 1.40 it waited 5 s): what a SIGKILL can lose, before the exporter.
 DEFAULT_SCHEDULE_DELAY_MILLIS = 1000
@@ -49,7 +50,7 @@ class PostHogLogRecordProcessor(LogRecordProcessor):
 
     def __init__(self, exporter: PostHogLogExporter, **batch_options: Any) -> None:
         self.exporter = exporter
-        with _lifecycle.threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
+        with threads_leave_signals_to_the_main_thread():  # its worker thread, here and after fork
             self._batch = BatchLogRecordProcessor(exporter=exporter, **batch_options)
         self._detached = False
         self.slot: Optional[_Slot] = None  # set by configure(), where it shares a provider

@@ -331,6 +331,103 @@ def test_sigterm_goes_to_the_main_thread_not_to_our_threads_or_the_sdks(server):
         assert masks["posthog"] is True, (process, masks)
 
 
+SIGTERM_NOTED_NOT_RUN = """
+import os, signal, sys, threading, time
+import posthog_otel as posthog
+
+posthog.configure()
+print(" ".join(posthog.set("u%d" % i, {"i": i}) for i in range(5)), flush=True)
+main = threading.main_thread().native_id
+
+def blocked():
+    with open("/proc/self/task/%d/stat" % main) as stat:
+        return stat.read().rsplit(")", 1)[1].split()[0] == "S"
+
+def take_it():  # a thread that does not block SIGTERM takes it once the main thread waits in C
+    seen = 0
+    while seen < 5:
+        time.sleep(0.05)
+        seen = seen + 1 if blocked() else 0
+    signal.pthread_kill(threading.get_ident(), signal.SIGTERM)
+
+stuck = threading.Lock()
+stuck.acquire()
+threading.Thread(target=take_it, daemon=True).start()
+stuck.acquire()  # for ever, as a pool worker on its task queue when Pool.terminate() signals it
+"""
+
+
+@pytest.mark.skipif(not pathlib.Path("/proc/self/task").is_dir(), reason="reads thread states from /proc (Linux)")
+def test_a_sigterm_python_noted_while_the_main_thread_waits_in_c_still_ends_the_process(server):
+    # Python's C-level handler notes the signal and runs ours only when the main thread runs Python
+    # again: a main thread waiting in C never would, and the process would never end (a pool
+    # worker, with Pool.terminate() waiting for it). The watcher sends it on to the main thread.
+    child = subprocess.Popen([sys.executable, "-c", SIGTERM_NOTED_NOT_RUN], env=child_env(
+        POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        out, err = child.communicate(timeout=30)  # a safety net: without the watcher, for ever
+    finally:
+        child.kill()
+    assert child.returncode == -signal.SIGTERM, err
+    assert sorted(e["uuid"] for e in server.events) == sorted(out.split())
+
+
+SIGTERM_WHILE_DELIVERING = """
+import os, signal
+import posthog_otel as posthog
+from posthog_otel import _lifecycle
+
+posthog.configure()
+uuids = [posthog.set("u%d" % i, {"i": i}) for i in range(5)]
+with _lifecycle._lock:  # held as a multiprocessing child's exit holds it, delivering, when Pool.terminate() signals
+    os.kill(os.getpid(), signal.SIGTERM)
+    sum(range(1000))  # the handler runs here, between two steps of this thread
+print(" ".join(uuids), flush=True)
+"""
+
+
+def test_a_sigterm_while_the_main_thread_holds_what_delivering_needs_does_not_deadlock(server):
+    # The handler runs inside whatever the main thread was doing; persisting right there would wait
+    # for a lock that thread holds, for ever. It waits a bounded time instead, and the exit delivers.
+    out = subprocess.run([sys.executable, "-c", SIGTERM_WHILE_DELIVERING], env=child_env(
+        POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    assert sorted(e["uuid"] for e in server.events) == sorted(out.stdout.split())
+
+
+FORKED_CHILD_SIGTERM = """
+import multiprocessing, sys, threading, time
+import posthog_otel as posthog
+
+pipeline = posthog.configure()
+
+def wait():
+    threading.Event().wait()
+
+if __name__ == "__main__":
+    child = multiprocessing.get_context("fork").Process(target=wait)
+    child.start()
+    time.sleep(0.2)
+    child.terminate()
+    child.join()
+    time.sleep(0.5)  # were the child's signal noted in our pipe, our watcher would end us by now
+    uuid = posthog.set("parent", {"alive": True})
+    pipeline.flush()
+    print(child.exitcode, uuid, flush=True)
+"""
+
+
+def test_a_forked_childs_sigterm_is_its_own_not_its_parents(server):
+    # A forked child inherits its parent's wake-up pipe: unless it takes one of its own, its
+    # SIGTERM would reach the parent's watcher, which would end the parent.
+    out = subprocess.run([sys.executable, "-c", FORKED_CHILD_SIGTERM], env=child_env(
+        POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url), capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert out.returncode == 0, out.stderr
+    exitcode, uuid = out.stdout.split()
+    assert exitcode == str(-signal.SIGTERM)
+    assert [e["uuid"] for e in server.events if e["distinct_id"] == "parent"] == [uuid]
+
+
 DAEMONS_AT_EXIT = """
     import atexit, json, sys, threading, time
     import posthog_otel as posthog

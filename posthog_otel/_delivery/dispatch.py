@@ -36,7 +36,7 @@ import os
 import time
 from typing import Any, Callable, Dict, Optional
 
-from .. import _emitter, _lifecycle
+from .. import _emitter, _lifecycle, _sigterm
 from .._config import Settings, redact
 from .._hooks import Hooks
 from .._log import logger, warn_limited
@@ -107,7 +107,9 @@ class Dispatcher:
         )  # fmt: skip
         self._pid = os.getpid()
         register_metrics(self._stats)
-        _lifecycle.register(self, settings.handle_sigterm)
+        _lifecycle.register(self)
+        if settings.handle_sigterm:
+            _sigterm.install()
         if self._spool.pending():
             self._loop.ensure_threads()  # batches left by an earlier process: send them now
 

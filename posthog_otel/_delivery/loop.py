@@ -15,10 +15,11 @@ import threading
 import time
 from typing import List, Optional, Tuple
 
-from .. import _lifecycle, _log, _state
+from .. import _log, _state
 from .._config import Settings
 from .._hooks import Hooks
 from .._log import count_drop, logger, warn_limited
+from .._sigterm import leave_signals_to_the_main_thread
 from .._stats import Stats
 from . import exit as _exit
 from .board import Board
@@ -65,7 +66,7 @@ class DispatchLoop:
         self.inline = False
 
     def _run(self) -> None:
-        _lifecycle.leave_signals_to_the_main_thread()
+        leave_signals_to_the_main_thread()
         _log.attribute_drops_to(self._stats.drops)  # what this thread drops is this exporter's
         board = self._board
         while True:
@@ -100,7 +101,7 @@ class DispatchLoop:
                     return
 
     def _http_run(self) -> None:
-        _lifecycle.leave_signals_to_the_main_thread()
+        leave_signals_to_the_main_thread()
         _log.attribute_drops_to(self._stats.drops)
         self._worker.run()
 

@@ -111,7 +111,7 @@ class DefinitionsPoller:
 
     def _run(self) -> None:
         """Poll when due: at once the first time, then every ``interval`` (a forked child keeps the schedule)."""
-        from .._lifecycle import leave_signals_to_the_main_thread
+        from .._sigterm import leave_signals_to_the_main_thread
 
         leave_signals_to_the_main_thread()
         stop = self._stop

@@ -1,0 +1,293 @@
+"""SIGTERM: deliver or spool what is queued, then end as the default disposition would.
+
+SIGTERM with Python's default disposition kills the process without ``atexit``. When nothing
+else handles it, our handler delivers or spools what is queued, then restores the default and
+sends the signal again, so the process ends exactly as it would have (and a ``while True: try:
+... except: pass`` loop still cannot swallow it). An application's own handler is never
+replaced. A process that survives its own SIGTERM (pid 1 in a container ignores it) carries on,
+ready for the next.
+
+**A SIGTERM Python has noted but not run.** Python runs a handler only in the main thread, and
+only when that thread runs Python code again. A signal that lands just before the main thread
+blocks in C (a pool worker going back to its task queue's lock as ``Pool.terminate()`` sends it:
+one run in about forty here) is noted by Python's C-level handler, and the wait goes on, for
+ever: the process that the default would have killed lives on, and ``terminate()`` waits for it
+without end. So while our handler is installed a watcher thread reads the signal wake-up
+descriptor (Python writes each signal's number there, whichever thread took it): a SIGTERM our
+handler has not taken 50 ms later is sent again, to the main thread itself, whose wait it
+interrupts (EINTR), and Python runs the handler. Should the main thread never take it (C code
+that retries its wait), after ``SIGTERM_GRACE`` the watcher delivers or spools from its own
+thread and ends the process (exit status 128 + 15). When the application has a wake-up
+descriptor of its own (asyncio's signal handlers), it is left alone and there is no watcher.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+import time
+from typing import Any, List, Optional, Tuple
+
+from . import _log, _state
+from ._lifecycle import persist_all
+from ._log import logger
+
+#: Seconds SIGTERM may spend delivering before spooling the rest (containers give 10-30 s).
+SIGTERM_BUDGET = 3.0
+#: Seconds a process that took SIGTERM without ending (its queues not flushed in the budget) has
+#: to end by itself, delivering at its exit, before it is ended: a child's exit budget and more;
+#: also how long the watcher sends a SIGTERM on to a main thread that does not take it.
+SIGTERM_GRACE = 10.0
+#: The first look, after a SIGTERM, whether the handler took it (then at most every second).
+FIRST_LOOK = 0.05
+
+#: Orders the watcher's resending before the handler's start, never after it (when the default
+#: disposition may be back and a resent signal would kill at once).
+_lock = threading.Lock()
+#: Our handler has taken the SIGTERM (set first thing in it, reset where it is installed again).
+_taken = False
+#: The watcher's pipe in this process: (pid, read end, write end).
+_pipe: Optional[Tuple[int, int, int]] = None
+
+
+def install() -> None:
+    """Handle SIGTERM where nothing else does (called in the main thread; elsewhere, no-op)."""
+    global _taken
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            with _lock:
+                _taken = False
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _watch()
+    except (ValueError, OSError, AttributeError):  # no signals here (some embedded interpreters)
+        pass
+
+
+def handler_installed() -> bool:
+    return signal.getsignal(signal.SIGTERM) is _on_sigterm if hasattr(signal, "SIGTERM") else False
+
+
+def _on_sigterm(signum: int, frame: Any) -> None:
+    # The process may be exiting already (the main thread has ended: atexit handlers run, the
+    # SDK's shutdown among them, or a multiprocessing child's exit, where ``with Pool()``'s
+    # SIGTERM lands). That exit delivers what is queued; this handler could not reach it without
+    # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
+    # by its budgets); a second SIGTERM ends the process at once. The same when the SDK's queues
+    # could not be flushed within the budget (a loaded machine): a pool worker then ends by its
+    # pool's sentinel and delivers at its exit. Should it not end by itself (a worker blocked on
+    # its task queue; seen with Python 3.12's spawned pools), it is ended after ``SIGTERM_GRACE``:
+    # whoever sent the signal may be waiting for it (``Pool.terminate()`` joins its workers).
+    global _taken
+    with _lock:
+        if _taken:
+            return  # the watcher's resending of a SIGTERM this handler is taking already
+        _taken = True
+    exiting = not threading.main_thread().is_alive()
+    persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+    if not persisted:
+        logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
+        if not exiting:
+            _end_after(SIGTERM_GRACE)
+        return
+    os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
+    # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
+    with _lock:
+        _taken = False
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    _log.warn_limited(
+        "sigterm_survived",
+        "posthog_otel: SIGTERM did not end this process (pid %d; pid 1 ignores it unless the application "
+        "handles it); queued operations were delivered or spooled and it carries on",
+        os.getpid(),
+    )
+
+
+def _persist_beside(budget: float) -> bool:
+    """``persist_all`` on a thread of its own, waited for at most ``budget`` and a second. The
+    handler runs between two steps of the main thread, which may hold a lock that delivering
+    needs (a multiprocessing child's exit, delivering already, when ``Pool.terminate()``'s
+    SIGTERM lands): there, persisting on this thread would wait for ever. False when it did not
+    end in time: the main thread goes on, and its exit delivers."""
+
+    def work() -> None:
+        leave_signals_to_the_main_thread()
+        try:
+            persist_all(budget, stop=False)
+        except Exception:
+            logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
+
+    helper = threading.Thread(target=work, name="posthog-otel-sigterm-persist", daemon=True)
+    try:
+        helper.start()
+    except RuntimeError:  # no thread at interpreter shutdown: its exit delivers
+        return False
+    helper.join(budget + 1.0)
+    return not helper.is_alive()
+
+
+def _end_after(seconds: float) -> None:
+    """End the process as SIGTERM's default would, unless it has ended ``seconds`` from now."""
+    try:
+        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
+        timer.daemon = True
+        timer.start()
+    except Exception:  # no thread can start here: the process is left to end by itself
+        logger.debug("posthog_otel: could not bound the wait after SIGTERM", exc_info=True)
+
+
+# --- the watcher ---------------------------------------------------------------------------
+
+
+def _watch(replacing: int = -1) -> None:
+    """Have Python write signal numbers to a pipe of ours, read by a thread of ours (main thread
+    only). ``replacing``: a descriptor of ours the wake-up may still name (a forked child's copy
+    of its parent's)."""
+    global _pipe
+    if not hasattr(signal, "pthread_kill") or (_pipe is not None and _pipe[0] == os.getpid()):
+        return
+    read, write = os.pipe()
+    os.set_blocking(write, False)  # Python requires it: a full pipe must not block a signal
+    try:
+        previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+    except (ValueError, OSError):
+        previous = None
+    if previous is None or previous not in (-1, replacing):  # the application's own: leave it
+        if previous is not None:
+            signal.set_wakeup_fd(previous)
+        os.close(read)
+        os.close(write)
+        return
+    _pipe = (os.getpid(), read, write)
+    try:
+        threading.Thread(target=_read_signals, args=(read,), name="posthog-otel-sigterm", daemon=True).start()
+    except RuntimeError:  # no thread at interpreter shutdown: the handler alone, as before
+        logger.debug("posthog_otel: could not start the SIGTERM watcher", exc_info=True)
+
+
+def _read_signals(read: int) -> None:
+    leave_signals_to_the_main_thread()
+    while True:
+        try:
+            numbers = os.read(read, 512)
+        except OSError:
+            return
+        if not numbers:
+            return
+        if signal.SIGTERM in numbers and not _taken:
+            _see_it_taken()
+
+
+def _see_it_taken() -> None:
+    """Send the SIGTERM on to the main thread until the handler has taken it; if it never does,
+    deliver or spool from here and end the process."""
+    deadline = time.monotonic() + SIGTERM_GRACE
+    pause = FIRST_LOOK
+    while True:
+        time.sleep(pause)
+        with _lock:
+            if _taken or not handler_installed():
+                return
+            if time.monotonic() >= deadline:
+                break
+            try:
+                signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
+            except (OSError, ValueError):
+                break
+        pause = min(pause * 2, 1.0)
+    logger.warning(
+        "posthog_otel: SIGTERM was not taken by the main thread within %g s (it is blocked in C code); "
+        "delivering what is queued from another thread, then ending the process",
+        SIGTERM_GRACE,
+    )
+    try:
+        persist_all(SIGTERM_BUDGET, stop=True)
+    finally:
+        os._exit(128 + signal.SIGTERM)
+
+
+def _after_fork_in_child() -> None:
+    """The child has a copy of the parent's pipe (its signals would wake the parent's watcher)
+    and no watcher thread: a pipe and a watcher of its own."""
+    global _lock, _taken, _pipe
+    _lock = threading.Lock()
+    _taken = False
+    inherited, _pipe = _pipe, None
+    if inherited is None:
+        return
+    try:
+        if handler_installed():
+            _watch(replacing=inherited[2])
+    finally:
+        for descriptor in inherited[1:]:
+            try:
+                os.close(descriptor)
+            except OSError:
+                pass
+
+
+_state.at_fork(_after_fork_in_child)
+
+
+# --- signal masks ----------------------------------------------------------------------------
+
+
+def leave_signals_to_the_main_thread() -> None:
+    """Block SIGTERM in the calling (background) thread, so that the kernel delivers it to the
+    main thread.
+
+    A Python-level handler (ours) runs only in the main thread, and only when that thread gets
+    back to Python. A SIGTERM the kernel hands to a background thread instead only sets a flag;
+    if the main thread is blocked in C meanwhile (a multiprocessing pool worker waiting on a lock
+    that a terminated sibling held), nothing would run the handler but the watcher's resending.
+    Delivered to the main thread, the same signal interrupts that wait (EINTR) and the handler runs.
+    """
+    _block_sigterm()
+
+
+class threads_leave_signals_to_the_main_thread:
+    """``with ...:`` threads started inside (the OTel SDK's batch worker, which we cannot reach
+    otherwise) inherit a mask that blocks SIGTERM; so do the ones the SDK starts again in a
+    forked child, through a pair of fork hooks around its own."""
+
+    def __enter__(self) -> None:
+        self._saved = _block_sigterm()
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_block_in_child)
+
+    def __exit__(self, *exc: Any) -> None:
+        if hasattr(os, "register_at_fork"):
+            os.register_at_fork(after_in_child=_unblock_in_child)
+        _restore_mask(self._saved)
+
+
+_child_saved: List[Any] = []
+
+
+def _block_sigterm() -> Any:
+    if not (hasattr(signal, "pthread_sigmask") and hasattr(signal, "SIGTERM")):
+        return None
+    try:
+        return signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
+    except (OSError, ValueError):
+        return None
+
+
+def _restore_mask(saved: Any) -> None:
+    if saved is not None:
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, saved)
+        except (OSError, ValueError):
+            pass
+
+
+def _block_in_child() -> None:
+    _child_saved.append(_block_sigterm())
+
+
+def _unblock_in_child() -> None:
+    if _child_saved:
+        _restore_mask(_child_saved.pop())
