@@ -139,3 +139,15 @@ def test_exit_sends_at_once_what_memory_holds_and_stops_at_its_deadline(server, 
     assert parts.schedule.send_at == 10.0 and not parts.completed  # no backing off at exit
     parts.exit.step(finish, 100.0)
     assert parts.completed == [finish] and not parts.line.memory  # spooled at the deadline
+
+
+def test_exit_looks_again_20_ms_after_its_last_look_however_often_the_dispatcher_wakes(server, tmp_path):
+    # Measured from "now", a dispatcher woken more often than every 20 ms (batches still
+    # arriving) would push its next look at the exit further at each wake, and never take it.
+    parts = Parts(server, tmp_path)
+    parts.line.enqueue([Waiting(_batch(1), 0.0)])
+    finish = Finish(deadline=100.0, stop=True, started=0.0, last_progress=10.0)  # not stalled before 11
+    parts.exit.step(finish, 10.0)
+    assert not parts.schedule.in_flight
+    assert min(parts.exit.wake_times(finish)) == 10.0 + 0.02
+    assert min(parts.exit.wake_times(finish)) == 10.0 + 0.02  # the same when asked again later

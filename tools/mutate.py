@@ -345,6 +345,41 @@ MUTATIONS = [
     ),
     # performance work, review fixes, and the local server's accept loop
     (
+        "exit looks again only from now",
+        "posthog_otel/_delivery/exit.py",
+        "            times.append(finish.stepped + 0.02)",
+        "            times.append(time.monotonic() + 0.02)",
+        "tests/test_schedule.py::test_exit_looks_again_20_ms_after_its_last_look_however_often_the_dispatcher_wakes",
+    ),
+    (
+        "no SIGTERM watcher",
+        "posthog_otel/_sigterm.py",
+        '    global _pipe\n    if not hasattr(signal, "pthread_kill")',
+        '    global _pipe\n    if True:\n        return\n    if not hasattr(signal, "pthread_kill")',
+        "tests/test_processes.py::test_a_sigterm_python_noted_while_the_main_thread_waits_in_c_still_ends_the_process",
+    ),
+    (
+        "a forked child keeps its parent's wake-up pipe",
+        "posthog_otel/_sigterm.py",
+        "\n_state.at_fork(_after_fork_in_child)\n",
+        "\n",
+        "tests/test_processes.py::test_a_forked_childs_sigterm_is_its_own_not_its_parents",
+    ),
+    (
+        "SIGTERM persists on the interrupted main thread",
+        "posthog_otel/_sigterm.py",
+        "    persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)",
+        "    persisted = False if exiting else (persist_all(SIGTERM_BUDGET, stop=False) or True)",
+        "tests/test_processes.py::test_a_sigterm_while_the_main_thread_holds_what_delivering_needs_does_not_deadlock",
+    ),
+    (
+        "local server with Nagle's delay",
+        "posthog_otel/_local/serving.py",
+        "            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)\n",
+        "",
+        "tests/test_local_server.py::test_answers_on_a_kept_alive_connection_leave_without_waiting_for_the_clients_ack",
+    ),
+    (
         "exit ignores Retry-After",
         "posthog_otel/_delivery/exit.py",
         "        if now < schedule.asked_to_wait_until and self._spool.usable(now):",
