@@ -416,51 +416,57 @@ class Settings:
         environ = os.environ if environ is None else environ
         if REDIRECT is not None:
             arguments = _redirected(arguments)
-        known = {f.name: f for f in dataclasses.fields(cls)}
-        unknown = set(arguments) - set(known)
-        if unknown:
-            raise TypeError("unknown posthog_otel setting(s): %s" % ", ".join(sorted(unknown)))
-        values: Dict[str, Any] = {}
-        for name, spec in known.items():
-            parse = spec.metadata["parse"]
-            given = arguments.get(name)
-            if given is not None:
-                try:
-                    values[name] = parse(given)
-                except (TypeError, ValueError, OverflowError) as error:  # int(inf) overflows
-                    shown = "<redacted>" if name in SECRET_SETTINGS else repr(given)
-                    raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
-                continue
-            found = _from_environment(
-                environ, spec.metadata["env"], parse, name in SECRET_SETTINGS, spec.metadata["fatal"]
-            )
-            if found is not None:
-                values[name] = found
-        resolved = cls(**values)
-        resolved._check_keys()
+        resolved = cls(**_values(dataclasses.fields(cls), arguments, environ))
+        _check_keys(resolved)
         return resolved
-
-    def _check_keys(self) -> None:
-        """Keys put in each other's place: refused, naming both settings (PostHog's own prefixes:
-        ``phc_`` project keys, ``phx_`` personal keys, ``phs_`` project secret keys)."""
-        if self.api_key and self.api_key.startswith(("phx_", "phs_")):
-            raise ValueError(
-                "posthog_otel: api_key (POSTHOG_API_KEY) holds a personal or secret key (%s...); the project "
-                "API key starts with phc_. Put this one in personal_api_key (POSTHOG_PERSONAL_API_KEY) or "
-                "secret_key (POSTHOG_SECRET_KEY), and the project key in api_key" % self.api_key[:4]
-            )
-        for name, variable in (("personal_api_key", "POSTHOG_PERSONAL_API_KEY"), ("secret_key", "POSTHOG_SECRET_KEY")):
-            key = getattr(self, name)
-            if key and key.startswith("phc_"):
-                raise ValueError(
-                    "posthog_otel: %s (%s) holds a project API key (phc_...); it takes a personal (phx_) or "
-                    "secret (phs_) key. Put the project key in api_key (POSTHOG_API_KEY)" % (name, variable)
-                )
 
     @classmethod
     def table(cls) -> Tuple[Tuple[str, Tuple[str, ...], Any, str], ...]:
         """(argument, environment variables, default, description) for each setting."""
         return tuple((f.name, f.metadata["env"], f.default, f.metadata["doc"]) for f in dataclasses.fields(cls))
+
+
+def _values(
+    fields: Tuple["dataclasses.Field[Any]", ...], arguments: Dict[str, Any], environ: Mapping[str, str]
+) -> Dict[str, Any]:
+    """Each setting's value, parsed: the argument, else the environment; absent: the default."""
+    known = {f.name: f for f in fields}
+    unknown = set(arguments) - set(known)
+    if unknown:
+        raise TypeError("unknown posthog_otel setting(s): %s" % ", ".join(sorted(unknown)))
+    values: Dict[str, Any] = {}
+    for name, spec in known.items():
+        parse = spec.metadata["parse"]
+        given = arguments.get(name)
+        if given is not None:
+            try:
+                values[name] = parse(given)
+            except (TypeError, ValueError, OverflowError) as error:  # int(inf) overflows
+                shown = "<redacted>" if name in SECRET_SETTINGS else repr(given)
+                raise ValueError("posthog_otel: invalid %s=%s: %s" % (name, shown, error)) from None
+            continue
+        found = _from_environment(environ, spec.metadata["env"], parse, name in SECRET_SETTINGS, spec.metadata["fatal"])
+        if found is not None:
+            values[name] = found
+    return values
+
+
+def _check_keys(settings: Settings) -> None:
+    """Keys put in each other's place: refused, naming both settings (PostHog's own prefixes:
+    ``phc_`` project keys, ``phx_`` personal keys, ``phs_`` project secret keys)."""
+    if settings.api_key and settings.api_key.startswith(("phx_", "phs_")):
+        raise ValueError(
+            "posthog_otel: api_key (POSTHOG_API_KEY) holds a personal or secret key (%s...); the project "
+            "API key starts with phc_. Put this one in personal_api_key (POSTHOG_PERSONAL_API_KEY) or "
+            "secret_key (POSTHOG_SECRET_KEY), and the project key in api_key" % settings.api_key[:4]
+        )
+    for name, variable in (("personal_api_key", "POSTHOG_PERSONAL_API_KEY"), ("secret_key", "POSTHOG_SECRET_KEY")):
+        key = getattr(settings, name)
+        if key and key.startswith("phc_"):
+            raise ValueError(
+                "posthog_otel: %s (%s) holds a project API key (phc_...); it takes a personal (phx_) or "
+                "secret (phs_) key. Put the project key in api_key (POSTHOG_API_KEY)" % (name, variable)
+            )
 
 
 #: Set by ``posthog_otel.testing`` while its local PostHog runs: settings every resolution takes

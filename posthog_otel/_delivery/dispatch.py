@@ -62,6 +62,17 @@ __all__ = ["Dispatcher", "MappedEvents", "MEMORY_MAX_BYTES", "Read"]
 LIBRARY = "posthog-otel"
 
 
+def _defaults(settings: Settings) -> Defaults:
+    """What every event of this exporter carries unless the operation says otherwise."""
+    library = {"$lib": LIBRARY, "$lib_version": __version__, **({"$is_server": True} if settings.is_server else {})}
+    return Defaults(
+        library=library,
+        system=system_properties(),
+        disable_geoip=settings.disable_geoip,
+        trace_context=settings.trace_context,
+    )
+
+
 class Dispatcher:
     """``hand_off(batch)`` from the SDK's worker; everything else on its own threads."""
 
@@ -81,17 +92,7 @@ class Dispatcher:
         self.hooks = hooks if hooks is not None else Hooks(is_server=settings.is_server)
         #: Whose records these are (their sequence numbers): the module's operations, or a Client's.
         self._emitter = emitter if emitter is not None else _emitter.emitter
-        defaults = Defaults(
-            library={
-                "$lib": LIBRARY,
-                "$lib_version": __version__,
-                **({"$is_server": True} if settings.is_server else {}),
-            },
-            system=system_properties(),
-            disable_geoip=settings.disable_geoip,
-            trace_context=settings.trace_context,
-        )
-        self._encoder = Encoder(read, defaults, self.hooks)
+        self._encoder = Encoder(read, _defaults(settings), self.hooks)
         spool = open_spool(settings)
         self._stats = Stats(spool, self._gauges, getattr(self._emitter, "drops", None))
         self._spool = SpoolAccess(spool, self._stats)
