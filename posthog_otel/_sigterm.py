@@ -18,7 +18,14 @@ handler has not taken 50 ms later is sent again, to the main thread itself, whos
 interrupts (EINTR), and Python runs the handler. Should the main thread never take it (C code
 that retries its wait), after ``SIGTERM_GRACE`` the watcher delivers or spools from its own
 thread and ends the process (exit status 128 + 15). When the application has a wake-up
-descriptor of its own (asyncio's signal handlers), it is left alone and there is no watcher.
+descriptor of its own (asyncio's signal handlers), it is left alone and there is no watcher;
+one the application sets later (or takes away) replaces ours, and the watcher stands aside.
+
+**The handler runs inside whatever the main thread was doing**, which may hold a lock that
+delivering needs (a multiprocessing child's exit, delivering already): it persists on a thread
+of its own, waited for at most ``SIGTERM_BUDGET`` and a second; if that was not enough, the
+main thread goes on and that thread ends the process once it is done. A Ctrl-C raised in the
+handler's wait does not cancel the SIGTERM.
 """
 
 from __future__ import annotations
@@ -43,23 +50,25 @@ SIGTERM_GRACE = 10.0
 FIRST_LOOK = 0.05
 
 #: Orders the watcher's resending before the handler's start, never after it (when the default
-#: disposition may be back and a resent signal would kill at once).
-_lock = threading.Lock()
-#: Our handler has taken the SIGTERM (set first thing in it, reset where it is installed again).
-_taken = False
+#: disposition may be back and a resent signal would kill at once). Reentrant: on Python 3.9 a
+#: second SIGTERM can run the handler again inside its own ``with _lock``.
+_lock = threading.RLock()
+#: The handler's runs so far: the watcher's sign that a SIGTERM was taken.
+_runs = 0
+#: The handler is running (a nested run, for the watcher's resending or a second SIGTERM, returns).
+_running = False
+#: SIGTERMs the watcher sent on itself: their bytes in the pipe are not new signals.
+_resent = 0
 #: The watcher's pipe in this process: (pid, read end, write end).
 _pipe: Optional[Tuple[int, int, int]] = None
 
 
 def install() -> None:
     """Handle SIGTERM where nothing else does (called in the main thread; elsewhere, no-op)."""
-    global _taken
     if threading.current_thread() is not threading.main_thread():
         return
     try:
         if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            with _lock:
-                _taken = False
             signal.signal(signal.SIGTERM, _on_sigterm)
             _watch()
     except (ValueError, OSError, AttributeError):  # no signals here (some embedded interpreters)
@@ -71,22 +80,35 @@ def handler_installed() -> bool:
 
 
 def _on_sigterm(signum: int, frame: Any) -> None:
+    global _runs, _running
+    with _lock:
+        if _running:
+            return  # the watcher's resending of a SIGTERM this run is taking already
+        _running = True
+        _runs += 1
+    try:
+        _take_sigterm()
+    finally:
+        with _lock:
+            _running = False
+
+
+def _take_sigterm() -> None:
     # The process may be exiting already (the main thread has ended: atexit handlers run, the
     # SDK's shutdown among them, or a multiprocessing child's exit, where ``with Pool()``'s
     # SIGTERM lands). That exit delivers what is queued; this handler could not reach it without
     # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
-    # by its budgets); a second SIGTERM ends the process at once. The same when the SDK's queues
-    # could not be flushed within the budget (a loaded machine): a pool worker then ends by its
-    # pool's sentinel and delivers at its exit. Should it not end by itself (a worker blocked on
-    # its task queue; seen with Python 3.12's spawned pools), it is ended after ``SIGTERM_GRACE``:
-    # whoever sent the signal may be waiting for it (``Pool.terminate()`` joins its workers).
-    global _taken
-    with _lock:
-        if _taken:
-            return  # the watcher's resending of a SIGTERM this handler is taking already
-        _taken = True
+    # by its budgets); a second SIGTERM ends the process at once. The same when persisting did
+    # not end in time (it waits for a lock the interrupted main thread holds, or a loaded
+    # machine): the process goes on, and is ended once persisting ends, or after
+    # ``SIGTERM_GRACE``: whoever sent the signal may be waiting for it (``Pool.terminate()``
+    # joins its workers).
     exiting = not threading.main_thread().is_alive()
-    persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)
+    interrupted: Optional[BaseException] = None
+    try:
+        persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)
+    except BaseException as error:  # another signal's handler raised in our wait (Ctrl-C): SIGTERM came first
+        persisted, interrupted = True, error
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     if not persisted:
         logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
@@ -95,8 +117,6 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         return
     os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
     # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
-    with _lock:
-        _taken = False
     signal.signal(signal.SIGTERM, _on_sigterm)
     _log.warn_limited(
         "sigterm_survived",
@@ -104,6 +124,8 @@ def _on_sigterm(signum: int, frame: Any) -> None:
         "handles it); queued operations were delivered or spooled and it carries on",
         os.getpid(),
     )
+    if interrupted is not None:
+        raise interrupted
 
 
 def _persist_beside(budget: float) -> bool:
@@ -111,7 +133,8 @@ def _persist_beside(budget: float) -> bool:
     handler runs between two steps of the main thread, which may hold a lock that delivering
     needs (a multiprocessing child's exit, delivering already, when ``Pool.terminate()``'s
     SIGTERM lands): there, persisting on this thread would wait for ever. False when it did not
-    end in time: the main thread goes on, and its exit delivers."""
+    end in time: the main thread goes on, and the helper, once done, ends the process."""
+    late = threading.Event()
 
     def work() -> None:
         leave_signals_to_the_main_thread()
@@ -119,6 +142,8 @@ def _persist_beside(budget: float) -> bool:
             persist_all(budget, stop=False)
         except Exception:
             logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
+        if late.is_set() and not handler_installed():
+            os.kill(os.getpid(), signal.SIGTERM)  # the default is back: end now, as it would have
 
     helper = threading.Thread(target=work, name="posthog-otel-sigterm-persist", daemon=True)
     try:
@@ -126,7 +151,10 @@ def _persist_beside(budget: float) -> bool:
     except RuntimeError:  # no thread at interpreter shutdown: its exit delivers
         return False
     helper.join(budget + 1.0)
-    return not helper.is_alive()
+    if helper.is_alive():
+        late.set()
+        return False
+    return True
 
 
 def _end_after(seconds: float) -> None:
@@ -142,10 +170,12 @@ def _end_after(seconds: float) -> None:
 # --- the watcher ---------------------------------------------------------------------------
 
 
-def _watch(replacing: int = -1) -> None:
+def _watch() -> None:
     """Have Python write signal numbers to a pipe of ours, read by a thread of ours (main thread
-    only). ``replacing``: a descriptor of ours the wake-up may still name (a forked child's copy
-    of its parent's)."""
+    only), unless the application has a wake-up descriptor of its own (asyncio's signal
+    handlers). Python has no way to read the current one but to swap it: for that instant a
+    signal would wake ours; the application's is put back with Python's default
+    ``warn_on_full_buffer``."""
     global _pipe
     if not hasattr(signal, "pthread_kill") or (_pipe is not None and _pipe[0] == os.getpid()):
         return
@@ -155,7 +185,7 @@ def _watch(replacing: int = -1) -> None:
         previous = signal.set_wakeup_fd(write, warn_on_full_buffer=False)
     except (ValueError, OSError):
         previous = None
-    if previous is None or previous not in (-1, replacing):  # the application's own: leave it
+    if previous != -1:  # the application's own (or none possible): leave it
         if previous is not None:
             signal.set_wakeup_fd(previous)
         os.close(read)
@@ -169,6 +199,7 @@ def _watch(replacing: int = -1) -> None:
 
 
 def _read_signals(read: int) -> None:
+    global _resent
     leave_signals_to_the_main_thread()
     while True:
         try:
@@ -177,19 +208,26 @@ def _read_signals(read: int) -> None:
             return
         if not numbers:
             return
-        if signal.SIGTERM in numbers and not _taken:
-            _see_it_taken()
+        with _lock:
+            new = numbers.count(signal.SIGTERM)
+            own = min(new, _resent)  # the bytes of our own resending
+            _resent -= own
+            new -= own
+            before = _runs
+        if new:
+            _see_it_taken(before)
 
 
-def _see_it_taken() -> None:
-    """Send the SIGTERM on to the main thread until the handler has taken it; if it never does,
-    deliver or spool from here and end the process."""
+def _see_it_taken(before: int) -> None:
+    """Send the SIGTERM on to the main thread until the handler has run (again, counted from
+    ``before``); if it never does, deliver or spool from here and end the process."""
+    global _resent
     deadline = time.monotonic() + SIGTERM_GRACE
     pause = FIRST_LOOK
     while True:
         time.sleep(pause)
         with _lock:
-            if _taken or not handler_installed():
+            if _runs != before or not handler_installed():
                 return
             if time.monotonic() >= deadline:
                 break
@@ -197,7 +235,10 @@ def _see_it_taken() -> None:
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
             except (OSError, ValueError):
                 break
+            _resent += 1
         pause = min(pause * 2, 1.0)
+    # Bounded even if what persisting needs is held by the stuck main thread.
+    threading.Timer(SIGTERM_BUDGET + 1.0, os._exit, (128 + signal.SIGTERM,)).start()
     logger.warning(
         "posthog_otel: SIGTERM was not taken by the main thread within %g s (it is blocked in C code); "
         "delivering what is queued from another thread, then ending the process",
@@ -211,16 +252,22 @@ def _see_it_taken() -> None:
 
 def _after_fork_in_child() -> None:
     """The child has a copy of the parent's pipe (its signals would wake the parent's watcher)
-    and no watcher thread: a pipe and a watcher of its own."""
-    global _lock, _taken, _pipe
-    _lock = threading.Lock()
-    _taken = False
+    and no watcher thread: a pipe and a watcher of its own, or none, and then no wake-up left
+    on a descriptor number the child will reuse for its next file."""
+    global _lock, _running, _resent, _pipe
+    _lock = threading.RLock()
+    _running, _resent = False, 0
     inherited, _pipe = _pipe, None
     if inherited is None:
         return
     try:
-        if handler_installed():
-            _watch(replacing=inherited[2])
+        current = signal.set_wakeup_fd(-1)
+        if current != inherited[2]:  # the application's by now: leave it
+            signal.set_wakeup_fd(current)
+        elif handler_installed():
+            _watch()
+    except (ValueError, OSError):
+        pass
     finally:
         for descriptor in inherited[1:]:
             try:

@@ -72,7 +72,7 @@ MUTATIONS = [
     ),
     (
         "SIGTERM raises SystemExit",
-        "posthog_otel/_lifecycle.py",
+        "posthog_otel/_sigterm.py",
         "    os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have",
         "    raise SystemExit(143)",
         "tests/test_spool.py::test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would",
@@ -371,6 +371,27 @@ MUTATIONS = [
         "    persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)",
         "    persisted = False if exiting else (persist_all(SIGTERM_BUDGET, stop=False) or True)",
         "tests/test_processes.py::test_a_sigterm_while_the_main_thread_holds_what_delivering_needs_does_not_deadlock",
+    ),
+    (
+        "the watcher resends after the handler has run",
+        "posthog_otel/_sigterm.py",
+        "            if _runs != before or not handler_installed():",
+        "            if _running or not handler_installed():",
+        "tests/test_processes.py::test_pid_1_survives_its_own_sigterm_with_the_queue_delivered",
+    ),
+    (
+        "a Ctrl-C cancels the SIGTERM",
+        "posthog_otel/_sigterm.py",
+        "    except BaseException as error:  # another signal's handler raised in our wait (Ctrl-C): SIGTERM came first\n        persisted, interrupted = True, error\n",
+        "    except ZeroDivisionError as error:\n        persisted, interrupted = True, error\n",
+        "tests/test_processes.py::test_a_ctrl_c_while_sigterm_is_handled_does_not_cancel_the_sigterm",
+    ),
+    (
+        "a forked child keeps a wake-up on a closed descriptor",
+        "posthog_otel/_sigterm.py",
+        "        if current != inherited[2]:  # the application's by now: leave it\n            signal.set_wakeup_fd(current)\n",
+        "        if current != inherited[2]:  # the application's by now: leave it\n            signal.set_wakeup_fd(current)\n        elif not handler_installed():\n            signal.set_wakeup_fd(current)\n",
+        "tests/test_processes.py::test_a_forked_child_whose_sigterm_is_not_ours_keeps_no_wake_up_on_a_closed_descriptor",
     ),
     (
         "local server with Nagle's delay",
