@@ -46,6 +46,15 @@ class Recorded:
         return self.__dict__["_payload"]
 
 
+#: POSTHOG_OTEL_EXAMPLES=4 runs four times the examples of the heaviest property searches (a
+#: deeper search: .ci/run does it in a step of its own, the README's quick run does not).
+EXAMPLES = float(os.environ.get("POSTHOG_OTEL_EXAMPLES", "1"))
+
+
+def examples(count: int) -> int:
+    return max(1, int(count * EXAMPLES))
+
+
 class CaptureServer:
     def __init__(self, port: int = 0) -> None:
         self.requests: List[Recorded] = []

@@ -22,6 +22,8 @@ from hypothesis import strategies as st
 import posthog_otel as posthog
 from posthog_otel import _log
 
+from .support import examples
+
 RELAXED = settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 CANONICAL_UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
@@ -259,7 +261,7 @@ def run(name, args, kwargs):
     return getattr(posthog, name)(*args, **kwargs)
 
 
-@settings(RELAXED, max_examples=250)
+@settings(RELAXED, max_examples=examples(150))
 @given(context=contexts(), operations=st.lists(calls(), min_size=1, max_size=4))
 def test_every_call_in_any_context_never_raises_and_accounts_for_itself(server, pipeline, context, operations):
     server.reset()

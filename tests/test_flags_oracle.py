@@ -14,7 +14,6 @@ from __future__ import annotations
 import datetime as dt
 import json
 import math
-import os
 import time
 import warnings
 from typing import Any, Dict, List
@@ -25,6 +24,7 @@ from hypothesis import strategies as st
 
 import posthog_otel
 
+from . import support
 from .conftest import API_KEY
 from .test_conformance import normalise
 from .test_flags import DEFINITIONS, PERSONAL_KEY, FlagServer, flag, prop
@@ -33,12 +33,10 @@ from .test_flags_evaluator import SCENARIOS
 posthog = pytest.importorskip("posthog")
 pytestmark = pytest.mark.filterwarnings("ignore::FutureWarning")  # PostHog's SDK compiles "[[" patterns as they come
 
-#: POSTHOG_OTEL_FLAG_EXAMPLES=10 runs ten times the examples (a deeper search, not for every run).
-DEPTH = float(os.environ.get("POSTHOG_OTEL_FLAG_EXAMPLES", "1"))
-
 
 def examples(count: int) -> settings:
-    return settings(max_examples=max(1, int(count * DEPTH)), deadline=None, suppress_health_check=list(HealthCheck))
+    """``count`` examples, times POSTHOG_OTEL_EXAMPLES (tests/support.py)."""
+    return settings(max_examples=support.examples(count), deadline=None, suppress_health_check=list(HealthCheck))
 
 
 # --- generated definitions ----------------------------------------------------------------------

@@ -25,6 +25,7 @@ from posthog_otel.gateway import _otlp, _pbfast  # noqa: E402
 from posthog_otel.gateway._otlp import Limits, Malformed, decode_protobuf  # noqa: E402
 
 from . import gateway_support  # noqa: F401  (skips without opentelemetry-proto)
+from .support import examples
 
 RECEIVED = 1_800_000_000_000_000_000
 
@@ -278,7 +279,7 @@ def test_the_fast_reader_reads_what_the_official_classes_read(body, max_objects,
     assert outcome(body, max_objects, exceptions) == expected  # every pair it could keep, kept
 
 
-@settings(max_examples=500, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=examples(250), deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(common_requests(), st.sampled_from([200_000, 200_000, 30, 8]))
 def test_every_value_of_the_common_shape_is_read_as_the_official_classes_read_it(body, max_objects):
     with official_only():

@@ -16,6 +16,8 @@ import pytest
 from posthog_otel import drop_counts
 from posthog_otel._properties import MAX_DEPTH, sanitize_properties
 
+from .support import examples
+
 
 class Color(enum.Enum):
     RED = "red"
@@ -267,7 +269,7 @@ _VALUES = st.recursive(
 )
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=examples(200), deadline=None)
 @given(properties=st.dictionaries(_KEYS, _VALUES, max_size=8))
 @example(
     properties={"nan": float("nan"), "inf": float("-inf"), "big": 2**70, "list": [1, float("nan")], "map": {"a": 1}}
