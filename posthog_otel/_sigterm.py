@@ -17,7 +17,7 @@ descriptor (Python writes each signal's number there, whichever thread took it):
 handler has not taken 50 ms later is sent again, to the main thread itself, whose wait it
 interrupts (EINTR), and Python runs the handler. Should the main thread never take it (C code
 that retries its wait), after ``SIGTERM_GRACE`` the watcher delivers or spools from its own
-thread and ends the process (exit status 128 + 15). When the application has a wake-up
+thread and ends the process (exit status 128 + 15; not pid 1, which the default leaves alone). When the application has a wake-up
 descriptor of its own (asyncio's signal handlers), it is left alone and there is no watcher;
 one the application sets later (or takes away) replaces ours, and the watcher stands aside.
 
@@ -220,7 +220,8 @@ def _read_signals(read: int) -> None:
 
 def _see_it_taken(before: int) -> None:
     """Send the SIGTERM on to the main thread until the handler has run (again, counted from
-    ``before``); if it never does, deliver or spool from here and end the process."""
+    ``before``); if it never does, deliver or spool from here and end the process, as the
+    default would have (but in pid 1, which the default leaves alone: there, go on sending)."""
     global _resent
     deadline = time.monotonic() + SIGTERM_GRACE
     pause = FIRST_LOOK
@@ -229,13 +230,14 @@ def _see_it_taken(before: int) -> None:
         with _lock:
             if _runs != before or not handler_installed():
                 return
-            if time.monotonic() >= deadline:
+            if time.monotonic() >= deadline and os.getpid() != 1:
                 break
             try:
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
             except (OSError, ValueError):
                 break
             _resent += 1
+        logger.debug("posthog_otel: SIGTERM not taken by the main thread yet: sent to it again")
         pause = min(pause * 2, 1.0)
     # Bounded even if what persisting needs is held by the stuck main thread.
     threading.Timer(SIGTERM_BUDGET + 1.0, os._exit, (128 + signal.SIGTERM,)).start()
