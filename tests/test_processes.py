@@ -163,7 +163,7 @@ PID_ONE = """
     import posthog_otel as posthog
     from posthog_otel import _sigterm
 
-    _sigterm.SIGTERM_GRACE = 1.0  # how long its watcher would wait before ending a process (not pid 1)
+    _sigterm.SIGTERM_GRACE = 0.3  # how long its watcher would wait before ending a process (not pid 1)
     posthog.configure()
     logging.getLogger("posthog_otel").addHandler(logging.StreamHandler())  # its debug lines: what it resends
     logging.getLogger("posthog_otel").setLevel(logging.DEBUG)
@@ -176,6 +176,60 @@ PID_ONE = """
     while True:
         time.sleep(0.1)
 """
+
+#: A main thread waiting in C for ever, through signals (glibc's mutex lock retries its wait),
+#: without the GIL: no handler of ours can run, only the watcher.
+STUCK_IN_C = """
+import ctypes, logging, os, sys
+import posthog_otel as posthog
+from posthog_otel import _sigterm
+
+_sigterm.SIGTERM_GRACE = 0.3
+posthog.configure()
+logging.getLogger("posthog_otel").addHandler(logging.StreamHandler())  # its debug lines: what it resends
+logging.getLogger("posthog_otel").setLevel(logging.DEBUG)
+uuids = [posthog.set("u%d" % i, {"i": i}) for i in range(5)]
+print(os.getpid(), " ".join(uuids), flush=True)
+libc = ctypes.CDLL(None)
+mutex = ctypes.create_string_buffer(64)  # zeroed: a default mutex
+libc.pthread_mutex_lock(mutex)
+libc.pthread_mutex_lock(mutex)
+"""
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's pthread_mutex_lock through ctypes")
+def test_a_main_thread_that_never_takes_sigterm_is_ended_after_the_grace_with_its_queue_delivered(server):
+    app = subprocess.Popen([sys.executable, "-c", STUCK_IN_C], env=child_env(POSTHOG_API_KEY=API_KEY,
+                           POSTHOG_HOST=server.url), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        pid, *uuids = app.stdout.readline().split()
+        os.kill(int(pid), signal.SIGTERM)
+        _, err = app.communicate(timeout=30)  # a safety net: without the watcher, for ever
+    finally:
+        app.kill()
+    assert app.returncode == 128 + signal.SIGTERM, err
+    assert "SIGTERM was not taken by the main thread" in err
+    assert sorted(e["uuid"] for e in server.events) == sorted(uuids)
+
+
+def test_pid_1_whose_main_thread_never_takes_sigterm_is_not_ended(server, tmp_path):
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
+        pytest.skip("cannot make a PID namespace here")
+    app = subprocess.Popen([unshare, "-p", "-f", "--kill-child", sys.executable, "-c", STUCK_IN_C], env=child_env(
+        POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path)),
+        cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
+    pid, *uuids = app.stdout.readline().split()
+    try:
+        assert pid == "1"
+        outer = subprocess.run(["pgrep", "-P", str(app.pid)], capture_output=True, text=True).stdout.split()
+        os.kill(int(outer[0]), signal.SIGTERM)
+        _line_containing(app.stderr, "sent to it again", timeout=30)
+        time.sleep(1.5)  # five times the grace after which any other process is ended
+        assert app.poll() is None  # as SIGTERM's default would have left it
+    finally:
+        app.kill()
+        app.communicate(timeout=30)
 
 
 @pytest.mark.parametrize("main_thread", ["sleeping", "busy"])

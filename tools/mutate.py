@@ -380,6 +380,20 @@ MUTATIONS = [
         "tests/test_processes.py::test_pid_1_survives_its_own_sigterm_with_the_queue_delivered",
     ),
     (
+        "the watcher ends pid 1",
+        "posthog_otel/_sigterm.py",
+        "            if time.monotonic() >= deadline and os.getpid() != 1:",
+        "            if time.monotonic() >= deadline:",
+        "tests/test_processes.py::test_pid_1_whose_main_thread_never_takes_sigterm_is_not_ended",
+    ),
+    (
+        "the watcher only ever resends",
+        "posthog_otel/_sigterm.py",
+        "            if time.monotonic() >= deadline and os.getpid() != 1:",
+        "            if False:",
+        "tests/test_processes.py::test_a_main_thread_that_never_takes_sigterm_is_ended_after_the_grace_with_its_queue_delivered",
+    ),
+    (
         "a Ctrl-C cancels the SIGTERM",
         "posthog_otel/_sigterm.py",
         "    except BaseException as error:  # another signal's handler raised in our wait (Ctrl-C): SIGTERM came first\n        persisted, interrupted = True, error\n",
