@@ -21,7 +21,7 @@ logger = logging.getLogger("posthog_otel")
 #: Seconds between two log lines with the same key.
 WARN_INTERVAL = 60.0
 
-_lock = threading.Lock()
+_lock = threading.RLock()  # reentrant: SIGTERM's handler may warn inside a warning of the main thread
 _last: Dict[str, Tuple[float, int]] = {}
 _drops: "Counter[str]" = Counter()
 
@@ -79,7 +79,7 @@ def drop_counts() -> Dict[str, int]:
 def after_fork() -> None:
     """In a forked child: a lock held by a parent thread at fork time would stay held."""
     global _lock
-    _lock = threading.Lock()
+    _lock = threading.RLock()
 
 
 _debug_handler: "logging.Handler | None" = None

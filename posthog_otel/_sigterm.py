@@ -49,12 +49,14 @@ SIGTERM_GRACE = 10.0
 #: The first look, after a SIGTERM, whether the handler took it (then at most every second).
 FIRST_LOOK = 0.05
 
-#: Orders the watcher's resending before the handler's start, never after it (when the default
-#: disposition may be back and a resent signal would kill at once). Reentrant: on Python 3.9 a
-#: second SIGTERM can run the handler again inside its own ``with _lock``.
+#: Orders the watcher's resending before the handler restores the default disposition, never
+#: after it (a resent signal would kill at once). Reentrant: on Python 3.9 a second SIGTERM can
+#: run the handler again inside its own ``with _lock``.
 _lock = threading.RLock()
-#: The handler's runs so far: the watcher's sign that a SIGTERM was taken.
+#: The handler's runs so far, and as many as the watcher has seen: a SIGTERM read while the count
+#: has grown since was taken (or is being taken).
 _runs = 0
+_seen = 0
 #: The handler is running (a nested run, for the watcher's resending or a second SIGTERM, returns).
 _running = False
 #: SIGTERMs the watcher sent on itself: their bytes in the pipe are not new signals.
@@ -81,12 +83,13 @@ def handler_installed() -> bool:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _runs, _running
-    with _lock:
-        if _running:
-            return  # the watcher's resending of a SIGTERM this run is taking already
-        _running = True
-        _runs += 1
     try:
+        with _lock:
+            if _running:
+                return  # the watcher's resending of a SIGTERM this run is taking already
+            _running = True
+            _runs += 1
+        logger.debug("posthog_otel: SIGTERM taken by the handler")
         _take_sigterm()
     finally:
         with _lock:
@@ -100,61 +103,75 @@ def _take_sigterm() -> None:
     # risking a deadlock, and ending the process now would lose it. So the exit goes on (bounded
     # by its budgets); a second SIGTERM ends the process at once. The same when persisting did
     # not end in time (it waits for a lock the interrupted main thread holds, or a loaded
-    # machine): the process goes on, and is ended once persisting ends, or after
-    # ``SIGTERM_GRACE``: whoever sent the signal may be waiting for it (``Pool.terminate()``
-    # joins its workers).
+    # machine), or a Ctrl-C interrupted our wait: the process goes on, and is ended once
+    # persisting ends, or after ``SIGTERM_GRACE``: whoever sent the signal may be waiting for it
+    # (``Pool.terminate()`` joins its workers). Pid 1, which the default leaves alone, keeps ours.
     exiting = not threading.main_thread().is_alive()
+    persisting = None if exiting else _Persisting.start(SIGTERM_BUDGET)
     interrupted: Optional[BaseException] = None
     try:
-        persisted = False if exiting else _persist_beside(SIGTERM_BUDGET)
-    except BaseException as error:  # another signal's handler raised in our wait (Ctrl-C): SIGTERM came first
-        persisted, interrupted = True, error
-    signal.signal(signal.SIGTERM, signal.SIG_DFL)
-    if not persisted:
-        logger.debug("posthog_otel: SIGTERM while the process exits: the exit finishes delivering")
-        if not exiting:
-            _end_after(SIGTERM_GRACE)
-        return
-    os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
-    # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
-    signal.signal(signal.SIGTERM, _on_sigterm)
-    _log.warn_limited(
-        "sigterm_survived",
-        "posthog_otel: SIGTERM did not end this process (pid %d; pid 1 ignores it unless the application "
-        "handles it); queued operations were delivered or spooled and it carries on",
-        os.getpid(),
-    )
+        done = persisting is not None and persisting.wait(SIGTERM_BUDGET + 1.0)
+    except BaseException as error:  # another signal's handler raised in our wait (Ctrl-C)
+        done, interrupted = False, error
+    if done or os.getpid() != 1:
+        with _lock:  # no resending after this: it would kill at once
+            signal.signal(signal.SIGTERM, signal.SIG_DFL)
+        if done:
+            os.kill(os.getpid(), signal.SIGTERM)  # end as the default disposition would have
+            # Still here: the signal is ignored for us (pid 1 in a container) or blocked.
+            signal.signal(signal.SIGTERM, _on_sigterm)
+            _log.warn_limited(
+                "sigterm_survived",
+                "posthog_otel: SIGTERM did not end this process (pid %d; pid 1 ignores it unless the "
+                "application handles it); queued operations were delivered or spooled and it carries on",
+                os.getpid(),
+            )
+        else:
+            logger.debug("posthog_otel: SIGTERM taken; the process ends once what is queued is delivered")
+            if persisting is not None:
+                persisting.end_process_when_done()
+            if not exiting:
+                _end_after(SIGTERM_GRACE)
     if interrupted is not None:
         raise interrupted
 
 
-def _persist_beside(budget: float) -> bool:
-    """``persist_all`` on a thread of its own, waited for at most ``budget`` and a second. The
-    handler runs between two steps of the main thread, which may hold a lock that delivering
-    needs (a multiprocessing child's exit, delivering already, when ``Pool.terminate()``'s
-    SIGTERM lands): there, persisting on this thread would wait for ever. False when it did not
-    end in time: the main thread goes on, and the helper, once done, ends the process."""
-    late = threading.Event()
+class _Persisting:
+    """``persist_all`` on a thread of its own. The handler runs between two steps of the main
+    thread, which may hold a lock that delivering needs (a multiprocessing child's exit,
+    delivering already, when ``Pool.terminate()``'s SIGTERM lands): there, persisting on the
+    main thread would wait for ever."""
 
-    def work() -> None:
+    def __init__(self, budget: float) -> None:
+        self.thread = threading.Thread(target=self._run, args=(budget,), name="posthog-otel-sigterm-persist")
+        self.thread.daemon = True
+        self._late = threading.Event()
+
+    @classmethod
+    def start(cls, budget: float) -> "Optional[_Persisting]":
+        persisting = cls(budget)
+        try:
+            persisting.thread.start()
+        except RuntimeError:  # no thread at interpreter shutdown: its exit delivers
+            return None
+        return persisting
+
+    def wait(self, seconds: float) -> bool:
+        self.thread.join(seconds)
+        return not self.thread.is_alive()
+
+    def end_process_when_done(self) -> None:
+        """Told once the default disposition is back."""
+        self._late.set()
+
+    def _run(self, budget: float) -> None:
         leave_signals_to_the_main_thread()
         try:
             persist_all(budget, stop=False)
         except Exception:
             logger.debug("posthog_otel: error while persisting at SIGTERM", exc_info=True)
-        if late.is_set() and not handler_installed():
+        if self._late.is_set() and not handler_installed():
             os.kill(os.getpid(), signal.SIGTERM)  # the default is back: end now, as it would have
-
-    helper = threading.Thread(target=work, name="posthog-otel-sigterm-persist", daemon=True)
-    try:
-        helper.start()
-    except RuntimeError:  # no thread at interpreter shutdown: its exit delivers
-        return False
-    helper.join(budget + 1.0)
-    if helper.is_alive():
-        late.set()
-        return False
-    return True
 
 
 def _end_after(seconds: float) -> None:
@@ -199,7 +216,7 @@ def _watch() -> None:
 
 
 def _read_signals(read: int) -> None:
-    global _resent
+    global _resent, _seen
     leave_signals_to_the_main_thread()
     while True:
         try:
@@ -212,35 +229,42 @@ def _read_signals(read: int) -> None:
             new = numbers.count(signal.SIGTERM)
             own = min(new, _resent)  # the bytes of our own resending
             _resent -= own
-            new -= own
-            before = _runs
-        if new:
-            _see_it_taken(before)
+            taken, _seen = _runs != _seen, _runs
+        if new - own and not taken:
+            _see_it_taken()
 
 
-def _see_it_taken(before: int) -> None:
-    """Send the SIGTERM on to the main thread until the handler has run (again, counted from
-    ``before``); if it never does, deliver or spool from here and end the process, as the
-    default would have (but in pid 1, which the default leaves alone: there, go on sending)."""
-    global _resent
+def _see_it_taken() -> None:
+    """Send the SIGTERM on to the main thread until the handler runs; if it never does, deliver
+    or spool from here and end the process, as the default would have (pid 1, which the default
+    leaves alone, is left alone after ``SIGTERM_GRACE``)."""
+    global _resent, _seen
+    pid_1 = os.getpid() == 1
+    # Whatever happens below (a logging lock the stuck main thread holds...), the process ends.
+    bound = None if pid_1 else _timer(SIGTERM_GRACE + SIGTERM_BUDGET + 2.0, os._exit, 128 + signal.SIGTERM)
     deadline = time.monotonic() + SIGTERM_GRACE
-    pause = FIRST_LOOK
+    pause, said = FIRST_LOOK, False
     while True:
         time.sleep(pause)
         with _lock:
-            if _runs != before or not handler_installed():
+            if _runs != _seen or not handler_installed():
+                _seen = _runs
+                if bound is not None:
+                    bound.cancel()
                 return
-            if time.monotonic() >= deadline and os.getpid() != 1:
+            if time.monotonic() >= deadline:
                 break
             try:
                 signal.pthread_kill(threading.main_thread().ident or 0, signal.SIGTERM)
             except (OSError, ValueError):
                 break
             _resent += 1
-        logger.debug("posthog_otel: SIGTERM not taken by the main thread yet: sent to it again")
+        if not said:
+            said = True
+            logger.debug("posthog_otel: SIGTERM not taken by the main thread yet: sent to it again")
         pause = min(pause * 2, 1.0)
-    # Bounded even if what persisting needs is held by the stuck main thread.
-    threading.Timer(SIGTERM_BUDGET + 1.0, os._exit, (128 + signal.SIGTERM,)).start()
+    if pid_1:
+        return
     logger.warning(
         "posthog_otel: SIGTERM was not taken by the main thread within %g s (it is blocked in C code); "
         "delivering what is queued from another thread, then ending the process",
@@ -250,6 +274,16 @@ def _see_it_taken(before: int) -> None:
         persist_all(SIGTERM_BUDGET, stop=True)
     finally:
         os._exit(128 + signal.SIGTERM)
+
+
+def _timer(seconds: float, function: Any, *args: Any) -> Optional[threading.Timer]:
+    try:
+        timer = threading.Timer(seconds, function, args)
+        timer.daemon = True
+        timer.start()
+        return timer
+    except RuntimeError:  # no thread at interpreter shutdown
+        return None
 
 
 def _after_fork_in_child() -> None:
