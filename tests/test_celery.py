@@ -6,6 +6,7 @@ A real worker, in this process, on Celery's in-memory broker.
 from __future__ import annotations
 
 import logging
+import threading
 
 import pytest
 
@@ -104,7 +105,19 @@ def test_uninstrumented_the_person_does_not_travel(worker):
     assert result.get(timeout=30, interval=0.01)[0] is None
 
 
-def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, provider):
+@pytest.fixture
+def failure_signalled():
+    """Set once Celery's ``task_failure`` receivers, ours among them, have run: the result is
+    stored before they are called, so a failed ``get()`` does not mean they ran."""
+    from celery import signals
+
+    done = threading.Event()
+    signals.task_failure.connect(lambda **_: done.set(), weak=False, dispatch_uid="tests-failure-signalled")
+    yield done
+    signals.task_failure.disconnect(dispatch_uid="tests-failure-signalled")
+
+
+def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, provider, failure_signalled):
     server, store = local
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)
     with posthog.new_context():
@@ -113,6 +126,7 @@ def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, pr
         result = fail.delay(12)
     with pytest.raises(LookupError):
         result.get(timeout=30, interval=0.01)
+    assert failure_signalled.wait(30)
     assert pipeline.flush()
     (event,) = store.events()
     assert (event["event"], event["distinct_id"]) == ("$exception", "user_456")
@@ -124,11 +138,12 @@ def test_a_failing_task_is_one_exception_on_the_senders_person(worker, local, pr
     assert entry["stacktrace"]["frames"][-1]["function"] == "fail"
 
 
-def test_capture_exceptions_false_leaves_failing_tasks_alone(worker, local, provider):
+def test_capture_exceptions_false_leaves_failing_tasks_alone(worker, local, provider, failure_signalled):
     instrument_celery(capture_exceptions=False)
     server, store = local
     pipeline = posthog.configure(api_key=API_KEY, host=server.url, logger_provider=provider, schedule_delay_millis=50)
     with pytest.raises(LookupError):
         fail.delay(13).get(timeout=30, interval=0.01)
+    assert failure_signalled.wait(30)
     assert pipeline.flush()
     assert store.events() == []

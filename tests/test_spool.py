@@ -482,9 +482,13 @@ def test_a_script_that_exits_while_posthog_is_down_loses_nothing(server, tmp_pat
 def test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would(server, tmp_path):
     server.otherwise = lambda: Fault(drop_connection=True)
     process = run_script(server.url, 5, "wait", str(tmp_path), stdout=subprocess.PIPE)
-    assert process.stdout.readline().strip() == "ready"
-    process.terminate()
-    assert process.wait(timeout=30) == -signal.SIGTERM  # killed by the signal, bare except or not
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        process.terminate()
+        assert process.wait(timeout=30) == -signal.SIGTERM  # killed by the signal, bare except or not
+    finally:
+        process.kill()  # not left behind when it survived
+        process.communicate()
     server.otherwise = lambda: Fault()
     assert run_script(server.url, 0, "exit", str(tmp_path)).wait(timeout=60) == 0
     assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
@@ -492,9 +496,13 @@ def test_sigterm_spools_the_queue_then_ends_the_process_as_the_default_would(ser
 
 def test_sigterm_delivers_first_when_posthog_answers(server, tmp_path):
     process = run_script(server.url, 5, "wait", str(tmp_path), stdout=subprocess.PIPE)
-    assert process.stdout.readline().strip() == "ready"
-    process.terminate()
-    assert process.wait(timeout=30) == -signal.SIGTERM
+    try:
+        assert process.stdout.readline().strip() == "ready"
+        process.terminate()
+        assert process.wait(timeout=30) == -signal.SIGTERM
+    finally:
+        process.kill()  # not left behind when it survived
+        process.communicate()
     assert [e["$set"]["n"] for e in server.events] == [0, 1, 2, 3, 4]
 
 
