@@ -83,17 +83,19 @@ def handler_installed() -> bool:
 
 def _on_sigterm(signum: int, frame: Any) -> None:
     global _runs, _running
+    mine = False
     try:
         with _lock:
             if _running:
                 return  # the watcher's resending of a SIGTERM this run is taking already
-            _running = True
+            mine = _running = True  # in this order: an interrupt between the two leaves it False
             _runs += 1
         logger.debug("posthog_otel: SIGTERM taken by the handler")
         _take_sigterm()
     finally:
-        with _lock:
-            _running = False
+        if mine:  # a nested run that returned at once leaves the running one marked
+            with _lock:
+                _running = False
 
 
 def _take_sigterm() -> None:

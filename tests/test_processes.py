@@ -527,6 +527,19 @@ def test_a_forked_childs_sigterm_is_its_own_not_its_parents(server):
     assert [e["uuid"] for e in server.events if e["distinct_id"] == "parent"] == [uuid]
 
 
+def test_a_nested_run_of_the_handler_leaves_the_running_one_marked_as_running():
+    # A resent SIGTERM lands while the handler runs: the nested run returns at once, and must
+    # not mark the outer one finished (the next resend would then run the whole handler again).
+    from posthog_otel import _sigterm
+
+    _sigterm._running = True  # as inside the outer run
+    try:
+        _sigterm._on_sigterm(signal.SIGTERM, None)
+        assert _sigterm._running is True
+    finally:
+        _sigterm._running = False
+
+
 CTRL_C_DURING_SIGTERM = """
 import os, signal, threading, time
 import posthog_otel as posthog

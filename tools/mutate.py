@@ -394,6 +394,13 @@ MUTATIONS = [
         "tests/test_processes.py::test_a_main_thread_that_never_takes_sigterm_is_ended_after_the_grace_with_its_queue_delivered",
     ),
     (
+        "a nested handler run marks the running one finished",
+        "posthog_otel/_sigterm.py",
+        "        if mine:  # a nested run that returned at once leaves the running one marked",
+        "        if True:",
+        "tests/test_processes.py::test_a_nested_run_of_the_handler_leaves_the_running_one_marked_as_running",
+    ),
+    (
         "a Ctrl-C cancels the SIGTERM",
         "posthog_otel/_sigterm.py",
         "        done, interrupted = False, error\n",
