@@ -17,8 +17,9 @@ descriptor (Python writes each signal's number there, whichever thread took it):
 handler has not taken 50 ms later is sent again, to the main thread itself, whose wait it
 interrupts (EINTR), and Python runs the handler. Should the main thread never take it (C code
 that retries its wait), after ``SIGTERM_GRACE`` the watcher delivers or spools from its own
-thread and ends the process (exit status 128 + 15; not pid 1, which the default leaves alone). When the application has a wake-up
-descriptor of its own (asyncio's signal handlers), it is left alone and there is no watcher;
+thread and ends the process (exit status 128 + 15; not pid 1, which the default leaves alone).
+When the application has a wake-up descriptor of its own (asyncio's signal handlers), it is
+left alone and there is no watcher;
 one the application sets later (or takes away) replaces ours, and the watcher stands aside.
 
 **The handler runs inside whatever the main thread was doing**, which may hold a lock that
@@ -178,12 +179,8 @@ class _Persisting:
 
 def _end_after(seconds: float) -> None:
     """End the process as SIGTERM's default would, unless it has ended ``seconds`` from now."""
-    try:
-        timer = threading.Timer(seconds, os.kill, (os.getpid(), signal.SIGTERM))
-        timer.daemon = True
-        timer.start()
-    except Exception:  # no thread can start here: the process is left to end by itself
-        logger.debug("posthog_otel: could not bound the wait after SIGTERM", exc_info=True)
+    if _timer(seconds, os.kill, os.getpid(), signal.SIGTERM) is None:  # the process ends by itself
+        logger.debug("posthog_otel: could not bound the wait after SIGTERM")
 
 
 # --- the watcher ---------------------------------------------------------------------------
@@ -279,6 +276,7 @@ def _see_it_taken() -> None:
 
 
 def _timer(seconds: float, function: Any, *args: Any) -> Optional[threading.Timer]:
+    """A daemon timer, started; None where no thread can start (interpreter shutdown)."""
     try:
         timer = threading.Timer(seconds, function, args)
         timer.daemon = True

@@ -159,6 +159,14 @@ def test_without_a_key_under_opentelemetry_instrument_operations_are_refused_and
     assert "POSTHOG_API_KEY" in done.stderr
 
 
+def _unshare():
+    """``unshare``, able to make a PID namespace here (the test is skipped otherwise)."""
+    unshare = shutil.which("unshare")
+    if unshare is None or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
+        pytest.skip("cannot make a PID namespace here")
+    return unshare
+
+
 PID_ONE = """
     import logging, os, sys, time
     import posthog_otel as posthog
@@ -233,9 +241,7 @@ def test_a_main_thread_that_never_takes_sigterm_is_ended_after_the_grace_with_it
 
 @stuck_in_c
 def test_pid_1_whose_main_thread_never_takes_sigterm_is_not_ended(server, tmp_path):
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
-        pytest.skip("cannot make a PID namespace here")
+    unshare = _unshare()
     app = subprocess.Popen([unshare, "-p", "-f", "--kill-child", sys.executable, "-c", STUCK_IN_C], env=child_env(
         POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path)),
         cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)  # fmt: skip
@@ -255,9 +261,7 @@ def test_pid_1_whose_main_thread_never_takes_sigterm_is_not_ended(server, tmp_pa
 
 @pytest.mark.parametrize("main_thread", ["sleeping", "busy"])
 def test_pid_1_survives_its_own_sigterm_with_the_queue_delivered(main_thread, server, tmp_path):
-    unshare = shutil.which("unshare")
-    if unshare is None or subprocess.run([unshare, "-p", "-f", "true"], capture_output=True).returncode:
-        pytest.skip("cannot make a PID namespace here")
+    unshare = _unshare()
     env = child_env(POSTHOG_API_KEY=API_KEY, POSTHOG_HOST=server.url, POSTHOG_OTEL_SPOOL_DIR=str(tmp_path))
     app = subprocess.Popen([unshare, "-p", "-f", "--kill-child", sys.executable, "-c", textwrap.dedent(PID_ONE),
                             main_thread], env=env, cwd=str(ROOT), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
